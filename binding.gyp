@@ -1,0 +1,18 @@
+{
+  "targets": [
+    {
+      "target_name": "nullgate",
+      "sources": [
+        "native/addon.cc",
+        "native/addon_fs.cc",
+        "native/socket_ops.cc",
+        "native/fs_ops.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
+      "defines": ["_GNU_SOURCE", "NAPI_VERSION=8"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Werror", "-O2"],
+      "cflags_cc!": ["-fno-exceptions"]
+    }
+  ]
+}

@@ -1,0 +1,141 @@
+/**
+ * buildApp(options): the Fastify instance with nullgate's core endpoints, error shape and peer
+ * decoration. It never listens: gateway.ts (or the user) puts its server on a socket.
+ */
+import type { Socket } from 'node:net';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { PeerCredentials } from './binding.js';
+import { type ErrorCode, errorBody, errorCodes, isNullgateError } from './errors.js';
+import { peerOf } from './listen.js';
+import { version } from './version.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** SO_PEERCRED of the connection this request came on. */
+    peer: PeerCredentials;
+  }
+}
+
+export interface AppOptions {
+  /** Directory to serve; when set, the file routes are mounted under /files and /archive. */
+  readonly root?: string | undefined;
+  readonly writable?: boolean | undefined;
+  readonly maxUpload?: number | undefined;
+  /** A pino level, or false for no logs. */
+  readonly logLevel?: string | false | undefined;
+  /** Where logs go (defaults to stderr). */
+  readonly logStream?: NodeJS.WritableStream | undefined;
+  /** Extra Fastify options (timeouts, limits) for the operator. */
+  readonly fastify?: Omit<FastifyServerOptions, 'logger' | 'loggerInstance'> | undefined;
+}
+
+/** Maps a status to the registry code used when an error carries no nullgate code. */
+const codeForStatus = new Map<number, ErrorCode>();
+for (const [code, spec] of Object.entries(errorCodes) as [ErrorCode, { statusCode: number }][]) {
+  if (spec.statusCode !== 0 && !codeForStatus.has(spec.statusCode)) codeForStatus.set(spec.statusCode, code);
+}
+codeForStatus.set(404, 'NG_ERR_NOT_FOUND');
+
+export function statusCode(status: number): string {
+  return codeForStatus.get(status) ?? (status >= 500 ? 'NG_ERR_INTERNAL' : 'NG_ERR_BAD_REQUEST');
+}
+
+/** The process itself: what `inject()` requests (no socket, same process) report as peer. */
+const selfPeer: PeerCredentials = Object.freeze({
+  pid: process.pid,
+  uid: process.getuid?.() ?? 0,
+  gid: process.getgid?.() ?? 0,
+});
+
+function clientErrorBody(err: NodeJS.ErrnoException): [number, string, string] {
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return [408, 'NG_ERR_TIMEOUT', 'request timed out'];
+  if (err.code === 'HPE_HEADER_OVERFLOW') return [431, 'NG_ERR_HEADERS_TOO_LARGE', 'request headers too large'];
+  return [400, 'NG_ERR_BAD_REQUEST', `malformed request (${err.code ?? 'parse error'})`];
+}
+
+export function buildApp(options: AppOptions = {}): FastifyInstance {
+  const logLevel = options.logLevel ?? 'info';
+  const app = Fastify({
+    ...options.fastify,
+    logger: logLevel === false ? false : { level: logLevel, stream: options.logStream ?? process.stderr },
+    // One access line per request (onResponse below) instead of Fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
+    // While draining, requests on open keep-alive connections are still served (with
+    // `Connection: close`, which Fastify adds); only the listener stops accepting.
+    return503OnClosing: false,
+    // Errors in the HTTP parser (before Fastify has a request) get the nullgate error shape too.
+    clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket) {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const [status, code, message] = clientErrorBody(err);
+      const body = JSON.stringify(errorBody(status, code, message));
+      if (socket.writable) {
+        socket.write(
+          `HTTP/1.1 ${status} ${errorBody(status, code, message).error}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+            `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        );
+      }
+      socket.destroy();
+    },
+  });
+
+  app.decorateRequest('peer', null as unknown as PeerCredentials);
+  app.addHook('onRequest', (request, _reply, done) => {
+    request.peer = peerOf(request.raw.socket) ?? selfPeer;
+    done();
+  });
+  app.addHook('onResponse', (request, reply, done) => {
+    const { pid, uid, gid } = request.peer;
+    request.log.info(
+      {
+        peer: { pid, uid, gid },
+        method: request.method,
+        url: request.url,
+        status: reply.statusCode,
+        bytes: Number(reply.getHeader('content-length') ?? 0),
+        ms: Math.round(reply.elapsedTime * 10) / 10,
+      },
+      'access',
+    );
+    done();
+  });
+
+  app.setErrorHandler((error: FastifyError | Error, request, reply) => {
+    let status: number;
+    let code: string;
+    let message: string;
+    if (isNullgateError(error)) {
+      ({ statusCode: status, code, message } = error);
+    } else {
+      const fe = error as FastifyError;
+      status = typeof fe.statusCode === 'number' && fe.statusCode >= 400 ? fe.statusCode : 500;
+      code = statusCode(status);
+      message = status >= 500 ? 'internal server error' : fe.message;
+    }
+    if (status >= 500) request.log.error({ err: error, cause: error.cause }, 'request failed');
+    if (reply.sent || reply.raw.headersSent) {
+      // Mid-body failure: the status line is gone; cutting the connection is the only honest signal.
+      reply.raw.destroy();
+      return;
+    }
+    void reply.code(status).type('application/json; charset=utf-8').send(errorBody(status, code, message));
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    void reply
+      .code(404)
+      .send(errorBody(404, 'NG_ERR_ROUTE_NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`));
+  });
+
+  const writable = options.writable === true;
+  app.get('/', (request) => ({
+    name: 'nullgate',
+    version,
+    writable,
+    root: '/',
+    peer: request.peer,
+  }));
+  app.get('/health', () => ({ status: 'ok' }));
+  app.get('/whoami', (request) => ({ ...request.peer, allowed: true }));
+
+  return app;
+}

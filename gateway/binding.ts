@@ -1,0 +1,95 @@
+/**
+ * The only importer of the compiled addon (build/Release/nullgate.node, or nullgate.node beside
+ * the client bundle). It types the native surface and turns the native convention — a
+ * non-negative result or a negative errno — into Node-shaped system errors:
+ * `bind EADDRINUSE @name` with errno, code, syscall and address, like Node's own net errors.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { getSystemErrorMap, getSystemErrorName } from 'node:util';
+
+export interface PeerCredentials {
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+export interface SocketInfo {
+  readonly domain: number;
+  readonly type: number;
+  readonly listening: boolean;
+}
+
+/** The native module's exports, exactly (native/addon.cc, native/addon_fs.cc). */
+export interface NativeBinding {
+  socket(): number;
+  bind(fd: number, sunPath: Buffer): number;
+  listen(fd: number, backlog: number): number;
+  connect(fd: number, sunPath: Buffer): number;
+  sockName(fd: number): Buffer | number;
+  peerCred(fd: number): PeerCredentials | number;
+  sockInfo(fd: number): SocketInfo | number;
+  close(fd: number): number;
+  // --- beneath-root filesystem layer (native/addon_fs.cc) ---
+}
+
+function findAddon(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const candidates = [
+    process.env.NULLGATE_ADDON,
+    // The client bundle ships nullgate.node beside the bundled script.
+    path.join(here, 'nullgate.node'),
+    // Sources (gateway/) and compiled output (dist/gateway/) sit one or two levels below the root.
+    path.join(here, '..', 'build', 'Release', 'nullgate.node'),
+    path.join(here, '..', '..', 'build', 'Release', 'nullgate.node'),
+  ];
+  for (const candidate of candidates) if (candidate && existsSync(candidate)) return candidate;
+  throw new Error('nullgate native addon not found: run `npm install` (it builds build/Release/nullgate.node)');
+}
+
+const require = createRequire(import.meta.url);
+export const native = require(findAddon()) as NativeBinding;
+
+export interface SystemError extends Error {
+  errno: number;
+  code: string;
+  syscall: string;
+  address?: string;
+  path?: string;
+}
+
+/**
+ * A Node-shaped system error. `errno` may be given negative (the native convention) or
+ * positive; Node's own errors carry it negative, so that is what we store.
+ */
+export function systemError(
+  errno: number,
+  syscall: string,
+  target?: { address?: string; path?: string },
+): SystemError {
+  const neg = -Math.abs(errno);
+  const code = getSystemErrorName(neg);
+  const where = target?.address ?? target?.path;
+  const err = new Error(`${syscall} ${code}${where === undefined ? '' : ` ${where}`}`) as SystemError;
+  err.errno = neg;
+  err.code = code;
+  err.syscall = syscall;
+  if (target?.address !== undefined) err.address = target.address;
+  if (target?.path !== undefined) err.path = target.path;
+  Error.captureStackTrace(err, systemError);
+  return err;
+}
+
+/** The human description libuv has for an errno ("address already in use"). */
+export function errnoDescription(code: string): string | undefined {
+  for (const [, [name, description]] of getSystemErrorMap()) if (name === code) return description;
+  return undefined;
+}
+
+/** Returns `rc` when it is a success value, throws the system error otherwise. */
+export function check<T>(rc: T | number, syscall: string, target?: { address?: string; path?: string }): T {
+  if (typeof rc === 'number' && rc < 0) throw systemError(rc, syscall, target);
+  return rc as T;
+}

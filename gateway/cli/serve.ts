@@ -1,0 +1,140 @@
+/**
+ * `nullgate serve`: parse flags, build the gateway, listen, print one line saying what is
+ * served where (with a curl command that works), drain on SIGINT/SIGTERM.
+ */
+import { statSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { type Address, curlArgs, formatAddress, parseAddress } from '../address.js';
+import { errnoDescription } from '../binding.js';
+import { createGateway, DEFAULT_GRACE_MS } from '../gateway.js';
+import { findSocketOwner } from '../owner.js';
+import { CliError, ExitCode, usageError } from './exit.js';
+import { parseSize } from './size.js';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function parseId(text: string, flag: string): number {
+  if (!/^\d+$/.test(text)) throw usageError(`${flag} takes a numeric id, got "${text}"`);
+  return Number(text);
+}
+
+/** systemd socket activation (sd_listen_fds(3)): the first inherited fd is 3. */
+function activatedSocket(): Address | undefined {
+  const fds = process.env.LISTEN_FDS;
+  const pid = process.env.LISTEN_PID;
+  if (!fds || (pid !== undefined && pid !== String(process.pid))) return undefined;
+  if (fds !== '1') throw usageError(`LISTEN_FDS=${fds}: nullgate serves exactly one inherited socket`);
+  return { kind: 'fd', fd: 3 };
+}
+
+export async function serveCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      socket: { type: 'string' },
+      root: { type: 'string', default: '.' },
+      writable: { type: 'boolean', default: false },
+      'allow-uid': { type: 'string', multiple: true, default: [] },
+      'allow-gid': { type: 'string', multiple: true, default: [] },
+      'allow-any-peer': { type: 'boolean', default: false },
+      'max-upload': { type: 'string' },
+      grace: { type: 'string' },
+      'log-level': { type: 'string', default: 'info' },
+    },
+  });
+
+  const socketText = values.socket;
+  const target: Address = socketText !== undefined ? parseAddress(socketText) : (activatedSocket() ?? parseAddress('@nullgate'));
+  const root = path.resolve(values.root);
+  const st = statSync(root, { throwIfNoEntry: false });
+  if (!st?.isDirectory()) throw usageError(`--root ${values.root}: not a directory`);
+  const logLevel = values['log-level'];
+  if (!LOG_LEVELS.includes(logLevel)) throw usageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+  let maxUpload: number | undefined;
+  if (values['max-upload'] !== undefined) {
+    maxUpload = parseSize(values['max-upload']);
+    if (maxUpload === undefined) throw usageError(`--max-upload takes a size like 512K, 100M or 2G, got "${values['max-upload']}"`);
+  }
+  let graceMs = DEFAULT_GRACE_MS;
+  if (values.grace !== undefined) {
+    const seconds = Number(values.grace);
+    if (!Number.isFinite(seconds) || seconds < 0) throw usageError(`--grace takes seconds, got "${values.grace}"`);
+    graceMs = seconds * 1000;
+  }
+
+  const gateway = createGateway({
+    socket: target,
+    root,
+    writable: values.writable,
+    maxUpload,
+    graceMs,
+    logLevel,
+    allowUids: values['allow-uid'].map((v) => parseId(v, '--allow-uid')),
+    allowGids: values['allow-gid'].map((v) => parseId(v, '--allow-gid')),
+    allowAnyPeer: values['allow-any-peer'],
+  });
+
+  try {
+    await gateway.listen();
+  } catch (err) {
+    await gateway.app.close();
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'EADDRINUSE') {
+      const owner = findSocketOwner(target);
+      const held = owner ? ` (held by pid ${owner.pid}${owner.command ? ` ${owner.command}` : ''})` : '';
+      throw new CliError(`cannot listen on ${formatAddress(target)}: address already in use${held}`, ExitCode.FAILURE, {
+        cause: err,
+      });
+    }
+    if (typeof e.code === 'string' && e.code.startsWith('E') && e.code.length > 2) {
+      throw new CliError(
+        `cannot listen on ${formatAddress(target)}: ${errnoDescription(e.code) ?? e.code} (${e.message})`,
+        ExitCode.FAILURE,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+
+  const bound = gateway.address!;
+  const shown = formatAddress(bound);
+  const mode = values.writable ? 'read-write' : 'read-only';
+  const curl = curlArgs(bound);
+  if (values['allow-any-peer']) {
+    process.stderr.write('nullgate: warning: --allow-any-peer: every process in this network namespace may connect\n');
+  }
+  process.stderr.write(
+    `nullgate: serving ${root} (${mode}) on ${shown}` +
+      (curl ? ` — try: curl ${curl} http://localhost/files/\n` : '\n'),
+  );
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        // A second signal means "now": the operator gave up on the drain. The CLI's one exit
+        // path cannot be awaited here, since a stuck request is exactly what is being cut.
+        process.stderr.write(`nullgate: ${signal} again, exiting at once\n`);
+        process.exit(ExitCode.FAILURE);
+      }
+      stopping = true;
+      process.stderr.write(`nullgate: ${signal}: draining (up to ${graceMs / 1000}s), send again to exit at once\n`);
+      gateway.close().then(
+        () => {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+          resolve(ExitCode.OK);
+        },
+        (err: unknown) => {
+          process.stderr.write(`nullgate: error while closing: ${String(err)}\n`);
+          resolve(ExitCode.FAILURE);
+        },
+      );
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}

@@ -1,0 +1,151 @@
+/**
+ * The one registry of nullgate error codes. The code is the API; messages may change.
+ * docs/errors.md documents every code here, and test/unit/errors.test.ts keeps the two in sync
+ * (the way fastify's lib/errors.js and its errors test do).
+ */
+import { STATUS_CODES } from 'node:http';
+
+interface ErrorSpec {
+  /** HTTP status when the error reaches a client; 0 for errors that never leave the process. */
+  readonly statusCode: number;
+  /** One line for docs and for the catalogue test. */
+  readonly description: string;
+}
+
+export const errorCodes = {
+  NG_ERR_BAD_REQUEST: { statusCode: 400, description: 'The request is malformed (bad header, bad query, bad body).' },
+  NG_ERR_BAD_PATH: {
+    statusCode: 400,
+    description: 'The URL path has a NUL byte, a malformed percent escape, or a `..` that would leave the root.',
+  },
+  NG_ERR_DIGEST_MISMATCH: {
+    statusCode: 400,
+    description: 'The uploaded body does not match its `Content-Digest`/`Repr-Digest`; nothing was changed.',
+  },
+  NG_ERR_ARCHIVE_INVALID: { statusCode: 400, description: 'The uploaded archive is not a readable tar or tar.gz stream.' },
+  NG_ERR_ARCHIVE_UNSAFE: {
+    statusCode: 400,
+    description:
+      'An archive entry is unsafe (absolute path, `..`, link leading outside, device, FIFO, socket); nothing of the archive was kept.',
+  },
+  NG_ERR_PEER_DENIED: {
+    statusCode: 403,
+    description: "The connecting process's credentials (SO_PEERCRED) are not on the allow-list; the connection is closed.",
+  },
+  NG_ERR_READ_ONLY: { statusCode: 403, description: 'A write was asked of a server started without `--writable`.' },
+  NG_ERR_OUTSIDE_ROOT: {
+    statusCode: 403,
+    description: 'The path resolves outside the served root (for example through a symlink); the kernel refused it.',
+  },
+  NG_ERR_FORBIDDEN: { statusCode: 403, description: 'The operating system denied the operation (EACCES, EPERM), or it is never allowed (deleting the root).' },
+  NG_ERR_NOT_FOUND: { statusCode: 404, description: 'No such file or directory under the root.' },
+  NG_ERR_ROUTE_NOT_FOUND: { statusCode: 404, description: 'No endpoint has this method and URL.' },
+  NG_ERR_METHOD_NOT_ALLOWED: { statusCode: 405, description: 'The endpoint exists but not with this method.' },
+  NG_ERR_TIMEOUT: { statusCode: 408, description: 'The client was too slow sending its request.' },
+  NG_ERR_CONFLICT: {
+    statusCode: 409,
+    description: 'The operation conflicts with what is on disk: a file is in the way, a directory is not empty, or a type differs.',
+  },
+  NG_ERR_PRECONDITION_FAILED: {
+    statusCode: 412,
+    description: 'An `If-Match`, `If-Unmodified-Since`, `If-None-Match: *` or `Overwrite: F` precondition failed.',
+  },
+  NG_ERR_PAYLOAD_TOO_LARGE: { statusCode: 413, description: 'The body is larger than `--max-upload` (or the file system allows).' },
+  NG_ERR_UNSUPPORTED_MEDIA_TYPE: { statusCode: 415, description: 'The request body has a content type this endpoint does not take.' },
+  NG_ERR_RANGE_NOT_SATISFIABLE: {
+    statusCode: 416,
+    description: 'No requested range overlaps the file; `Content-Range: bytes */size` tells the size.',
+  },
+  NG_ERR_TOO_MANY_REQUESTS: { statusCode: 429, description: 'A server limit (connections, concurrent uploads) is reached; try again.' },
+  NG_ERR_HEADERS_TOO_LARGE: { statusCode: 431, description: 'The request headers are larger than the server accepts.' },
+  NG_ERR_INTERNAL: {
+    statusCode: 500,
+    description: 'An unexpected failure; the server logs the cause, the response never carries host paths.',
+  },
+  NG_ERR_SERVICE_UNAVAILABLE: { statusCode: 503, description: 'The server is shutting down.' },
+  NG_ERR_INSUFFICIENT_STORAGE: { statusCode: 507, description: 'The disk or quota is full (ENOSPC, EDQUOT); nothing was kept.' },
+  NG_ERR_ADDRESS_INVALID: {
+    statusCode: 0,
+    description: 'A socket address is malformed: bad `\\xHH` escape, empty or longer than 107 bytes, bad `fd:N`.',
+  },
+  NG_ERR_INVALID_OPTION: { statusCode: 0, description: 'A library or command-line option has an invalid value.' },
+  NG_ERR_SOCKET_ACTIVATION: {
+    statusCode: 0,
+    description: 'An inherited socket (systemd `LISTEN_FDS`, `fd:N`) is missing or is not a listening AF_UNIX stream socket.',
+  },
+  NG_ERR_NO_SERVER: { statusCode: 0, description: 'The client found no server listening on the address.' },
+  NG_ERR_HTTP: { statusCode: 0, description: 'The client got an HTTP error whose body carried no nullgate code.' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+export interface ErrorBody {
+  statusCode: number;
+  code: string;
+  error: string;
+  message: string;
+}
+
+export class NullgateError extends Error {
+  readonly code: ErrorCode;
+  readonly statusCode: number;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'NullgateError';
+    this.code = code;
+    this.statusCode = errorCodes[code].statusCode;
+  }
+
+  toJSON(): ErrorBody {
+    return errorBody(this.statusCode, this.code, this.message);
+  }
+}
+
+export function ngError(code: ErrorCode, message: string, cause?: unknown): NullgateError {
+  return new NullgateError(code, message, cause === undefined ? undefined : { cause });
+}
+
+export function errorBody(statusCode: number, code: string, message: string): ErrorBody {
+  return { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message };
+}
+
+export function isNullgateError(err: unknown): err is NullgateError {
+  return err instanceof NullgateError;
+}
+
+/**
+ * The one fs-errno → HTTP mapping (STYLE.md "Errors"). `shown` is the path as the client sees
+ * it (relative to the root, never a host path). ELOOP/EXDEV come from openat2's RESOLVE_BENEATH
+ * and RESOLVE_NO_MAGICLINKS when a lookup would leave the root (openat2(2)).
+ */
+export function fsError(err: unknown, shown: string): NullgateError {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  switch (code) {
+    case 'ENOENT':
+    case 'ENOTDIR':
+      return ngError('NG_ERR_NOT_FOUND', `no such file: ${shown}`, err);
+    case 'EXDEV':
+    case 'ELOOP':
+      return ngError('NG_ERR_OUTSIDE_ROOT', `path leads outside the served root: ${shown}`, err);
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+      return ngError('NG_ERR_FORBIDDEN', `permission denied: ${shown}`, err);
+    case 'EEXIST':
+      return ngError('NG_ERR_CONFLICT', `already exists: ${shown}`, err);
+    case 'ENOTEMPTY':
+      return ngError('NG_ERR_CONFLICT', `directory not empty: ${shown}`, err);
+    case 'EISDIR':
+      return ngError('NG_ERR_CONFLICT', `is a directory: ${shown}`, err);
+    case 'ENAMETOOLONG':
+      return ngError('NG_ERR_BAD_PATH', `name too long: ${shown}`, err);
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return ngError('NG_ERR_INSUFFICIENT_STORAGE', `no space left for: ${shown}`, err);
+    case 'EFBIG':
+      return ngError('NG_ERR_PAYLOAD_TOO_LARGE', `file too large: ${shown}`, err);
+    default:
+      return ngError('NG_ERR_INTERNAL', `internal error on: ${shown}`, err);
+  }
+}

@@ -1,0 +1,103 @@
+// Entry points of the nullgate addon. Each one checks its argument types (a mistake there is a
+// programmer error: TypeError "Usage: …"), calls one helper from socket_ops / fs_ops and returns
+// its result. Syscall failures come back as negative errno numbers; gateway/binding.ts turns them
+// into Node-shaped errors. No policy lives here.
+//
+// The socket calls are synchronous on purpose: every socket is SOCK_NONBLOCK, so bind, listen,
+// connect (AF_UNIX completes or fails at once) and getsockopt never wait, and an AsyncWorker
+// would only add a thread hop. Once an fd is returned to JS, JS owns it: C++ never closes it.
+#include <napi.h>
+
+#include <string>
+
+#include "addon_fs.h"
+#include "socket_ops.h"
+
+namespace {
+
+int32_t FdArg(const Napi::CallbackInfo& info, size_t i, const char* usage) {
+  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), usage);
+  return info[i].As<Napi::Number>().Int32Value();
+}
+
+Napi::Buffer<uint8_t> BufferArg(const Napi::CallbackInfo& info, size_t i, const char* usage) {
+  if (info.Length() <= i || !info[i].IsBuffer()) throw Napi::TypeError::New(info.Env(), usage);
+  return info[i].As<Napi::Buffer<uint8_t>>();
+}
+
+Napi::Value Socket(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), ng::sock_create()); }
+
+Napi::Value Bind(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: bind(fd: number, sunPath: Buffer)";
+  int fd = FdArg(info, 0, usage);
+  auto path = BufferArg(info, 1, usage);
+  return Napi::Number::New(info.Env(), ng::sock_bind(fd, path.Data(), path.Length()));
+}
+
+Napi::Value Listen(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: listen(fd: number, backlog: number)";
+  int fd = FdArg(info, 0, usage);
+  int backlog = FdArg(info, 1, usage);
+  return Napi::Number::New(info.Env(), ng::sock_listen(fd, backlog));
+}
+
+Napi::Value Connect(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: connect(fd: number, sunPath: Buffer)";
+  int fd = FdArg(info, 0, usage);
+  auto path = BufferArg(info, 1, usage);
+  return Napi::Number::New(info.Env(), ng::sock_connect(fd, path.Data(), path.Length()));
+}
+
+Napi::Value SockName(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "Usage: sockName(fd: number)");
+  std::string name;
+  int rc = ng::sock_name(fd, &name);
+  if (rc < 0) return Napi::Number::New(info.Env(), rc);
+  return Napi::Buffer<uint8_t>::Copy(info.Env(), reinterpret_cast<const uint8_t*>(name.data()), name.size());
+}
+
+Napi::Value PeerCred(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "Usage: peerCred(fd: number)");
+  ng::PeerCred cred;
+  int rc = ng::sock_peercred(fd, &cred);
+  if (rc < 0) return Napi::Number::New(info.Env(), rc);
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("pid", static_cast<double>(cred.pid));
+  out.Set("uid", static_cast<double>(cred.uid));
+  out.Set("gid", static_cast<double>(cred.gid));
+  return out;
+}
+
+Napi::Value SockInfo(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "Usage: sockInfo(fd: number)");
+  ng::SockInfo si;
+  int rc = ng::sock_info(fd, &si);
+  if (rc < 0) return Napi::Number::New(info.Env(), rc);
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("domain", si.domain);
+  out.Set("type", si.type);
+  out.Set("listening", si.listening != 0);
+  return out;
+}
+
+Napi::Value Close(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "Usage: close(fd: number)");
+  return Napi::Number::New(info.Env(), ng::fd_close(fd));
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("socket", Napi::Function::New(env, Socket, "socket"));
+  exports.Set("bind", Napi::Function::New(env, Bind, "bind"));
+  exports.Set("listen", Napi::Function::New(env, Listen, "listen"));
+  exports.Set("connect", Napi::Function::New(env, Connect, "connect"));
+  exports.Set("sockName", Napi::Function::New(env, SockName, "sockName"));
+  exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
+  exports.Set("sockInfo", Napi::Function::New(env, SockInfo, "sockInfo"));
+  exports.Set("close", Napi::Function::New(env, Close, "close"));
+  ng::RegisterFs(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(nullgate, Init)

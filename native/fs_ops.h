@@ -1,0 +1,2 @@
+// Beneath-root filesystem primitives (filled in by the file API work).
+#pragma once

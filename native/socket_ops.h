@@ -1,0 +1,40 @@
+// AF_UNIX socket primitives with exact-length addresses. Plain C++, no Napi: every function
+// returns a non-negative value on success or -errno on failure, and closes nothing it did not
+// open. `path`/`len` are the raw bytes of sun_path: a leading NUL byte means the abstract
+// namespace, and len is used as is (addrlen = offsetof(sun_path) + len), never padded.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace ng {
+
+// socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
+int sock_create();
+// bind(); len == 0 asks the kernel to autobind an abstract name (unix(7) "Autobind feature").
+int sock_bind(int fd, const uint8_t* path, size_t len);
+int sock_listen(int fd, int backlog);
+// Non-blocking connect: on AF_UNIX stream sockets it completes at once or fails
+// (EAGAIN when the listener's backlog is full).
+int sock_connect(int fd, const uint8_t* path, size_t len);
+// getsockname(): the exact sun_path bytes the kernel reports (possibly empty).
+int sock_name(int fd, std::string* out);
+struct PeerCred {
+  pid_t pid;
+  uid_t uid;
+  gid_t gid;
+};
+int sock_peercred(int fd, PeerCred* out);
+struct SockInfo {
+  int domain;
+  int type;
+  int listening;
+};
+// SO_DOMAIN / SO_TYPE / SO_ACCEPTCONN, to vet inherited (socket-activated) fds.
+int sock_info(int fd, SockInfo* out);
+int fd_close(int fd);
+
+}  // namespace ng
