@@ -23,7 +23,7 @@ export const DEFAULT_ADDRESS = '@nullgate';
 
 function decodeEscapes(text: string): Buffer {
   const out: number[] = [];
-  for (let i = 0; i < text.length; ) {
+  for (let i = 0; i < text.length;) {
     const ch = text[i]!;
     if (ch !== '\\') {
       const cp = text.codePointAt(i)!;
@@ -71,11 +71,18 @@ export function parseAddress(text: string): Address {
     return { kind: 'fd', fd: Number(digits) };
   }
   if (text.length === 0) throw ngError('NG_ERR_ADDRESS_INVALID', 'empty socket address');
-  if (text.includes('\0')) throw ngError('NG_ERR_ADDRESS_INVALID', `socket path contains a NUL byte: "${formatBytes(Buffer.from(text))}"`);
+  if (text.includes('\0'))
+    throw ngError(
+      'NG_ERR_ADDRESS_INVALID',
+      `socket path contains a NUL byte: "${formatBytes(Buffer.from(text))}"`,
+    );
   const bytes = Buffer.byteLength(text);
   // A filesystem path needs its terminating NUL inside sun_path.
   if (bytes > MAX_NAME_BYTES) {
-    throw ngError('NG_ERR_ADDRESS_INVALID', `socket path is ${bytes} bytes, at most ${MAX_NAME_BYTES} fit: "${text}"`);
+    throw ngError(
+      'NG_ERR_ADDRESS_INVALID',
+      `socket path is ${bytes} bytes, at most ${MAX_NAME_BYTES} fit: "${text}"`,
+    );
   }
   return { kind: 'path', path: text };
 }

@@ -3,7 +3,12 @@
  * decoration. It never listens: gateway.ts (or the user) puts its server on a socket.
  */
 import type { Socket } from 'node:net';
-import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyServerOptions,
+} from 'fastify';
 import type { PeerCredentials } from './binding.js';
 import { type ErrorCode, errorBody, errorCodes, isNullgateError } from './errors.js';
 import { peerOf } from './listen.js';
@@ -49,7 +54,8 @@ const selfPeer: PeerCredentials = Object.freeze({
 
 function clientErrorBody(err: NodeJS.ErrnoException): [number, string, string] {
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return [408, 'NG_ERR_TIMEOUT', 'request timed out'];
-  if (err.code === 'HPE_HEADER_OVERFLOW') return [431, 'NG_ERR_HEADERS_TOO_LARGE', 'request headers too large'];
+  if (err.code === 'HPE_HEADER_OVERFLOW')
+    return [431, 'NG_ERR_HEADERS_TOO_LARGE', 'request headers too large'];
   return [400, 'NG_ERR_BAD_REQUEST', `malformed request (${err.code ?? 'parse error'})`];
 }
 
@@ -117,13 +123,22 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
       reply.raw.destroy();
       return;
     }
-    void reply.code(status).type('application/json; charset=utf-8').send(errorBody(status, code, message));
+    void reply
+      .code(status)
+      .type('application/json; charset=utf-8')
+      .send(errorBody(status, code, message));
   });
 
   app.setNotFoundHandler((request, reply) => {
     void reply
       .code(404)
-      .send(errorBody(404, 'NG_ERR_ROUTE_NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`));
+      .send(
+        errorBody(
+          404,
+          'NG_ERR_ROUTE_NOT_FOUND',
+          `no route for ${request.method} ${request.url.split('?')[0]}`,
+        ),
+      );
   });
 
   const writable = options.writable === true;

@@ -46,7 +46,9 @@ function findAddon(): string {
     path.join(here, '..', '..', 'build', 'Release', 'nullgate.node'),
   ];
   for (const candidate of candidates) if (candidate && existsSync(candidate)) return candidate;
-  throw new Error('nullgate native addon not found: run `npm install` (it builds build/Release/nullgate.node)');
+  throw new Error(
+    'nullgate native addon not found: run `npm install` (it builds build/Release/nullgate.node)',
+  );
 }
 
 const require = createRequire(import.meta.url);

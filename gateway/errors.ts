@@ -13,16 +13,23 @@ interface ErrorSpec {
 }
 
 export const errorCodes = {
-  NG_ERR_BAD_REQUEST: { statusCode: 400, description: 'The request is malformed (bad header, bad query, bad body).' },
+  NG_ERR_BAD_REQUEST: {
+    statusCode: 400,
+    description: 'The request is malformed (bad header, bad query, bad body).',
+  },
   NG_ERR_BAD_PATH: {
     statusCode: 400,
-    description: 'The URL path has a NUL byte, a malformed percent escape, or a `..` that would leave the root.',
+    description:
+      'The URL path has a NUL byte, a malformed percent escape, or a `..` that would leave the root.',
   },
   NG_ERR_DIGEST_MISMATCH: {
     statusCode: 400,
     description: 'The uploaded body does not match its `Content-Digest`/`Repr-Digest`; nothing was changed.',
   },
-  NG_ERR_ARCHIVE_INVALID: { statusCode: 400, description: 'The uploaded archive is not a readable tar or tar.gz stream.' },
+  NG_ERR_ARCHIVE_INVALID: {
+    statusCode: 400,
+    description: 'The uploaded archive is not a readable tar or tar.gz stream.',
+  },
   NG_ERR_ARCHIVE_UNSAFE: {
     statusCode: 400,
     description:
@@ -30,51 +37,88 @@ export const errorCodes = {
   },
   NG_ERR_PEER_DENIED: {
     statusCode: 403,
-    description: "The connecting process's credentials (SO_PEERCRED) are not on the allow-list; the connection is closed.",
+    description:
+      "The connecting process's credentials (SO_PEERCRED) are not on the allow-list; the connection is closed.",
   },
-  NG_ERR_READ_ONLY: { statusCode: 403, description: 'A write was asked of a server started without `--writable`.' },
+  NG_ERR_READ_ONLY: {
+    statusCode: 403,
+    description: 'A write was asked of a server started without `--writable`.',
+  },
   NG_ERR_OUTSIDE_ROOT: {
     statusCode: 403,
-    description: 'The path resolves outside the served root (for example through a symlink); the kernel refused it.',
+    description:
+      'The path resolves outside the served root (for example through a symlink); the kernel refused it.',
   },
-  NG_ERR_FORBIDDEN: { statusCode: 403, description: 'The operating system denied the operation (EACCES, EPERM), or it is never allowed (deleting the root).' },
+  NG_ERR_FORBIDDEN: {
+    statusCode: 403,
+    description:
+      'The operating system denied the operation (EACCES, EPERM), or it is never allowed (deleting the root).',
+  },
   NG_ERR_NOT_FOUND: { statusCode: 404, description: 'No such file or directory under the root.' },
   NG_ERR_ROUTE_NOT_FOUND: { statusCode: 404, description: 'No endpoint has this method and URL.' },
-  NG_ERR_METHOD_NOT_ALLOWED: { statusCode: 405, description: 'The endpoint exists but not with this method.' },
+  NG_ERR_METHOD_NOT_ALLOWED: {
+    statusCode: 405,
+    description: 'The endpoint exists but not with this method.',
+  },
   NG_ERR_TIMEOUT: { statusCode: 408, description: 'The client was too slow sending its request.' },
   NG_ERR_CONFLICT: {
     statusCode: 409,
-    description: 'The operation conflicts with what is on disk: a file is in the way, a directory is not empty, or a type differs.',
+    description:
+      'The operation conflicts with what is on disk: a file is in the way, a directory is not empty, or a type differs.',
   },
   NG_ERR_PRECONDITION_FAILED: {
     statusCode: 412,
-    description: 'An `If-Match`, `If-Unmodified-Since`, `If-None-Match: *` or `Overwrite: F` precondition failed.',
+    description:
+      'An `If-Match`, `If-Unmodified-Since`, `If-None-Match: *` or `Overwrite: F` precondition failed.',
   },
-  NG_ERR_PAYLOAD_TOO_LARGE: { statusCode: 413, description: 'The body is larger than `--max-upload` (or the file system allows).' },
-  NG_ERR_UNSUPPORTED_MEDIA_TYPE: { statusCode: 415, description: 'The request body has a content type this endpoint does not take.' },
+  NG_ERR_PAYLOAD_TOO_LARGE: {
+    statusCode: 413,
+    description: 'The body is larger than `--max-upload` (or the file system allows).',
+  },
+  NG_ERR_UNSUPPORTED_MEDIA_TYPE: {
+    statusCode: 415,
+    description: 'The request body has a content type this endpoint does not take.',
+  },
   NG_ERR_RANGE_NOT_SATISFIABLE: {
     statusCode: 416,
     description: 'No requested range overlaps the file; `Content-Range: bytes */size` tells the size.',
   },
-  NG_ERR_TOO_MANY_REQUESTS: { statusCode: 429, description: 'A server limit (connections, concurrent uploads) is reached; try again.' },
-  NG_ERR_HEADERS_TOO_LARGE: { statusCode: 431, description: 'The request headers are larger than the server accepts.' },
+  NG_ERR_TOO_MANY_REQUESTS: {
+    statusCode: 429,
+    description: 'A server limit (connections, concurrent uploads) is reached; try again.',
+  },
+  NG_ERR_HEADERS_TOO_LARGE: {
+    statusCode: 431,
+    description: 'The request headers are larger than the server accepts.',
+  },
   NG_ERR_INTERNAL: {
     statusCode: 500,
     description: 'An unexpected failure; the server logs the cause, the response never carries host paths.',
   },
   NG_ERR_SERVICE_UNAVAILABLE: { statusCode: 503, description: 'The server is shutting down.' },
-  NG_ERR_INSUFFICIENT_STORAGE: { statusCode: 507, description: 'The disk or quota is full (ENOSPC, EDQUOT); nothing was kept.' },
+  NG_ERR_INSUFFICIENT_STORAGE: {
+    statusCode: 507,
+    description: 'The disk or quota is full (ENOSPC, EDQUOT); nothing was kept.',
+  },
   NG_ERR_ADDRESS_INVALID: {
     statusCode: 0,
-    description: 'A socket address is malformed: bad `\\xHH` escape, empty or longer than 107 bytes, bad `fd:N`.',
+    description:
+      'A socket address is malformed: bad `\\xHH` escape, empty or longer than 107 bytes, bad `fd:N`.',
   },
-  NG_ERR_INVALID_OPTION: { statusCode: 0, description: 'A library or command-line option has an invalid value.' },
+  NG_ERR_INVALID_OPTION: {
+    statusCode: 0,
+    description: 'A library or command-line option has an invalid value.',
+  },
   NG_ERR_SOCKET_ACTIVATION: {
     statusCode: 0,
-    description: 'An inherited socket (systemd `LISTEN_FDS`, `fd:N`) is missing or is not a listening AF_UNIX stream socket.',
+    description:
+      'An inherited socket (systemd `LISTEN_FDS`, `fd:N`) is missing or is not a listening AF_UNIX stream socket.',
   },
   NG_ERR_NO_SERVER: { statusCode: 0, description: 'The client found no server listening on the address.' },
-  NG_ERR_HTTP: { statusCode: 0, description: 'The client got an HTTP error whose body carried no nullgate code.' },
+  NG_ERR_HTTP: {
+    statusCode: 0,
+    description: 'The client got an HTTP error whose body carried no nullgate code.',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof errorCodes;

@@ -33,7 +33,8 @@ export const DEFAULT_GRACE_MS = 10_000;
 export function createGateway(options: GatewayOptions = {}): Gateway {
   // Validate everything before anything is bound: a bad option must not leave a socket behind.
   const policy = createPeerPolicy(options);
-  const target = typeof options.socket === 'object' ? options.socket : parseAddress(options.socket ?? DEFAULT_ADDRESS);
+  const target =
+    typeof options.socket === 'object' ? options.socket : parseAddress(options.socket ?? DEFAULT_ADDRESS);
   const app = buildApp(options);
   let bound: Address | undefined;
   let closing: Promise<void> | undefined;

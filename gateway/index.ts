@@ -1,13 +1,7 @@
 export { createGateway, DEFAULT_GRACE_MS, type Gateway, type GatewayOptions } from './gateway.js';
 export { buildApp, type AppOptions } from './app.js';
 export { listenAbstract, installPeerGate, peerOf, type ListenOptions, type DeniedPeer } from './listen.js';
-export {
-  parseAddress,
-  formatAddress,
-  DEFAULT_ADDRESS,
-  MAX_NAME_BYTES,
-  type Address,
-} from './address.js';
+export { parseAddress, formatAddress, DEFAULT_ADDRESS, MAX_NAME_BYTES, type Address } from './address.js';
 export { createPeerPolicy, OVERFLOW_ID, type PeerPolicy, type PeerPolicyOptions } from './peer-policy.js';
 export { errorCodes, NullgateError, type ErrorCode, type ErrorBody } from './errors.js';
 export type { PeerCredentials } from './binding.js';

@@ -48,7 +48,11 @@ const DENIED_CLOSE_MS = 2000;
 
 function deny(socket: Socket, peer: PeerCredentials | undefined, reason: string): void {
   const body = JSON.stringify(
-    errorBody(403, 'NG_ERR_PEER_DENIED', `peer not allowed: ${peer ? `uid ${peer.uid} gid ${peer.gid}` : reason}`),
+    errorBody(
+      403,
+      'NG_ERR_PEER_DENIED',
+      `peer not allowed: ${peer ? `uid ${peer.uid} gid ${peer.gid}` : reason}`,
+    ),
   );
   // The HTTP parser is never attached to this socket, so no request is read: the answer is
   // written raw, then the connection is closed.
@@ -64,7 +68,11 @@ function deny(socket: Socket, peer: PeerCredentials | undefined, reason: string)
  * Replaces the server's 'connection' listeners (http.Server's parser set-up among them) with a
  * gate that calls them only for allowed peers. Idempotent per server.
  */
-export function installPeerGate(server: Server, policy: PeerPolicy, onDenied?: (peer: DeniedPeer) => void): void {
+export function installPeerGate(
+  server: Server,
+  policy: PeerPolicy,
+  onDenied?: (peer: DeniedPeer) => void,
+): void {
   if (gated.has(server)) return;
   gated.add(server);
   const downstream = server.listeners('connection') as ((socket: Socket) => void)[];

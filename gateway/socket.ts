@@ -31,7 +31,11 @@ function closeQuietly(fd: number): void {
 export function adoptListener(fd: number): BoundSocket {
   const info = native.sockInfo(fd);
   if (typeof info === 'number') {
-    throw ngError('NG_ERR_SOCKET_ACTIVATION', `fd:${fd} is not a usable socket`, systemError(info, 'getsockopt'));
+    throw ngError(
+      'NG_ERR_SOCKET_ACTIVATION',
+      `fd:${fd} is not a usable socket`,
+      systemError(info, 'getsockopt'),
+    );
   }
   if (info.domain !== AF_UNIX || info.type !== SOCK_STREAM || !info.listening) {
     throw ngError('NG_ERR_SOCKET_ACTIVATION', `fd:${fd} is not a listening AF_UNIX stream socket`);

@@ -39,7 +39,9 @@ export async function main(argv: string[]): Promise<number> {
     }
     const load = commands[verb];
     if (!load) throw usageError(`unknown command "${verb}" (try nullgate --help)`);
-    return await (await load())(rest);
+    return await (
+      await load()
+    )(rest);
   } catch (err) {
     return reportError(err);
   }

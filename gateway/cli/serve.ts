@@ -47,21 +47,25 @@ export async function serveCommand(argv: string[]): Promise<number> {
   });
 
   const socketText = values.socket;
-  const target: Address = socketText !== undefined ? parseAddress(socketText) : (activatedSocket() ?? parseAddress('@nullgate'));
+  const target: Address =
+    socketText !== undefined ? parseAddress(socketText) : (activatedSocket() ?? parseAddress('@nullgate'));
   const root = path.resolve(values.root);
   const st = statSync(root, { throwIfNoEntry: false });
   if (!st?.isDirectory()) throw usageError(`--root ${values.root}: not a directory`);
   const logLevel = values['log-level'];
-  if (!LOG_LEVELS.includes(logLevel)) throw usageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+  if (!LOG_LEVELS.includes(logLevel))
+    throw usageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
   let maxUpload: number | undefined;
   if (values['max-upload'] !== undefined) {
     maxUpload = parseSize(values['max-upload']);
-    if (maxUpload === undefined) throw usageError(`--max-upload takes a size like 512K, 100M or 2G, got "${values['max-upload']}"`);
+    if (maxUpload === undefined)
+      throw usageError(`--max-upload takes a size like 512K, 100M or 2G, got "${values['max-upload']}"`);
   }
   let graceMs = DEFAULT_GRACE_MS;
   if (values.grace !== undefined) {
     const seconds = Number(values.grace);
-    if (!Number.isFinite(seconds) || seconds < 0) throw usageError(`--grace takes seconds, got "${values.grace}"`);
+    if (!Number.isFinite(seconds) || seconds < 0)
+      throw usageError(`--grace takes seconds, got "${values.grace}"`);
     graceMs = seconds * 1000;
   }
 
@@ -85,9 +89,13 @@ export async function serveCommand(argv: string[]): Promise<number> {
     if (e.code === 'EADDRINUSE') {
       const owner = findSocketOwner(target);
       const held = owner ? ` (held by pid ${owner.pid}${owner.command ? ` ${owner.command}` : ''})` : '';
-      throw new CliError(`cannot listen on ${formatAddress(target)}: address already in use${held}`, ExitCode.FAILURE, {
-        cause: err,
-      });
+      throw new CliError(
+        `cannot listen on ${formatAddress(target)}: address already in use${held}`,
+        ExitCode.FAILURE,
+        {
+          cause: err,
+        },
+      );
     }
     if (typeof e.code === 'string' && e.code.startsWith('E') && e.code.length > 2) {
       throw new CliError(
@@ -104,7 +112,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const mode = values.writable ? 'read-write' : 'read-only';
   const curl = curlArgs(bound);
   if (values['allow-any-peer']) {
-    process.stderr.write('nullgate: warning: --allow-any-peer: every process in this network namespace may connect\n');
+    process.stderr.write(
+      'nullgate: warning: --allow-any-peer: every process in this network namespace may connect\n',
+    );
   }
   process.stderr.write(
     `nullgate: serving ${root} (${mode}) on ${shown}` +
@@ -121,7 +131,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
         process.exit(ExitCode.FAILURE);
       }
       stopping = true;
-      process.stderr.write(`nullgate: ${signal}: draining (up to ${graceMs / 1000}s), send again to exit at once\n`);
+      process.stderr.write(
+        `nullgate: ${signal}: draining (up to ${graceMs / 1000}s), send again to exit at once\n`,
+      );
       gateway.close().then(
         () => {
           process.off('SIGINT', onSignal);
