@@ -33,6 +33,49 @@ export interface NativeBinding {
   sockInfo(fd: number): SocketInfo | number;
   close(fd: number): number;
   // --- beneath-root filesystem layer (native/addon_fs.cc) ---
+  // Every fs* call runs on the libuv thread pool and resolves to its value or a negative errno
+  // (it never rejects). Paths are relative to `dirFd` and resolve beneath it with openat2(2)
+  // RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS; a path with a NUL byte resolves to -EINVAL.
+  // Returned fds belong to JS; fd arguments are borrowed until the promise settles.
+  fsOpen(dirFd: number, rel: string, flags: number, mode: number): Promise<number>;
+  fsOpenRoot(path: string): Promise<number>;
+  fsStat(
+    dirFd: number,
+    rel: string,
+    follow: boolean,
+  ): Promise<
+    | {
+        readonly dev: number;
+        readonly ino: number;
+        readonly mode: number;
+        readonly nlink: number;
+        readonly uid: number;
+        readonly gid: number;
+        readonly size: number;
+        readonly mtimeMs: number;
+        readonly mtimeNs: bigint;
+      }
+    | number
+  >;
+  fsMkdir(dirFd: number, rel: string, mode: number): Promise<number>;
+  fsUnlink(dirFd: number, rel: string, removeDir: boolean): Promise<number>;
+  fsRename(dirFd: number, from: string, to: string, flags: number): Promise<number>;
+  fsReadlink(dirFd: number, rel: string): Promise<string | number>;
+  fsLinkTmpfile(fd: number, dirFd: number, rel: string, replace: boolean): Promise<number>;
+  /** The next entries (one getdents64 of at most `bufferBytes` bytes); `type` is DT_*; [] at the end. */
+  fsReadDir(
+    dirFd: number,
+    bufferBytes: number,
+  ): Promise<{ readonly name: string; readonly type: number }[] | number>;
+  /** Linux flags Node's fs.constants lacks, and the temporary-name prefix. */
+  readonly fsConstants: {
+    readonly O_PATH: number;
+    readonly O_TMPFILE: number;
+    readonly O_NOFOLLOW: number;
+    readonly O_DIRECTORY: number;
+    readonly RENAME_NOREPLACE: number;
+    readonly TMP_PREFIX: string;
+  };
 }
 
 function findAddon(): string {

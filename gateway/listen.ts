@@ -105,6 +105,9 @@ export async function listenAbstract(
   options: ListenOptions = {},
 ): Promise<BoundSocket> {
   const parsed = typeof address === 'string' ? parseAddress(address) : address;
+  // Clients that half-close after sending (shutdown(SHUT_WR), as `socat` and many scripts do)
+  // must still get their response; Node's http server would otherwise abort the request.
+  if ('httpAllowHalfOpen' in server) (server as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   installPeerGate(server, options.peerPolicy ?? createPeerPolicy(), options.onPeerDenied);
   const bound = bindListener(parsed, options.backlog ?? DEFAULT_BACKLOG);
   try {

@@ -1,7 +1,249 @@
+// Entry points of the beneath-root filesystem layer. Each checks its argument types (a mistake is
+// a programmer error: TypeError "Usage: …"), then runs one fs_ops helper on the libuv thread
+// pool and returns a Promise of its result: the value, or a negative errno. File syscalls can
+// block (slow or network disks, fsync, huge directories), so none of them runs on the JS thread.
+//
+// Fd ownership: once an fd is returned to JS (fsOpen, fsOpenRoot), JS owns it — C++ never closes
+// it, and the fd arguments of the other calls are borrowed for the duration of the call. JS must
+// not close an fd while a call that borrowed it is still pending.
 #include "addon_fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+
+#include <functional>
+#include <memory>
+#include <new>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "fs_ops.h"
 
 namespace ng {
 
-void RegisterFs(Napi::Env, Napi::Object) {}
+namespace {
+
+// Runs `work` (which computes an int result, and may fill a payload it captured) on the thread
+// pool and resolves a Promise in the JS thread: with the negative errno as a number when the
+// result is negative, else with `convert(env, result)` (or the number itself without a convert).
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<int()>;
+  using Convert = std::function<Napi::Value(Napi::Env, int)>;
+
+  static Napi::Promise Run(Napi::Env env, Work work, Convert convert = nullptr) {
+    auto* worker = new PromiseWorker(env, std::move(work), std::move(convert));
+    Napi::Promise promise = worker->deferred_.Promise();
+    worker->Queue();  // the worker deletes itself after OnOK/OnError
+    return promise;
+  }
+
+ protected:
+  void Execute() override {
+    try {
+      rc_ = work_();
+    } catch (const std::bad_alloc&) {
+      rc_ = -ENOMEM;
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (rc_ < 0 || !convert_) {
+      deferred_.Resolve(Napi::Number::New(env, rc_));
+      return;
+    }
+    deferred_.Resolve(convert_(env, rc_));
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  PromiseWorker(Napi::Env env, Work work, Convert convert)
+      : Napi::AsyncWorker(env, "nullgate:fs"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        work_(std::move(work)),
+        convert_(std::move(convert)) {}
+
+  Napi::Promise::Deferred deferred_;
+  Work work_;
+  Convert convert_;
+  int rc_ = 0;
+};
+
+Napi::Promise Resolved(Napi::Env env, int rc) {
+  auto deferred = Napi::Promise::Deferred::New(env);
+  deferred.Resolve(Napi::Number::New(env, rc));
+  return deferred.Promise();
+}
+
+int32_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* usage) {
+  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), usage);
+  return info[i].As<Napi::Number>().Int32Value();
+}
+
+bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* usage) {
+  if (info.Length() <= i || !info[i].IsBoolean()) throw Napi::TypeError::New(info.Env(), usage);
+  return info[i].As<Napi::Boolean>().Value();
+}
+
+// A path from JS. A NUL in it would silently truncate the C path, so `*ok` is false then and the
+// caller resolves -EINVAL without touching the file system.
+std::string PathArg(const Napi::CallbackInfo& info, size_t i, const char* usage, bool* ok) {
+  if (info.Length() <= i || !info[i].IsString()) throw Napi::TypeError::New(info.Env(), usage);
+  std::string s = info[i].As<Napi::String>().Utf8Value();
+  if (s.find('\0') != std::string::npos) *ok = false;
+  return s;
+}
+
+// fsOpen(dirFd, rel, flags, mode): Promise<fd | -errno>. The fd belongs to JS from here on.
+Napi::Value FsOpen(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsOpen(dirFd: number, rel: string, flags: number, mode: number)";
+  bool ok = true;
+  int dir = IntArg(info, 0, usage);
+  std::string rel = PathArg(info, 1, usage, &ok);
+  int flags = IntArg(info, 2, usage);
+  int mode = IntArg(info, 3, usage);
+  if (!ok) return Resolved(info.Env(), -EINVAL);
+  return PromiseWorker::Run(info.Env(), [dir, rel, flags, mode] {
+    return fs_open_beneath(dir, rel, flags, static_cast<mode_t>(mode));
+  });
+}
+
+// fsOpenRoot(path): Promise<fd | -errno>, O_PATH | O_DIRECTORY. The fd belongs to JS.
+Napi::Value FsOpenRoot(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsOpenRoot(path: string)";
+  bool ok = true;
+  std::string path = PathArg(info, 0, usage, &ok);
+  if (!ok) return Resolved(info.Env(), -EINVAL);
+  return PromiseWorker::Run(info.Env(), [path] { return fs_open_root(path); });
+}
+
+Napi::Value FsStat(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsStat(dirFd: number, rel: string, follow: boolean)";
+  bool ok = true;
+  int dir = IntArg(info, 0, usage);
+  std::string rel = PathArg(info, 1, usage, &ok);
+  bool follow = BoolArg(info, 2, usage);
+  if (!ok) return Resolved(info.Env(), -EINVAL);
+  auto st = std::make_shared<StatResult>();
+  return PromiseWorker::Run(
+      info.Env(), [dir, rel, follow, st] { return fs_stat_beneath(dir, rel, follow, st.get()); },
+      [st](Napi::Env env, int) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("dev", static_cast<double>(st->dev));
+        out.Set("ino", static_cast<double>(st->ino));
+        out.Set("mode", static_cast<double>(st->mode));
+        out.Set("nlink", static_cast<double>(st->nlink));
+        out.Set("uid", static_cast<double>(st->uid));
+        out.Set("gid", static_cast<double>(st->gid));
+        out.Set("size", static_cast<double>(st->size));
+        out.Set("mtimeMs", static_cast<double>(st->mtime_sec) * 1e3 + static_cast<double>(st->mtime_nsec) / 1e6);
+        out.Set("mtimeNs", Napi::BigInt::New(env, st->mtime_sec * INT64_C(1000000000) + st->mtime_nsec));
+        return out;
+      });
+}
+
+Napi::Value FsMkdir(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsMkdir(dirFd: number, rel: string, mode: number)";
+  bool ok = true;
+  int dir = IntArg(info, 0, usage);
+  std::string rel = PathArg(info, 1, usage, &ok);
+  int mode = IntArg(info, 2, usage);
+  if (!ok) return Resolved(info.Env(), -EINVAL);
+  return PromiseWorker::Run(info.Env(),
+                            [dir, rel, mode] { return fs_mkdir_beneath(dir, rel, static_cast<mode_t>(mode)); });
+}
+
+Napi::Value FsUnlink(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsUnlink(dirFd: number, rel: string, removeDir: boolean)";
+  bool ok = true;
+  int dir = IntArg(info, 0, usage);
+  std::string rel = PathArg(info, 1, usage, &ok);
+  bool remove_dir = BoolArg(info, 2, usage);
+  if (!ok) return Resolved(info.Env(), -EINVAL);
+  return PromiseWorker::Run(info.Env(), [dir, rel, remove_dir] { return fs_unlink_beneath(dir, rel, remove_dir); });
+}
+
+Napi::Value FsRename(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsRename(dirFd: number, from: string, to: string, flags: number)";
+  bool ok = true;
+  int dir = IntArg(info, 0, usage);
+  std::string from = PathArg(info, 1, usage, &ok);
+  std::string to = PathArg(info, 2, usage, &ok);
+  unsigned flags = static_cast<unsigned>(IntArg(info, 3, usage));
+  if (!ok) return Resolved(info.Env(), -EINVAL);
+  return PromiseWorker::Run(info.Env(), [dir, from, to, flags] { return fs_rename_beneath(dir, from, to, flags); });
+}
+
+Napi::Value FsReadlink(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsReadlink(dirFd: number, rel: string)";
+  bool ok = true;
+  int dir = IntArg(info, 0, usage);
+  std::string rel = PathArg(info, 1, usage, &ok);
+  if (!ok) return Resolved(info.Env(), -EINVAL);
+  auto target = std::make_shared<std::string>();
+  return PromiseWorker::Run(
+      info.Env(), [dir, rel, target] { return fs_readlink_beneath(dir, rel, target.get()); },
+      [target](Napi::Env env, int) -> Napi::Value { return Napi::String::New(env, *target); });
+}
+
+Napi::Value FsLinkTmpfile(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsLinkTmpfile(fd: number, dirFd: number, rel: string, replace: boolean)";
+  bool ok = true;
+  int fd = IntArg(info, 0, usage);
+  int dir = IntArg(info, 1, usage);
+  std::string rel = PathArg(info, 2, usage, &ok);
+  bool replace = BoolArg(info, 3, usage);
+  if (!ok) return Resolved(info.Env(), -EINVAL);
+  return PromiseWorker::Run(info.Env(), [fd, dir, rel, replace] { return fs_link_tmpfile(fd, dir, rel, replace); });
+}
+
+// fsReadDir(dirFd, bufferBytes): Promise<Array<{name, type}> | -errno>; [] at the end.
+Napi::Value FsReadDir(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsReadDir(dirFd: number, bufferBytes: number)";
+  int dir = IntArg(info, 0, usage);
+  int bytes = IntArg(info, 1, usage);
+  auto entries = std::make_shared<std::vector<DirEntry>>();
+  return PromiseWorker::Run(
+      info.Env(),
+      [dir, bytes, entries] { return fs_read_dir(dir, bytes < 0 ? 0 : static_cast<size_t>(bytes), entries.get()); },
+      [entries](Napi::Env env, int) -> Napi::Value {
+        Napi::Array out = Napi::Array::New(env, entries->size());
+        uint32_t i = 0;
+        for (const DirEntry& e : *entries) {
+          Napi::Object o = Napi::Object::New(env);
+          o.Set("name", Napi::String::New(env, e.name));
+          o.Set("type", static_cast<double>(e.type));
+          out.Set(i++, o);
+        }
+        return out;
+      });
+}
+
+}  // namespace
+
+void RegisterFs(Napi::Env env, Napi::Object exports) {
+  exports.Set("fsOpen", Napi::Function::New(env, FsOpen, "fsOpen"));
+  exports.Set("fsOpenRoot", Napi::Function::New(env, FsOpenRoot, "fsOpenRoot"));
+  exports.Set("fsStat", Napi::Function::New(env, FsStat, "fsStat"));
+  exports.Set("fsMkdir", Napi::Function::New(env, FsMkdir, "fsMkdir"));
+  exports.Set("fsUnlink", Napi::Function::New(env, FsUnlink, "fsUnlink"));
+  exports.Set("fsRename", Napi::Function::New(env, FsRename, "fsRename"));
+  exports.Set("fsReadlink", Napi::Function::New(env, FsReadlink, "fsReadlink"));
+  exports.Set("fsLinkTmpfile", Napi::Function::New(env, FsLinkTmpfile, "fsLinkTmpfile"));
+  exports.Set("fsReadDir", Napi::Function::New(env, FsReadDir, "fsReadDir"));
+  // Flags Node's fs.constants lacks.
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("O_PATH", O_PATH);
+  c.Set("O_TMPFILE", O_TMPFILE);
+  c.Set("O_NOFOLLOW", O_NOFOLLOW);
+  c.Set("O_DIRECTORY", O_DIRECTORY);
+  c.Set("RENAME_NOREPLACE", static_cast<double>(RENAME_NOREPLACE));
+  c.Set("TMP_PREFIX", kTmpPrefix);
+  exports.Set("fsConstants", c);
+}
 
 }  // namespace ng

@@ -1,1 +1,232 @@
 #include "fs_ops.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "fd_guard.h"
+
+namespace ng {
+
+const char kTmpPrefix[] = ".nullgate-tmp-";
+
+namespace {
+
+constexpr uint64_t kResolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+
+// A NUL inside a std::string would silently cut the C path short: refuse it.
+bool has_nul(const std::string& s) { return s.find('\0') != std::string::npos; }
+
+// glibc 2.36 has no openat2() wrapper. openat2(2) EAGAIN: with RESOLVE_BENEATH the kernel could
+// not rule out a ".." escape because of a concurrent rename; the caller may retry.
+int openat2_beneath(int dir, const char* path, uint64_t flags, uint64_t mode) {
+  open_how how;
+  memset(&how, 0, sizeof(how));
+  how.flags = flags | O_CLOEXEC;
+  // openat2 rejects a non-zero mode unless the call may create a file.
+  if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) how.mode = mode;
+  how.resolve = kResolve;
+  for (int attempt = 0;; attempt++) {
+    long fd = syscall(SYS_openat2, dir, path, &how, sizeof(how));
+    if (fd >= 0) return static_cast<int>(fd);
+    if (errno == EINTR || (errno == EAGAIN && attempt < 8)) continue;
+    return -errno;
+  }
+}
+
+bool valid_name(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos &&
+         !has_nul(name);
+}
+
+// Opens the parent of `rel` beneath `dir` (O_PATH | O_DIRECTORY) into `parent` and stores the
+// final component in `name`. The final component must be a plain name.
+int open_parent(int dir, const std::string& rel, FdGuard* parent, std::string* name) {
+  if (has_nul(rel)) return -EINVAL;
+  size_t slash = rel.rfind('/');
+  std::string dir_part = slash == std::string::npos ? "." : rel.substr(0, slash);
+  *name = slash == std::string::npos ? rel : rel.substr(slash + 1);
+  if (!valid_name(*name)) return -EINVAL;
+  // "/x": an absolute parent; RESOLVE_BENEATH answers EXDEV, as for any other escape.
+  if (dir_part.empty()) dir_part = "/";
+  int fd = openat2_beneath(dir, dir_part.c_str(), O_PATH | O_DIRECTORY, 0);
+  if (fd < 0) return fd;
+  parent->reset(fd);
+  return 0;
+}
+
+void fill_stat(const struct stat& st, StatResult* out) {
+  out->dev = st.st_dev;
+  out->ino = st.st_ino;
+  out->mode = st.st_mode;
+  out->nlink = st.st_nlink;
+  out->uid = st.st_uid;
+  out->gid = st.st_gid;
+  out->size = st.st_size;
+  out->mtime_sec = st.st_mtim.tv_sec;
+  out->mtime_nsec = st.st_mtim.tv_nsec;
+}
+
+int random_tmp_name(std::string* out) {
+  unsigned char bytes[8];
+  ssize_t n = getrandom(bytes, sizeof(bytes), 0);
+  if (n != static_cast<ssize_t>(sizeof(bytes))) return n < 0 ? -errno : -EIO;
+  static const char hex[] = "0123456789abcdef";
+  *out = kTmpPrefix;
+  for (unsigned char b : bytes) {
+    out->push_back(hex[b >> 4]);
+    out->push_back(hex[b & 15]);
+  }
+  return 0;
+}
+
+// linkat(2) AT_EMPTY_PATH gives the file a name without any path lookup, but kernels before 6.10
+// require CAP_DAC_READ_SEARCH for it (ENOENT otherwise); the /proc/self/fd route (open(2),
+// "O_TMPFILE") works for anyone while /proc is mounted. The magic link names our own fd, so
+// following it cannot reach anything else; the new name is placed beneath by `parent`.
+int link_fd(int fd, int parent, const char* name) {
+  if (::linkat(fd, "", parent, name, AT_EMPTY_PATH) == 0) return 0;
+  if (errno != ENOENT && errno != EPERM) return -errno;
+  char proc[64];
+  snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+  return ::linkat(AT_FDCWD, proc, parent, name, AT_SYMLINK_FOLLOW) == 0 ? 0 : -errno;
+}
+
+}  // namespace
+
+int fs_open_beneath(int dir, const std::string& rel, int flags, mode_t mode) {
+  if (has_nul(rel)) return -EINVAL;
+  const char* path = rel.empty() ? "." : rel.c_str();
+  uint64_t how_flags = static_cast<unsigned>(flags);
+  // openat2 is strict where open(2) is lenient: with O_PATH any other flag is EINVAL.
+  if (!(how_flags & O_PATH)) how_flags |= O_NOCTTY;
+  return openat2_beneath(dir, path, how_flags, mode);
+}
+
+int fs_open_root(const std::string& path) {
+  if (path.empty() || has_nul(path)) return -EINVAL;
+  int fd = ::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  return fd < 0 ? -errno : fd;
+}
+
+int fs_stat_beneath(int dir, const std::string& rel, bool follow, StatResult* out) {
+  struct stat st;
+  if (rel.empty()) {
+    if (::fstat(dir, &st) < 0) return -errno;
+    fill_stat(st, out);
+    return 0;
+  }
+  if (has_nul(rel)) return -EINVAL;
+  int fd = openat2_beneath(dir, rel.c_str(), O_PATH | (follow ? 0 : O_NOFOLLOW), 0);
+  if (fd < 0) return fd;
+  FdGuard guard(fd);
+  if (::fstat(guard.get(), &st) < 0) return -errno;
+  fill_stat(st, out);
+  return 0;
+}
+
+int fs_mkdir_beneath(int dir, const std::string& rel, mode_t mode) {
+  FdGuard parent;
+  std::string name;
+  int rc = open_parent(dir, rel, &parent, &name);
+  if (rc < 0) return rc;
+  return ::mkdirat(parent.get(), name.c_str(), mode) < 0 ? -errno : 0;
+}
+
+int fs_unlink_beneath(int dir, const std::string& rel, bool remove_dir) {
+  FdGuard parent;
+  std::string name;
+  int rc = open_parent(dir, rel, &parent, &name);
+  if (rc < 0) return rc;
+  return ::unlinkat(parent.get(), name.c_str(), remove_dir ? AT_REMOVEDIR : 0) < 0 ? -errno : 0;
+}
+
+int fs_rename_beneath(int dir, const std::string& from, const std::string& to, unsigned flags) {
+  if (flags != 0 && flags != RENAME_NOREPLACE) return -EINVAL;
+  FdGuard from_parent, to_parent;
+  std::string from_name, to_name;
+  int rc = open_parent(dir, from, &from_parent, &from_name);
+  if (rc < 0) return rc;
+  rc = open_parent(dir, to, &to_parent, &to_name);
+  if (rc < 0) return rc;
+  return ::renameat2(from_parent.get(), from_name.c_str(), to_parent.get(), to_name.c_str(), flags) < 0
+             ? -errno
+             : 0;
+}
+
+int fs_readlink_beneath(int dir, const std::string& rel, std::string* out) {
+  if (rel.empty() || has_nul(rel)) return -EINVAL;
+  int fd = openat2_beneath(dir, rel.c_str(), O_PATH | O_NOFOLLOW, 0);
+  if (fd < 0) return fd;
+  FdGuard guard(fd);
+  // readlinkat(2): an empty path with an O_PATH fd reads the link the fd refers to.
+  for (size_t size = 4096; size <= 65536; size *= 4) {
+    out->resize(size);
+    ssize_t n = ::readlinkat(guard.get(), "", &(*out)[0], size);
+    if (n < 0) return -errno;
+    if (static_cast<size_t>(n) < size) {
+      out->resize(static_cast<size_t>(n));
+      return static_cast<int>(n);
+    }
+  }
+  return -ENAMETOOLONG;
+}
+
+int fs_link_tmpfile(int fd, int dir, const std::string& rel, bool replace) {
+  FdGuard parent;
+  std::string name;
+  int rc = open_parent(dir, rel, &parent, &name);
+  if (rc < 0) return rc;
+  if (!replace) return link_fd(fd, parent.get(), name.c_str());
+  std::string tmp;
+  for (int attempt = 0;; attempt++) {
+    rc = random_tmp_name(&tmp);
+    if (rc < 0) return rc;
+    rc = link_fd(fd, parent.get(), tmp.c_str());
+    if (rc == 0) break;
+    if (rc != -EEXIST || attempt >= 4) return rc;
+  }
+  if (::renameat2(parent.get(), tmp.c_str(), parent.get(), name.c_str(), 0) < 0) {
+    int err = errno;
+    ::unlinkat(parent.get(), tmp.c_str(), 0);
+    return -err;
+  }
+  return 0;
+}
+
+int fs_read_dir(int dir_fd, size_t buffer_bytes, std::vector<DirEntry>* out) {
+  // Big enough for any one entry (getdents64 fails with EINVAL otherwise), small enough to bound.
+  if (buffer_bytes < 4096) buffer_bytes = 4096;
+  if (buffer_bytes > (1u << 20)) buffer_bytes = 1u << 20;
+  std::vector<char> buf(buffer_bytes);
+  for (;;) {
+    ssize_t n = ::getdents64(dir_fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (n == 0) return 0;
+    for (ssize_t off = 0; off < n;) {
+      auto* d = reinterpret_cast<struct dirent64*>(buf.data() + off);
+      off += d->d_reclen;
+      if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0) continue;
+      unsigned char type = d->d_type;
+      if (type == DT_UNKNOWN) {
+        struct stat st;
+        if (::fstatat(dir_fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) type = IFTODT(st.st_mode);
+      }
+      out->push_back(DirEntry{d->d_name, type});
+    }
+    if (!out->empty()) return static_cast<int>(out->size());
+  }
+}
+
+}  // namespace ng

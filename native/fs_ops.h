@@ -1,2 +1,78 @@
-// Beneath-root filesystem primitives (filled in by the file API work).
+// Beneath-root filesystem primitives. Plain C++, no Napi: every function returns a non-negative
+// value on success or -errno on failure, closes every fd it opened on every path, and opens
+// every fd O_CLOEXEC.
+//
+// Confinement is the kernel's job: every lookup goes through openat2(2) with
+// RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS relative to `dir` (the served root, or a directory
+// that was itself opened beneath it). A path that would leave `dir` — an absolute path, a `..`
+// above it, a symlink leading out — fails with EXDEV; a /proc magic link fails with ELOOP. The
+// *at calls (mkdirat, unlinkat, renameat2, linkat) act on a parent directory opened that way,
+// with the final component a single name (no '/', not "." or ".."; otherwise EINVAL).
+//
+// `rel` is relative to `dir`; "" and "." name `dir` itself.
 #pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ng {
+
+// openat2(dir, rel, flags | O_CLOEXEC, mode) beneath `dir`. Returns the new fd.
+int fs_open_beneath(int dir, const std::string& rel, int flags, mode_t mode);
+
+// open(path, O_PATH | O_DIRECTORY | O_CLOEXEC): the served root itself (any host path).
+int fs_open_root(const std::string& path);
+
+struct StatResult {
+  uint64_t dev;
+  uint64_t ino;
+  uint32_t mode;
+  uint64_t nlink;
+  uint32_t uid;
+  uint32_t gid;
+  int64_t size;
+  int64_t mtime_sec;
+  int64_t mtime_nsec;
+};
+
+// fstat of `rel` beneath `dir` (the object is opened O_PATH, so nothing is read). With
+// follow == false a final symlink is reported as itself (lstat). rel == "" stats `dir` itself,
+// whatever kind of fd it is (fstat).
+int fs_stat_beneath(int dir, const std::string& rel, bool follow, StatResult* out);
+
+// mkdirat(parent(rel), name(rel), mode): one level.
+int fs_mkdir_beneath(int dir, const std::string& rel, mode_t mode);
+
+// unlinkat(parent(rel), name(rel), remove_dir ? AT_REMOVEDIR : 0).
+int fs_unlink_beneath(int dir, const std::string& rel, bool remove_dir);
+
+// renameat2(parent(from), name(from), parent(to), name(to), flags); flags 0 or RENAME_NOREPLACE.
+int fs_rename_beneath(int dir, const std::string& from, const std::string& to, unsigned flags);
+
+// readlinkat of a symlink beneath `dir` (never followed). Returns the target's length.
+int fs_readlink_beneath(int dir, const std::string& rel, std::string* out);
+
+// Gives a name to an anonymous O_TMPFILE file `fd` at `rel` beneath `dir`. Without `replace`
+// the link fails with EEXIST when the name exists. With `replace` it links to a random hidden
+// `.nullgate-tmp-<hex>` in the same directory and renames that over the target, so readers see
+// the old file or the new one, never neither; the temporary name is removed on failure.
+int fs_link_tmpfile(int fd, int dir, const std::string& rel, bool replace);
+
+struct DirEntry {
+  std::string name;
+  unsigned char type;  // DT_* (DT_UNKNOWN resolved with fstatat when the file system gives it)
+};
+
+// Reads the next entries of the directory open at `dir_fd` (O_RDONLY|O_DIRECTORY) with one
+// getdents64 of at most `buffer_bytes` bytes, so memory stays bounded whatever the directory's
+// size. "." and ".." are skipped. Returns the number of entries read; 0 means the end (an
+// all-dot batch is skipped, never reported as the end).
+int fs_read_dir(int dir_fd, size_t buffer_bytes, std::vector<DirEntry>* out);
+
+// The temporary-name prefix a startup sweep looks for (uploads' fallback temp files, replace links).
+extern const char kTmpPrefix[];
+
+}  // namespace ng

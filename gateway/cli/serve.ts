@@ -107,19 +107,21 @@ export async function serveCommand(argv: string[]): Promise<number> {
     throw err;
   }
 
-  const bound = gateway.address!;
-  const shown = formatAddress(bound);
-  const mode = values.writable ? 'read-write' : 'read-only';
-  const curl = curlArgs(bound);
-  if (values['allow-any-peer']) {
+  const printBanner = (): void => {
+    const bound = gateway.address!;
+    const shown = formatAddress(bound);
+    const mode = values.writable ? 'read-write' : 'read-only';
+    const curl = curlArgs(bound);
+    if (values['allow-any-peer']) {
+      process.stderr.write(
+        'nullgate: warning: --allow-any-peer: every process in this network namespace may connect\n',
+      );
+    }
     process.stderr.write(
-      'nullgate: warning: --allow-any-peer: every process in this network namespace may connect\n',
+      `nullgate: serving ${root} (${mode}) on ${shown}` +
+        (curl ? ` — try: curl ${curl} http://localhost/files/\n` : '\n'),
     );
-  }
-  process.stderr.write(
-    `nullgate: serving ${root} (${mode}) on ${shown}` +
-      (curl ? ` — try: curl ${curl} http://localhost/files/\n` : '\n'),
-  );
+  };
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -148,5 +150,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // Printed only once the signal handlers are in place: whoever waits for this line may
+    // signal us the moment they read it.
+    printBanner();
   });
 }

@@ -1,0 +1,399 @@
+/**
+ * The beneath-root file system: every path is resolved by the kernel beneath the served root's
+ * directory fd (openat2(2) RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS, native/fs_ops.h), so a
+ * symlink or a `..` that leads out fails with EXDEV (ELOOP for /proc magic links), also when it
+ * is swapped in while a request runs. The lexical filter here (NUL bytes, `..` above the root)
+ * only gives early, clear errors; it is not the boundary.
+ *
+ * Paths are '/'-separated and relative to the root; a leading '/' is allowed and ignored, so
+ * '/a/b', 'a/b' and 'a/./b/' are the same. Errors are Node-shaped system errors whose `path` is
+ * the path as the client sees it ('/a/b'), never the host path, so `fsError()` maps them.
+ *
+ * Fds returned by `open`, `openTmpfile` and `openNamedTmpfile` belong to the caller, who closes
+ * them (`closeFd`, or `fs.createReadStream({ fd })` and friends).
+ */
+import { close as closeCb, constants as fsc, fsync as fsyncCb } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { constants as osc } from 'node:os';
+import { promisify } from 'node:util';
+
+import { check, native, systemError } from './binding.js';
+import type { NativeBinding, SystemError } from './binding.js';
+
+const closeAsync = promisify(closeCb);
+const fsyncAsync = promisify(fsyncCb);
+
+type NativeStat = Exclude<Awaited<ReturnType<NativeBinding['fsStat']>>, number>;
+
+export type EntryType = 'file' | 'dir' | 'symlink' | 'other';
+
+export interface BeneathStat {
+  readonly type: EntryType;
+  readonly dev: number;
+  readonly ino: number;
+  /** st_mode, file type bits included. */
+  readonly mode: number;
+  readonly nlink: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly mtimeNs: bigint;
+}
+
+export interface BeneathDirent {
+  readonly name: string;
+  readonly type: EntryType;
+}
+
+/** Linux flags Node's fs.constants lacks (O_PATH, O_TMPFILE, RENAME_NOREPLACE, …). */
+export const beneathConstants = native.fsConstants;
+
+/** Prefix of the temporary names this layer creates, for a startup sweep. */
+export const TMP_PREFIX = native.fsConstants.TMP_PREFIX;
+
+const { EBADF, EBUSY, EEXIST, EINVAL, EISDIR, ENOENT, ENOTEMPTY, EXDEV } = osc.errno;
+const DT_DIR = 4;
+const DT_REG = 8;
+const DT_LNK = 10;
+const DEFAULT_DIR_BUFFER = 64 * 1024;
+
+function typeFromMode(mode: number): EntryType {
+  switch (mode & fsc.S_IFMT) {
+    case fsc.S_IFREG:
+      return 'file';
+    case fsc.S_IFDIR:
+      return 'dir';
+    case fsc.S_IFLNK:
+      return 'symlink';
+    default:
+      return 'other';
+  }
+}
+
+function typeFromDtype(type: number): EntryType {
+  if (type === DT_REG) return 'file';
+  if (type === DT_DIR) return 'dir';
+  if (type === DT_LNK) return 'symlink';
+  return 'other';
+}
+
+function toStat(st: NativeStat): BeneathStat {
+  return { type: typeFromMode(st.mode), ...st };
+}
+
+/**
+ * The lexical first filter: strips leading/duplicate slashes and '.', resolves '..' against the
+ * components before it, and returns '' for the root. A NUL byte is EINVAL; a '..' above the root
+ * is EXDEV (what RESOLVE_BENEATH itself would answer).
+ */
+export function normalizeRel(p: string, syscall = 'open'): string {
+  if (p.includes('\0')) throw systemError(-EINVAL, syscall, { path: showPath(p.replaceAll('\0', '\\0')) });
+  const out: string[] = [];
+  for (const part of p.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      if (out.length === 0) throw systemError(-EXDEV, syscall, { path: showPath(p) });
+      out.pop();
+    } else {
+      out.push(part);
+    }
+  }
+  return out.join('/');
+}
+
+/** How a relative path is shown to clients: '/' + rel. */
+export function showPath(rel: string): string {
+  return rel.startsWith('/') ? rel : `/${rel}`;
+}
+
+function splitParent(rel: string): [parent: string, name: string] {
+  const slash = rel.lastIndexOf('/');
+  return slash < 0 ? ['', rel] : [rel.slice(0, slash), rel.slice(slash + 1)];
+}
+
+export class BeneathRoot {
+  #fd: number;
+
+  private constructor(fd: number) {
+    this.#fd = fd;
+  }
+
+  /** Opens the served root directory (O_PATH | O_DIRECTORY | O_CLOEXEC) at a host path. */
+  static async open(rootPath: string): Promise<BeneathRoot> {
+    // The host path is the operator's, not a client's, so it may appear in this error.
+    const fd = check(await native.fsOpenRoot(rootPath), 'open', { path: rootPath });
+    return new BeneathRoot(fd);
+  }
+
+  /** The root directory fd (O_PATH): borrowed, never to be closed by the caller. */
+  get fd(): number {
+    if (this.#fd < 0) throw systemError(-EBADF, 'beneath', { path: '/' });
+    return this.#fd;
+  }
+
+  async close(): Promise<void> {
+    const fd = this.#fd;
+    if (fd < 0) return;
+    this.#fd = -1;
+    await closeAsync(fd);
+  }
+
+  /**
+   * openat2 beneath the root; `flags` are Linux O_* values (fs.constants, beneathConstants),
+   * O_CLOEXEC is always added. The fd is the caller's. Opening a FIFO for reading blocks a
+   * thread-pool thread until a writer comes: open with O_NONBLOCK and check the type with
+   * `fstat` when the path is not trusted.
+   */
+  async open(rel: string, flags: number, mode = 0o666): Promise<number> {
+    const r = normalizeRel(rel, 'open');
+    return check(await native.fsOpen(this.fd, r, flags, mode), 'open', { path: showPath(r) });
+  }
+
+  /** stat, following a final symlink (beneath the root only). */
+  async stat(rel: string): Promise<BeneathStat> {
+    const r = normalizeRel(rel, 'stat');
+    return toStat(check(await native.fsStat(this.fd, r, true), 'stat', { path: showPath(r) }));
+  }
+
+  /** lstat: a final symlink is reported as itself. */
+  async lstat(rel: string): Promise<BeneathStat> {
+    const r = normalizeRel(rel, 'lstat');
+    return toStat(check(await native.fsStat(this.fd, r, false), 'lstat', { path: showPath(r) }));
+  }
+
+  /** fstat of any fd (for example one from `open`); `shown` names it in errors. */
+  async fstat(fd: number, shown = ''): Promise<BeneathStat> {
+    return toStat(check(await native.fsStat(fd, '', true), 'fstat', { path: showPath(shown) }));
+  }
+
+  /** One level; EEXIST when the name exists, ENOENT when the parent does not. */
+  async mkdir(rel: string, mode = 0o777): Promise<void> {
+    const r = normalizeRel(rel, 'mkdir');
+    if (r === '') throw systemError(-EEXIST, 'mkdir', { path: '/' });
+    check(await native.fsMkdir(this.fd, r, mode), 'mkdir', { path: showPath(r) });
+  }
+
+  /**
+   * mkdir -p. Resolves true when `rel` itself was created, false when it already was a
+   * directory (or a symlink to one beneath the root); EEXIST when something else is in the way.
+   */
+  async mkdirp(rel: string, mode = 0o777): Promise<boolean> {
+    const r = normalizeRel(rel, 'mkdir');
+    if (r === '') return false;
+    let rc = await native.fsMkdir(this.fd, r, mode);
+    if (rc === -ENOENT) {
+      await this.mkdirp(splitParent(r)[0], mode);
+      rc = await native.fsMkdir(this.fd, r, mode);
+    }
+    if (rc === -EEXIST) {
+      const st = await native.fsStat(this.fd, r, true);
+      if (typeof st !== 'number' && typeFromMode(st.mode) === 'dir') return false;
+    }
+    check(rc, 'mkdir', { path: showPath(r) });
+    return true;
+  }
+
+  /** unlink a non-directory (a symlink itself, never its target). */
+  async unlink(rel: string): Promise<void> {
+    const r = normalizeRel(rel, 'unlink');
+    if (r === '') throw systemError(-EBUSY, 'unlink', { path: '/' });
+    check(await native.fsUnlink(this.fd, r, false), 'unlink', { path: showPath(r) });
+  }
+
+  async rmdir(rel: string): Promise<void> {
+    const r = normalizeRel(rel, 'rmdir');
+    if (r === '') throw systemError(-EBUSY, 'rmdir', { path: '/' });
+    check(await native.fsUnlink(this.fd, r, true), 'rmdir', { path: showPath(r) });
+  }
+
+  /**
+   * Removes a file, symlink or (empty, or with `recursive` any) directory. Symlinks are removed,
+   * never followed: the walk goes from directory fd to directory fd, each opened O_NOFOLLOW
+   * beneath its parent. The root itself is refused (EBUSY). `force` ignores ENOENT.
+   */
+  async rm(rel: string, options: { recursive?: boolean; force?: boolean } = {}): Promise<void> {
+    const r = normalizeRel(rel, 'rm');
+    if (r === '') throw systemError(-EBUSY, 'rm', { path: '/' });
+    const [parent, name] = splitParent(r);
+    const parentFd = check(
+      await native.fsOpen(this.fd, parent, native.fsConstants.O_PATH | fsc.O_DIRECTORY, 0),
+      'open',
+      { path: showPath(parent) },
+    );
+    try {
+      await removeAt(parentFd, name, showPath(r), options.recursive === true);
+    } catch (err) {
+      if (options.force === true && (err as SystemError).code === 'ENOENT') return;
+      throw err;
+    } finally {
+      await closeAsync(parentFd);
+    }
+  }
+
+  /** renameat2 within the root; `noReplace` fails with EEXIST instead of replacing. */
+  async rename(from: string, to: string, options: { noReplace?: boolean } = {}): Promise<void> {
+    const f = normalizeRel(from, 'rename');
+    const t = normalizeRel(to, 'rename');
+    if (f === '' || t === '') throw systemError(-EBUSY, 'rename', { path: showPath(f) });
+    const flags = options.noReplace === true ? native.fsConstants.RENAME_NOREPLACE : 0;
+    const rc = await native.fsRename(this.fd, f, t, flags);
+    if (rc < 0) {
+      const err = systemError(rc, 'rename', { path: showPath(f) }) as SystemError & { dest: string };
+      err.dest = showPath(t);
+      throw err;
+    }
+  }
+
+  /** The target of a symlink beneath the root, as stored (it is not resolved). */
+  async readlink(rel: string): Promise<string> {
+    const r = normalizeRel(rel, 'readlink');
+    return check(await native.fsReadlink(this.fd, r), 'readlink', { path: showPath(r) });
+  }
+
+  /**
+   * An anonymous O_TMPFILE (O_RDWR) in directory `dirRel`, for atomic uploads: write, fsync,
+   * then `linkTmpfile`. Closing it unlinked leaves nothing behind, even after SIGKILL. File
+   * systems without O_TMPFILE answer EOPNOTSUPP (or EISDIR on old kernels): fall back to
+   * `openNamedTmpfile`.
+   */
+  async openTmpfile(dirRel: string, mode = 0o666): Promise<number> {
+    const r = normalizeRel(dirRel, 'open');
+    const flags = native.fsConstants.O_TMPFILE | fsc.O_RDWR;
+    return check(await native.fsOpen(this.fd, r, flags, mode), 'open', { path: showPath(r) });
+  }
+
+  /**
+   * Names an O_TMPFILE fd at `rel`. Without `replace` it fails with EEXIST when the name exists;
+   * with `replace` it atomically replaces whatever file is there (link to a hidden temporary
+   * name, then rename over). fsync the fd before and `fsyncDir` the parent after for durability.
+   */
+  async linkTmpfile(fd: number, rel: string, options: { replace?: boolean } = {}): Promise<void> {
+    const r = normalizeRel(rel, 'link');
+    if (r === '') throw systemError(-EEXIST, 'link', { path: '/' });
+    check(await native.fsLinkTmpfile(fd, this.fd, r, options.replace === true), 'link', {
+      path: showPath(r),
+    });
+  }
+
+  /**
+   * The fallback when O_TMPFILE is unsupported: a new `.nullgate-tmp-<random>` file
+   * (O_CREAT | O_EXCL | O_RDWR) in `dirRel`; `rename` it into place, or `unlink` it on failure.
+   */
+  async openNamedTmpfile(dirRel: string, mode = 0o666): Promise<{ fd: number; rel: string }> {
+    const dir = normalizeRel(dirRel, 'open');
+    const flags = fsc.O_CREAT | fsc.O_EXCL | fsc.O_RDWR;
+    for (let attempt = 0; ; attempt++) {
+      const name = `${TMP_PREFIX}${randomBytes(8).toString('hex')}`;
+      const rel = dir === '' ? name : `${dir}/${name}`;
+      const rc = await native.fsOpen(this.fd, rel, flags, mode);
+      if (rc === -EEXIST && attempt < 4) continue;
+      return { fd: check(rc, 'open', { path: showPath(rel) }), rel };
+    }
+  }
+
+  /** fsync(2) of an fd (a file from `open`, or a directory opened O_RDONLY). */
+  async fsync(fd: number): Promise<void> {
+    await fsyncAsync(fd);
+  }
+
+  /** fsync of a directory beneath the root, to make the names in it durable (after rename/link). */
+  async fsyncDir(rel: string): Promise<void> {
+    const fd = await this.open(rel, fsc.O_RDONLY | fsc.O_DIRECTORY);
+    try {
+      await fsyncAsync(fd);
+    } finally {
+      await closeAsync(fd);
+    }
+  }
+
+  /**
+   * The entries of a directory, in batches of one getdents64 call each (at most `bufferBytes`
+   * of directory records), in the file system's order: memory stays bounded however large the
+   * directory. '.' and '..' are left out. Breaking out of the loop closes the directory.
+   */
+  async *readdirBatches(
+    rel: string,
+    options: { bufferBytes?: number } = {},
+  ): AsyncGenerator<BeneathDirent[]> {
+    const r = normalizeRel(rel, 'scandir');
+    const shown = showPath(r);
+    const fd = check(await native.fsOpen(this.fd, r, fsc.O_RDONLY | fsc.O_DIRECTORY, 0), 'scandir', {
+      path: shown,
+    });
+    try {
+      yield* readBatches(fd, options.bufferBytes ?? DEFAULT_DIR_BUFFER, shown);
+    } finally {
+      await closeAsync(fd);
+    }
+  }
+
+  /** `readdirBatches`, one entry at a time. */
+  async *readdir(rel: string, options: { bufferBytes?: number } = {}): AsyncGenerator<BeneathDirent> {
+    for await (const batch of this.readdirBatches(rel, options)) yield* batch;
+  }
+}
+
+/** Closes an fd this layer handed out (async: close can block on network file systems). */
+export async function closeFd(fd: number): Promise<void> {
+  await closeAsync(fd);
+}
+
+async function* readBatches(fd: number, bufferBytes: number, shown: string): AsyncGenerator<BeneathDirent[]> {
+  for (;;) {
+    const batch = check(await native.fsReadDir(fd, bufferBytes), 'scandir', { path: shown });
+    if (batch.length === 0) return;
+    yield batch.map((e) => ({ name: e.name, type: typeFromDtype(e.type) }));
+  }
+}
+
+function joinShown(dir: string, name: string): string {
+  return dir.endsWith('/') ? `${dir}${name}` : `${dir}/${name}`;
+}
+
+/**
+ * Removes `name` in the directory `parentFd`. Directories are opened O_NOFOLLOW beneath their
+ * parent, so a symlink swapped in for a directory fails (ELOOP) instead of being walked, and a
+ * symlink found in a listing is unlinked, never entered.
+ */
+async function removeAt(parentFd: number, name: string, shown: string, recursive: boolean): Promise<void> {
+  const st = check(await native.fsStat(parentFd, name, false), 'lstat', { path: shown });
+  if (typeFromMode(st.mode) !== 'dir') {
+    check(await native.fsUnlink(parentFd, name, false), 'unlink', { path: shown });
+    return;
+  }
+  if (recursive) {
+    // Removing entries while reading the directory may make getdents skip some; a few passes
+    // settle it (and bound the work if something keeps adding entries).
+    for (let pass = 0; ; pass++) {
+      await emptyDir(parentFd, name, shown);
+      const rc = await native.fsUnlink(parentFd, name, true);
+      if (rc === -ENOTEMPTY && pass < 3) continue;
+      check(rc, 'rmdir', { path: shown });
+      return;
+    }
+  }
+  check(await native.fsUnlink(parentFd, name, true), 'rmdir', { path: shown });
+}
+
+async function emptyDir(parentFd: number, name: string, shown: string): Promise<void> {
+  const flags = fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW;
+  const fd = check(await native.fsOpen(parentFd, name, flags, 0), 'scandir', { path: shown });
+  try {
+    for await (const batch of readBatches(fd, DEFAULT_DIR_BUFFER, shown)) {
+      for (const entry of batch) {
+        const childShown = joinShown(shown, entry.name);
+        if (entry.type === 'dir') {
+          await removeAt(fd, entry.name, childShown, true);
+          continue;
+        }
+        const rc = await native.fsUnlink(fd, entry.name, false);
+        // EISDIR: it was replaced by a directory since the listing; walk it.
+        if (rc === -EISDIR) await removeAt(fd, entry.name, childShown, true);
+        else if (rc !== -ENOENT) check(rc, 'unlink', { path: childShown });
+      }
+    }
+  } finally {
+    await closeAsync(fd);
+  }
+}

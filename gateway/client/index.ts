@@ -1,0 +1,26 @@
+/** `nullgate/client`: the undici connector and the typed Client (CONTRACT.md "Library API"). */
+export { connector, type Connector, type ConnectorOptions } from './connector.js';
+export {
+  Client,
+  ORIGIN,
+  filesPath,
+  archivePath,
+  encodeRemotePath,
+  type ArchiveOptions,
+  type ClientOptions,
+  type DownloadOptions,
+  type DownloadResult,
+  type EntryType,
+  type GetOptions,
+  type GetResult,
+  type ListEntry,
+  type Listing,
+  type ProgressCallback,
+  type PullResult,
+  type PushResult,
+  type PutOptions,
+  type PutResult,
+  type RequestOptions,
+  type StatResult,
+} from './client.js';
+export { ClientError, LocalFileError } from './client-error.js';

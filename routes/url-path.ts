@@ -1,0 +1,99 @@
+/**
+ * URL path → path relative to the served root, as a pure function. This is only the first line
+ * of defence (CONTRACT.md "HTTP API": a NUL, a `..` or a malformed escape is a 400); confinement
+ * itself is the kernel's job (openat2 RESOLVE_BENEATH), so this module never touches the disk.
+ */
+import { ngError } from '../gateway/errors.js';
+
+export interface FilePath {
+  /** Normalised path relative to the root: no leading or trailing slash, '' for the root. */
+  readonly rel: string;
+  /** The URL ended in '/' (or in a '.' segment), i.e. the client named a directory. */
+  readonly trailingSlash: boolean;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function isHex(code: number | undefined): boolean {
+  return (
+    code !== undefined &&
+    ((code >= 0x30 && code <= 0x39) || (code >= 0x41 && code <= 0x46) || (code >= 0x61 && code <= 0x66))
+  );
+}
+
+/**
+ * Percent-decodes one segment exactly once (RFC 3986 §2.1), so `%252e` stays the literal `%2e`.
+ * Node's HTTP parser rejects raw non-ASCII bytes in the request target, so characters above
+ * 0x7F only come from library callers; they are taken as text and encoded as UTF-8.
+ */
+function decodeSegment(raw: string): string {
+  const bytes: number[] = [];
+  for (let i = 0; i < raw.length; i++) {
+    const code = raw.charCodeAt(i);
+    if (code === 0x25 /* % */) {
+      if (!isHex(raw.charCodeAt(i + 1)) || !isHex(raw.charCodeAt(i + 2))) {
+        throw ngError('NG_ERR_BAD_PATH', `malformed percent escape in path: "${raw.slice(i, i + 3)}"`);
+      }
+      bytes.push(Number.parseInt(raw.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else if (code < 0x80) {
+      bytes.push(code);
+    } else {
+      const cp = raw.codePointAt(i)!;
+      const ch = String.fromCodePoint(cp);
+      for (const b of Buffer.from(ch, 'utf8')) bytes.push(b);
+      i += ch.length - 1;
+    }
+  }
+  // File names are exchanged as UTF-8 text (JSON listings, messages); a name that is not valid
+  // UTF-8 could not be shown back to the client faithfully, so it is refused rather than mangled.
+  try {
+    return utf8.decode(Uint8Array.from(bytes));
+  } catch {
+    throw ngError('NG_ERR_BAD_PATH', 'path is not valid UTF-8 after percent-decoding');
+  }
+}
+
+/**
+ * Decodes the raw (still percent-encoded) URL path after the `/files` prefix, query already
+ * stripped. Rules, in order, per segment of the raw path split on '/':
+ *
+ * - Segments are split BEFORE decoding, and a segment whose decoding contains '/' (`%2F`) is
+ *   refused: accepting it as a separator would let `..%2F` hide a dot-segment from a naive check,
+ *   and keeping it inside a name is impossible on Linux.
+ * - A NUL byte, raw or `%00`, is refused: the kernel would truncate the name there.
+ * - Every `..` segment (also `%2e%2e`, RFC 3986 §6.2.2.2 treats encoded dots as dots) is refused,
+ *   even `a/../b` which stays inside the root: one simple rule is easier to trust than a
+ *   normaliser, and clients (curl, browsers) already remove dot-segments (RFC 3986 §5.2.4).
+ * - Empty segments (`//`) and `.` segments are dropped.
+ * - A backslash is an ordinary byte of a Linux file name, never a separator.
+ */
+export function decodeFilePath(rawUrlPathAfterPrefix: string): FilePath {
+  const rawSegments = rawUrlPathAfterPrefix.split('/');
+  const kept: string[] = [];
+  let lastWasDirectory = false;
+  for (const raw of rawSegments) {
+    if (raw.includes('\0')) throw ngError('NG_ERR_BAD_PATH', 'path contains a NUL byte');
+    const segment = decodeSegment(raw);
+    if (segment.includes('\0')) throw ngError('NG_ERR_BAD_PATH', 'path contains a NUL byte');
+    if (segment.includes('/')) {
+      throw ngError('NG_ERR_BAD_PATH', 'path segment contains an encoded slash (%2F)');
+    }
+    if (segment === '..') throw ngError('NG_ERR_BAD_PATH', 'path contains a ".." segment');
+    if (segment === '' || segment === '.') {
+      lastWasDirectory = true;
+      continue;
+    }
+    kept.push(segment);
+    lastWasDirectory = false;
+  }
+  // For the root ('' or '/'), trailingSlash mirrors whether the client wrote the slash.
+  const trailingSlash = kept.length === 0 ? rawUrlPathAfterPrefix.endsWith('/') : lastWasDirectory;
+  return { rel: kept.join('/'), trailingSlash };
+}
+
+/** The client-visible form of a relative path: '/a/b', '/a/b/' for a directory, '/' for the root. */
+export function displayPath(rel: string, dir = false): string {
+  if (rel === '') return '/';
+  return dir ? `/${rel}/` : `/${rel}`;
+}

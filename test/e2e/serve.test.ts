@@ -1,0 +1,192 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAddress } from '../../gateway/address.js';
+import { connectFd } from '../../gateway/socket.js';
+import { runCli, type Served, startServe } from '../helpers/cli.js';
+import { itNeeds } from '../helpers/requirements.js';
+import { openFdCount, rawGet, uniqueName } from '../helpers/sockets.js';
+
+const exec = promisify(execFile);
+
+describe('nullgate serve (real CLI, real abstract socket)', () => {
+  const name = uniqueName('serve');
+  let served: Served;
+
+  beforeAll(async () => {
+    served = await startServe(['--socket', name]);
+  });
+  afterAll(async () => {
+    await served.stop();
+  });
+
+  it('prints one line with the root, the mode, the address and a curl command', () => {
+    expect(served.banner).toContain(`on ${name}`);
+    expect(served.banner).toContain('(read-only)');
+    expect(served.banner).toContain(`curl --abstract-unix-socket ${name.slice(1)} http://localhost/files/`);
+  });
+
+  itNeeds(['curl'], 'curl --abstract-unix-socket reaches /health', async () => {
+    const { stdout } = await exec('curl', ['-sS', '--abstract-unix-socket', name.slice(1), 'http://localhost/health']);
+    expect(JSON.parse(stdout)).toEqual({ status: 'ok' });
+  });
+
+  itNeeds(['python3'], "Python's socket.connect('\\0NAME') reaches /health", async () => {
+    const script = [
+      'import socket, sys',
+      's = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)',
+      "s.connect('\\0' + sys.argv[1])",
+      "s.sendall(b'GET /health HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n')",
+      "data = b''",
+      'while True:',
+      '    chunk = s.recv(65536)',
+      '    if not chunk: break',
+      '    data += chunk',
+      'sys.stdout.write(data.decode())',
+    ].join('\n');
+    const { stdout } = await exec('python3', ['-c', script, name.slice(1)]);
+    expect(stdout).toMatch(/^HTTP\/1\.1 200 OK/);
+    expect(stdout).toContain('{"status":"ok"}');
+  });
+
+  it('/whoami reports this process as the kernel sees it', async () => {
+    const res = await rawGet(name, '/whoami');
+    expect(JSON.parse(res.body.toString())).toEqual({
+      pid: process.pid,
+      uid: process.getuid!(),
+      gid: process.getgid!(),
+      allowed: true,
+    });
+  });
+
+  it('GET / describes the service', async () => {
+    const body = JSON.parse((await rawGet(name, '/')).body.toString()) as Record<string, unknown>;
+    expect(body).toMatchObject({ name: 'nullgate', writable: false, root: '/' });
+    expect(body.peer).toEqual({ pid: process.pid, uid: process.getuid!(), gid: process.getgid!() });
+  });
+
+  it('unknown routes get the JSON error shape', async () => {
+    const res = await rawGet(name, '/no/such/route');
+    expect(res.status).toBe(404);
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    expect(JSON.parse(res.body.toString())).toEqual({
+      statusCode: 404,
+      code: 'NG_ERR_ROUTE_NOT_FOUND',
+      error: 'Not Found',
+      message: 'no route for GET /no/such/route',
+    });
+  });
+
+  it('a malformed request gets the JSON error shape, and the server lives on', async () => {
+    const { rawRequest } = await import('../helpers/sockets.js');
+    const res = await rawRequest(name, 'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n');
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.body.toString())).toMatchObject({ statusCode: 400, code: 'NG_ERR_BAD_REQUEST' });
+    expect((await rawGet(name, '/health')).status).toBe(200);
+  });
+
+  itNeeds(['root', 'setpriv', 'curl'], 'a peer running as uid 65534 is denied with the JSON error', async () => {
+    const { stdout } = await exec('setpriv', [
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      'curl',
+      '-sS',
+      '--abstract-unix-socket',
+      name.slice(1),
+      'http://localhost/whoami',
+    ]);
+    expect(JSON.parse(stdout)).toMatchObject({ statusCode: 403, code: 'NG_ERR_PEER_DENIED', error: 'Forbidden' });
+    expect(served.stderr()).toMatch(/"uid":65534.*peer denied|peer denied.*"uid":65534/);
+  });
+
+  it('no fd growth in the server after 2,000 connections', async () => {
+    const pid = served.child.pid!;
+    await rawGet(name, '/health');
+    const baseline = openFdCount(pid);
+    const batch = 50;
+    for (let i = 0; i < 2000; i += batch) {
+      const results = await Promise.all(Array.from({ length: batch }, () => rawGet(name, '/health')));
+      for (const r of results) expect(r.status).toBe(200);
+    }
+    // Closed sockets are reaped asynchronously; give the server a moment.
+    for (let i = 0; i < 50 && openFdCount(pid) > baseline; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(openFdCount(pid)).toBeLessThanOrEqual(baseline);
+  });
+});
+
+describe('serve: start-up and shutdown', () => {
+  it('@X and @X\\x00 are served by two servers at once, each answering its own', async () => {
+    const base = uniqueName('pair');
+    const a = await startServe(['--socket', base]);
+    const b = await startServe(['--socket', `${base}\\x00`, '--writable']);
+    try {
+      expect(b.banner).toContain(`on ${base}\\x00`);
+      // One is read-only, the other writable: each answer says which server took the connection.
+      const ra = JSON.parse((await rawGet(base, '/')).body.toString()) as { writable: boolean };
+      const rb = JSON.parse((await rawGet(`${base}\\x00`, '/')).body.toString()) as { writable: boolean };
+      expect(ra.writable).toBe(false);
+      expect(rb.writable).toBe(true);
+      expect((await a.stop()).code).toBe(0);
+      expect(() => connectFd(parseAddress(base))).toThrow(/ECONNREFUSED/);
+      expect((await rawGet(`${base}\\x00`, '/health')).status).toBe(200);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+
+  it('with @ the kernel picks a name, which is printed and reachable', async () => {
+    const s = await startServe(['--socket', '@']);
+    try {
+      const printed = /on (@\S+)/.exec(s.banner)?.[1];
+      expect(printed).toMatch(/^@([0-9a-f]{5}|\\x00[0-9a-f]{4})$/);
+      expect((await rawGet(printed!, '/health')).status).toBe(200);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('a name in use exits non-zero naming the address and the owning pid', async () => {
+    const name = uniqueName('busy');
+    const first = await startServe(['--socket', name]);
+    try {
+      const second = await runCli(['serve', '--socket', name]);
+      expect(second.code).toBe(1);
+      expect(second.stderr).toContain(`nullgate: cannot listen on ${name}: address already in use`);
+      expect(second.stderr).toContain(`held by pid ${first.child.pid}`);
+      expect(second.stderr.trim().split('\n')).toHaveLength(1);
+    } finally {
+      await first.stop();
+    }
+  });
+
+  it.each([
+    [['--socket', '@bad\\xZ1'], /malformed escape/],
+    [['--socket', `@${'n'.repeat(108)}`], /at most 107/],
+    [['--allow-uid', '65534'], /65534 .* can never be allowed/],
+    [['--allow-uid', 'root'], /numeric id/],
+    [['--max-upload', '12Q'], /--max-upload takes a size/],
+    [['--root', '/nonexistent/dir'], /not a directory/],
+    [['--frobnicate'], /Unknown option/],
+  ])('usage error %j exits 2 with one line', async (args, message) => {
+    const r = await runCli(['serve', ...args]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('SIGTERM exits 0 and the name is gone afterwards', async () => {
+    const name = uniqueName('term');
+    const s = await startServe(['--socket', name]);
+    expect((await rawGet(name, '/health')).status).toBe(200);
+    expect(await s.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+    expect(() => connectFd(parseAddress(name))).toThrow(/ECONNREFUSED/);
+  });
+
+  it('SIGINT exits 0 too', async () => {
+    const s = await startServe(['--socket', uniqueName('int')]);
+    expect(await s.stop('SIGINT')).toEqual({ code: 0, signal: null });
+  });
+});
+

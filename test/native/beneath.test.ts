@@ -1,0 +1,354 @@
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { constants as fsc } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+
+import { native } from '../../gateway/binding.js';
+import type { SystemError } from '../../gateway/binding.js';
+import { BeneathRoot, TMP_PREFIX, closeFd, normalizeRel } from '../../gateway/beneath.js';
+import { fsError } from '../../gateway/errors.js';
+
+let base: string;
+let rootDir: string;
+let outsideDir: string;
+let root: BeneathRoot;
+
+function fdCount(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+async function readAll(fd: number): Promise<string> {
+  const buf = Buffer.alloc(4096);
+  const n = readSync(fd, buf, 0, buf.length, 0);
+  await closeFd(fd);
+  return buf.subarray(0, n).toString();
+}
+
+async function rejection(p: Promise<unknown>): Promise<SystemError> {
+  try {
+    await p;
+  } catch (err) {
+    return err as SystemError;
+  }
+  throw new Error('expected a rejection');
+}
+
+beforeAll(() => {
+  base = mkdtempSync(path.join(tmpdir(), 'ng-beneath-'));
+});
+
+afterAll(() => {
+  rmSync(base, { recursive: true, force: true });
+});
+
+beforeEach(async () => {
+  const dir = mkdtempSync(path.join(base, 't-'));
+  rootDir = path.join(dir, 'root');
+  outsideDir = path.join(dir, 'outside');
+  mkdirSync(path.join(rootDir, 'sub'), { recursive: true });
+  mkdirSync(outsideDir);
+  writeFileSync(path.join(outsideDir, 'secret'), 'SECRET');
+  writeFileSync(path.join(rootDir, 'file.txt'), 'hello');
+  writeFileSync(path.join(rootDir, 'sub', 'inner.txt'), 'inner');
+  symlinkSync('sub/inner.txt', path.join(rootDir, 'link-in'));
+  symlinkSync('sub', path.join(rootDir, 'link-dir-in'));
+  symlinkSync('../file.txt', path.join(rootDir, 'sub', 'link-up-in'));
+  symlinkSync('/etc', path.join(rootDir, 'link-etc'));
+  symlinkSync('../outside', path.join(rootDir, 'link-out'));
+  symlinkSync('../../../../../../../../..', path.join(rootDir, 'link-dotdot'));
+  symlinkSync(path.join(rootDir, 'file.txt'), path.join(rootDir, 'link-abs'));
+  root = await BeneathRoot.open(rootDir);
+});
+
+afterEach(async () => {
+  await root.close();
+  rmSync(path.dirname(rootDir), { recursive: true, force: true });
+});
+
+describe('open and stat beneath the root', () => {
+  it('opens and reads files inside, with or without a leading slash', async () => {
+    expect(await readAll(await root.open('file.txt', fsc.O_RDONLY))).toBe('hello');
+    expect(await readAll(await root.open('/sub/inner.txt', fsc.O_RDONLY))).toBe('inner');
+    expect(await readAll(await root.open('sub/../file.txt', fsc.O_RDONLY))).toBe('hello');
+  });
+
+  it('follows symlinks that stay inside the root', async () => {
+    expect(await readAll(await root.open('link-in', fsc.O_RDONLY))).toBe('inner');
+    expect(await readAll(await root.open('link-dir-in/inner.txt', fsc.O_RDONLY))).toBe('inner');
+    expect(await readAll(await root.open('sub/link-up-in', fsc.O_RDONLY))).toBe('hello');
+    const st = await root.stat('link-in');
+    expect(st.type).toBe('file');
+    expect(st.size).toBe(5);
+  });
+
+  it.each([
+    ['link-etc/passwd'],
+    ['link-etc'],
+    ['link-out/secret'],
+    ['link-dotdot/etc/passwd'],
+    ['link-abs'],
+    ['link-dir-in/../link-out/secret'],
+  ])('refuses %s, which leads outside, with EXDEV', async (rel) => {
+    const err = await rejection(root.open(rel, fsc.O_RDONLY));
+    expect(err.code).toBe('EXDEV');
+    expect(err.syscall).toBe('open');
+    // The path is shown normalised ('..' resolved lexically), as a URL parser would.
+    expect(err.path).toBe(`/${normalizeRel(rel)}`);
+    expect(err.message).not.toContain(rootDir);
+    expect(fsError(err, `/${rel}`).code).toBe('NG_ERR_OUTSIDE_ROOT');
+    expect((await rejection(root.stat(rel))).code).toBe('EXDEV');
+  });
+
+  it('refuses /proc magic links with ELOOP', async () => {
+    const proc = await BeneathRoot.open('/proc/self');
+    try {
+      const err = await rejection(proc.open('root/etc/passwd', fsc.O_RDONLY));
+      expect(err.code).toBe('ELOOP');
+      expect(fsError(err, '/root/etc/passwd').code).toBe('NG_ERR_OUTSIDE_ROOT');
+    } finally {
+      await proc.close();
+    }
+  });
+
+  it('lstat reports a symlink leading out as a symlink without following it', async () => {
+    const st = await root.lstat('link-etc');
+    expect(st.type).toBe('symlink');
+    expect(await root.readlink('link-etc')).toBe('/etc');
+    expect((await root.stat('')).type).toBe('dir');
+    expect(typeof (await root.stat('file.txt')).mtimeNs).toBe('bigint');
+  });
+
+  it('rejects a .. that would leave the root before any syscall', async () => {
+    for (const rel of ['..', '../outside/secret', 'sub/../../outside/secret', '/../etc/passwd']) {
+      const err = await rejection(root.open(rel, fsc.O_RDONLY));
+      expect(err.code).toBe('EXDEV');
+    }
+    expect(normalizeRel('/a//./b/../c/')).toBe('a/c');
+    expect(normalizeRel('/')).toBe('');
+  });
+
+  it('rejects NUL bytes with EINVAL, in JS and at the native boundary', async () => {
+    const err = await rejection(root.open('file.txt\0.jpg', fsc.O_RDONLY));
+    expect(err.code).toBe('EINVAL');
+    expect(await native.fsOpen(root.fd, 'file.txt\0.jpg', fsc.O_RDONLY, 0)).toBe(-fsc.O_RDONLY - 22);
+    expect(await native.fsMkdir(root.fd, 'x\0y', 0o755)).toBe(-22);
+    expect(existsSync(path.join(rootDir, 'x'))).toBe(false);
+  });
+
+  it('throws TypeError Usage for wrong argument types', () => {
+    const loose = native as unknown as Record<string, (...args: unknown[]) => unknown>;
+    expect(() => loose.fsOpen?.('x', 'y', 0, 0)).toThrow(/^Usage: fsOpen/);
+    expect(() => loose.fsStat?.(root.fd, 'x')).toThrow(TypeError);
+  });
+
+  it('reports ENOENT with the client-visible path', async () => {
+    const err = await rejection(root.stat('/nope/x'));
+    expect(err).toMatchObject({ code: 'ENOENT', syscall: 'stat', path: '/nope/x', errno: -2 });
+    expect(fsError(err, '/nope/x').code).toBe('NG_ERR_NOT_FOUND');
+  });
+});
+
+describe('directory operations', () => {
+  it('mkdir, mkdirp, rmdir, unlink', async () => {
+    await root.mkdir('d1');
+    expect((await rejection(root.mkdir('d1'))).code).toBe('EEXIST');
+    expect((await rejection(root.mkdir('missing/d'))).code).toBe('ENOENT');
+    expect(await root.mkdirp('a/b/c')).toBe(true);
+    expect(await root.mkdirp('/a/b/c/')).toBe(false);
+    expect(await root.mkdirp('link-dir-in')).toBe(false);
+    expect((await rejection(root.mkdirp('file.txt/x'))).code).toBe('ENOTDIR');
+    expect((await rejection(root.mkdirp('file.txt'))).code).toBe('EEXIST');
+    expect((await rejection(root.mkdirp('link-out/evil'))).code).toBe('EXDEV');
+    expect(existsSync(path.join(outsideDir, 'evil'))).toBe(false);
+    expect((await rejection(root.rmdir('a'))).code).toBe('ENOTEMPTY');
+    expect((await rejection(root.unlink('a/b'))).code).toBe('EISDIR');
+    await root.rmdir('a/b/c');
+    expect(existsSync(path.join(rootDir, 'a/b/c'))).toBe(false);
+    await root.unlink('file.txt');
+    expect(existsSync(path.join(rootDir, 'file.txt'))).toBe(false);
+    // unlink removes the symlink itself, never its target.
+    await root.unlink('link-out');
+    expect(existsSync(path.join(outsideDir, 'secret'))).toBe(true);
+    expect((await rejection(root.rmdir('/'))).code).toBe('EBUSY');
+  });
+
+  it('rename, with and without noReplace', async () => {
+    await root.rename('file.txt', 'sub/moved.txt');
+    expect(readFileSync(path.join(rootDir, 'sub/moved.txt'), 'utf8')).toBe('hello');
+    writeFileSync(path.join(rootDir, 'other'), 'other');
+    const err = await rejection(root.rename('other', 'sub/moved.txt', { noReplace: true }));
+    expect(err).toMatchObject({ code: 'EEXIST', path: '/other', dest: '/sub/moved.txt' });
+    await root.rename('other', 'sub/moved.txt');
+    expect(readFileSync(path.join(rootDir, 'sub/moved.txt'), 'utf8')).toBe('other');
+    expect((await rejection(root.rename('sub/moved.txt', 'link-out/stolen'))).code).toBe('EXDEV');
+    expect(existsSync(path.join(outsideDir, 'stolen'))).toBe(false);
+  });
+
+  it('reads 10,000 entries in bounded batches', async () => {
+    await root.mkdir('big');
+    const big = path.join(rootDir, 'big');
+    for (let i = 0; i < 10_000; i++) writeFileSync(path.join(big, `entry-${i}`), '');
+    mkdirSync(path.join(big, 'adir'));
+    symlinkSync('/etc', path.join(big, 'alink'));
+    const seen = new Map<string, string>();
+    let batches = 0;
+    for await (const batch of root.readdirBatches('big', { bufferBytes: 16 * 1024 })) {
+      batches++;
+      // 16 KiB of records of at least 24 bytes each.
+      expect(batch.length).toBeLessThanOrEqual(16 * 1024 / 24);
+      for (const e of batch) {
+        expect(seen.has(e.name)).toBe(false);
+        seen.set(e.name, e.type);
+      }
+    }
+    expect(batches).toBeGreaterThan(10);
+    expect(seen.size).toBe(10_002);
+    expect(seen.get('entry-9999')).toBe('file');
+    expect(seen.get('adir')).toBe('dir');
+    expect(seen.get('alink')).toBe('symlink');
+    expect(seen.has('.')).toBe(false);
+    let count = 0;
+    for await (const e of root.readdir('/')) if (e.name) count++;
+    expect(count).toBe(readdirSync(rootDir).length);
+  });
+
+  it('rm -r never follows symlinks out of (or inside) the root', async () => {
+    await root.mkdirp('tree/a/b');
+    writeFileSync(path.join(rootDir, 'tree/a/b/f'), 'x');
+    symlinkSync('../../outside', path.join(rootDir, 'tree/rel-out'));
+    symlinkSync(outsideDir, path.join(rootDir, 'tree/a/abs-out'));
+    symlinkSync('../sub', path.join(rootDir, 'tree/a/in'));
+    expect((await rejection(root.rm('tree'))).code).toBe('ENOTEMPTY');
+    await root.rm('tree', { recursive: true });
+    expect(existsSync(path.join(rootDir, 'tree'))).toBe(false);
+    expect(readFileSync(path.join(outsideDir, 'secret'), 'utf8')).toBe('SECRET');
+    expect(existsSync(path.join(rootDir, 'sub/inner.txt'))).toBe(true);
+    // A symlink to a directory is removed as a link.
+    await root.rm('link-dir-in', { recursive: true });
+    expect(existsSync(path.join(rootDir, 'sub/inner.txt'))).toBe(true);
+    await root.rm('link-out', { recursive: true });
+    expect(existsSync(path.join(outsideDir, 'secret'))).toBe(true);
+    // Through a symlink leading out, nothing is reached.
+    symlinkSync('../outside', path.join(rootDir, 'link-out'));
+    expect((await rejection(root.rm('link-out/secret', { recursive: true }))).code).toBe('EXDEV');
+    expect(existsSync(path.join(outsideDir, 'secret'))).toBe(true);
+    await root.rm('missing', { force: true });
+    expect((await rejection(root.rm('missing'))).code).toBe('ENOENT');
+    expect((await rejection(root.rm('/', { recursive: true }))).code).toBe('EBUSY');
+  });
+});
+
+describe('atomic uploads', () => {
+  it('writes an O_TMPFILE and links it in (new, then replace)', async () => {
+    const fd = await root.openTmpfile('sub');
+    writeSync(fd, 'first');
+    await root.fsync(fd);
+    await root.linkTmpfile(fd, 'sub/up.txt');
+    await closeFd(fd);
+    expect(readFileSync(path.join(rootDir, 'sub/up.txt'), 'utf8')).toBe('first');
+
+    const fd2 = await root.openTmpfile('/sub/');
+    writeSync(fd2, 'second');
+    fsyncSync(fd2);
+    expect((await rejection(root.linkTmpfile(fd2, 'sub/up.txt'))).code).toBe('EEXIST');
+    await root.linkTmpfile(fd2, 'sub/up.txt', { replace: true });
+    await closeFd(fd2);
+    await root.fsyncDir('sub');
+    await root.fsyncDir('');
+    expect(readFileSync(path.join(rootDir, 'sub/up.txt'), 'utf8')).toBe('second');
+    expect(readdirSync(path.join(rootDir, 'sub')).filter((n) => n.startsWith(TMP_PREFIX))).toEqual([]);
+  });
+
+  it('an unlinked O_TMPFILE leaves nothing behind; linking outside is refused', async () => {
+    const before = readdirSync(path.join(rootDir, 'sub')).sort();
+    const fd = await root.openTmpfile('sub');
+    writeSync(fd, 'data');
+    expect((await rejection(root.linkTmpfile(fd, 'link-out/planted'))).code).toBe('EXDEV');
+    expect((await rejection(root.openTmpfile('link-out'))).code).toBe('EXDEV');
+    await closeFd(fd);
+    expect(readdirSync(path.join(rootDir, 'sub')).sort()).toEqual(before);
+    expect(existsSync(path.join(outsideDir, 'planted'))).toBe(false);
+  });
+
+  it('offers named temporary files as the fallback', async () => {
+    const { fd, rel } = await root.openNamedTmpfile('sub');
+    expect(rel).toMatch(/^sub\/\.nullgate-tmp-[0-9a-f]{16}$/);
+    writeSync(fd, 'named');
+    await closeFd(fd);
+    await root.rename(rel, 'sub/named.txt');
+    expect(readFileSync(path.join(rootDir, 'sub/named.txt'), 'utf8')).toBe('named');
+  });
+});
+
+describe('resources', () => {
+  it('leaks no fds over 200 operations, failing ones included', async () => {
+    // Warm up lazily opened handles (thread pool, promisified fs) before counting.
+    await root.stat('file.txt');
+    await closeFd(await root.open('file.txt', fsc.O_RDONLY));
+    const before = fdCount();
+    for (let i = 0; i < 200; i++) {
+      switch (i % 10) {
+        case 0:
+          await closeFd(await root.open('link-in', fsc.O_RDONLY));
+          break;
+        case 1:
+          await rejection(root.open('link-out/secret', fsc.O_RDONLY));
+          break;
+        case 2:
+          await rejection(root.stat('nope/nope'));
+          break;
+        case 3:
+          await root.mkdirp(`m${i}/x`);
+          await root.rm(`m${i}`, { recursive: true });
+          break;
+        case 4:
+          await rejection(root.rename('nope', 'sub/x'));
+          await rejection(root.mkdir('link-out/x'));
+          break;
+        case 5: {
+          const fd = await root.openTmpfile('sub');
+          await root.linkTmpfile(fd, 'sub/t', { replace: true });
+          await rejection(root.linkTmpfile(fd, 'sub/t'));
+          await closeFd(fd);
+          break;
+        }
+        case 6:
+          for await (const batch of root.readdirBatches('sub')) expect(batch.length).toBeGreaterThan(0);
+          break;
+        case 7:
+          for await (const e of root.readdir('')) if (e.name === 'sub') break;
+          await rejection(root.readdirBatches('link-etc').next());
+          break;
+        case 8:
+          await root.fsyncDir('sub');
+          await root.readlink('link-etc');
+          await rejection(root.readlink('file.txt'));
+          break;
+        default:
+          await rejection(root.rm('link-out/secret', { recursive: true }));
+          await rejection(root.unlink('sub'));
+      }
+    }
+    expect(fdCount()).toBe(before);
+    const other = await BeneathRoot.open(rootDir);
+    await other.close();
+    await other.close();
+    expect(fdCount()).toBe(before);
+    expect((await rejection(BeneathRoot.open(path.join(rootDir, 'file.txt')))).code).toBe('ENOTDIR');
+  });
+});

@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import { isNullgateError } from '../../gateway/errors.js';
+import { decodeFilePath, displayPath } from '../../routes/url-path.js';
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    return isNullgateError(err) ? err.code : 'not a NullgateError';
+  }
+  return undefined;
+}
+
+describe('decodeFilePath: RFC 3986 §2.1 percent-decoding once, §6.2.2.2 dot-segments', () => {
+  it.each<[string, string, boolean]>([
+    ['', '', false],
+    ['/', '', true],
+    ['/a', 'a', false],
+    ['/a/b', 'a/b', false],
+    ['/a/b/', 'a/b', true],
+    ['//a///b/', 'a/b', true],
+    ['/./a', 'a', false],
+    ['/a/./b/.', 'a/b', true],
+    ['/a/%2e/b', 'a/b', false],
+    ['/%c3%a9', 'é', false],
+    ['/%C3%A9t%C3%A9.txt', 'été.txt', false],
+    ['/caf%C3%A9/', 'café', true],
+    ['/%252e%252e', '%2e%2e', false],
+    ['/%2525', '%25', false],
+    ['/a%20b', 'a b', false],
+    ['/a+b', 'a+b', false],
+    ['/...', '...', false],
+    ['/..a/a..', '..a/a..', false],
+    ['/.hidden', '.hidden', false],
+    ['/back%5Cslash', 'back\\slash', false],
+    ['/é', 'é', false],
+    ['/%e2%82%ac', '€', false],
+    ['/%F0%9F%98%80', '😀', false],
+  ])('%j → rel %j, trailingSlash %s', (raw, rel, trailingSlash) => {
+    expect(decodeFilePath(raw)).toEqual({ rel, trailingSlash });
+  });
+
+  it.each<[string, string]>([
+    ['/..', 'a bare .. segment'],
+    ['/../etc/passwd', 'a leading ..'],
+    ['/a/../b', '.. even when it stays inside the root'],
+    ['/a/..', 'a trailing ..'],
+    ['/%2e%2e', 'an encoded ..'],
+    ['/%2E%2E/x', 'an upper-case encoded ..'],
+    ['/.%2e/x', 'a half-encoded ..'],
+    ['/..%2f', '..%2f'],
+    ['/..%2Fetc', '..%2F hiding a separator'],
+    ['/a%2Fb', '%2F inside a segment'],
+    ['/a%2fb', '%2f inside a segment'],
+    ['/a%00b', '%00'],
+    ['/a\0b', 'a raw NUL'],
+    ['/%zz', 'a non-hex escape'],
+    ['/%', 'a bare %'],
+    ['/%4', 'a truncated escape'],
+    ['/a%g0', 'a half-hex escape'],
+    ['/%ff', 'invalid UTF-8 (lone 0xff)'],
+    ['/%c3', 'truncated UTF-8'],
+    ['/%c0%ae', 'overlong UTF-8 for "."'],
+    ['/%ed%a0%80', 'a UTF-8 encoded surrogate'],
+  ])('%j is NG_ERR_BAD_PATH (%s)', (raw) => {
+    expect(codeOf(() => decodeFilePath(raw))).toBe('NG_ERR_BAD_PATH');
+  });
+});
+
+describe('displayPath', () => {
+  it.each<[string, boolean | undefined, string]>([
+    ['', undefined, '/'],
+    ['', true, '/'],
+    ['a', undefined, '/a'],
+    ['a/b', false, '/a/b'],
+    ['a/b', true, '/a/b/'],
+    ['é', true, '/é/'],
+  ])('(%j, %s) → %j', (rel, dir, shown) => {
+    expect(dir === undefined ? displayPath(rel) : displayPath(rel, dir)).toBe(shown);
+  });
+});
