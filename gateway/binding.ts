@@ -32,6 +32,13 @@ export interface NativeBinding {
   peerCred(fd: number): PeerCredentials | number;
   sockInfo(fd: number): SocketInfo | number;
   close(fd: number): number;
+  /** A listening fd made inside another network namespace, or the failing errno and syscall. */
+  listenInNetns(
+    nsPath: string,
+    sunPath: Buffer,
+    backlog: number,
+  ): number | { errno: number; syscall: string };
+  sendDatagram(sunPath: Buffer, data: Buffer): number;
   // --- beneath-root filesystem layer (native/addon_fs.cc) ---
   // Every fs* call runs on the libuv thread pool and resolves to its value or a negative errno
   // (it never rejects). Paths are relative to `dirFd` and resolve beneath it with openat2(2)

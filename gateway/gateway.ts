@@ -12,6 +12,8 @@ export interface GatewayOptions extends AppOptions, PeerPolicyOptions {
   /** Address in the contract's syntax (`@name`, `@`, a path, `fd:N`); default `@nullgate`. */
   readonly socket?: string | Address | undefined;
   readonly backlog?: number | undefined;
+  /** Bind inside another network namespace (a /proc/PID/ns/net or /run/netns/NAME file). */
+  readonly netns?: string | undefined;
   /** How long close() lets requests in flight finish before cutting connections (ms). */
   readonly graceMs?: number | undefined;
 }
@@ -52,6 +54,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
       const result = await listenAbstract(app.server, target, {
         peerPolicy: policy,
         backlog: options.backlog,
+        netns: options.netns,
         onPeerDenied: (peer) => app.log.warn({ peer }, 'peer denied'),
       });
       bound = result.address;

@@ -12,7 +12,7 @@ import { type Address, formatAddress, parseAddress } from './address.js';
 import { native, type PeerCredentials } from './binding.js';
 import { errorBody } from './errors.js';
 import { createPeerPolicy, type PeerPolicy } from './peer-policy.js';
-import { type BoundSocket, bindListener, DEFAULT_BACKLOG } from './socket.js';
+import { type BoundSocket, bindListener, bindListenerInNetns, DEFAULT_BACKLOG } from './socket.js';
 
 export interface DeniedPeer extends PeerCredentials {
   readonly reason: string;
@@ -22,6 +22,8 @@ export interface ListenOptions {
   /** Who may connect; defaults to the server's own uid and uid 0. */
   readonly peerPolicy?: PeerPolicy | undefined;
   readonly backlog?: number | undefined;
+  /** Bind inside this network namespace (a /proc/PID/ns/net or /run/netns/NAME file). */
+  readonly netns?: string | undefined;
   /** Told about each refused connection (the gateway logs it). */
   readonly onPeerDenied?: ((peer: DeniedPeer) => void) | undefined;
 }
@@ -109,7 +111,11 @@ export async function listenAbstract(
   // must still get their response; Node's http server would otherwise abort the request.
   if ('httpAllowHalfOpen' in server) (server as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   installPeerGate(server, options.peerPolicy ?? createPeerPolicy(), options.onPeerDenied);
-  const bound = bindListener(parsed, options.backlog ?? DEFAULT_BACKLOG);
+  const backlog = options.backlog ?? DEFAULT_BACKLOG;
+  const bound =
+    options.netns === undefined
+      ? bindListener(parsed, backlog)
+      : bindListenerInNetns(parsed, options.netns, backlog);
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -69,6 +69,54 @@ function bindOnce(address: Address, sunPath: Buffer, backlog: number): number {
   }
 }
 
+/**
+ * Like bindListener, but the socket is made inside the network namespace at `nsPath` (a
+ * /proc/PID/ns/net or /run/netns/NAME file): only processes in that namespace can reach it.
+ */
+export function bindListenerInNetns(
+  address: Address,
+  nsPath: string,
+  backlog = DEFAULT_BACKLOG,
+): BoundSocket {
+  const shown = formatAddress(address);
+  if (address.kind === 'fd') {
+    throw ngError('NG_ERR_INVALID_OPTION', `--netns cannot be combined with an inherited socket (${shown})`);
+  }
+  const rc = native.listenInNetns(nsPath, toSunPath(address), backlog);
+  if (typeof rc === 'number') {
+    if (address.kind !== 'autobind') return { fd: rc, address };
+    try {
+      return { fd: rc, address: fromSunPath(check<Buffer>(native.sockName(rc), 'getsockname')) };
+    } catch (err) {
+      closeQuietly(rc);
+      throw err;
+    }
+  }
+  const err = systemError(
+    rc.errno,
+    rc.syscall,
+    rc.syscall === 'open' || rc.syscall === 'setns' ? { path: nsPath } : { address: shown },
+  );
+  if (rc.syscall === 'setns' && err.code === 'EPERM') {
+    throw ngError(
+      'NG_ERR_INVALID_OPTION',
+      `--netns ${nsPath}: entering a network namespace needs CAP_SYS_ADMIN`,
+      err,
+    );
+  }
+  if (rc.syscall === 'setns' && err.code === 'EINVAL') {
+    throw ngError('NG_ERR_INVALID_OPTION', `--netns ${nsPath}: not a network namespace file`, err);
+  }
+  if (rc.syscall === 'open') {
+    const hint =
+      err.code === 'EACCES' || err.code === 'EPERM'
+        ? '; entering a network namespace needs CAP_SYS_ADMIN'
+        : '';
+    throw ngError('NG_ERR_INVALID_OPTION', `--netns ${nsPath}: cannot open (${err.code}${hint})`, err);
+  }
+  throw err;
+}
+
 export function bindListener(address: Address, backlog = DEFAULT_BACKLOG): BoundSocket {
   if (address.kind === 'fd') return adoptListener(address.fd);
   const sunPath = toSunPath(address);

@@ -8,6 +8,8 @@
 // would only add a thread hop. Once an fd is returned to JS, JS owns it: C++ never closes it.
 #include <napi.h>
 
+#include <errno.h>
+
 #include <string>
 
 #include "addon_fs.h"
@@ -85,6 +87,37 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), ng::fd_close(fd));
 }
 
+// Blocks the JS thread for one thread create/join (tens of microseconds, once at start-up); an
+// AsyncWorker would make `listen` asynchronous for no gain.
+Napi::Value ListenInNetns(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: listenInNetns(nsPath: string, sunPath: Buffer, backlog: number)";
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), usage);
+  std::string ns_path = info[0].As<Napi::String>().Utf8Value();
+  auto path = BufferArg(info, 1, usage);
+  int backlog = FdArg(info, 2, usage);
+  Napi::Env env = info.Env();
+  if (ns_path.find('\0') != std::string::npos) {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("errno", -EINVAL);
+    out.Set("syscall", "open");
+    return out;
+  }
+  const char* failed = "";
+  int rc = ng::sock_listen_in_netns(ns_path.c_str(), path.Data(), path.Length(), backlog, &failed);
+  if (rc >= 0) return Napi::Number::New(env, rc);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("errno", rc);
+  out.Set("syscall", failed);
+  return out;
+}
+
+Napi::Value SendDatagram(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: sendDatagram(sunPath: Buffer, data: Buffer)";
+  auto path = BufferArg(info, 0, usage);
+  auto data = BufferArg(info, 1, usage);
+  return Napi::Number::New(info.Env(), ng::dgram_send(path.Data(), path.Length(), data.Data(), data.Length()));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("socket", Napi::Function::New(env, Socket, "socket"));
   exports.Set("bind", Napi::Function::New(env, Bind, "bind"));
@@ -94,6 +127,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
   exports.Set("sockInfo", Napi::Function::New(env, SockInfo, "sockInfo"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
+  exports.Set("listenInNetns", Napi::Function::New(env, ListenInNetns, "listenInNetns"));
+  exports.Set("sendDatagram", Napi::Function::New(env, SendDatagram, "sendDatagram"));
   ng::RegisterFs(env, exports);
   return exports;
 }

@@ -6,7 +6,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <sched.h>
+
 #include <cstddef>
+#include <thread>
+
+#include "fd_guard.h"
 
 namespace ng {
 
@@ -85,5 +91,59 @@ int sock_info(int fd, SockInfo* out) {
 }
 
 int fd_close(int fd) { return ::close(fd) < 0 ? -errno : 0; }
+
+int sock_listen_in_netns(const char* ns_path, const uint8_t* path, size_t len, int backlog, const char** failed) {
+  int result = -EINVAL;
+  const char* syscall_name = "setns";
+  std::thread worker([&]() {
+    FdGuard ns(::open(ns_path, O_RDONLY | O_CLOEXEC));
+    if (!ns.ok()) {
+      result = -errno;
+      syscall_name = "open";
+      return;
+    }
+    if (::setns(ns.get(), CLONE_NEWNET) < 0) {
+      result = -errno;
+      syscall_name = "setns";
+      return;
+    }
+    FdGuard fd(sock_create());
+    if (!fd.ok()) {
+      result = fd.release();
+      syscall_name = "socket";
+      return;
+    }
+    int rc = sock_bind(fd.get(), path, len);
+    if (rc < 0) {
+      result = rc;
+      syscall_name = "bind";
+      return;
+    }
+    rc = sock_listen(fd.get(), backlog);
+    if (rc < 0) {
+      result = rc;
+      syscall_name = "listen";
+      return;
+    }
+    result = fd.release();
+  });
+  worker.join();
+  *failed = syscall_name;
+  return result;
+}
+
+int dgram_send(const uint8_t* path, size_t len, const uint8_t* data, size_t data_len) {
+  sockaddr_un addr;
+  int addrlen = make_addr(path, len, &addr);
+  if (addrlen < 0) return addrlen;
+  FdGuard fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd.ok()) return -errno;
+  ssize_t n;
+  do {
+    n = ::sendto(fd.get(), data, data_len, MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
+                 static_cast<socklen_t>(addrlen));
+  } while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : static_cast<int>(n);
+}
 
 }  // namespace ng

@@ -37,4 +37,14 @@ struct SockInfo {
 int sock_info(int fd, SockInfo* out);
 int fd_close(int fd);
 
+// socket + bind + listen inside the network namespace `ns_path` (a /proc/PID/ns/net or
+// /run/netns/NAME file). The socket belongs to the namespace it was created in, so a short-lived
+// thread enters the namespace (setns(2) changes only the calling thread) and makes it there; the
+// process stays where it is. On failure *failed names the syscall that failed.
+int sock_listen_in_netns(const char* ns_path, const uint8_t* path, size_t len, int backlog, const char** failed);
+
+// One datagram to an AF_UNIX SOCK_DGRAM address with an exact length (sd_notify(3): NOTIFY_SOCKET
+// is often an abstract name).
+int dgram_send(const uint8_t* path, size_t len, const uint8_t* data, size_t data_len);
+
 }  // namespace ng

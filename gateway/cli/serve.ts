@@ -11,21 +11,13 @@ import { createGateway, DEFAULT_GRACE_MS } from '../gateway.js';
 import { findSocketOwner } from '../owner.js';
 import { CliError, ExitCode, usageError } from './exit.js';
 import { parseSize } from './size.js';
+import { activatedSocket, forgetActivation, notify } from '../systemd.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 function parseId(text: string, flag: string): number {
   if (!/^\d+$/.test(text)) throw usageError(`${flag} takes a numeric id, got "${text}"`);
   return Number(text);
-}
-
-/** systemd socket activation (sd_listen_fds(3)): the first inherited fd is 3. */
-function activatedSocket(): Address | undefined {
-  const fds = process.env.LISTEN_FDS;
-  const pid = process.env.LISTEN_PID;
-  if (!fds || (pid !== undefined && pid !== String(process.pid))) return undefined;
-  if (fds !== '1') throw usageError(`LISTEN_FDS=${fds}: nullgate serves exactly one inherited socket`);
-  return { kind: 'fd', fd: 3 };
 }
 
 export async function serveCommand(argv: string[]): Promise<number> {
@@ -42,6 +34,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'allow-any-peer': { type: 'boolean', default: false },
       'max-upload': { type: 'string' },
       grace: { type: 'string' },
+      netns: { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
     },
   });
@@ -76,6 +69,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     maxUpload,
     graceMs,
     logLevel,
+    netns: values.netns,
     allowUids: values['allow-uid'].map((v) => parseId(v, '--allow-uid')),
     allowGids: values['allow-gid'].map((v) => parseId(v, '--allow-gid')),
     allowAnyPeer: values['allow-any-peer'],
@@ -133,6 +127,11 @@ export async function serveCommand(argv: string[]): Promise<number> {
         process.exit(ExitCode.FAILURE);
       }
       stopping = true;
+      try {
+        notify('STOPPING=1');
+      } catch {
+        // systemd went away; stopping is all that is left to do.
+      }
       process.stderr.write(
         `nullgate: ${signal}: draining (up to ${graceMs / 1000}s), send again to exit at once\n`,
       );
@@ -150,6 +149,12 @@ export async function serveCommand(argv: string[]): Promise<number> {
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    forgetActivation();
+    try {
+      notify(`READY=1\nMAINPID=${process.pid}\nSTATUS=serving ${formatAddress(gateway.address!)}`);
+    } catch (err) {
+      process.stderr.write(`nullgate: warning: cannot notify systemd: ${(err as Error).message}\n`);
+    }
     // Printed only once the signal handlers are in place: whoever waits for this line may
     // signal us the moment they read it.
     printBanner();

@@ -1,0 +1,175 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { parseAddress } from '../../gateway/address.js';
+import { native } from '../../gateway/binding.js';
+import { bindListener } from '../../gateway/socket.js';
+import { activatedSocket, notifySunPath } from '../../gateway/systemd.js';
+import { BIN } from '../helpers/cli.js';
+import { itNeeds } from '../helpers/requirements.js';
+import { rawGet, uniqueName } from '../helpers/sockets.js';
+
+const exec = promisify(execFile);
+
+function waitFor(child: ChildProcess, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let err = '';
+    child.stderr!.on('data', (c: Buffer) => {
+      err += c.toString();
+      if (err.includes(text)) resolve(err);
+    });
+    child.on('exit', (code) => reject(new Error(`exited ${code}: ${err}`)));
+  });
+}
+
+function stop(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) resolve(child.exitCode);
+    child.on('exit', (code) => resolve(code));
+    child.kill('SIGTERM');
+  });
+}
+
+describe('systemd socket activation (as systemd would spawn us)', () => {
+  it.each([
+    [{}, undefined],
+    [{ LISTEN_FDS: '1' }, { kind: 'fd', fd: 3 }],
+    [
+      { LISTEN_FDS: '1', LISTEN_PID: '42' },
+      { kind: 'fd', fd: 3 },
+    ],
+    [{ LISTEN_FDS: '1', LISTEN_PID: '43' }, undefined],
+  ])('activatedSocket(%j)', (env, expected) => {
+    expect(activatedSocket(env, 42)).toEqual(expected);
+  });
+
+  it.each([
+    [{ LISTEN_FDS: '2', LISTEN_FDNAMES: 'a:b' }, /LISTEN_FDS=2 \(a:b\): nullgate serves exactly one socket/],
+    [{ LISTEN_FDS: 'x' }, /not a positive number/],
+  ])('activatedSocket(%j) refuses', (env, message) => {
+    expect(() => activatedSocket(env, 42)).toThrow(message);
+  });
+
+  it('NOTIFY_SOCKET "@name" is an abstract address taken byte for byte', () => {
+    expect([...notifySunPath('@ab')]).toEqual([0, 0x61, 0x62]);
+    expect(notifySunPath('/run/systemd/notify').toString()).toBe('/run/systemd/notify');
+  });
+
+  itNeeds(
+    ['python3'],
+    'serves an inherited socket (LISTEN_FDS, LISTEN_PID) and sends READY=1 to an abstract NOTIFY_SOCKET',
+    async () => {
+      const name = uniqueName('activated');
+      const notifyName = uniqueName('notify').slice(1);
+      const bound = bindListener(parseAddress(name));
+      // A datagram receiver on an abstract name, like systemd's own notify socket.
+      const receiver = spawn('python3', [
+        '-c',
+        [
+          'import socket, sys',
+          's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)',
+          "s.bind('\\0' + sys.argv[1])",
+          "print('bound', flush=True)",
+          's.settimeout(20)',
+          'print(s.recv(4096).decode().replace("\\n", "|"), flush=True)',
+        ].join('\n'),
+        notifyName,
+      ]);
+      const received = new Promise<string>((resolve) => {
+        let out = '';
+        receiver.stdout.on('data', (c: Buffer) => {
+          out += c.toString();
+          const lines = out.split('\n');
+          if (lines.length > 2) resolve(lines[1]!);
+        });
+      });
+      await new Promise<void>((resolve) => receiver.stdout.once('data', () => resolve()));
+      // `exec` keeps the pid, so LISTEN_PID=$$ names the server, as systemd sets it.
+      const child = spawn(
+        'sh',
+        ['-c', `LISTEN_PID=$$ exec "${process.execPath}" "${BIN}" serve --log-level warn`],
+        {
+          env: {
+            ...process.env,
+            LISTEN_FDS: '1',
+            LISTEN_FDNAMES: 'nullgate',
+            NOTIFY_SOCKET: `@${notifyName}`,
+          },
+          stdio: ['ignore', 'ignore', 'pipe', bound.fd],
+        },
+      );
+      native.close(bound.fd); // the child has its own copy now
+      try {
+        const banner = await waitFor(child, 'nullgate: serving');
+        expect(banner).toContain(`on ${name}`);
+        expect((await rawGet(name, '/health')).status).toBe(200);
+        expect(await received).toMatch(
+          new RegExp(`^READY=1\\|MAINPID=${child.pid}\\|STATUS=serving ${name}`),
+        );
+      } finally {
+        expect(await stop(child)).toBe(0);
+        receiver.kill();
+      }
+    },
+  );
+
+  it('an inherited fd that is not a listening unix socket is a clear error', async () => {
+    const child = spawn(process.execPath, [BIN, 'serve', '--socket', 'fd:0'], {
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    const code = await new Promise((r) => child.on('exit', r));
+    expect(code).not.toBe(0);
+    expect(err).toContain('fd:0 is not');
+  });
+});
+
+describe('--netns', () => {
+  itNeeds(
+    ['root', 'unshare', 'nsenter', 'curl'],
+    'binds inside another network namespace: reachable there, not here',
+    async () => {
+      const holder = spawn('unshare', ['-n', 'sleep', '60'], { stdio: 'ignore' });
+      const name = uniqueName('netns');
+      let server: ChildProcess | undefined;
+      try {
+        await new Promise((r) => setTimeout(r, 200));
+        const ns = `/proc/${holder.pid}/ns/net`;
+        server = spawn(
+          process.execPath,
+          [BIN, 'serve', '--socket', name, '--netns', ns, '--log-level', 'warn'],
+          {
+            stdio: ['ignore', 'ignore', 'pipe'],
+          },
+        );
+        await waitFor(server, 'nullgate: serving');
+        const inside = await exec('nsenter', [
+          '-t',
+          String(holder.pid),
+          '-n',
+          'curl',
+          '-sS',
+          '--abstract-unix-socket',
+          name.slice(1),
+          'http://localhost/health',
+        ]);
+        expect(JSON.parse(inside.stdout)).toEqual({ status: 'ok' });
+        await expect(rawGet(name, '/health')).rejects.toThrow(/ECONNREFUSED/);
+      } finally {
+        if (server) expect(await stop(server)).toBe(0);
+        holder.kill('SIGKILL');
+      }
+    },
+  );
+
+  it.each([
+    ['/etc/hostname', /not a network namespace file/],
+    ['/nonexistent/ns', /cannot open \(ENOENT\)/],
+  ])('--netns %s is a usage error', async (ns, message) => {
+    const { runCli } = await import('../helpers/cli.js');
+    const r = await runCli(['serve', '--socket', uniqueName('badns'), '--netns', ns]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+  });
+});
