@@ -12,6 +12,7 @@ import Fastify, {
 import type { PeerCredentials } from './binding.js';
 import { type ErrorCode, errorBody, errorCodes, isNullgateError } from './errors.js';
 import { peerOf } from './listen.js';
+import { type Limits, resolveLimits } from './limits.js';
 import { version } from './version.js';
 
 declare module 'fastify' {
@@ -30,6 +31,8 @@ export interface AppOptions {
   readonly logLevel?: string | false | undefined;
   /** Where logs go (defaults to stderr). */
   readonly logStream?: NodeJS.WritableStream | undefined;
+  /** Connection and request limits; every one has a bounded default (gateway/limits.ts). */
+  readonly limits?: Partial<Limits> | undefined;
   /** Extra Fastify options (timeouts, limits) for the operator. */
   readonly fastify?: Omit<FastifyServerOptions, 'logger' | 'loggerInstance'> | undefined;
 }
@@ -61,7 +64,18 @@ function clientErrorBody(err: NodeJS.ErrnoException): [number, string, string] {
 
 export function buildApp(options: AppOptions = {}): FastifyInstance {
   const logLevel = options.logLevel ?? 'info';
+  const limits = resolveLimits(options.limits);
   const app = Fastify({
+    connectionTimeout: limits.idleTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    http: {
+      maxHeaderSize: limits.maxHeaderSize,
+      headersTimeout: limits.headersTimeoutMs,
+      // Check the header/request timers every second (Node's default, 30 s, lets a slowloris
+      // flood hold connections far past headersTimeout).
+      connectionsCheckingInterval: 1000,
+    },
     ...options.fastify,
     logger: logLevel === false ? false : { level: logLevel, stream: options.logStream ?? process.stderr },
     // One access line per request (onResponse below) instead of Fastify's two.

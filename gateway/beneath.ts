@@ -216,18 +216,20 @@ export class BeneathRoot {
     const r = normalizeRel(rel, 'rm');
     if (r === '') throw systemError(-EBUSY, 'rm', { path: '/' });
     const [parent, name] = splitParent(r);
-    const parentFd = check(
-      await native.fsOpen(this.fd, parent, native.fsConstants.O_PATH | fsc.O_DIRECTORY, 0),
-      'open',
-      { path: showPath(parent) },
-    );
     try {
-      await removeAt(parentFd, name, showPath(r), options.recursive === true);
+      const parentFd = check(
+        await native.fsOpen(this.fd, parent, native.fsConstants.O_PATH | fsc.O_DIRECTORY, 0),
+        'open',
+        { path: showPath(parent) },
+      );
+      try {
+        await removeAt(parentFd, name, showPath(r), options.recursive === true);
+      } finally {
+        await closeAsync(parentFd);
+      }
     } catch (err) {
       if (options.force === true && (err as SystemError).code === 'ENOENT') return;
       throw err;
-    } finally {
-      await closeAsync(parentFd);
     }
   }
 

@@ -6,7 +6,8 @@ import type { FastifyInstance } from 'fastify';
 import { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from './address.js';
 import { buildApp, type AppOptions } from './app.js';
 import { createPeerPolicy, type PeerPolicyOptions } from './peer-policy.js';
-import { listenAbstract } from './listen.js';
+import { type DeniedPeer, listenAbstract } from './listen.js';
+import { rateLimited, resolveLimits } from './limits.js';
 
 export interface GatewayOptions extends AppOptions, PeerPolicyOptions {
   /** Address in the contract's syntax (`@name`, `@`, a path, `fd:N`); default `@nullgate`. */
@@ -31,12 +32,15 @@ export interface Gateway {
 }
 
 export const DEFAULT_GRACE_MS = 10_000;
+/** A flood of denials or drops logs one line per window, with the count of the rest. */
+const LOG_WINDOW_MS = 10_000;
 
 export function createGateway(options: GatewayOptions = {}): Gateway {
   // Validate everything before anything is bound: a bad option must not leave a socket behind.
   const policy = createPeerPolicy(options);
   const target =
     typeof options.socket === 'object' ? options.socket : parseAddress(options.socket ?? DEFAULT_ADDRESS);
+  const limits = resolveLimits(options.limits);
   const app = buildApp(options);
   let bound: Address | undefined;
   let closing: Promise<void> | undefined;
@@ -51,11 +55,30 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     },
     async listen() {
       await app.ready();
+      let lastDenied: DeniedPeer | undefined;
+      const logDenied = rateLimited(LOG_WINDOW_MS, (suppressed) =>
+        app.log.warn({ peer: lastDenied, suppressed }, 'peer denied'),
+      );
+      let dropped = 0;
+      const logDropped = rateLimited(LOG_WINDOW_MS, (suppressed) =>
+        app.log.warn(
+          { maxConnections: limits.maxConnections, dropped, suppressed },
+          'connection limit reached: closing new connections',
+        ),
+      );
+      app.server.maxConnections = limits.maxConnections;
+      app.server.on('drop', () => {
+        dropped++;
+        logDropped();
+      });
       const result = await listenAbstract(app.server, target, {
         peerPolicy: policy,
         backlog: options.backlog,
         netns: options.netns,
-        onPeerDenied: (peer) => app.log.warn({ peer }, 'peer denied'),
+        onPeerDenied: (peer) => {
+          lastDenied = peer;
+          logDenied();
+        },
       });
       bound = result.address;
       return bound;

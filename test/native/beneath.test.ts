@@ -1,7 +1,7 @@
 import {
-  closeSync,
   existsSync,
   fsyncSync,
+  linkSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -13,6 +13,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { constants as fsc } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -114,6 +115,40 @@ describe('open and stat beneath the root', () => {
     expect((await rejection(root.stat(rel))).code).toBe('EXDEV');
   });
 
+  it('never reaches outside while a directory is swapped for a symlink leading out', async () => {
+    mkdirSync(path.join(rootDir, 'real'));
+    writeFileSync(path.join(rootDir, 'real', 'secret'), 'INSIDE');
+    symlinkSync('real', path.join(rootDir, 'swap'));
+    symlinkSync('../outside', path.join(rootDir, 'swap-out'));
+    symlinkSync('real', path.join(rootDir, 'swap-in'));
+    // Another process flips `swap` between the two (rename(2) over a symlink is atomic).
+    const flipper = spawn('sh', [
+      '-c',
+      'cd "$1" && while :; do cp -P swap-out s1 && mv -T s1 swap; cp -P swap-in s2 && mv -T s2 swap; done',
+      'sh',
+      rootDir,
+    ]);
+    const seen = new Set<string>();
+    try {
+      for (let round = 0; round < 40; round++) {
+        await Promise.all(
+          Array.from({ length: 25 }, async () => {
+            try {
+              seen.add(await readAll(await root.open('swap/secret', fsc.O_RDONLY)));
+            } catch (err) {
+              seen.add((err as SystemError).code);
+            }
+          }),
+        );
+      }
+    } finally {
+      flipper.kill('SIGKILL');
+      await new Promise((resolve) => flipper.once('exit', resolve));
+    }
+    expect(seen.has('SECRET')).toBe(false);
+    for (const v of seen) expect(['INSIDE', 'EXDEV', 'ENOENT']).toContain(v);
+  });
+
   it('refuses /proc magic links with ELOOP', async () => {
     const proc = await BeneathRoot.open('/proc/self');
     try {
@@ -145,7 +180,7 @@ describe('open and stat beneath the root', () => {
   it('rejects NUL bytes with EINVAL, in JS and at the native boundary', async () => {
     const err = await rejection(root.open('file.txt\0.jpg', fsc.O_RDONLY));
     expect(err.code).toBe('EINVAL');
-    expect(await native.fsOpen(root.fd, 'file.txt\0.jpg', fsc.O_RDONLY, 0)).toBe(-fsc.O_RDONLY - 22);
+    expect(await native.fsOpen(root.fd, 'file.txt\0.jpg', fsc.O_RDONLY, 0)).toBe(-22);
     expect(await native.fsMkdir(root.fd, 'x\0y', 0o755)).toBe(-22);
     expect(existsSync(path.join(rootDir, 'x'))).toBe(false);
   });
@@ -202,7 +237,9 @@ describe('directory operations', () => {
   it('reads 10,000 entries in bounded batches', async () => {
     await root.mkdir('big');
     const big = path.join(rootDir, 'big');
-    for (let i = 0; i < 10_000; i++) writeFileSync(path.join(big, `entry-${i}`), '');
+    // Hard links to one file: one syscall per entry keeps the setup fast.
+    writeFileSync(path.join(big, 'entry-0'), '');
+    for (let i = 1; i < 10_000; i++) linkSync(path.join(big, 'entry-0'), path.join(big, `entry-${i}`));
     mkdirSync(path.join(big, 'adir'));
     symlinkSync('/etc', path.join(big, 'alink'));
     const seen = new Map<string, string>();
@@ -210,7 +247,7 @@ describe('directory operations', () => {
     for await (const batch of root.readdirBatches('big', { bufferBytes: 16 * 1024 })) {
       batches++;
       // 16 KiB of records of at least 24 bytes each.
-      expect(batch.length).toBeLessThanOrEqual(16 * 1024 / 24);
+      expect(batch.length).toBeLessThanOrEqual((16 * 1024) / 24);
       for (const e of batch) {
         expect(seen.has(e.name)).toBe(false);
         seen.set(e.name, e.type);
@@ -283,6 +320,17 @@ describe('atomic uploads', () => {
     await closeFd(fd);
     expect(readdirSync(path.join(rootDir, 'sub')).sort()).toEqual(before);
     expect(existsSync(path.join(outsideDir, 'planted'))).toBe(false);
+  });
+
+  it('replacing a directory with a file fails with EISDIR and leaves no temporary name', async () => {
+    await root.mkdir('sub/adir');
+    const fd = await root.openTmpfile('sub');
+    try {
+      expect((await rejection(root.linkTmpfile(fd, 'sub/adir', { replace: true }))).code).toBe('EISDIR');
+    } finally {
+      await closeFd(fd);
+    }
+    expect(readdirSync(path.join(rootDir, 'sub')).filter((n) => n.startsWith(TMP_PREFIX))).toEqual([]);
   });
 
   it('offers named temporary files as the fallback', async () => {

@@ -1,10 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  contentRange,
-  parseRange,
-  unsatisfiedContentRange,
-  type RangeResult,
-} from '../../routes/range.js';
+import { contentRange, parseRange, unsatisfiedContentRange, type RangeResult } from '../../routes/range.js';
 
 const none: RangeResult = { kind: 'none' };
 const unsatisfiable: RangeResult = { kind: 'unsatisfiable' };
@@ -111,7 +106,8 @@ describe('parseRange: RFC 9110 §14.2 headers that are ignored (200, whole file)
   });
 
   it('ignores more than maxRanges range-specs (default 100), §14.2 / §17.15', () => {
-    const specs = (n: number): string => `bytes=${Array.from({ length: n }, (_, i) => `${i * 2}-${i * 2}`).join(',')}`;
+    const specs = (n: number): string =>
+      `bytes=${Array.from({ length: n }, (_, i) => `${i * 2}-${i * 2}`).join(',')}`;
     const hundred = parseRange(specs(100), 10000);
     expect(hundred.kind).toBe('multiple');
     expect(hundred.kind === 'multiple' && hundred.ranges.length).toBe(100);
