@@ -13,6 +13,7 @@ import type { PeerCredentials } from './binding.js';
 import { type ErrorCode, errorBody, errorCodes, isNullgateError } from './errors.js';
 import { peerOf } from './listen.js';
 import { type Limits, resolveLimits } from './limits.js';
+import { filesRoutes } from '../routes/files.js';
 import { version } from './version.js';
 
 declare module 'fastify' {
@@ -75,6 +76,20 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
       // Check the header/request timers every second (Node's default, 30 s, lets a slowloris
       // flood hold connections far past headersTimeout).
       connectionsCheckingInterval: 1000,
+    },
+    // A URL find-my-way cannot decode (e.g. a bad %-escape) gets the nullgate shape too.
+    frameworkErrors(error, _request, reply) {
+      const bad = error.code === 'FST_ERR_BAD_URL';
+      const status = bad ? 400 : (error.statusCode ?? 400);
+      void (reply as FastifyReply)
+        .code(status)
+        .send(
+          errorBody(
+            status,
+            bad ? 'NG_ERR_BAD_PATH' : statusCode(status),
+            bad ? 'malformed URL path' : error.message,
+          ),
+        );
     },
     ...options.fastify,
     logger: logLevel === false ? false : { level: logLevel, stream: options.logStream ?? process.stderr },
@@ -165,6 +180,20 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
   }));
   app.get('/health', () => ({ status: 'ok' }));
   app.get('/whoami', (request) => ({ ...request.peer, allowed: true }));
+
+  // Expect: 100-continue (curl -T sends it) is answered by the upload handler once it has
+  // accepted the request, so a refused upload (403, 413, 412) is refused before the body is sent.
+  app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res));
+
+  if (options.root !== undefined) {
+    void app.register(filesRoutes, {
+      prefix: '/files',
+      root: options.root,
+      writable,
+      maxUpload: options.maxUpload,
+      maxUploads: limits.maxUploads,
+    });
+  }
 
   return app;
 }

@@ -1,0 +1,1 @@
+export { filesRoutes, type FilesOptions } from './files.js';
