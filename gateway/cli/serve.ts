@@ -149,6 +149,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // Nothing to reopen (logs go to stderr, configuration is argv): say so and keep serving.
+    process.on('SIGHUP', () => gateway.app.log.info('SIGHUP: nothing to reload; restart to change flags'));
     forgetActivation();
     try {
       notify(`READY=1\nMAINPID=${process.pid}\nSTATUS=serving ${formatAddress(gateway.address!)}`);

@@ -184,6 +184,37 @@ describe('serve: start-up and shutdown', () => {
     expect(() => connectFd(parseAddress(name))).toThrow(/ECONNREFUSED/);
   });
 
+  it('SIGHUP reloads nothing: it is logged and the server keeps serving', async () => {
+    const name = uniqueName('hup');
+    const s = await startServe(['--socket', name, '--log-level', 'info']);
+    try {
+      s.child.kill('SIGHUP');
+      for (let i = 0; i < 50 && !s.stderr().includes('SIGHUP'); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(s.stderr()).toContain('SIGHUP: nothing to reload');
+      expect((await rawGet(name, '/health')).status).toBe(200);
+    } finally {
+      expect((await s.stop()).code).toBe(0);
+    }
+  });
+
+  it('a second signal exits at once, even with a request stuck in flight', async () => {
+    const name = uniqueName('twice');
+    const s = await startServe(['--socket', name, '--grace', '30']);
+    // A request whose body never arrives keeps the drain waiting.
+    const { connectSocket } = await import('../helpers/sockets.js');
+    const stuck = connectSocket(name);
+    stuck.on('error', () => {});
+    stuck.write('PUT /files/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc');
+    await new Promise((r) => setTimeout(r, 200));
+    s.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = Date.now();
+    const exit = await s.stop('SIGTERM');
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(exit.code).toBe(1);
+    stuck.destroy();
+  });
+
   it('SIGINT exits 0 too', async () => {
     const s = await startServe(['--socket', uniqueName('int')]);
     expect(await s.stop('SIGINT')).toEqual({ code: 0, signal: null });
