@@ -16,4 +16,7 @@ function readVersion(): string {
   return '0.0.0';
 }
 
-export const version: string = readVersion();
+/** Replaced by the client bundle's build (scripts/bundle.mjs), which has no package.json beside it. */
+declare const NULLGATE_VERSION: string | undefined;
+
+export const version: string = typeof NULLGATE_VERSION === 'string' ? NULLGATE_VERSION : readVersion();
