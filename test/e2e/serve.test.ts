@@ -200,11 +200,11 @@ describe('serve: start-up and shutdown', () => {
   it('a second signal exits at once, even with a request stuck in flight', async () => {
     const name = uniqueName('twice');
     const s = await startServe(['--socket', name, '--grace', '30']);
-    // A request whose body never arrives keeps the drain waiting.
+    // A request whose headers never complete keeps the drain waiting.
     const { connectSocket } = await import('../helpers/sockets.js');
     const stuck = connectSocket(name);
     stuck.on('error', () => {});
-    stuck.write('PUT /files/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc');
+    stuck.write('GET /health HTTP/1.1\r\nHost: x\r\n');
     await new Promise((r) => setTimeout(r, 200));
     s.child.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 300));
