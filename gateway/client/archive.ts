@@ -177,7 +177,8 @@ class Extractor {
     await this.parents(targetRel);
     const target = path.join(this.root, targetRel);
     const st = await lstatOrUndefined(target);
-    if (!st?.isFile()) throw unsafe(rel, `hard link to something that is not an extracted file (${header.linkname})`);
+    if (!st?.isFile())
+      throw unsafe(rel, `hard link to something that is not an extracted file (${header.linkname})`);
     await this.#clear(dest, rel);
     try {
       await fsp.link(target, dest);

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable, Transform } from 'node:stream';
+import { PassThrough, type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { inspect } from 'node:util';
 import { Agent, type Dispatcher } from 'undici';
@@ -53,6 +53,8 @@ export interface GetResult {
 export interface DownloadOptions {
   /** Continue a partial local file with `Range: bytes=<its size>-` (curl `-C -`). */
   readonly resume?: boolean | undefined;
+  /** Download only this range (not with `resume`); see GetOptions.range. */
+  readonly range?: GetOptions['range'];
   readonly signal?: AbortSignal | undefined;
   readonly onProgress?: ProgressCallback | undefined;
 }
@@ -152,7 +154,11 @@ export function archivePath(remoteDir: string): string {
 function rangeHeader(range: NonNullable<GetOptions['range']>): string {
   if (typeof range === 'string') return /^bytes=/i.test(range) ? range : `bytes=${range}`;
   const { start, end } = range;
-  if (!Number.isSafeInteger(start) || start < 0 || (end !== undefined && (!Number.isSafeInteger(end) || end < start))) {
+  if (
+    !Number.isSafeInteger(start) ||
+    start < 0 ||
+    (end !== undefined && (!Number.isSafeInteger(end) || end < start))
+  ) {
     throw ngError('NG_ERR_INVALID_OPTION', `invalid range: ${inspect(range)}`);
   }
   return `bytes=${start}-${end ?? ''}`;
@@ -180,7 +186,11 @@ function rangeStart(contentRange: string | undefined): number | undefined {
 }
 
 /** A pass-through that reports the running byte count. */
-export function progressStream(onProgress: ProgressCallback, total: number | undefined, offset = 0): Transform {
+export function progressStream(
+  onProgress: ProgressCallback,
+  total: number | undefined,
+  offset = 0,
+): Transform {
   let done = offset;
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
@@ -204,11 +214,17 @@ export class Client {
 
   constructor(options: ClientOptions = {}) {
     if (options === null || typeof options !== 'object') {
-      throw ngError('NG_ERR_INVALID_OPTION', `invalid Client options: expected an object, got ${inspect(options)}`);
+      throw ngError(
+        'NG_ERR_INVALID_OPTION',
+        `invalid Client options: expected an object, got ${inspect(options)}`,
+      );
     }
     const wait = options.wait ?? 0;
     if (typeof wait !== 'number' || !Number.isFinite(wait) || wait < 0) {
-      throw ngError('NG_ERR_INVALID_OPTION', `invalid wait: expected a non-negative number of seconds, got ${inspect(wait)}`);
+      throw ngError(
+        'NG_ERR_INVALID_OPTION',
+        `invalid wait: expected a non-negative number of seconds, got ${inspect(wait)}`,
+      );
     }
     const socket = options.socket ?? DEFAULT_ADDRESS;
     this.address = typeof socket === 'string' ? parseAddress(socket) : socket;
@@ -227,7 +243,10 @@ export class Client {
   /** A raw request: any method, any URL path (`/health`, `/files/x?y`). Error statuses are returned, not thrown. */
   request(method: string, urlPath: string, options: RequestOptions = {}): Promise<Dispatcher.ResponseData> {
     if (!urlPath.startsWith('/')) {
-      throw ngError('NG_ERR_INVALID_OPTION', `invalid URL path: must start with '/', got ${inspect(urlPath)}`);
+      throw ngError(
+        'NG_ERR_INVALID_OPTION',
+        `invalid URL path: must start with '/', got ${inspect(urlPath)}`,
+      );
     }
     const opts: Dispatcher.RequestOptions = { origin: ORIGIN, path: urlPath, method };
     if (options.headers) opts.headers = options.headers;
@@ -237,7 +256,11 @@ export class Client {
   }
 
   /** Like request(), but an answer >= 400 becomes a thrown ClientError. */
-  async #checked(method: string, urlPath: string, options: RequestOptions = {}): Promise<Dispatcher.ResponseData> {
+  async #checked(
+    method: string,
+    urlPath: string,
+    options: RequestOptions = {},
+  ): Promise<Dispatcher.ResponseData> {
     const res = await this.request(method, urlPath, options);
     if (res.statusCode >= 400) throw await responseError(res, method, urlPath, this.socket);
     return res;
@@ -278,9 +301,16 @@ export class Client {
    * directory, renamed over `localFile` only when complete: a failed download never leaves a
    * truncated file under the final name. With `resume` it appends to `localFile` from its size.
    */
-  async download(remotePath: string, localFile: string, options: DownloadOptions = {}): Promise<DownloadResult> {
+  async download(
+    remotePath: string,
+    localFile: string,
+    options: DownloadOptions = {},
+  ): Promise<DownloadResult> {
     const urlPath = filesPath(remotePath);
     const dest = path.resolve(localFile);
+    if (options.resume && options.range !== undefined) {
+      throw ngError('NG_ERR_INVALID_OPTION', 'invalid download options: resume and range exclude each other');
+    }
     if (options.resume) {
       let offset = 0;
       try {
@@ -302,7 +332,10 @@ export class Client {
       const partial = res.statusCode === 206;
       if (partial && rangeStart(header(res.headers, 'content-range')) !== offset) {
         res.body.destroy();
-        throw ngError('NG_ERR_HTTP', `GET ${urlPath} on ${this.socket}: 206 for a range that does not start at ${offset}`);
+        throw ngError(
+          'NG_ERR_HTTP',
+          `GET ${urlPath} on ${this.socket}: 206 for a range that does not start at ${offset}`,
+        );
       }
       const start = partial ? offset : 0;
       const length = numberHeader(res.headers, 'content-length');
@@ -310,7 +343,9 @@ export class Client {
       return { bytes, size: start + bytes, resumed: partial };
     }
 
-    const res = await this.#checked('GET', urlPath, { signal: options.signal });
+    const headers: Record<string, string> = {};
+    if (options.range !== undefined) headers.range = rangeHeader(options.range);
+    const res = await this.#checked('GET', urlPath, { headers, signal: options.signal });
     const temp = tempNameFor(dest);
     const length = numberHeader(res.headers, 'content-length');
     try {
@@ -355,19 +390,32 @@ export class Client {
     } else {
       body = source;
     }
+    // undici destroys the stream it was given when the request fails; handing it a pass-through
+    // keeps `body` errors (the local file) apart from connection errors.
     let localErr: unknown;
-    body.once('error', (err) => (localErr ??= err));
-    const upload = options.onProgress ? body.pipe(progressStream(options.onProgress, size)) : body;
-    if (upload !== body) body.once('error', (err) => upload.destroy(err));
+    const upload = options.onProgress ? progressStream(options.onProgress, size) : new PassThrough();
+    body.once('error', (err) => {
+      localErr ??= err;
+      upload.destroy(err);
+    });
+    body.pipe(upload);
 
-    const headers: Record<string, string> = { 'content-type': 'application/octet-stream', ...options.headers };
+    const headers: Record<string, string> = {
+      'content-type': 'application/octet-stream',
+      ...options.headers,
+    };
     if (size !== undefined) headers['content-length'] = String(size);
     if (options.noClobber) headers['if-none-match'] = '*';
     let res: Dispatcher.ResponseData;
     try {
-      res = await this.#checked('PUT', filesPath(remotePath), { headers, body: upload, signal: options.signal });
+      res = await this.#checked('PUT', filesPath(remotePath), {
+        headers,
+        body: upload,
+        signal: options.signal,
+      });
     } catch (err) {
-      body.destroy();
+      body.unpipe(upload);
+      if (typeof source === 'string') body.destroy();
       if (localErr !== undefined) throw new LocalFileError('read', localName, localErr);
       throw err;
     }
@@ -379,11 +427,17 @@ export class Client {
   async list(remotePath: string, options: { signal?: AbortSignal | undefined } = {}): Promise<Listing> {
     const dir = remotePath.endsWith('/') ? remotePath : `${remotePath}/`;
     const urlPath = filesPath(dir);
-    const res = await this.#checked('GET', urlPath, { signal: options.signal, headers: { accept: 'application/json' } });
+    const res = await this.#checked('GET', urlPath, {
+      signal: options.signal,
+      headers: { accept: 'application/json' },
+    });
     const type = header(res.headers, 'content-type') ?? '';
     if (!/json/i.test(type)) {
       res.body.destroy();
-      throw ngError('NG_ERR_HTTP', `GET ${urlPath} on ${this.socket}: not a directory listing (${type || 'no content type'})`);
+      throw ngError(
+        'NG_ERR_HTTP',
+        `GET ${urlPath} on ${this.socket}: not a directory listing (${type || 'no content type'})`,
+      );
     }
     const listing = await this.#json<Partial<Listing>>(res);
     if (!Array.isArray(listing.entries)) {
@@ -393,14 +447,20 @@ export class Client {
   }
 
   /** Deletes a file or an empty directory; `recursive` deletes a whole tree. */
-  async remove(remotePath: string, options: { recursive?: boolean | undefined; signal?: AbortSignal | undefined } = {}): Promise<void> {
+  async remove(
+    remotePath: string,
+    options: { recursive?: boolean | undefined; signal?: AbortSignal | undefined } = {},
+  ): Promise<void> {
     const urlPath = filesPath(remotePath) + (options.recursive ? '?recursive=1' : '');
     const res = await this.#checked('DELETE', urlPath, { signal: options.signal });
     await res.body.dump();
   }
 
   /** Creates a directory and its parents; `created` is false when it already was one. */
-  async mkdir(remotePath: string, options: { signal?: AbortSignal | undefined } = {}): Promise<{ created: boolean }> {
+  async mkdir(
+    remotePath: string,
+    options: { signal?: AbortSignal | undefined } = {},
+  ): Promise<{ created: boolean }> {
     const dir = remotePath.endsWith('/') ? remotePath : `${remotePath}/`;
     const res = await this.#checked('PUT', filesPath(dir), {
       body: '',
@@ -446,8 +506,10 @@ export class Client {
       });
     } catch (err) {
       packed.stream.destroy();
+      // A local read failure is the cause; anything else packing reports ("entry destroyed")
+      // is the consequence of the request failing.
       const localErr = packed.error();
-      if (localErr !== undefined) throw localErr;
+      if (localErr instanceof LocalFileError) throw localErr;
       throw err;
     }
     const localErr = packed.error();
@@ -482,12 +544,12 @@ async function writeBody(
   offset: number,
   length: number | undefined,
 ): Promise<number> {
-  let remoteErr: unknown;
-  let localErr: unknown;
+  // pipeline() destroys every stream with the first error, so whichever side failed first is the origin.
+  let first: 'local' | 'remote' | undefined;
   let bytes = 0;
-  body.once('error', (err) => (remoteErr ??= err));
+  body.once('error', () => (first ??= 'remote'));
   const out = createWriteStream(file, { flags });
-  out.once('error', (err) => (localErr ??= err));
+  out.once('error', () => (first ??= 'local'));
   const count = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       bytes += chunk.length;
@@ -498,7 +560,7 @@ async function writeBody(
   try {
     await pipeline(body, count, out);
   } catch (err) {
-    if (localErr !== undefined && localErr !== remoteErr) throw new LocalFileError('write', file, localErr);
+    if (first === 'local') throw new LocalFileError('write', file, err);
     throw err;
   }
   return bytes;

@@ -62,7 +62,10 @@ function isNoServer(err: unknown): boolean {
 
 export function connector(address: string | Address, opts: ConnectorOptions = {}): Connector {
   if (opts === null || typeof opts !== 'object') {
-    throw ngError('NG_ERR_INVALID_OPTION', `invalid connector options: expected an object, got ${inspect(opts)}`);
+    throw ngError(
+      'NG_ERR_INVALID_OPTION',
+      `invalid connector options: expected an object, got ${inspect(opts)}`,
+    );
   }
   const target = toAddress(address);
   const waitMs = checkMs('waitMs', opts.waitMs) ?? 0;
@@ -99,7 +102,10 @@ export function connector(address: string | Address, opts: ConnectorOptions = {}
           delay = Math.min(delay * 2, MAX_DELAY_MS);
           return;
         }
-        callback(isNoServer(err) ? ngError('NG_ERR_NO_SERVER', `no server on ${shown}`, err) : (err as Error), null);
+        callback(
+          isNoServer(err) ? ngError('NG_ERR_NO_SERVER', `no server on ${shown}`, err) : (err as Error),
+          null,
+        );
         return;
       }
       let socket: net.Socket;
