@@ -62,7 +62,18 @@ export async function serveCommand(argv: string[]): Promise<number> {
     graceMs = seconds * 1000;
   }
 
+  // Humans at a terminal get readable lines; pipes and journals get one JSON object per line.
+  const logStream = process.stderr.isTTY
+    ? (await import('pino-pretty')).default({
+        colorize: true,
+        sync: true,
+        destination: 2,
+        translateTime: 'SYS:HH:MM:ss.l',
+        ignore: 'hostname',
+      })
+    : undefined;
   const gateway = createGateway({
+    logStream,
     socket: target,
     root,
     writable: values.writable,
