@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { type Address, curlArgs, formatAddress, parseAddress } from '../address.js';
 import { errnoDescription } from '../binding.js';
 import { createGateway, DEFAULT_GRACE_MS } from '../gateway.js';
+import { DEFAULT_LIMITS, type Limits } from '../limits.js';
 import { findSocketOwner } from '../owner.js';
 import { CliError, ExitCode, usageError } from './exit.js';
 import { parseSize } from './size.js';
@@ -18,6 +19,60 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 function parseId(text: string, flag: string): number {
   if (!/^\d+$/.test(text)) throw usageError(`${flag} takes a numeric id, got "${text}"`);
   return Number(text);
+}
+
+function parseCount(text: string, flag: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1)
+    throw usageError(`${flag} takes a positive whole number, got "${text}"`);
+  return n;
+}
+
+/** Seconds as the operator writes them (`10`, `0.5`) → ms; 0 only where it means "no limit". */
+function parseSeconds(text: string, flag: string, zeroAllowed: boolean): number {
+  const seconds = /^\d+(?:\.\d+)?$/.test(text) ? Number(text) : Number.NaN;
+  const ms = Math.round(seconds * 1000);
+  if (!Number.isSafeInteger(ms) || (ms === 0 && !zeroAllowed) || (seconds > 0 && ms === 0))
+    throw usageError(
+      `${flag} takes ${zeroAllowed ? 'a number of seconds (0 = no limit)' : 'a positive number of seconds'}, got "${text}"`,
+    );
+  return ms;
+}
+
+/** The resource-limit flags (issue 7 item 3) → createGateway's `limits`; unset flags keep the defaults. */
+function parseLimits(values: Record<string, string | undefined>): Partial<Limits> {
+  const limits: { -readonly [K in keyof Limits]?: number } = {};
+  const flag = (name: string): string | undefined => values[name];
+  let text: string | undefined;
+  if ((text = flag('max-connections')) !== undefined)
+    limits.maxConnections = parseCount(text, '--max-connections');
+  if ((text = flag('max-uploads')) !== undefined) limits.maxUploads = parseCount(text, '--max-uploads');
+  if ((text = flag('max-header-size')) !== undefined) {
+    const size = parseSize(text);
+    if (size === undefined || size < 1)
+      throw usageError(`--max-header-size takes a size like 16K or 64K, got "${text}"`);
+    limits.maxHeaderSize = size;
+  }
+  if ((text = flag('headers-timeout')) !== undefined)
+    limits.headersTimeoutMs = parseSeconds(text, '--headers-timeout', false);
+  if ((text = flag('idle-timeout')) !== undefined)
+    limits.idleTimeoutMs = parseSeconds(text, '--idle-timeout', false);
+  if ((text = flag('keep-alive-timeout')) !== undefined)
+    limits.keepAliveTimeoutMs = parseSeconds(text, '--keep-alive-timeout', false);
+  if ((text = flag('request-timeout')) !== undefined) {
+    limits.requestTimeoutMs = parseSeconds(text, '--request-timeout', true);
+    // The header block is part of the request: a shorter request timeout also shortens the
+    // default headers timeout, but an explicit longer one is the operator's mistake to hear about.
+    if (limits.requestTimeoutMs > 0) {
+      if (limits.headersTimeoutMs === undefined)
+        limits.headersTimeoutMs = Math.min(DEFAULT_LIMITS.headersTimeoutMs, limits.requestTimeoutMs);
+      else if (limits.headersTimeoutMs > limits.requestTimeoutMs)
+        throw usageError(
+          `--headers-timeout (${limits.headersTimeoutMs / 1000}s) must not exceed --request-timeout (${limits.requestTimeoutMs / 1000}s)`,
+        );
+    }
+  }
+  return limits;
 }
 
 export async function serveCommand(argv: string[]): Promise<number> {
@@ -36,6 +91,13 @@ export async function serveCommand(argv: string[]): Promise<number> {
       grace: { type: 'string' },
       netns: { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
+      'max-connections': { type: 'string' },
+      'max-uploads': { type: 'string' },
+      'max-header-size': { type: 'string' },
+      'headers-timeout': { type: 'string' },
+      'idle-timeout': { type: 'string' },
+      'keep-alive-timeout': { type: 'string' },
+      'request-timeout': { type: 'string' },
     },
   });
 
@@ -61,6 +123,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       throw usageError(`--grace takes seconds, got "${values.grace}"`);
     graceMs = seconds * 1000;
   }
+  const limits = parseLimits(values);
 
   // Humans at a terminal get readable lines; pipes and journals get one JSON object per line.
   const logStream = process.stderr.isTTY
@@ -70,6 +133,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
         destination: 2,
         translateTime: 'SYS:HH:MM:ss.l',
         ignore: 'hostname',
+        singleLine: true,
       })
     : undefined;
   const gateway = createGateway({
@@ -80,6 +144,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     maxUpload,
     graceMs,
     logLevel,
+    limits,
     netns: values.netns,
     allowUids: values['allow-uid'].map((v) => parseId(v, '--allow-uid')),
     allowGids: values['allow-gid'].map((v) => parseId(v, '--allow-gid')),
