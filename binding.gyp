@@ -6,7 +6,11 @@
         "native/addon.cc",
         "native/addon_fs.cc",
         "native/socket_ops.cc",
-        "native/fs_ops.cc"
+        "native/fs_ops.cc",
+        "native/sendfile.cc",
+        "native/addon_sendfile.cc",
+        "native/small_file.cc",
+        "native/addon_small.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

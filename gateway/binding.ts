@@ -22,6 +22,19 @@ export interface SocketInfo {
   readonly listening: boolean;
 }
 
+export interface SmallFileResult {
+  readonly dev: number;
+  readonly ino: number;
+  readonly mode: number;
+  readonly nlink: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly mtimeNs: bigint;
+  readonly data?: Buffer;
+}
+
 /** The native module's exports, exactly (native/addon.cc, native/addon_fs.cc). */
 export interface NativeBinding {
   socket(): number;
@@ -39,6 +52,12 @@ export interface NativeBinding {
     backlog: number,
   ): number | { errno: number; syscall: string };
   sendDatagram(sunPath: Buffer, data: Buffer): number;
+  /**
+   * Small-file fast path (native/small_file.h): open beneath `dirFd`, fstat and read whole —
+   * from the kernel's caches only. -EAGAIN: not cached, take the async path. Without `data`:
+   * not a regular file or larger than `max`.
+   */
+  readSmallCached(dirFd: number, rel: string, max: number): SmallFileResult | number;
   // --- beneath-root filesystem layer (native/addon_fs.cc) ---
   // Every fs* call runs on the libuv thread pool and resolves to its value or a negative errno
   // (it never rejects). Paths are relative to `dirFd` and resolve beneath it with openat2(2)
@@ -74,6 +93,25 @@ export interface NativeBinding {
     dirFd: number,
     bufferBytes: number,
   ): Promise<{ readonly name: string; readonly type: number }[] | number>;
+  // --- zero-copy transfer (native/addon_sendfile.cc) ---
+  /**
+   * Sends `length` bytes of `fileFd` from `offset` to `socketFd` with sendfile(2) on a dedicated
+   * thread, working on duplicates of both fds (the caller keeps owning its fds). Returns a transfer
+   * id (> 0) or a negative errno. `callback(err, sent)` runs once, after the thread closed its fds:
+   * `err` is 0 or a negative errno (-ECANCELED after sendfileCancel, -EPIPE when the reader left,
+   * -ETIMEDOUT when the socket stayed full for `idleTimeoutMs`; 0 or omitted: no limit).
+   * Optional: an addon built before it existed lacks it.
+   */
+  sendfileStart?(
+    socketFd: number,
+    fileFd: number,
+    offset: number,
+    length: number,
+    callback: (err: number, sent: number) => void,
+    idleTimeoutMs?: number,
+  ): number;
+  /** Cancels a running transfer (its callback then gets -ECANCELED); false if it already ended. */
+  sendfileCancel?(id: number): boolean;
   /** Linux flags Node's fs.constants lacks, and the temporary-name prefix. */
   readonly fsConstants: {
     readonly O_PATH: number;

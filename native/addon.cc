@@ -13,6 +13,8 @@
 #include <string>
 
 #include "addon_fs.h"
+#include "addon_sendfile.h"
+#include "addon_small.h"
 #include "socket_ops.h"
 
 namespace {
@@ -130,6 +132,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("listenInNetns", Napi::Function::New(env, ListenInNetns, "listenInNetns"));
   exports.Set("sendDatagram", Napi::Function::New(env, SendDatagram, "sendDatagram"));
   ng::RegisterFs(env, exports);
+  ng::RegisterSendfile(env, exports);
+  ng::RegisterSmallFile(env, exports);
   return exports;
 }
 

@@ -1,0 +1,121 @@
+// The keep-alive load client of `npm run bench` (no autocannon needed): CONNS connections, each
+// with one request in flight (like autocannon's default), for DURATION ms; counts responses by
+// their Content-Length. Prints one JSON line: requests, errors, seconds, p50/p99 latency (ms) and
+// the client's own CPU share, so a client-bound result shows as such.
+//   node bench/load.mjs ADDRESS URL_PATH CONNS DURATION_MS
+import { Buffer } from 'node:buffer';
+import { Socket } from 'node:net';
+import { setTimeout } from 'node:timers';
+import { parseAddress } from '../dist/gateway/address.js';
+import { connectFd } from '../dist/gateway/socket.js';
+
+const [address, urlPath, connsArg, durationArg] = process.argv.slice(2);
+const conns = Number(connsArg);
+const duration = Number(durationArg);
+if (!address || !urlPath || !(conns > 0) || !(duration > 0)) {
+  throw new Error('usage: load.mjs ADDRESS URL_PATH CONNS DURATION_MS');
+}
+const request = Buffer.from(`GET ${urlPath} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+const target = parseAddress(address);
+
+// Latency histogram in 10 µs buckets up to 2 s.
+const BUCKET_US = 10;
+const histogram = new Uint32Array(200_000);
+let requests = 0;
+let errors = 0;
+let open = 0;
+let running = true;
+const cpu0 = process.cpuUsage();
+const t0 = process.hrtime.bigint();
+
+function percentile(p) {
+  const want = Math.ceil(requests * p);
+  let seen = 0;
+  for (let i = 0; i < histogram.length; i++) {
+    seen += histogram[i];
+    if (seen >= want && want > 0) return ((i + 1) * BUCKET_US) / 1000;
+  }
+  return NaN;
+}
+
+function finish() {
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = process.cpuUsage(cpu0);
+  const result = {
+    requests,
+    errors,
+    seconds,
+    rps: requests / seconds,
+    p50ms: percentile(0.5),
+    p99ms: percentile(0.99),
+    clientCpuPct: ((cpu.user + cpu.system) / 1e6 / seconds) * 100,
+  };
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  process.exit(0);
+}
+
+function connection() {
+  const socket = new Socket({ fd: connectFd(target), readable: true, writable: true });
+  open++;
+  let pending = null;
+  let remaining = -1; // body bytes still to skip; -1 while reading a head
+  let status = 0;
+  let sentAt = 0n;
+  const send = () => {
+    sentAt = process.hrtime.bigint();
+    socket.write(request);
+  };
+  const complete = () => {
+    const us = Number(process.hrtime.bigint() - sentAt) / 1000;
+    histogram[Math.min(histogram.length - 1, Math.floor(us / BUCKET_US))]++;
+    if (status >= 200 && status < 300) requests++;
+    else errors++;
+    remaining = -1;
+    if (running) send();
+    else socket.destroy();
+  };
+  socket.on('data', (chunk) => {
+    let buf = pending ? Buffer.concat([pending, chunk]) : chunk;
+    pending = null;
+    let pos = 0;
+    while (pos < buf.length || remaining === 0) {
+      if (remaining > 0) {
+        const take = Math.min(remaining, buf.length - pos);
+        pos += take;
+        remaining -= take;
+        if (remaining > 0) break;
+        complete();
+        continue;
+      }
+      if (remaining === 0) {
+        complete();
+        continue;
+      }
+      const end = buf.indexOf('\r\n\r\n', pos);
+      if (end === -1) {
+        pending = buf.subarray(pos);
+        break;
+      }
+      status = Number(buf.toString('latin1', pos + 9, pos + 12));
+      // "Content-Length:" is the only response header here ending in "ength:".
+      const at = buf.indexOf('ength:', pos);
+      remaining = at !== -1 && at < end ? Number.parseInt(buf.toString('latin1', at + 6, end), 10) : 0;
+      pos = end + 4;
+    }
+    buf = null;
+  });
+  socket.on('error', () => {
+    errors++;
+  });
+  socket.on('close', () => {
+    if (--open === 0) finish();
+  });
+  send();
+}
+
+for (let i = 0; i < conns; i++) connection();
+setTimeout(() => {
+  running = false;
+  // Connections stop after their response in flight; bound that wait too.
+  setTimeout(finish, 2000).unref();
+}, duration);

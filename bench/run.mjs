@@ -1,0 +1,587 @@
+// `npm run bench`: nullgate against the servers users would otherwise pick, in one run on one
+// machine, repetitions interleaved (these machines are shared and noisy: only same-run ratios
+// mean anything). Plain ESM JavaScript over the compiled library (dist/): run `npm run build`
+// first. See docs/performance.md.
+//
+//   node bench/run.mjs [--quick] [--reps N] [--duration MS] [--systems a,b] [--dir DIR]
+//
+// Systems: nullgate (createGateway), node (node:http + fs.createReadStream), node-zerocopy
+// (node:http + routes/zero-copy.ts's sendFileRange: the zero-copy primitive alone), c-limit (a C
+// sendfile server compiled here with the system cc: the physical limit), nginx (only when
+// `nginx` is on PATH: apt-get install nginx-light; over a filesystem socket, as nginx cannot
+// listen on an abstract one). Workloads: 1 GiB GET (curl), 100 MiB PUT (curl -T), 1 KiB GET
+// keep-alive at 10 and 50 connections (bench/load.mjs), idle and peak RSS.
+import { Buffer } from 'node:buffer';
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes, randomFillSync } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+  closeSync,
+} from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { clearTimeout, setTimeout } from 'node:timers';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '..');
+const CLK_TCK = 100; // sysconf(_SC_CLK_TCK) on every Linux Node supports
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
+
+// --- options -------------------------------------------------------------------------------
+
+function parseArgs(argv) {
+  const o = { quick: false, reps: undefined, duration: undefined, systems: undefined, dir: undefined };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--quick') o.quick = true;
+    else if (a === '--reps') o.reps = Number(value());
+    else if (a === '--duration') o.duration = Number(value());
+    else if (a === '--systems') o.systems = value().split(',');
+    else if (a === '--dir') o.dir = value();
+    else if (a === '--help' || a === '-h') {
+      process.stdout.write(
+        'usage: node bench/run.mjs [--quick] [--reps N] [--duration MS] ' +
+          '[--systems c-limit,nginx,node,node-zerocopy,nullgate] [--dir DIR]\n',
+      );
+      process.exit(0);
+    } else throw new Error(`unknown option ${a}`);
+  }
+  if (o.reps !== undefined && !(Number.isInteger(o.reps) && o.reps > 0))
+    throw new Error(`--reps: got ${o.reps}`);
+  if (o.duration !== undefined && !(o.duration >= 500))
+    throw new Error(`--duration: at least 500 ms, got ${o.duration}`);
+  return o;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const REPS = opts.reps ?? (opts.quick ? 3 : 5);
+const SMALL_MS = opts.duration ?? (opts.quick ? 1500 : 4000);
+const BIG_BYTES = GiB;
+const PUT_BYTES = 100 * MiB;
+
+function has(cmd) {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function sh(cmd, args) {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  } catch (err) {
+    return String(err.stderr ?? '').trim();
+  }
+}
+
+if (!existsSync(path.join(repo, 'dist/gateway/index.js'))) {
+  throw new Error('dist/ is missing: run `npm run build` first');
+}
+for (const tool of ['curl', 'cc'])
+  if (!has(tool)) throw new Error(`${tool} is needed (apt-get install ${tool === 'cc' ? 'gcc' : tool})`);
+
+// --- /proc sampling ------------------------------------------------------------------------
+
+function children(pid) {
+  const out = [];
+  for (const entry of readFileSync('/proc/' + pid + '/task/' + pid + '/children', 'utf8').split(' ')) {
+    if (entry.trim()) out.push(Number(entry));
+  }
+  return out;
+}
+
+/** The process and its descendants (nginx: master and workers). */
+function tree(pid) {
+  const all = [pid];
+  for (let i = 0; i < all.length; i++) {
+    try {
+      all.push(...children(all[i]));
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return all;
+}
+
+/** utime + stime of the whole tree, in seconds. */
+function cpuSeconds(pid) {
+  let ticks = 0;
+  for (const p of tree(pid)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]); // fields 14 and 15 of proc(5)
+    } catch {
+      /* gone */
+    }
+  }
+  return ticks / CLK_TCK;
+}
+
+/** VmRSS and VmHWM (MiB) of the largest process of the tree. */
+function memory(pid) {
+  let rss = 0;
+  let hwm = 0;
+  for (const p of tree(pid)) {
+    try {
+      const status = readFileSync(`/proc/${p}/status`, 'utf8');
+      const kb = (key) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
+      rss = Math.max(rss, kb('VmRSS') / 1024);
+      hwm = Math.max(hwm, kb('VmHWM') / 1024);
+    } catch {
+      /* gone */
+    }
+  }
+  return { rss, hwm };
+}
+
+// --- data ----------------------------------------------------------------------------------
+
+const work = opts.dir
+  ? (mkdirSync(opts.dir, { recursive: true }), mkdtempSync(path.join(opts.dir, 'ng-bench-')))
+  : mkdtempSync(path.join(os.tmpdir(), 'ng-bench-'));
+const root = path.join(work, 'root');
+const src = path.join(work, 'src');
+mkdirSync(root, { recursive: true, mode: 0o777 });
+mkdirSync(src);
+
+function writeRandomFile(file, size) {
+  const chunk = randomFillSync(Buffer.allocUnsafe(Math.min(size, 4 * MiB)));
+  const fd = openSync(file, 'w', 0o644);
+  try {
+    for (let done = 0; done < size;) {
+      const n = Math.min(chunk.length, size - done);
+      // Vary each chunk a little so no layer can deduplicate.
+      chunk.writeUInt32LE(done >>> 0, 0);
+      writeSync(fd, chunk, 0, n);
+      done += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+// --- systems -------------------------------------------------------------------------------
+
+const tag = `${process.pid}-${randomBytes(3).toString('hex')}`;
+
+function waitReady(child, label) {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`${label} did not start within 15 s: ${out}`)), 15_000);
+    child.stdout.on('data', (c) => {
+      out += c;
+      if (out.includes('ready')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.stderr.on('data', (c) => (out += c));
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${label} exited with ${code}: ${out}`));
+    });
+  });
+}
+
+async function waitConnectable(socketPath, label) {
+  for (let i = 0; i < 150; i++) {
+    const code = sh('curl', [
+      '-s',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '--unix-socket',
+      socketPath,
+      'http://localhost/files/1k.bin',
+    ]);
+    if (code === '200') return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${label} is not answering on ${socketPath}`);
+}
+
+function nginxConf(dir, socketPath) {
+  return `daemon off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  keepalive_timeout 60s;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  default_type application/octet-stream;
+  server {
+    listen unix:${socketPath};
+    location /files/ {
+      alias ${root}/;
+      dav_methods PUT;
+      create_full_put_path on;
+      client_max_body_size 0;
+    }
+  }
+}
+`;
+}
+
+/** Starts one system; resolves { name, address, pid, stop }. */
+async function start(name) {
+  const node = process.execPath;
+  if (name === 'nullgate' || name === 'node' || name === 'node-zerocopy') {
+    const address = `@ng-bench-${name}-${tag}`;
+    const script = path.join(here, 'servers', name === 'nullgate' ? 'nullgate.mjs' : 'node-baseline.mjs');
+    const extra = name === 'node-zerocopy' ? ['zerocopy'] : [];
+    const child = spawn(node, [script, address, root, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    await waitReady(child, name);
+    return { name, address, pid: child.pid, stop: () => child.kill('SIGTERM'), puts: true };
+  }
+  if (name === 'c-limit') {
+    const bin = path.join(repo, '.bench', 'sendfile-server');
+    execFileSync('cc', [
+      '-O2',
+      '-Wall',
+      '-o',
+      bin,
+      path.join(here, 'servers', 'sendfile-server.c'),
+      '-pthread',
+    ]);
+    const address = `@ng-bench-c-${tag}`;
+    const child = spawn(bin, [address, root, '/files/'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    await waitReady(child, name);
+    return { name, address, pid: child.pid, stop: () => child.kill('SIGTERM'), puts: false };
+  }
+  if (name === 'nginx') {
+    const dir = path.join(work, 'nginx');
+    mkdirSync(dir, { recursive: true });
+    const socketPath = path.join(dir, 'nginx.sock');
+    writeFileSync(path.join(dir, 'nginx.conf'), nginxConf(dir, socketPath));
+    const child = spawn('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    await waitConnectable(socketPath, name);
+    return { name, address: socketPath, pid: child.pid, stop: () => child.kill('SIGQUIT'), puts: true };
+  }
+  throw new Error(`unknown system ${name}`);
+}
+
+function curlSocket(address) {
+  return address.startsWith('@') ? ['--abstract-unix-socket', address.slice(1)] : ['--unix-socket', address];
+}
+
+function curl(args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      'curl',
+      [
+        '-s',
+        '--max-time',
+        '120',
+        '-w',
+        '%{http_code} %{size_download} %{size_upload} %{time_total}',
+        ...args,
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.on('error', reject);
+    child.on('close', () => {
+      const [code, down, up, time] = out.trim().split(' ').map(Number);
+      resolve({ code, down, up, time });
+    });
+  });
+}
+
+function runLoad(address, conns) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [path.join(here, 'load.mjs'), address, '/files/1k.bin', String(conns), String(SMALL_MS)],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      try {
+        resolve(JSON.parse(out));
+      } catch {
+        reject(new Error(`load client exited ${code}: ${out}`));
+      }
+    });
+  });
+}
+
+// --- workloads -----------------------------------------------------------------------------
+
+const samples = []; // { workload, system, rep, value, cpu, extra }
+
+function record(workload, system, rep, value, extra = {}) {
+  samples.push({ workload, system, rep, value, ...extra });
+}
+
+/** Rotates the order each repetition so no system always runs first (or right after another). */
+function order(list, rep) {
+  return list.map((_, i) => list[(i + rep) % list.length]);
+}
+
+async function bigGet(sys, rep) {
+  const cpu0 = cpuSeconds(sys.pid);
+  const r = await curl(['-o', '/dev/null', ...curlSocket(sys.address), 'http://localhost/files/big.bin']);
+  const cpu = cpuSeconds(sys.pid) - cpu0;
+  if (r.code !== 200 || r.down !== BIG_BYTES) {
+    record('get1g', sys.name, rep, NaN, { error: `status ${r.code}, ${r.down} bytes` });
+    return;
+  }
+  record('get1g', sys.name, rep, r.down / r.time / 1e9, { cpuPerGiB: cpu / (r.down / GiB) });
+}
+
+async function bigPut(sys, rep) {
+  const cpu0 = cpuSeconds(sys.pid);
+  const r = await curl([
+    '-o',
+    '/dev/null',
+    '-H',
+    'Expect:',
+    '-T',
+    path.join(src, 'up100.bin'),
+    ...curlSocket(sys.address),
+    `http://localhost/files/up-${sys.name}-${rep}.bin`,
+  ]);
+  const cpu = cpuSeconds(sys.pid) - cpu0;
+  if (r.code < 200 || r.code > 299 || r.up !== PUT_BYTES) {
+    record('put100m', sys.name, rep, NaN, { error: `status ${r.code}, ${r.up} bytes` });
+    return;
+  }
+  record('put100m', sys.name, rep, r.up / r.time / 1e9, { cpuPerGiB: cpu / (r.up / GiB) });
+  rmSync(path.join(root, `up-${sys.name}-${rep}.bin`), { force: true });
+}
+
+async function small(sys, rep, conns) {
+  const cpu0 = cpuSeconds(sys.pid);
+  const r = await runLoad(sys.address, conns);
+  const cpu = cpuSeconds(sys.pid) - cpu0;
+  record(`get1k-c${conns}`, sys.name, rep, r.errors > 0 && r.requests === 0 ? NaN : r.rps, {
+    cpuUsPerReq: r.requests > 0 ? (cpu / r.requests) * 1e6 : NaN,
+    p99ms: r.p99ms,
+    clientCpuPct: r.clientCpuPct,
+    errors: r.errors,
+  });
+}
+
+// --- statistics and report -----------------------------------------------------------------
+
+function median(xs) {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function fmt(x, digits = 2) {
+  if (!Number.isFinite(x)) return '–';
+  if (Math.abs(x) >= 1000) return Math.round(x).toString();
+  return x.toFixed(digits);
+}
+
+const WORKLOADS = [
+  { id: 'get1g', title: '1 GiB GET (GB/s)', cpu: 'cpuPerGiB', cpuTitle: 'server CPU s/GiB' },
+  { id: 'put100m', title: '100 MiB PUT (GB/s)', cpu: 'cpuPerGiB', cpuTitle: 'server CPU s/GiB' },
+  {
+    id: 'get1k-c10',
+    title: '1 KiB GET keep-alive, 10 conns (req/s)',
+    cpu: 'cpuUsPerReq',
+    cpuTitle: 'server CPU µs/req',
+  },
+  {
+    id: 'get1k-c50',
+    title: '1 KiB GET keep-alive, 50 conns (req/s)',
+    cpu: 'cpuUsPerReq',
+    cpuTitle: 'server CPU µs/req',
+  },
+];
+
+function summarise(systems) {
+  const summary = {};
+  for (const w of WORKLOADS) {
+    const rows = {};
+    for (const s of systems) {
+      const mine = samples.filter((x) => x.workload === w.id && x.system === s);
+      if (mine.length === 0) continue;
+      const values = mine.map((x) => x.value).filter(Number.isFinite);
+      rows[s] = {
+        median: median(values),
+        min: values.length ? Math.min(...values) : NaN,
+        max: values.length ? Math.max(...values) : NaN,
+        cpu: median(mine.map((x) => x[w.cpu])),
+        p99ms: median(mine.map((x) => x.p99ms)),
+        clientCpuPct: median(mine.map((x) => x.clientCpuPct)),
+        failures: mine.length - values.length,
+        n: mine.length,
+      };
+    }
+    // The reference is nginx when it ran; else the C limit (downloads) or node (the rest).
+    const ref = rows.nginx
+      ? 'nginx'
+      : w.id === 'get1g' || w.id.startsWith('get1k')
+        ? rows['c-limit']
+          ? 'c-limit'
+          : 'node'
+        : 'node';
+    for (const [s, r] of Object.entries(rows)) {
+      r.ratio = rows[ref] ? r.median / rows[ref].median : NaN;
+      r.cpuRatio = rows[ref] ? r.cpu / rows[ref].cpu : NaN;
+      // Paired: the ratio within each repetition, so drift between repetitions cancels.
+      const paired = [];
+      for (let rep = 0; rep < REPS; rep++) {
+        const a = samples.find((x) => x.workload === w.id && x.system === s && x.rep === rep);
+        const b = samples.find((x) => x.workload === w.id && x.system === ref && x.rep === rep);
+        if (a && b && Number.isFinite(a.value) && Number.isFinite(b.value)) paired.push(a.value / b.value);
+      }
+      r.pairedRatio = median(paired);
+    }
+    summary[w.id] = { reference: ref, rows };
+  }
+  return summary;
+}
+
+function printTable(summary, memoryRows) {
+  const lines = [];
+  lines.push(
+    '| workload | system | median | range | vs ref (paired) | server CPU | CPU vs ref | p99 ms | client CPU % | failed |',
+  );
+  lines.push('|---|---|---|---|---|---|---|---|---|---|');
+  for (const w of WORKLOADS) {
+    const { reference, rows } = summary[w.id];
+    for (const [s, r] of Object.entries(rows)) {
+      lines.push(
+        `| ${w.title} | ${s}${s === reference ? ' (ref)' : ''} | ${fmt(r.median)} | ${fmt(r.min)}–${fmt(r.max)} | ` +
+          `${fmt(r.ratio)} (${fmt(r.pairedRatio)}) | ${fmt(r.cpu)} ${w.cpu === 'cpuPerGiB' ? 's/GiB' : 'µs'} | ${fmt(r.cpuRatio)} | ` +
+          `${w.id.startsWith('get1k') ? fmt(r.p99ms) : ''} | ${w.id.startsWith('get1k') ? fmt(r.clientCpuPct, 0) : ''} | ${r.failures}/${r.n} |`,
+      );
+    }
+  }
+  lines.push('');
+  lines.push('| system | idle RSS MiB | peak RSS after 1 GiB GETs + PUTs (VmHWM) MiB | peak at end MiB |');
+  lines.push('|---|---|---|---|');
+  for (const [s, m] of Object.entries(memoryRows)) {
+    lines.push(`| ${s} | ${fmt(m.idle, 1)} | ${fmt(m.peakLarge, 1)} | ${fmt(m.peakEnd, 1)} |`);
+  }
+  return lines.join('\n');
+}
+
+// --- main ----------------------------------------------------------------------------------
+
+async function main() {
+  const began = Date.now();
+  const wanted = opts.systems ?? ['c-limit', 'nginx', 'node', 'node-zerocopy', 'nullgate'];
+  const names = wanted.filter((s) => s !== 'nginx' || has('nginx'));
+  if (wanted.includes('nginx') && !names.includes('nginx')) {
+    process.stderr.write('nginx is not on PATH: skipping it (apt-get install nginx-light to compare)\n');
+  }
+  process.stderr.write(`bench: ${REPS} repetitions, ${SMALL_MS} ms per load run, data in ${work}\n`);
+  writeRandomFile(path.join(root, 'big.bin'), BIG_BYTES);
+  writeRandomFile(path.join(root, '1k.bin'), 1024);
+  writeRandomFile(path.join(src, 'up100.bin'), PUT_BYTES);
+
+  const systems = [];
+  const memoryRows = {};
+  try {
+    for (const n of names) systems.push(await start(n));
+    // Idle: started, one small request served, settled.
+    for (const s of systems)
+      await curl(['-o', '/dev/null', ...curlSocket(s.address), 'http://localhost/files/1k.bin']);
+    await new Promise((r) => setTimeout(r, 500));
+    for (const s of systems) memoryRows[s.name] = { idle: memory(s.pid).rss };
+
+    // Warm the page cache (and each server) with one untimed download.
+    for (const s of systems)
+      await curl(['-o', '/dev/null', ...curlSocket(s.address), 'http://localhost/files/big.bin']);
+
+    for (let rep = 0; rep < REPS; rep++) {
+      for (const s of order(systems, rep)) await bigGet(s, rep);
+      for (const s of order(
+        systems.filter((x) => x.puts),
+        rep,
+      ))
+        await bigPut(s, rep);
+      process.stderr.write(`  large transfers: repetition ${rep + 1}/${REPS} done\n`);
+    }
+    for (const s of systems) memoryRows[s.name].peakLarge = memory(s.pid).hwm;
+
+    for (let rep = 0; rep < REPS; rep++) {
+      for (const conns of [10, 50]) for (const s of order(systems, rep)) await small(s, rep, conns);
+      process.stderr.write(`  1 KiB loads: repetition ${rep + 1}/${REPS} done\n`);
+    }
+    for (const s of systems) memoryRows[s.name].peakEnd = memory(s.pid).hwm;
+  } finally {
+    for (const s of systems) s.stop();
+  }
+
+  const summary = summarise(systems.map((s) => s.name));
+  const table = printTable(summary, memoryRows);
+  process.stdout.write(`\n${table}\n\n`);
+  process.stdout.write(
+    'ratios: median / reference median, (paired): median of per-repetition ratios. Reference: nginx when installed, ' +
+      'else the C sendfile server for GETs and node:http for PUT.\n',
+  );
+
+  const env = {
+    date: new Date().toISOString(),
+    node: process.version,
+    kernel: os.release(),
+    cpu: os.cpus()[0]?.model,
+    cpus: os.cpus().length,
+    memGiB: Math.round(os.totalmem() / GiB),
+    curl: sh('curl', ['--version']).split('\n')[0],
+    nginx: names.includes('nginx') ? sh('nginx', ['-v']) : undefined,
+    cc: sh('cc', ['--version']).split('\n')[0],
+    commit: sh('git', ['-C', repo, 'rev-parse', '--short', 'HEAD']),
+    quick: opts.quick,
+    reps: REPS,
+    smallMs: SMALL_MS,
+    seconds: (Date.now() - began) / 1000,
+  };
+  const outDir = path.join(repo, '.bench');
+  mkdirSync(outDir, { recursive: true });
+  const outFile = path.join(outDir, `bench-${env.date.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(outFile, `${JSON.stringify({ env, summary, memory: memoryRows, samples }, null, 2)}\n`);
+  process.stdout.write(
+    `${env.node}, kernel ${env.kernel}, ${env.cpus}× ${env.cpu}; ${fmt(env.seconds, 0)} s\nJSON: ${path.relative(repo, outFile)}\n`,
+  );
+}
+
+try {
+  await main();
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}

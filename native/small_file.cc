@@ -1,0 +1,70 @@
+#include "small_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "fd_guard.h"
+
+namespace ng {
+
+namespace {
+
+#ifndef RESOLVE_CACHED
+#define RESOLVE_CACHED 0x20
+#endif
+
+void fill_stat(const struct stat& s, StatResult* st) {
+  st->dev = s.st_dev;
+  st->ino = s.st_ino;
+  st->mode = s.st_mode;
+  st->nlink = s.st_nlink;
+  st->uid = s.st_uid;
+  st->gid = s.st_gid;
+  st->size = s.st_size;
+  st->mtime_sec = s.st_mtim.tv_sec;
+  st->mtime_nsec = s.st_mtim.tv_nsec;
+}
+
+}  // namespace
+
+int fs_read_small_cached(int dir, const std::string& rel, size_t max, SmallFile* out) {
+  // A NUL inside would silently shorten the C path: refuse it (the JS layer does too).
+  if (rel.find('\0') != std::string::npos) return -EINVAL;
+  open_how how;
+  memset(&how, 0, sizeof(how));
+  // O_NONBLOCK: a FIFO must not block the JS thread waiting for a writer.
+  how.flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_CACHED;
+  const char* path = rel.empty() ? "." : rel.c_str();
+  long rc = syscall(SYS_openat2, dir, path, &how, sizeof(how));
+  if (rc < 0) return -errno;
+  FdGuard fd(static_cast<int>(rc));
+  struct stat s;
+  if (fstat(fd.get(), &s) < 0) return -errno;
+  fill_stat(s, &out->st);
+  if (!S_ISREG(s.st_mode) || static_cast<size_t>(s.st_size) > max) return 1;
+  out->data.resize(static_cast<size_t>(s.st_size));
+  size_t got = 0;
+  while (got < out->data.size()) {
+    iovec iov{&out->data[got], out->data.size() - got};
+    ssize_t n = preadv2(fd.get(), &iov, 1, static_cast<off_t>(got), RWF_NOWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      // EOPNOTSUPP: the file system has no RWF_NOWAIT; the pool path reads it instead.
+      return errno == EOPNOTSUPP ? -EAGAIN : -errno;
+    }
+    // A short read under RWF_NOWAIT means "the rest is not cached" (or the file shrank): retry on the pool.
+    if (n == 0) return -EAGAIN;
+    got += static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+}  // namespace ng
