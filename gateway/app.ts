@@ -2,6 +2,7 @@
  * buildApp(options): the Fastify instance with nullgate's core endpoints, error shape and peer
  * decoration. It never listens: gateway.ts (or the user) puts its server on a socket.
  */
+import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, {
   LogController,
@@ -57,6 +58,13 @@ const selfPeer: PeerCredentials = Object.freeze({
   gid: process.getgid?.() ?? 0,
 });
 
+/** Connections whose parser failed while a response was in flight: closed once it is sent. */
+const closingAfterResponse = new WeakSet<Socket>();
+/** Connections answered with a parser error, draining the client's input before closing. */
+const lingering = new WeakSet<Socket>();
+/** How long a refused connection is drained at most (bounds what a hostile client can hold). */
+const LINGER_MS = 2000;
+
 function clientErrorBody(err: NodeJS.ErrnoException): [number, string, string] {
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return [408, 'NG_ERR_TIMEOUT', 'request timed out'];
   if (err.code === 'HPE_HEADER_OVERFLOW')
@@ -77,6 +85,9 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
       // Check the header/request timers every second (Node's default, 30 s, lets a slowloris
       // flood hold connections far past headersTimeout).
       connectionsCheckingInterval: 1000,
+      // Node answers a Host-less HTTP/1.1 request with an empty 400; the onRequest hook below
+      // refuses it in the contract's JSON shape instead.
+      requireHostHeader: false,
     },
     // A URL find-my-way cannot decode (e.g. a bad %-escape) gets the nullgate shape too.
     frameworkErrors(error, _request, reply) {
@@ -94,7 +105,7 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
     },
     ...options.fastify,
     logger: logLevel === false ? false : { level: logLevel, stream: options.logStream ?? process.stderr },
-    // One access line per request (onResponse below) instead of Fastify's two.
+    // One access line per request (see onRequest below) instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     // While draining, requests on open keep-alive connections are still served (with
     // `Connection: close`, which Fastify adds); only the listener stops accepting.
@@ -102,36 +113,74 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
     // Errors in the HTTP parser (before Fastify has a request) get the nullgate error shape too.
     clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket) {
       if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const inflight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+      if (inflight?.req.complete && err.code !== 'ERR_HTTP_REQUEST_TIMEOUT') {
+        // Bad bytes pipelined after a whole request: that request's response is on the socket
+        // (or about to be). A raw 400 written now would be read as its answer, or land in the
+        // middle of its body; let it finish, then close (RFC 9112 §9.3.2: answers keep order).
+        if (!closingAfterResponse.has(socket)) {
+          closingAfterResponse.add(socket);
+          // end() first: destroy() would drop response bytes still queued in userland.
+          inflight.once('close', () => socket.end(() => socket.destroy()));
+        }
+        return;
+      }
+      // Already answered: the parser reports each further chunk the client sends while lingering.
+      if (lingering.has(socket)) return;
       const [status, code, message] = clientErrorBody(err);
       const body = JSON.stringify(errorBody(status, code, message));
-      if (socket.writable) {
-        socket.write(
-          `HTTP/1.1 ${status} ${errorBody(status, code, message).error}\r\ncontent-type: application/json; charset=utf-8\r\n` +
-            `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-        );
+      const raw =
+        `HTTP/1.1 ${status} ${errorBody(status, code, message).error}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+      if (inflight) {
+        // The request being answered is itself broken (a bad or too slow body): its handler may
+        // still write, so cut the connection now, with the error only if nothing was sent yet.
+        if (socket.writable && !inflight.headersSent) socket.write(raw);
+        socket.destroy();
+        return;
       }
-      socket.destroy();
+      if (!socket.writable) {
+        socket.destroy();
+        return;
+      }
+      // Lingering close (what nginx does): answer, send FIN, and read and discard what the
+      // client is still sending for a bounded time. Destroying at once, with the rest of a 1 MiB
+      // header unread, resets the connection and the client never reads the 431.
+      lingering.add(socket);
+      socket.end(raw);
+      const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+      socket.once('close', () => clearTimeout(timer));
     },
   });
 
   app.decorateRequest('peer', null as unknown as PeerCredentials);
-  app.addHook('onRequest', (request, _reply, done) => {
+  app.addHook('onRequest', (request, reply, done) => {
     request.peer = peerOf(request.raw.socket) ?? selfPeer;
-    done();
-  });
-  app.addHook('onResponse', (request, reply, done) => {
-    const { pid, uid, gid } = request.peer;
-    request.log.info(
-      {
-        peer: { pid, uid, gid },
-        method: request.method,
-        url: request.url,
-        status: reply.statusCode,
-        bytes: Number(reply.getHeader('content-length') ?? 0),
-        ms: Math.round(reply.elapsedTime * 10) / 10,
-      },
-      'access',
-    );
+    // One access line per request, written when the response is over — also for responses
+    // that leave Fastify's lifecycle (zero-copy downloads hijack the reply) or are cut short.
+    reply.raw.once('close', () => {
+      const { pid, uid, gid } = request.peer;
+      const res = reply.raw;
+      request.log.info(
+        {
+          peer: { pid, uid, gid },
+          method: request.method,
+          url: request.url,
+          status: res.statusCode,
+          bytes: Number(res.getHeader('content-length') ?? 0),
+          ms: Math.round(reply.elapsedTime * 10) / 10,
+          ...(res.writableFinished ? {} : { aborted: true }),
+        },
+        'access',
+      );
+    });
+    // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without a Host field.
+    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
+      void reply
+        .code(400)
+        .send(errorBody(400, 'NG_ERR_BAD_REQUEST', 'HTTP/1.1 request without a Host header'));
+      return;
+    }
     done();
   });
 

@@ -3,10 +3,13 @@
  * goes through the beneath-root layer; the fd opened here is the one that is fstat'ed and read,
  * so what is described is exactly what is sent.
  */
-import { createReadStream, constants as fsc } from 'node:fs';
+import { createReadStream, constants as fsc, read as readCb } from 'node:fs';
+import { constants as osc } from 'node:os';
 import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type BeneathRoot, type BeneathStat, closeFd, TMP_PREFIX } from '../gateway/beneath.js';
+import { native, type SmallFileResult, systemError } from '../gateway/binding.js';
 import { fsError, ngError } from '../gateway/errors.js';
 import { evaluatePreconditions, ifRangeAllows, type Representation } from './conditional.js';
 import { contentTypeFor } from './content-type.js';
@@ -21,11 +24,18 @@ import { lastModifiedHeader, strongEtag } from './etag.js';
 import { createBoundary, multipartContentType, multipartLength, multipartParts } from './multipart.js';
 import { contentRange, parseRange, unsatisfiedContentRange } from './range.js';
 import { displayPath, type FilePath } from './url-path.js';
+import { sendFileRange, ZERO_COPY_MIN_BYTES, zeroCopyAvailable } from './zero-copy.js';
 
 /** Large enough for throughput on a unix socket, small enough for hundreds of downloads at once. */
 const READ_CHUNK = 256 * 1024;
 /** Directory entries stat'ed per step of a streamed listing. */
 const LISTING_BATCH = 256;
+/** Files up to this size are answered from one cached native read when they can be. */
+const SMALL_FILE_MAX = 64 * 1024;
+const { EAGAIN } = osc.errno;
+
+/** What a response is made from: the open fd (streamed or sendfile'd), or the bytes already read. */
+type Source = { readonly fd: number } | { readonly data: Buffer };
 
 export interface ReadContext {
   readonly root: BeneathRoot;
@@ -57,20 +67,24 @@ export async function getPath(
     if (st.type !== 'file') throw ngError('NG_ERR_FORBIDDEN', `not a regular file: ${shown}`);
     if (path.trailingSlash) throw ngError('NG_ERR_NOT_FOUND', `not a directory: ${shown}/`);
     owned = false;
-    return await sendFile(ctx, fd, st, shown, request, reply);
+    return await sendFile(ctx, { fd }, st, shown, request, reply);
   } finally {
     if (owned) await closeFd(fd);
   }
+}
+
+function smallStat(r: SmallFileResult): BeneathStat {
+  return { ...r, type: 'file' };
 }
 
 function representation(st: BeneathStat): Representation & { etag: string } {
   return { exists: true, etag: strongEtag(st), lastModified: st.mtimeMs };
 }
 
-/** Takes ownership of `fd`: it is closed when the response is done, whatever happens. */
+/** Takes ownership of the source's fd: it is closed when the response is done, whatever happens. */
 async function sendFile(
   ctx: ReadContext,
-  fd: number,
+  source: Source,
   st: BeneathStat,
   shown: string,
   request: FastifyRequest,
@@ -94,7 +108,7 @@ async function sendFile(
     // RFC 9530 §4: the digest of the whole representation, also on 206 and HEAD.
     const algorithm = parseWantDigest(headers['want-repr-digest']);
     if (algorithm !== undefined) {
-      const digest = await reprDigest(ctx, fd, st, rep.etag, algorithm);
+      const digest = await reprDigest(ctx, source, st, rep.etag, algorithm);
       void reply.header('repr-digest', formatDigest(algorithm, digest));
     }
 
@@ -119,7 +133,7 @@ async function sendFile(
           .header('content-length', end - start + 1);
         if (head) return reply.send();
         streamed = true;
-        return reply.send(fileStream(fd, start, end, true));
+        return await sendBody(source, start, end, request, reply);
       }
       case 'multiple': {
         const boundary = createBoundary();
@@ -130,39 +144,91 @@ async function sendFile(
           .header('content-length', multipartLength(body));
         if (head) return reply.send();
         streamed = true;
-        return reply.send(Readable.from(multipartStream(fd, body)));
+        return reply.send(Readable.from(multipartStream(source, body)));
       }
       case 'none': {
         void reply.code(200).type(type).header('content-length', st.size);
         if (head || st.size === 0) return reply.send(head ? undefined : '');
         streamed = true;
-        return reply.send(fileStream(fd, 0, st.size - 1, true));
+        return await sendBody(source, 0, st.size - 1, request, reply);
       }
     }
   } finally {
-    if (!streamed) await closeFd(fd);
+    if (!streamed && 'fd' in source) await closeFd(source.fd);
   }
+}
+
+/**
+ * Sends bytes start..end (inclusive) of the source as the body, owning its fd. Large bodies go
+ * zero-copy: the headers are written, then the kernel moves the file to the socket with
+ * sendfile(2) on a native thread (routes/zero-copy.ts); smaller ones are streamed.
+ */
+async function sendBody(
+  source: Source,
+  start: number,
+  end: number,
+  request: FastifyRequest,
+  reply: FastifyReply,
+) {
+  if ('data' in source) return reply.send(source.data.subarray(start, end + 1));
+  const { fd } = source;
+  if (end - start + 1 < ZERO_COPY_MIN_BYTES || !zeroCopyAvailable())
+    return reply.send(fileStream(fd, start, end, true));
+  reply.hijack();
+  try {
+    // setHeader (not writeHead's argument) keeps them readable for the access log.
+    for (const [name, value] of Object.entries(reply.getHeaders()))
+      if (value !== undefined) reply.raw.setHeader(name, value);
+    reply.raw.writeHead(reply.statusCode);
+    await sendFileRange(reply.raw, fd, start, end);
+  } catch (err) {
+    // The client went away or stalled: the response is already cut, nothing more to tell it.
+    request.log.debug({ err }, 'download cut short');
+  } finally {
+    await closeFd(fd);
+  }
+  return reply;
 }
 
 function fileStream(fd: number, start: number, end: number, autoClose: boolean) {
   return createReadStream('', { fd, start, end, autoClose, highWaterMark: READ_CHUNK });
 }
 
-async function* multipartStream(fd: number, body: ReturnType<typeof multipartParts>) {
+const readAsync = promisify(readCb);
+
+/**
+ * Bytes start..end (inclusive) of an fd this BORROWS, by pread. Not fs.createReadStream with
+ * autoClose false: leaving its iterator early (a client that goes away mid-multipart) destroys
+ * the stream, which closes the fd anyway, and the owner's close then hits EBADF or closes an fd
+ * number another request has just been given.
+ */
+async function* readRange(fd: number, start: number, end: number): AsyncGenerator<Buffer> {
+  for (let at = start; at <= end;) {
+    const want = Math.min(READ_CHUNK, end - at + 1);
+    const { bytesRead, buffer } = await readAsync(fd, Buffer.allocUnsafe(want), 0, want, at);
+    // The file shrank under us: stop; the client sees a short body against Content-Length.
+    if (bytesRead === 0) return;
+    yield buffer.subarray(0, bytesRead);
+    at += bytesRead;
+  }
+}
+
+async function* multipartStream(source: Source, body: ReturnType<typeof multipartParts>) {
   try {
     for (const part of body.parts) {
       yield part.header;
-      for await (const chunk of fileStream(fd, part.start, part.end, false)) yield chunk as Buffer;
+      if ('data' in source) yield source.data.subarray(part.start, part.end + 1);
+      else yield* readRange(source.fd, part.start, part.end);
     }
     yield body.closing;
   } finally {
-    await closeFd(fd);
+    if ('fd' in source) await closeFd(source.fd);
   }
 }
 
 async function reprDigest(
   ctx: ReadContext,
-  fd: number,
+  source: Source,
   st: BeneathStat,
   etag: string,
   algorithm: DigestAlgorithm,
@@ -170,8 +236,8 @@ async function reprDigest(
   const cached = ctx.digests.get(algorithm, etag);
   if (cached) return cached;
   const hash = createDigestHash(algorithm);
-  if (st.size > 0)
-    for await (const chunk of fileStream(fd, 0, st.size - 1, false)) hash.update(chunk as Buffer);
+  if ('data' in source) hash.update(source.data);
+  else if (st.size > 0) for await (const chunk of readRange(source.fd, 0, st.size - 1)) hash.update(chunk);
   const digest = hash.digest();
   ctx.digests.set(algorithm, etag, digest);
   return digest;
