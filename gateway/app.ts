@@ -14,7 +14,8 @@ import Fastify, {
 import type { PeerCredentials } from './binding.js';
 import { type ErrorCode, errorBody, errorCodes, isNullgateError } from './errors.js';
 import { peerOf } from './listen.js';
-import { type Limits, resolveLimits } from './limits.js';
+import { type Limits, resolveLimits, UploadSlots } from './limits.js';
+import { archiveRoutes } from '../routes/archive.js';
 import { filesRoutes } from '../routes/files.js';
 import { version } from './version.js';
 
@@ -236,13 +237,11 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
   app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res));
 
   if (options.root !== undefined) {
-    void app.register(filesRoutes, {
-      prefix: '/files',
-      root: options.root,
-      writable,
-      maxUpload: options.maxUpload,
-      maxUploads: limits.maxUploads,
-    });
+    // One pool of upload slots for both, so --max-uploads bounds PUT /files and PUT /archive together.
+    const uploadSlots = new UploadSlots(limits.maxUploads);
+    const mounted = { root: options.root, writable, maxUpload: options.maxUpload, uploadSlots };
+    void app.register(filesRoutes, { prefix: '/files', ...mounted });
+    void app.register(archiveRoutes, { prefix: '/archive', ...mounted });
   }
 
   return app;

@@ -53,6 +53,33 @@ export function resolveLimits(partial: Partial<Limits> = {}): Limits {
 }
 
 /**
+ * Upload slots shared by every route that takes a request body to disk (`PUT /files`,
+ * `PUT /archive`), so `--max-uploads` bounds them together. `acquire()` is 429
+ * NG_ERR_TOO_MANY_REQUESTS when all are taken; call the returned function once, when done.
+ */
+export class UploadSlots {
+  #inUse = 0;
+  constructor(readonly max: number) {}
+
+  get inUse(): number {
+    return this.#inUse;
+  }
+
+  acquire(): () => void {
+    if (this.#inUse >= this.max) {
+      throw ngError('NG_ERR_TOO_MANY_REQUESTS', `${this.max} uploads are in progress; try again`);
+    }
+    this.#inUse++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#inUse--;
+    };
+  }
+}
+
+/**
  * A logger guard for events a flood could repeat without end (peer denials, dropped
  * connections): the first one in each window is logged, the rest are counted and reported with
  * the next one that gets through.

@@ -8,13 +8,15 @@
  * with SIGKILL — leaves nothing with a name. File systems without O_TMPFILE get a named
  * `.nullgate-tmp-*` file instead, hidden from listings.
  */
-import { createWriteStream } from 'node:fs';
+import { write as writeCb } from 'node:fs';
 import { constants as osc } from 'node:os';
-import { Transform } from 'node:stream';
+import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type BeneathRoot, type BeneathStat, closeFd } from '../gateway/beneath.js';
 import { fsError, ngError, NullgateError } from '../gateway/errors.js';
+import type { UploadSlots } from '../gateway/limits.js';
 import { evaluatePreconditions, type Representation } from './conditional.js';
 import { createDigestHash, type DigestAlgorithm, parseDigestHeader, type ParsedDigest } from './digest.js';
 import { strongEtag } from './etag.js';
@@ -23,9 +25,8 @@ import { decodeFilePath, displayPath, type FilePath } from './url-path.js';
 export interface WriteContext {
   readonly root: BeneathRoot;
   readonly maxUpload: number;
-  readonly maxUploads: number;
-  /** Uploads in progress (shared by every route of the plugin). */
-  uploads: number;
+  /** Concurrent uploads, shared with the archive routes when the gateway mounts both. */
+  readonly uploads: UploadSlots;
 }
 
 const { EOPNOTSUPP, EISDIR, EEXIST, ENOENT, ENOTDIR } = osc.errno;
@@ -100,6 +101,35 @@ class UploadMeter extends Transform {
   }
 }
 
+const writeAsync = promisify(writeCb);
+/** Bytes handed to one write(2) at most: consecutive small chunks are joined up to this. */
+const WRITE_CHUNK = 1024 * 1024;
+
+async function writeAll(fd: number, data: Buffer): Promise<void> {
+  for (let at = 0; at < data.length;) {
+    const { bytesWritten } = await writeAsync(fd, data, at, data.length - at, null);
+    at += bytesWritten;
+  }
+}
+
+/**
+ * Writes the body to an fd it BORROWS. Not fs.createWriteStream: destroying that stream (which
+ * pipeline does on any error: client gone, ENOSPC, 413) closes the fd whatever autoClose says,
+ * and the upload's own close then hits EBADF, hiding the real error, or worse, closes an fd
+ * number another request has just been given.
+ */
+function fdWriter(fd: number): Writable {
+  return new Writable({
+    highWaterMark: WRITE_CHUNK,
+    write(chunk: Buffer, _enc, done) {
+      writeAll(fd, chunk).then(() => done(), done);
+    },
+    writev(chunks, done) {
+      writeAll(fd, Buffer.concat(chunks.map((c) => c.chunk as Buffer))).then(() => done(), done);
+    },
+  });
+}
+
 function verifyDigests(expected: ParsedDigest[], meter: UploadMeter, shown: string): void {
   for (const { algorithm, bytes } of expected) {
     const actual = meter.hashes.get(algorithm)!.digest();
@@ -140,14 +170,11 @@ export async function upload(
     ...parseDigestHeader(request.headers['content-digest']),
     ...parseDigestHeader(request.headers['repr-digest']),
   ];
-  if (ctx.uploads >= ctx.maxUploads) {
-    throw ngError('NG_ERR_TOO_MANY_REQUESTS', `${ctx.maxUploads} uploads are in progress; try again`);
-  }
-  ctx.uploads++;
+  const release = ctx.uploads.acquire();
   try {
     return await atomicUpload(ctx, path.rel, shown, expected, request, reply);
   } finally {
-    ctx.uploads--;
+    release();
   }
 }
 
@@ -197,11 +224,7 @@ async function atomicUpload(
     if (request.headers.expect?.toLowerCase() === '100-continue') reply.raw.writeContinue();
     const meter = new UploadMeter(ctx.maxUpload, shown, [...new Set(expected.map((d) => d.algorithm))]);
     try {
-      await pipeline(
-        request.raw,
-        meter,
-        createWriteStream('', { fd, autoClose: false, highWaterMark: 1024 * 1024 }),
-      );
+      await pipeline(request.raw, meter, fdWriter(fd));
     } catch (err) {
       if (err instanceof NullgateError) throw err;
       const code = (err as NodeJS.ErrnoException).code;

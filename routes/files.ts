@@ -7,7 +7,7 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { BeneathRoot } from '../gateway/beneath.js';
 import { ngError } from '../gateway/errors.js';
-import { DEFAULT_LIMITS } from '../gateway/limits.js';
+import { DEFAULT_LIMITS, UploadSlots } from '../gateway/limits.js';
 import { DigestCache } from './digest.js';
 import { getPath, type ReadContext } from './file-read.js';
 import { mkcol, move, remove, upload, type WriteContext } from './file-write.js';
@@ -22,6 +22,8 @@ export interface FilesOptions {
   readonly maxUpload?: number | undefined;
   /** Concurrent uploads at most (default 16); more get 429. */
   readonly maxUploads?: number | undefined;
+  /** Upload slots to share with other routes (the gateway shares one with archiveRoutes); overrides maxUploads. */
+  readonly uploadSlots?: UploadSlots | undefined;
 }
 
 const WRITE_METHODS = ['PUT', 'MKCOL', 'DELETE', 'MOVE'];
@@ -35,8 +37,7 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
   const write: WriteContext = {
     root,
     maxUpload: options.maxUpload ?? Number.MAX_SAFE_INTEGER,
-    maxUploads: options.maxUploads ?? DEFAULT_LIMITS.maxUploads,
-    uploads: 0,
+    uploads: options.uploadSlots ?? new UploadSlots(options.maxUploads ?? DEFAULT_LIMITS.maxUploads),
   };
 
   for (const method of ['MKCOL', 'MOVE']) {
@@ -45,6 +46,30 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
   // Bodies are streams the handlers consume themselves (uploads go straight to disk).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
+
+  // The listener keeps half-closed connections open (gateway/listen.ts), so a client that sends
+  // its whole request and then shuts down its side still gets the answer. One that goes away
+  // before its body is complete can never complete it: fail the request now, so the upload ends
+  // (its temporary file and upload slot with it) instead of lingering until the request timeout.
+  app.addHook('onRequest', (request, reply, done) => {
+    const { raw } = request;
+    // Captured: the response detaches the socket (raw.socket becomes null) when it is done.
+    const socket = raw.socket as typeof raw.socket | null;
+    if (!raw.complete && socket) {
+      const onEnd = () => {
+        if (!raw.complete) {
+          raw.destroy(
+            Object.assign(new Error('the client closed the connection before the body was complete'), {
+              code: 'ECONNRESET',
+            }),
+          );
+        }
+      };
+      socket.once('end', onEnd);
+      reply.raw.once('close', () => socket.off('end', onEnd));
+    }
+    done();
+  });
 
   const pathOf = (request: FastifyRequest): FilePath => {
     const url = request.raw.url ?? '/';
@@ -63,6 +88,17 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
   };
 
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+    try {
+      return await dispatch(request, reply);
+    } catch (err) {
+      // Refused before the body was read whole (413 by Content-Length, 403, 412, …): reading the
+      // rest only to discard it could mean gigabytes, and on a kept-alive connection the unread
+      // body would be parsed as the next request. Close after the answer (RFC 9112 §9.6).
+      if (!request.raw.complete) void reply.header('connection', 'close');
+      throw err;
+    }
+  };
+  const dispatch = async (request: FastifyRequest, reply: FastifyReply) => {
     const path = guard(request);
     switch (request.method) {
       case 'GET':

@@ -1,0 +1,863 @@
+/**
+ * GET and PUT /archive (CONTRACT.md "HTTP API"): round trips checked with GNU tar and Python's
+ * tarfile, every unsafe entry kind refused with the tree left byte-identical, truncated and
+ * aborted uploads leaving nothing, gzip both ways, limits, and merge semantics.
+ */
+import { exec } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  closeSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  readSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+  writeSync,
+  chmodSync,
+  ftruncateSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { gunzipSync, gzipSync } from 'node:zlib';
+
+import type { FastifyInstance } from 'fastify';
+import tar from 'tar-stream';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+
+import { buildApp } from '../../gateway/app.js';
+import { listenAbstract } from '../../gateway/listen.js';
+import { archiveRoutes, type ArchiveRoutesOptions } from '../../routes/archive.js';
+import { itNeeds } from '../helpers/requirements.js';
+import { connectSocket, rawRequest, uniqueName } from '../helpers/sockets.js';
+
+const execAsync = promisify(exec);
+const GiB = 1024 ** 3;
+const FIXED_TIME = new Date('2021-06-01T12:00:00Z');
+
+let base: string;
+let root: string;
+let outside: string;
+
+async function makeApp(options: Partial<ArchiveRoutesOptions> = {}): Promise<FastifyInstance> {
+  const app = buildApp({ logLevel: false });
+  await app.register(archiveRoutes, { prefix: '/archive', root, writable: true, ...options });
+  await app.ready();
+  return app;
+}
+
+/** A listening app and the name to give curl (`--abstract-unix-socket`). */
+async function serve(app: FastifyInstance): Promise<{ address: string; curlName: string }> {
+  const address = uniqueName('archive');
+  await listenAbstract(app.server, address);
+  return { address, curlName: address.slice(1) };
+}
+
+function sh(cmd: string, env: Record<string, string> = {}): Promise<{ stdout: string; stderr: string }> {
+  return execAsync(cmd, {
+    env: { ...process.env, ...env },
+    maxBuffer: 64 * 1024 * 1024,
+    shell: '/bin/bash',
+  });
+}
+
+/**
+ * One line per entry under `dir`: name, type, permission bits, size and content hash (or link
+ * target); with `times`, the mtime in seconds of files and directories too. Sparse giants are
+ * described by their size, first and last bytes instead of a full hash.
+ */
+function treeDigest(dir: string, options: { times?: boolean } = {}): string[] {
+  const lines: string[] = [];
+  const walk = (rel: string): void => {
+    for (const name of readdirSync(join(dir, rel)).sort()) {
+      const childRel = rel === '' ? name : `${rel}/${name}`;
+      const full = join(dir, childRel);
+      const st = lstatSync(full);
+      const time = options.times && !st.isSymbolicLink() ? ` t=${Math.floor(st.mtimeMs / 1000)}` : '';
+      const mode = (st.mode & 0o7777).toString(8);
+      if (st.isDirectory()) {
+        lines.push(`${childRel} dir ${mode}${time}`);
+        walk(childRel);
+      } else if (st.isSymbolicLink()) {
+        lines.push(`${childRel} symlink -> ${readlinkSync(full)}`);
+      } else if (st.isFile()) {
+        lines.push(`${childRel} file ${mode} ${st.size} ${fileHash(full, st.size)}${time}`);
+      } else {
+        lines.push(`${childRel} other`);
+      }
+    }
+  };
+  walk('');
+  return lines;
+}
+
+function fileHash(path: string, size: number): string {
+  if (size > 64 * 1024 * 1024) return `head=${readAt(path, 0, 8)} tail=${readAt(path, size - 8, 8)}`;
+  return createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 16);
+}
+
+function readAt(path: string, position: number, length: number): string {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.alloc(length);
+    const n = readSync(fd, buf, 0, length, position);
+    return buf.subarray(0, n).toString('hex');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Every staging directory anywhere under the root (there must never be one after a request). */
+function stagingLeft(dir: string): string[] {
+  return (readdirSync(dir, { recursive: true }) as string[]).filter((p) => p.includes('.nullgate-tmp-'));
+}
+
+/** The sample tree of the issue: nested dirs, an empty dir, a 0-byte file, a 300-char path, unicode, a symlink. */
+const LONG_PATH = `${'d'.repeat(100)}/${'e'.repeat(100)}/${'f'.repeat(100)}.txt`;
+function makeTree(dir: string): void {
+  mkdirSync(join(dir, 'a/b/c'), { recursive: true });
+  writeFileSync(join(dir, 'a/b/c/deep.txt'), 'deep\n');
+  writeFileSync(join(dir, 'a/top.txt'), 'top\n'.repeat(1000));
+  mkdirSync(join(dir, 'empty'));
+  writeFileSync(join(dir, 'zero'), '');
+  mkdirSync(join(dir, LONG_PATH, '..'), { recursive: true });
+  writeFileSync(join(dir, LONG_PATH), 'long\n');
+  writeFileSync(join(dir, 'ünïcødé 日本.txt'), 'unicode\n');
+  writeFileSync(join(dir, 'exec.sh'), '#!/bin/sh\n');
+  chmodSync(join(dir, 'exec.sh'), 0o750);
+  mkdirSync(join(dir, 'private'));
+  writeFileSync(join(dir, 'private/secret'), 'secret');
+  chmodSync(join(dir, 'private/secret'), 0o600);
+  chmodSync(join(dir, 'private'), 0o700);
+  symlinkSync('a/b/c/deep.txt', join(dir, 'link'));
+  symlinkSync('../top.txt', join(dir, 'a/b/up'));
+  symlinkSync('a/b', join(dir, 'dirlink'));
+  const stamp = (rel: string): void => utimesSync(join(dir, rel), FIXED_TIME, FIXED_TIME);
+  for (const rel of ['a/b/c/deep.txt', 'a/top.txt', 'zero', LONG_PATH, 'exec.sh', 'private/secret'])
+    stamp(rel);
+  for (const rel of ['a/b/c', 'a/b', 'a', 'empty', 'private']) stamp(rel);
+}
+
+interface Entry {
+  header: tar.Header;
+  body?: Buffer;
+}
+
+/** Builds a tar in memory from explicit headers (for archives GNU tar would refuse to make). */
+async function packEntries(entries: { header: Partial<tar.Header> & { name: string }; body?: string }[]) {
+  const pack = tar.pack();
+  const chunks: Buffer[] = [];
+  // Read while writing: an entry's callback waits until the pack's buffer has room.
+  const collected = (async () => {
+    for await (const chunk of pack as AsyncIterable<Buffer>) chunks.push(chunk);
+  })();
+  for (const { header, body } of entries) {
+    await new Promise<void>((resolve, reject) => {
+      const done = (err?: Error | null): void => (err ? reject(err) : resolve());
+      if (body === undefined) pack.entry(header, done);
+      else pack.entry(header, Buffer.from(body), done);
+    });
+  }
+  pack.finalize();
+  await collected;
+  return Buffer.concat(chunks);
+}
+
+/** Lists a tar in memory with tar-stream. */
+async function listTar(buf: Buffer): Promise<Entry[]> {
+  const extract = tar.extract();
+  const entries: Entry[] = [];
+  const done = (async () => {
+    for await (const entry of extract) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of entry as AsyncIterable<Buffer>) chunks.push(chunk);
+      entries.push({ header: entry.header, body: Buffer.concat(chunks) });
+    }
+  })();
+  extract.end(buf);
+  await done;
+  return entries;
+}
+
+function put(app: FastifyInstance, url: string, payload: Buffer, headers: Record<string, string> = {}) {
+  return app.inject({
+    method: 'PUT',
+    url,
+    payload,
+    headers: { 'content-type': 'application/x-tar', ...headers },
+  });
+}
+
+beforeAll(() => {
+  base = mkdtempSync(join(tmpdir(), 'ng-archive-'));
+  outside = join(base, 'outside');
+  mkdirSync(outside);
+  writeFileSync(join(outside, 'secret'), 'outside secret');
+});
+
+afterAll(() => {
+  rmSync(base, { recursive: true, force: true });
+});
+
+beforeEach(() => {
+  root = mkdtempSync(join(base, 'root-'));
+});
+
+describe('GET /archive', () => {
+  let app: FastifyInstance;
+  beforeEach(async () => {
+    app = await makeApp({ writable: false });
+  });
+  afterEach(async () => {
+    await app.close();
+  });
+
+  it('streams the tree as tar: files, dirs, symlinks (not followed), modes and mtimes', async () => {
+    makeTree(join(root, 'src'));
+    symlinkSync(join(outside, 'secret'), join(root, 'src/escape'));
+    const res = await app.inject({ method: 'GET', url: '/archive/src' });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toBe('application/x-tar');
+    const entries = await listTar(res.rawPayload);
+    const byName = new Map(entries.map((e) => [e.header.name.replace(/\/$/, ''), e]));
+    expect([...byName.keys()].sort()).toEqual(
+      [
+        'a',
+        'a/b',
+        'a/b/c',
+        'a/b/c/deep.txt',
+        'a/b/up',
+        'a/top.txt',
+        'd'.repeat(100),
+        `${'d'.repeat(100)}/${'e'.repeat(100)}`,
+        LONG_PATH,
+        'dirlink',
+        'empty',
+        'escape',
+        'exec.sh',
+        'link',
+        'private',
+        'private/secret',
+        'zero',
+        'ünïcødé 日本.txt',
+      ].sort(),
+    );
+    expect(byName.get('escape')?.header).toMatchObject({
+      type: 'symlink',
+      linkname: join(outside, 'secret'),
+    });
+    expect(byName.get('escape')?.body?.length).toBe(0);
+    expect(byName.get('dirlink')?.header).toMatchObject({ type: 'symlink', linkname: 'a/b' });
+    expect(byName.get('exec.sh')?.header).toMatchObject({ type: 'file', mode: 0o750, mtime: FIXED_TIME });
+    expect(byName.get('private')?.header).toMatchObject({ type: 'directory', mode: 0o700 });
+    expect(byName.get('a/top.txt')?.body?.toString()).toBe('top\n'.repeat(1000));
+    expect(byName.get('zero')?.header.size).toBe(0);
+    expect(byName.get(LONG_PATH)?.body?.toString()).toBe('long\n');
+  });
+
+  it('?gzip=1 streams tar.gz', async () => {
+    makeTree(join(root, 'src'));
+    const res = await app.inject({ method: 'GET', url: '/archive/src?gzip=1' });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toBe('application/gzip');
+    expect(res.rawPayload.subarray(0, 2)).toEqual(Buffer.from([0x1f, 0x8b]));
+    const entries = await listTar(gunzipSync(res.rawPayload));
+    expect(entries.map((e) => e.header.name)).toContain('a/b/c/deep.txt');
+  });
+
+  it('the root itself, and hides staging directories of uploads in progress', async () => {
+    writeFileSync(join(root, 'f'), 'x');
+    mkdirSync(join(root, '.nullgate-tmp-0123456789abcdef'));
+    writeFileSync(join(root, '.nullgate-tmp-0123456789abcdef/half'), 'x');
+    for (const url of ['/archive', '/archive/']) {
+      const res = await app.inject({ method: 'GET', url });
+      expect(res.statusCode).toBe(200);
+      expect((await listTar(res.rawPayload)).map((e) => e.header.name)).toEqual(['f']);
+    }
+  });
+
+  it('a missing directory is 404, a file is 409, a symlink leading out is 403', async () => {
+    writeFileSync(join(root, 'file'), 'x');
+    symlinkSync(outside, join(root, 'out'));
+    const cases: [string, number, string][] = [
+      ['/archive/missing', 404, 'NG_ERR_NOT_FOUND'],
+      ['/archive/file', 409, 'NG_ERR_CONFLICT'],
+      ['/archive/out', 403, 'NG_ERR_OUTSIDE_ROOT'],
+      ['/archive/%00', 400, 'NG_ERR_BAD_PATH'],
+    ];
+    for (const [url, status, code] of cases) {
+      const res = await app.inject({ method: 'GET', url });
+      expect(res.statusCode, url).toBe(status);
+      expect(res.json()).toMatchObject({ statusCode: status, code });
+      expect(res.body).not.toContain(base);
+    }
+  });
+
+  it('`..` in the raw request target is refused (raw request: URL parsers normalise it away)', async () => {
+    const { address } = await serve(app);
+    const res = await rawRequest(
+      address,
+      'GET /archive/../../etc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    );
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.body.toString())).toMatchObject({ code: 'NG_ERR_BAD_PATH' });
+  });
+
+  it('skips FIFOs without blocking on them', async () => {
+    mkdirSync(join(root, 'src'));
+    writeFileSync(join(root, 'src/f'), 'x');
+    await sh(`mkfifo ${JSON.stringify(join(root, 'src/fifo'))}`);
+    const res = await app.inject({ method: 'GET', url: '/archive/src' });
+    expect((await listTar(res.rawPayload)).map((e) => e.header.name)).toEqual(['f']);
+  });
+
+  it('a client that disconnects stops the walk and closes every file it opened', async () => {
+    mkdirSync(join(root, 'src'));
+    for (let i = 0; i < 50; i++) {
+      const fd = openSync(join(root, `src/big-${i}`), 'w');
+      ftruncateSync(fd, 256 * 1024 * 1024);
+      closeSync(fd);
+    }
+    const { address } = await serve(app);
+    const fdCount = (): number => readdirSync('/proc/self/fd').length;
+    const before = fdCount();
+    const socket = connectSocket(address);
+    socket.write('GET /archive/src HTTP/1.1\r\nHost: x\r\n\r\n');
+    let received = 0;
+    await new Promise<void>((resolve) => {
+      socket.on('data', (chunk: Buffer) => {
+        received += chunk.length;
+        if (received > 1024 * 1024) {
+          socket.destroy();
+          resolve();
+        }
+      });
+    });
+    // Every file was 256 MiB of zeros: had the walk continued, it would be sending 12.5 GiB.
+    for (let i = 0; i < 100 && fdCount() > before; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(fdCount()).toBeLessThanOrEqual(before);
+  });
+});
+
+describe('round trip', () => {
+  let app: FastifyInstance;
+  let curlName: string;
+  beforeEach(async () => {
+    app = await makeApp();
+    ({ curlName } = await serve(app));
+  });
+  afterEach(async () => {
+    await app.close();
+  });
+
+  itNeeds(
+    ['curl', 'tar', 'python3'],
+    'the produced tar lists and extracts with GNU tar and Python, and PUT restores it',
+    async () => {
+      makeTree(join(root, 'src'));
+      const want = treeDigest(join(root, 'src'), { times: true });
+      const work = mkdtempSync(join(base, 'work-'));
+      const url = 'http://localhost/archive/src';
+      await sh(`curl -sSf --abstract-unix-socket "$N" -o "$W/out.tar" ${url}`, { N: curlName, W: work });
+
+      const listing = (await sh(`tar -tf "$W/out.tar"`, { W: work })).stdout.split('\n').filter(Boolean);
+      expect(listing).toContain(LONG_PATH);
+      expect(listing).toContain('ünïcødé 日本.txt');
+      mkdirSync(join(work, 'gnu'));
+      await sh(`tar -xpf "$W/out.tar" -C "$W/gnu"`, { W: work });
+      expect(treeDigest(join(work, 'gnu'), { times: true })).toEqual(want);
+
+      const py = [
+        'import sys, tarfile',
+        'tf = tarfile.open(sys.argv[1])',
+        'names = tf.getnames()',
+        'kw = {"filter": "fully_trusted"} if hasattr(tarfile, "data_filter") else {}',
+        'tf.extractall(sys.argv[2], **kw)',
+        'print(len(names))',
+      ].join('\n');
+      writeFileSync(join(work, 'x.py'), py);
+      const count = await sh(`python3 "$W/x.py" "$W/out.tar" "$W/py"`, { W: work });
+      expect(Number(count.stdout.trim())).toBe(listing.length);
+      expect(treeDigest(join(work, 'py'), { times: true })).toEqual(want);
+
+      // Back up through PUT, with curl -T (chunked, Expect: 100-continue) from GNU tar's own output.
+      const { stdout } = await sh(
+        `tar -c -C "$W/gnu" . | curl -sSf --abstract-unix-socket "$N" -T - http://localhost/archive/copy/nested`,
+        { N: curlName, W: work },
+      );
+      expect(JSON.parse(stdout)).toEqual({ files: 7, dirs: 7, symlinks: 3, bytes: 4034 });
+      expect(treeDigest(join(root, 'copy/nested'), { times: true })).toEqual(want);
+      expect(stagingLeft(root)).toEqual([]);
+    },
+  );
+
+  it('PUT of our own GET restores the tree (inject)', async () => {
+    makeTree(join(root, 'src'));
+    const got = await app.inject({ method: 'GET', url: '/archive/src' });
+    const res = await put(app, '/archive/copy', got.rawPayload);
+    expect(res.statusCode).toBe(201);
+    expect(res.json()).toEqual({ files: 7, dirs: 7, symlinks: 3, bytes: 4034 });
+    expect(treeDigest(join(root, 'copy'), { times: true })).toEqual(
+      treeDigest(join(root, 'src'), { times: true }),
+    );
+  });
+
+  itNeeds(['curl', 'tar'], 'gzip both ways: curl | tar -xz, and tar -cz | curl -T', async () => {
+    makeTree(join(root, 'src'));
+    const work = mkdtempSync(join(base, 'work-'));
+    mkdirSync(join(work, 'out'));
+    await sh(
+      `curl -sSf --abstract-unix-socket "$N" 'http://localhost/archive/src?gzip=1' | tar -xzpf - -C "$W/out"`,
+      {
+        N: curlName,
+        W: work,
+      },
+    );
+    const want = treeDigest(join(root, 'src'), { times: true });
+    expect(treeDigest(join(work, 'out'), { times: true })).toEqual(want);
+    const { stdout } = await sh(
+      `tar -cz -C "$W/out" . | curl -sSf --abstract-unix-socket "$N" -T - http://localhost/archive/fromgz`,
+      { N: curlName, W: work },
+    );
+    expect(JSON.parse(stdout)).toMatchObject({ files: 7 });
+    expect(treeDigest(join(root, 'fromgz'), { times: true })).toEqual(want);
+  });
+
+  it('gzip is detected by magic bytes, whatever the Content-Type says', async () => {
+    const tarball = await packEntries([{ header: { name: 'f', mtime: FIXED_TIME }, body: 'hello' }]);
+    const res = await put(app, '/archive/gz', gzipSync(tarball), { 'content-type': 'application/json' });
+    expect(res.statusCode).toBe(201);
+    expect(readFileSync(join(root, 'gz/f'), 'utf8')).toBe('hello');
+  });
+
+  itNeeds(
+    ['curl', 'tar', 'python3'],
+    'a file over 8 GiB (sparse) is written with a pax size record and read back by GNU tar, Python and PUT',
+    async () => {
+      const size = 8 * GiB + 4097;
+      mkdirSync(join(root, 'bigdir'));
+      writeFileSync(join(root, 'bigdir/after'), 'after the giant\n');
+      const fd = openSync(join(root, 'bigdir/big'), 'w');
+      writeSync(fd, 'HEADHEAD', 0);
+      writeSync(fd, 'TAILTAIL', size - 8);
+      ftruncateSync(fd, size);
+      closeSync(fd);
+      const work = mkdtempSync(join(base, 'work-'));
+      // Saved as a sparse file (zero runs become holes), so the 8 GiB cost neither disk nor time
+      // when GNU tar and Python seek over the member.
+      writeFileSync(
+        join(work, 'sparsecat.py'),
+        [
+          'import sys',
+          'out = open(sys.argv[1], "wb"); n = 0',
+          'while True:',
+          '    b = sys.stdin.buffer.read(1 << 20)',
+          '    if not b: break',
+          '    if b.count(0) == len(b): out.seek(len(b), 1)',
+          '    else: out.write(b)',
+          '    n += len(b)',
+          'out.truncate(n); out.close()',
+        ].join('\n'),
+      );
+      // One 8 GiB stream: GNU tar lists it as it arrives (through a FIFO), and a sparse copy
+      // is kept for Python and for the way back.
+      await sh(
+        `set -o pipefail; mkfifo "$W/fifo"; tar -tvf "$W/fifo" > "$W/list.txt" & ` +
+          `curl -sSf --abstract-unix-socket "$N" http://localhost/archive/bigdir | tee "$W/fifo" |` +
+          ` python3 "$W/sparsecat.py" "$W/big.tar"; rc=$?; wait $! || exit 1; exit $rc`,
+        { N: curlName, W: work },
+      );
+      const verbose = readFileSync(join(work, 'list.txt'), 'utf8');
+      expect(verbose).toMatch(new RegExp(`\\s${size}\\s.*\\bbig\\n`));
+      mkdirSync(join(work, 'gnu'));
+      await sh(`tar -xf "$W/big.tar" -C "$W/gnu" --exclude=big`, { W: work });
+      expect(readFileSync(join(work, 'gnu/after'), 'utf8')).toBe('after the giant\n');
+
+      writeFileSync(
+        join(work, 'check.py'),
+        [
+          'import sys, tarfile',
+          'tf = tarfile.open(sys.argv[1])',
+          'm = tf.getmember("big")',
+          'assert m.isfile() and m.pax_headers.get("size") == str(m.size), m.pax_headers',
+          'f = tf.extractfile(m)',
+          'head = f.read(8); f.seek(m.size - 8); tail = f.read(8)',
+          'print(m.size, head.decode(), tail.decode(), tf.extractfile("after").read().decode().strip())',
+        ].join('\n'),
+      );
+      const py = await sh(`python3 "$W/check.py" "$W/big.tar"`, { W: work });
+      expect(py.stdout.trim()).toBe(`${size} HEADHEAD TAILTAIL after the giant`);
+
+      const { stdout } = await sh(
+        `curl -sSf --abstract-unix-socket "$N" -T "$W/big.tar" http://localhost/archive/bigcopy`,
+        { N: curlName, W: work },
+      );
+      expect(JSON.parse(stdout)).toEqual({ files: 2, dirs: 0, symlinks: 0, bytes: size + 16 });
+      const st = statSync(join(root, 'bigcopy/big'));
+      expect(st.size).toBe(size);
+      expect(st.blocks * 512).toBeLessThan(64 * 1024 * 1024); // zeros stayed holes
+      expect(readAt(join(root, 'bigcopy/big'), 0, 8)).toBe(Buffer.from('HEADHEAD').toString('hex'));
+      expect(readAt(join(root, 'bigcopy/big'), size - 8, 8)).toBe(Buffer.from('TAILTAIL').toString('hex'));
+      expect(readFileSync(join(root, 'bigcopy/after'), 'utf8')).toBe('after the giant\n');
+    },
+    300_000,
+  );
+});
+
+describe('PUT /archive refuses unsafe entries and leaves the tree byte-identical', () => {
+  let app: FastifyInstance;
+  beforeEach(async () => {
+    app = await makeApp();
+    makeTree(join(root, 'dst'));
+    writeFileSync(join(root, 'victim'), 'original');
+    symlinkSync('victim', join(root, 'dst/to-victim'));
+  });
+  afterEach(async () => {
+    await app.close();
+  });
+
+  const ok = { header: { name: 'fine.txt' }, body: 'fine' };
+  const cases: [string, { header: Partial<tar.Header> & { name: string }; body?: string }[], string][] = [
+    ['absolute path', [ok, { header: { name: '/etc/evil' }, body: 'x' }], '/etc/evil'],
+    ['.. escape', [ok, { header: { name: '../../evil' }, body: 'x' }], '../../evil'],
+    ['.. inside a path', [ok, { header: { name: 'a/../../victim' }, body: 'x' }], 'a/../../victim'],
+    [
+      'symlink leading outside the root',
+      [ok, { header: { name: 'out', type: 'symlink', linkname: '../../outside/secret' } }],
+      'out',
+    ],
+    [
+      'symlink to an absolute path',
+      [ok, { header: { name: 'abs', type: 'symlink', linkname: '/etc/passwd' } }],
+      'abs',
+    ],
+    [
+      'hard link leading outside the root',
+      [ok, { header: { name: 'hl', type: 'link', linkname: '../victim' } }],
+      'hl',
+    ],
+    [
+      'hard link to an absolute path',
+      [ok, { header: { name: 'hl', type: 'link', linkname: '/etc/passwd' } }],
+      'hl',
+    ],
+    [
+      'hard link to a file not in the archive',
+      [ok, { header: { name: 'hl', type: 'link', linkname: 'a/top.txt' } }],
+      'hl',
+    ],
+    [
+      'writing through a symlink made by an earlier entry',
+      [
+        ok,
+        { header: { name: 'sneaky', type: 'symlink', linkname: '..' } },
+        { header: { name: 'sneaky/victim' }, body: 'overwritten' },
+      ],
+      'sneaky/victim',
+    ],
+    [
+      'a directory entry through a symlink made by an earlier entry',
+      [
+        ok,
+        { header: { name: 'sub', type: 'symlink', linkname: 'a' } },
+        { header: { name: 'sub/evil', type: 'directory' } },
+      ],
+      'sub/evil',
+    ],
+    [
+      'hard link through a symlink made by an earlier entry',
+      [
+        ok,
+        { header: { name: 's', type: 'symlink', linkname: '.' } },
+        { header: { name: 'h', type: 'link', linkname: 's/fine.txt' } },
+      ],
+      'h',
+    ],
+    [
+      'character device',
+      [ok, { header: { name: 'null', type: 'character-device', devmajor: 1, devminor: 3 } }],
+      'null',
+    ],
+    [
+      'block device',
+      [ok, { header: { name: 'sda', type: 'block-device', devmajor: 8, devminor: 0 } }],
+      'sda',
+    ],
+    ['FIFO', [ok, { header: { name: 'pipe', type: 'fifo' } }], 'pipe'],
+  ];
+
+  it.each(cases)('%s', async (_kind, entries, named) => {
+    const before = treeDigest(root);
+    const res = await put(app, '/archive/dst', await packEntries(entries));
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ statusCode: 400, code: 'NG_ERR_ARCHIVE_UNSAFE' });
+    expect(res.json().message).toContain(`"${named}"`);
+    expect(treeDigest(root)).toEqual(before);
+    expect(stagingLeft(root)).toEqual([]);
+    expect(readFileSync(join(outside, 'secret'), 'utf8')).toBe('outside secret');
+  });
+
+  it('the same into a directory that does not exist yet leaves nothing at all', async () => {
+    const before = treeDigest(root);
+    const entries = [ok, { header: { name: '../escape' }, body: 'x' }];
+    const res = await put(app, '/archive/new/deeper/dir', await packEntries(entries));
+    expect(res.json()).toMatchObject({ code: 'NG_ERR_ARCHIVE_UNSAFE' });
+    expect(treeDigest(root)).toEqual(before);
+  });
+
+  it('an in-root symlink in the archive is fine; pointing at an earlier entry works', async () => {
+    const entries = [
+      { header: { name: 'sub/f' }, body: 'x' },
+      { header: { name: 'sub/up', type: 'symlink' as const, linkname: '../../victim' } },
+      { header: { name: 'hard', type: 'link' as const, linkname: 'sub/f' } },
+    ];
+    const res = await put(app, '/archive/dst', await packEntries(entries));
+    expect(res.statusCode).toBe(200);
+    expect(readlinkSync(join(root, 'dst/sub/up'))).toBe('../../victim');
+    expect(statSync(join(root, 'dst/hard')).ino).toBe(statSync(join(root, 'dst/sub/f')).ino);
+  });
+
+  it('a target reached through a symlink leading out of the root is refused by the kernel (403)', async () => {
+    symlinkSync(outside, join(root, 'escape'));
+    const before = readdirSync(outside);
+    const res = await put(app, '/archive/escape/x', await packEntries([ok]));
+    expect(res.statusCode).toBe(403);
+    expect(res.json()).toMatchObject({ code: 'NG_ERR_OUTSIDE_ROOT' });
+    expect(readdirSync(outside)).toEqual(before);
+  });
+
+  it('set-id bits are dropped, other permission bits kept', async () => {
+    const entries = [
+      { header: { name: 'suid', mode: 0o4755 }, body: 'x' },
+      { header: { name: 'ro', mode: 0o444 }, body: 'x' },
+      { header: { name: 'sticky', type: 'directory' as const, mode: 0o1777 } },
+    ];
+    const res = await put(app, '/archive/modes', await packEntries(entries));
+    expect(res.statusCode).toBe(201);
+    expect(statSync(join(root, 'modes/suid')).mode & 0o7777).toBe(0o755);
+    expect(statSync(join(root, 'modes/ro')).mode & 0o7777).toBe(0o444);
+    expect(statSync(join(root, 'modes/sticky')).mode & 0o7777).toBe(0o1777);
+  });
+});
+
+describe('PUT /archive: all or nothing', () => {
+  let app: FastifyInstance;
+  afterEach(async () => {
+    await app.close();
+  });
+
+  async function sample(): Promise<Buffer> {
+    return packEntries([
+      { header: { name: 'd', type: 'directory' } },
+      { header: { name: 'd/one' }, body: 'one'.repeat(300) },
+      { header: { name: 'd/two' }, body: 'two'.repeat(300) },
+      { header: { name: 'three' }, body: 'three' },
+    ]);
+  }
+
+  it.each([
+    ['inside the first header', 100],
+    ['inside file data', 512 + 512 + 300],
+    ['at an entry boundary, before the end-of-archive blocks', 512 + 512 + 1024],
+    ['inside the end-of-archive blocks', -600],
+    ['empty body', 0],
+  ])('a tar truncated %s leaves nothing', async (_where, cut) => {
+    app = await makeApp();
+    const full = await sample();
+    const truncated = full.subarray(0, cut < 0 ? full.length + cut : cut);
+    for (const url of ['/archive/new', '/archive/']) {
+      const before = treeDigest(root);
+      const res = await put(app, url, truncated);
+      expect(res.statusCode, url).toBe(400);
+      expect(res.json()).toMatchObject({ code: 'NG_ERR_ARCHIVE_INVALID' });
+      expect(treeDigest(root)).toEqual(before);
+    }
+  });
+
+  it('a truncated tar.gz and garbage leave nothing', async () => {
+    app = await makeApp();
+    const gz = gzipSync(await sample());
+    for (const body of [
+      gz.subarray(0, gz.length - 20),
+      Buffer.from('this is not a tar file at all'.repeat(40)),
+    ]) {
+      const res = await put(app, '/archive/new', body);
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ code: 'NG_ERR_ARCHIVE_INVALID' });
+      expect(readdirSync(root)).toEqual([]);
+    }
+  });
+
+  it('a client that disconnects mid-upload leaves nothing', async () => {
+    app = await makeApp();
+    const { address } = await serve(app);
+    const full = await sample();
+    const socket = connectSocket(address);
+    socket.write(
+      `PUT /archive/aborted HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\nContent-Length: ${full.length}\r\n\r\n`,
+    );
+    socket.write(full.subarray(0, 1200));
+    await new Promise((r) => setTimeout(r, 200));
+    socket.destroy();
+    for (let i = 0; i < 50 && stagingLeft(root).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(readdirSync(root)).toEqual([]);
+  });
+
+  it('read-only servers refuse with 403 NG_ERR_READ_ONLY', async () => {
+    app = await makeApp({ writable: false });
+    const res = await put(app, '/archive/x', await sample());
+    expect(res.statusCode).toBe(403);
+    expect(res.json()).toMatchObject({ code: 'NG_ERR_READ_ONLY' });
+    expect(readdirSync(root)).toEqual([]);
+  });
+
+  it('over maxUpload: 413 from Content-Length, from a chunked body, and from a gzip bomb', async () => {
+    app = await makeApp({ maxUpload: 4096 });
+    const big = await packEntries([{ header: { name: 'big' }, body: 'x'.repeat(10_000) }]);
+    const res = await put(app, '/archive/x', big);
+    expect(res.statusCode).toBe(413);
+    expect(res.json()).toMatchObject({ code: 'NG_ERR_PAYLOAD_TOO_LARGE' });
+
+    const { address } = await serve(app);
+    const chunk = (b: Buffer): string => `${b.length.toString(16)}\r\n${b.toString('latin1')}\r\n`;
+    const raw = await rawRequest(
+      address,
+      Buffer.from(
+        `PUT /archive/y HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n` +
+          chunk(big.subarray(0, 3000)) +
+          chunk(big.subarray(3000, 6000)) +
+          chunk(big.subarray(6000)) +
+          '0\r\n\r\n',
+        'latin1',
+      ),
+    );
+    expect(raw.status).toBe(413);
+
+    const bomb = gzipSync(await packEntries([{ header: { name: 'zeros' }, body: '\0'.repeat(100_000) }]));
+    expect(bomb.length).toBeLessThan(4096);
+    const res3 = await put(app, '/archive/z', bomb);
+    expect(res3.statusCode).toBe(413);
+    expect(readdirSync(root)).toEqual([]);
+  });
+
+  itNeeds(['root', 'mount'], 'a full disk is 507 and leaves nothing', async () => {
+    const small = join(root, 'small');
+    mkdirSync(small);
+    await sh(`mount -t tmpfs -o size=256k tmpfs "$D"`, { D: small });
+    try {
+      app = await makeApp({ root: small });
+      writeFileSync(join(small, 'keep'), 'keep');
+      const big = await packEntries([
+        { header: { name: 'a' }, body: 'x'.repeat(100_000) },
+        { header: { name: 'b' }, body: 'y'.repeat(400_000) },
+      ]);
+      const res = await put(app, '/archive/', big);
+      expect(res.statusCode).toBe(507);
+      expect(res.json()).toMatchObject({ code: 'NG_ERR_INSUFFICIENT_STORAGE' });
+      expect(readdirSync(small)).toEqual(['keep']);
+    } finally {
+      await app.close();
+      await sh(`umount "$D"`, { D: small });
+    }
+  });
+});
+
+describe('PUT /archive into an existing directory merges', () => {
+  let app: FastifyInstance;
+  beforeEach(async () => {
+    app = await makeApp();
+    mkdirSync(join(root, 'dst/keep/sub'), { recursive: true });
+    writeFileSync(join(root, 'dst/keep/sub/old'), 'old');
+    writeFileSync(join(root, 'dst/replace-me'), 'old');
+    writeFileSync(join(root, 'dst/untouched'), 'old');
+    mkdirSync(join(root, 'dst/a-dir'));
+  });
+  afterEach(async () => {
+    await app.close();
+  });
+
+  it('adds new entries, replaces files, merges directories (200)', async () => {
+    const res = await put(
+      app,
+      '/archive/dst',
+      await packEntries([
+        { header: { name: './', type: 'directory', mode: 0o700 } },
+        { header: { name: 'keep/sub/new' }, body: 'new' },
+        { header: { name: 'keep/fresh/f' }, body: 'fresh' },
+        { header: { name: 'replace-me' }, body: 'new' },
+        { header: { name: 'added' }, body: 'new' },
+      ]),
+    );
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ files: 4, dirs: 3, symlinks: 0, bytes: 14 });
+    expect(treeDigest(join(root, 'dst')).map((l) => l.replace(/ [0-9a-f]{16}$/, ''))).toEqual([
+      'a-dir dir 755',
+      'added file 644 3',
+      'keep dir 755',
+      'keep/fresh dir 755',
+      'keep/fresh/f file 644 5',
+      'keep/sub dir 755',
+      'keep/sub/new file 644 3',
+      'keep/sub/old file 644 3',
+      'replace-me file 644 3',
+      'untouched file 644 3',
+    ]);
+    expect(readFileSync(join(root, 'dst/replace-me'), 'utf8')).toBe('new');
+    expect(readFileSync(join(root, 'dst/keep/sub/old'), 'utf8')).toBe('old');
+    // The existing directory keeps its own mode ('./' entries only shape a new directory).
+    expect(statSync(join(root, 'dst')).mode & 0o777).toBe(0o755);
+    expect(stagingLeft(root)).toEqual([]);
+  });
+
+  it('a directory meeting a file is 409 and nothing changes', async () => {
+    const before = treeDigest(root);
+    for (const entries of [
+      [
+        { header: { name: 'added' }, body: 'new' },
+        { header: { name: 'untouched/x' }, body: 'x' },
+      ],
+      [
+        { header: { name: 'added' }, body: 'new' },
+        { header: { name: 'a-dir' }, body: 'x' },
+      ],
+    ]) {
+      const res = await put(app, '/archive/dst', await packEntries(entries));
+      expect(res.statusCode).toBe(409);
+      expect(res.json()).toMatchObject({ code: 'NG_ERR_CONFLICT' });
+      expect(treeDigest(root)).toEqual(before);
+    }
+  });
+
+  it('a file in the way of the target is 409', async () => {
+    const res = await put(
+      app,
+      '/archive/dst/untouched/below',
+      await packEntries([{ header: { name: 'f' }, body: 'x' }]),
+    );
+    expect(res.statusCode).toBe(409);
+    expect(res.json()).toMatchObject({ code: 'NG_ERR_CONFLICT' });
+  });
+
+  it('later entries replace earlier ones of the same name, never writing through a link', async () => {
+    const res = await put(
+      app,
+      '/archive/fresh',
+      await packEntries([
+        { header: { name: 'x', type: 'symlink', linkname: '../dst/untouched' } },
+        { header: { name: 'x' }, body: 'replaced the link' },
+      ]),
+    );
+    expect(res.statusCode).toBe(201);
+    expect(readFileSync(join(root, 'fresh/x'), 'utf8')).toBe('replaced the link');
+    expect(readFileSync(join(root, 'dst/untouched'), 'utf8')).toBe('old');
+  });
+});
