@@ -1,0 +1,197 @@
+/**
+ * The resource-limit flags of `nullgate serve` (issue 7 item 3), exercised with small values so
+ * each limit is hit within seconds: --max-connections, --max-uploads, --max-header-size and the
+ * headers / request / idle / keep-alive timeouts. Bad values are usage errors (exit 2).
+ */
+import { writeFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { parseResponse } from '../helpers/sockets.js';
+import {
+  closedWithin,
+  expectErrorShape,
+  expectRecovered,
+  type HostileServer,
+  KiB,
+  openConnection,
+  sendHostile,
+  startHostile,
+} from './harness.js';
+
+const MAX_CONNECTIONS = 20;
+
+describe('nullgate serve limit flags', () => {
+  let server: HostileServer;
+  const open: Socket[] = [];
+  beforeAll(async () => {
+    server = await startHostile('limits', (dir) => writeFileSync(join(dir, 'a.txt'), 'abc\n'), [
+      '--writable',
+      '--max-connections',
+      String(MAX_CONNECTIONS),
+      '--max-uploads',
+      '2',
+      '--max-header-size',
+      '4K',
+      '--headers-timeout',
+      '2',
+      '--request-timeout',
+      '4',
+      '--idle-timeout',
+      '3',
+      '--keep-alive-timeout',
+      '1',
+    ]);
+  });
+  afterAll(async () => {
+    for (const s of open) s.destroy();
+    await server?.stop();
+  });
+  afterEach(async () => {
+    for (const s of open.splice(0)) s.destroy();
+    await expectRecovered(server);
+  });
+
+  it('--max-connections: connections beyond the limit are closed at once, and counted in the log', async () => {
+    for (let i = 0; i < MAX_CONNECTIONS; i++) open.push(await openConnection(server.name));
+    // Let the server accept them all before the one too many.
+    await sleep(200);
+    const extra = await openConnection(server.name);
+    const started = performance.now();
+    const answer = await closedWithin(extra, 2000);
+    expect(answer.length).toBe(0);
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(server.served.stderr()).toMatch(/connection limit reached/);
+    // One slot freed: a request gets through again.
+    open.shift()!.destroy();
+    await sleep(100);
+    const res = await sendHostile(server.name, 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n', 3000);
+    expect(res.status).toBe(200);
+  }, 10_000);
+
+  it('--max-header-size: 5 KiB of headers is 431, 3 KiB is served', async () => {
+    const big = await sendHostile(
+      server.name,
+      `GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: ${'p'.repeat(5 * KiB)}\r\n\r\n`,
+      3000,
+    );
+    expectErrorShape(big, 431);
+    const fits = await sendHostile(
+      server.name,
+      `GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: ${'p'.repeat(3 * KiB)}\r\n\r\n`,
+      3000,
+    );
+    expect(fits.status).toBe(200);
+  }, 10_000);
+
+  it('--headers-timeout: a slowloris client (a byte every 0.5 s) is cut with a 408', async () => {
+    const socket = await openConnection(server.name);
+    open.push(socket);
+    socket.write('GET /health HTTP/1.1\r\nX-Slow: ');
+    const drip = setInterval(() => socket.writable && socket.write('a'), 500);
+    const started = performance.now();
+    try {
+      const answer = await closedWithin(socket, 6000);
+      // 2 s timeout, checked every second.
+      expect(performance.now() - started).toBeLessThan(4000);
+      const res = parseResponse(answer);
+      expectErrorShape(res, 408);
+    } finally {
+      clearInterval(drip);
+    }
+  }, 10_000);
+
+  it('--idle-timeout and --keep-alive-timeout close silent connections', async () => {
+    // Never says a word: closed by the idle timeout (3 s).
+    const silent = await openConnection(server.name);
+    open.push(silent);
+    // One request, then silence on a kept-alive connection: closed by the keep-alive timeout
+    // (1 s; Node adds a 1 s grace).
+    const kept = await openConnection(server.name);
+    open.push(kept);
+    kept.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+    const started = performance.now();
+    const [silentAnswer, keptAnswer] = await Promise.all([
+      closedWithin(silent, 6000).then((b) => ({ b, ms: performance.now() - started })),
+      closedWithin(kept, 6000).then((b) => ({ b, ms: performance.now() - started })),
+    ]);
+    expect(keptAnswer.ms).toBeLessThan(3000);
+    expect(parseResponse(keptAnswer.b).status).toBe(200);
+    expect(silentAnswer.ms).toBeLessThan(5000);
+  }, 10_000);
+
+  it('--max-uploads and --request-timeout: stalled uploads hold at most 2 slots, then are cut', async () => {
+    // Two uploads that send half their body, then a byte every 0.5 s: never idle, never done.
+    const started = performance.now();
+    for (let i = 0; i < 2; i++) {
+      const s = await openConnection(server.name);
+      open.push(s);
+      s.write(
+        `PUT /files/stalled-${i}.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n${'x'.repeat(500)}`,
+      );
+    }
+    const drip = setInterval(() => {
+      for (const s of open) if (s.writable) s.write('x');
+    }, 500);
+    await sleep(300);
+    const third = await sendHostile(
+      server.name,
+      'PUT /files/third.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc',
+      3000,
+    );
+    expectErrorShape(third, 429);
+    // The request timeout (4 s, checked every second) cuts the stalled ones; their slots come back.
+    try {
+      const cut = await Promise.all(open.map((s) => closedWithin(s, 8000)));
+      expect(performance.now() - started).toBeLessThan(6500);
+      for (const answer of cut) expectErrorShape(parseResponse(answer), 408);
+    } finally {
+      clearInterval(drip);
+    }
+    open.splice(0);
+    const after = await sendHostile(
+      server.name,
+      'PUT /files/after.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc',
+      3000,
+    );
+    expect(after.status).toBe(201);
+  }, 15_000);
+});
+
+describe('nullgate serve limit flags: usage errors', () => {
+  it.each([
+    ['--max-connections', '0'],
+    ['--max-connections', '1.5'],
+    ['--max-connections', 'many'],
+    ['--max-uploads', '0'],
+    ['--max-uploads', '-1'],
+    ['--max-header-size', '0'],
+    ['--max-header-size', '16Q'],
+    ['--headers-timeout', '0'],
+    ['--headers-timeout', 'soon'],
+    ['--idle-timeout', '0'],
+    ['--keep-alive-timeout', '1e3'],
+    ['--request-timeout', '-5'],
+  ])(
+    '%s %s is exit 2 naming the flag',
+    async (flag, value) => {
+      const res = await runCli(['serve', '--socket', '@ng-never-bound', `${flag}=${value}`], {
+        timeoutMs: 10_000,
+      });
+      expect(res.code).toBe(2);
+      expect(res.stderr).toContain(flag);
+    },
+    15_000,
+  );
+
+  it('--headers-timeout longer than --request-timeout is exit 2', async () => {
+    const res = await runCli(
+      ['serve', '--socket', '@ng-never-bound', '--request-timeout', '5', '--headers-timeout', '8'],
+      { timeoutMs: 10_000 },
+    );
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/--headers-timeout .* must not exceed --request-timeout/);
+  }, 15_000);
+});
