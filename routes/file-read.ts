@@ -4,12 +4,10 @@
  * so what is described is exactly what is sent.
  */
 import { createReadStream, constants as fsc, read as readCb } from 'node:fs';
-import { constants as osc } from 'node:os';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type BeneathRoot, type BeneathStat, closeFd, TMP_PREFIX } from '../gateway/beneath.js';
-import { native, type SmallFileResult, systemError } from '../gateway/binding.js';
 import { fsError, ngError } from '../gateway/errors.js';
 import { evaluatePreconditions, ifRangeAllows, type Representation } from './conditional.js';
 import { contentTypeFor } from './content-type.js';
@@ -32,7 +30,6 @@ const READ_CHUNK = 256 * 1024;
 const LISTING_BATCH = 256;
 /** Files up to this size are answered from one cached native read when they can be. */
 const SMALL_FILE_MAX = 64 * 1024;
-const { EAGAIN } = osc.errno;
 
 /** What a response is made from: the open fd (streamed or sendfile'd), or the bytes already read. */
 type Source = { readonly fd: number } | { readonly data: Buffer };
@@ -49,6 +46,12 @@ export async function getPath(
   reply: FastifyReply,
 ) {
   const shown = displayPath(path.rel);
+  // Most requests of a busy server are for small files that are in the caches: answer them in
+  // one native call on this thread (PERFORMANCE-NOTES: ~4 µs against ~90 µs through fs.promises).
+  const cached = ctx.root.readCached(path.rel, SMALL_FILE_MAX);
+  if (cached?.data !== undefined && !path.trailingSlash) {
+    return sendFile(ctx, { data: cached.data }, cached.stat, shown, request, reply);
+  }
   let fd: number;
   try {
     // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below anyway).
@@ -71,10 +74,6 @@ export async function getPath(
   } finally {
     if (owned) await closeFd(fd);
   }
-}
-
-function smallStat(r: SmallFileResult): BeneathStat {
-  return { ...r, type: 'file' };
 }
 
 function representation(st: BeneathStat): Representation & { etag: string } {
