@@ -24,9 +24,13 @@ await build({
   legalComments: 'none',
   define: { NULLGATE_VERSION: JSON.stringify(version) },
   // undici and friends are CommonJS: give the ESM bundle a require() for Node's built-ins.
-  banner: { js: "import { createRequire as __ngRequire } from 'node:module'; const require = __ngRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __ngRequire } from 'node:module'; const require = __ngRequire(import.meta.url);",
+  },
   logLevel: 'warning',
 });
 copyFileSync(path.join(root, 'build/Release/nullgate.node'), path.join(out, 'nullgate.node'));
 const kib = (f) => Math.round(statSync(path.join(out, f)).size / 1024);
-process.stdout.write(`bundle: bundle/nullgate.mjs (${kib('nullgate.mjs')} KiB) + bundle/nullgate.node (${kib('nullgate.node')} KiB)\n`);
+process.stdout.write(
+  `bundle: bundle/nullgate.mjs (${kib('nullgate.mjs')} KiB) + bundle/nullgate.node (${kib('nullgate.node')} KiB)\n`,
+);

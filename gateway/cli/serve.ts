@@ -40,9 +40,12 @@ function parseSeconds(text: string, flag: string, zeroAllowed: boolean): number 
 }
 
 /** The resource-limit flags (issue 7 item 3) → createGateway's `limits`; unset flags keep the defaults. */
-function parseLimits(values: Record<string, string | undefined>): Partial<Limits> {
+function parseLimits(values: Readonly<Record<string, unknown>>): Partial<Limits> {
   const limits: { -readonly [K in keyof Limits]?: number } = {};
-  const flag = (name: string): string | undefined => values[name];
+  const flag = (name: string): string | undefined => {
+    const v = values[name];
+    return typeof v === 'string' ? v : undefined;
+  };
   let text: string | undefined;
   if ((text = flag('max-connections')) !== undefined)
     limits.maxConnections = parseCount(text, '--max-connections');

@@ -54,7 +54,12 @@ describe('createGateway (library API)', () => {
   it('inject() requests carry the process itself as peer', async () => {
     const gateway = createGateway({ logLevel: false });
     const res = await gateway.app.inject({ url: '/whoami' });
-    expect(res.json()).toEqual({ pid: process.pid, uid: process.getuid!(), gid: process.getgid!(), allowed: true });
+    expect(res.json()).toEqual({
+      pid: process.pid,
+      uid: process.getuid!(),
+      gid: process.getgid!(),
+      allowed: true,
+    });
     await gateway.app.close();
   });
 });
@@ -75,7 +80,10 @@ describe('docs/examples/custom-route.mjs', () => {
         child.on('exit', (code) => reject(new Error(`example exited with ${code}`)));
       });
       const res = await rawGet(socket, '/hello');
-      expect(JSON.parse(res.body.toString())).toEqual({ hello: `uid ${process.getuid!()}`, pid: process.pid });
+      expect(JSON.parse(res.body.toString())).toEqual({
+        hello: `uid ${process.getuid!()}`,
+        pid: process.pid,
+      });
     } finally {
       child.kill('SIGTERM');
       await new Promise((r) => child.on('exit', r));

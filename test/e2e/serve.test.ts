@@ -27,7 +27,12 @@ describe('nullgate serve (real CLI, real abstract socket)', () => {
   });
 
   itNeeds(['curl'], 'curl --abstract-unix-socket reaches /health', async () => {
-    const { stdout } = await exec('curl', ['-sS', '--abstract-unix-socket', name.slice(1), 'http://localhost/health']);
+    const { stdout } = await exec('curl', [
+      '-sS',
+      '--abstract-unix-socket',
+      name.slice(1),
+      'http://localhost/health',
+    ]);
     expect(JSON.parse(stdout)).toEqual({ status: 'ok' });
   });
 
@@ -85,20 +90,28 @@ describe('nullgate serve (real CLI, real abstract socket)', () => {
     expect((await rawGet(name, '/health')).status).toBe(200);
   });
 
-  itNeeds(['root', 'setpriv', 'curl'], 'a peer running as uid 65534 is denied with the JSON error', async () => {
-    const { stdout } = await exec('setpriv', [
-      '--reuid=65534',
-      '--regid=65534',
-      '--clear-groups',
-      'curl',
-      '-sS',
-      '--abstract-unix-socket',
-      name.slice(1),
-      'http://localhost/whoami',
-    ]);
-    expect(JSON.parse(stdout)).toMatchObject({ statusCode: 403, code: 'NG_ERR_PEER_DENIED', error: 'Forbidden' });
-    expect(served.stderr()).toMatch(/"uid":65534.*peer denied|peer denied.*"uid":65534/);
-  });
+  itNeeds(
+    ['root', 'setpriv', 'curl'],
+    'a peer running as uid 65534 is denied with the JSON error',
+    async () => {
+      const { stdout } = await exec('setpriv', [
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        'curl',
+        '-sS',
+        '--abstract-unix-socket',
+        name.slice(1),
+        'http://localhost/whoami',
+      ]);
+      expect(JSON.parse(stdout)).toMatchObject({
+        statusCode: 403,
+        code: 'NG_ERR_PEER_DENIED',
+        error: 'Forbidden',
+      });
+      expect(served.stderr()).toMatch(/"uid":65534.*peer denied|peer denied.*"uid":65534/);
+    },
+  );
 
   it('no fd growth in the server after 2,000 connections', async () => {
     const pid = served.child.pid!;
@@ -189,7 +202,8 @@ describe('serve: start-up and shutdown', () => {
     const s = await startServe(['--socket', name, '--log-level', 'info']);
     try {
       s.child.kill('SIGHUP');
-      for (let i = 0; i < 50 && !s.stderr().includes('SIGHUP'); i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 50 && !s.stderr().includes('SIGHUP'); i++)
+        await new Promise((r) => setTimeout(r, 50));
       expect(s.stderr()).toContain('SIGHUP: nothing to reload');
       expect((await rawGet(name, '/health')).status).toBe(200);
     } finally {
@@ -220,4 +234,3 @@ describe('serve: start-up and shutdown', () => {
     expect(await s.stop('SIGINT')).toEqual({ code: 0, signal: null });
   });
 });
-

@@ -5,7 +5,8 @@
 import { execFileSync } from 'node:child_process';
 import { it, type TestFunction } from 'vitest';
 
-export type Requirement = 'root' | 'curl' | 'python3' | 'setpriv' | 'unshare' | 'nsenter' | 'chroot' | 'tar' | 'mount';
+export type Requirement =
+  'root' | 'curl' | 'python3' | 'setpriv' | 'unshare' | 'nsenter' | 'chroot' | 'tar' | 'mount';
 
 const cache = new Map<Requirement, boolean>();
 

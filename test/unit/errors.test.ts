@@ -5,7 +5,7 @@ import { errorCodes, fsError, ngError } from '../../gateway/errors.js';
 
 const docs = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
 const documented = new Map<string, string>();
-for (const m of docs.matchAll(/^\| `(NG_ERR_[A-Z_]+)` \| ([^|]+) \|/gm)) documented.set(m[1]!, m[2]!.trim());
+for (const m of docs.matchAll(/^\| `(NG_ERR_[A-Z_]+)` *\| ([^|]+) \|/gm)) documented.set(m[1]!, m[2]!.trim());
 
 describe('error registry (like fastify lib/errors.js + its test)', () => {
   it.each(Object.entries(errorCodes))('%s is documented in docs/errors.md with its status', (code, spec) => {
