@@ -54,8 +54,30 @@ function finish() {
   process.exit(0);
 }
 
-function connection() {
-  const socket = new Socket({ fd: connectFd(target), readable: true, writable: true });
+/**
+ * A connected fd. A full listen backlog answers EAGAIN on unix sockets (not a queued SYN as on
+ * TCP): retry shortly, as nullgate's own connector does, for up to 5 s.
+ */
+async function connectRetrying() {
+  for (const t0 = Date.now(); ;) {
+    try {
+      return connectFd(target);
+    } catch (err) {
+      if (err.code !== 'EAGAIN' || Date.now() - t0 > 5000) throw err;
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  }
+}
+
+async function connection() {
+  let fd;
+  try {
+    fd = await connectRetrying();
+  } catch {
+    errors++;
+    return;
+  }
+  const socket = new Socket({ fd, readable: true, writable: true });
   open++;
   let pending = null;
   let remaining = -1; // body bytes still to skip; -1 while reading a head
@@ -113,7 +135,7 @@ function connection() {
   send();
 }
 
-for (let i = 0; i < conns; i++) connection();
+for (let i = 0; i < conns; i++) void connection();
 setTimeout(() => {
   running = false;
   // Connections stop after their response in flight; bound that wait too.

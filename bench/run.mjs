@@ -5,22 +5,27 @@
 //
 //   node bench/run.mjs [--quick] [--reps N] [--duration MS] [--systems a,b] [--dir DIR]
 //
-// Systems: nullgate (createGateway), node (node:http + fs.createReadStream), node-zerocopy
-// (node:http + routes/zero-copy.ts's sendFileRange: the zero-copy primitive alone), c-limit (a C
-// sendfile server compiled here with the system cc: the physical limit), nginx (only when
-// `nginx` is on PATH: apt-get install nginx-light; over a filesystem socket, as nginx cannot
-// listen on an abstract one). Workloads: 1 GiB GET (curl), 100 MiB PUT (curl -T), 1 KiB GET
-// keep-alive at 10 and 50 connections (bench/load.mjs), idle and peak RSS.
+// Systems: nullgate (createGateway), fastify-static (Fastify 5 + @fastify/static 9: the Node
+// baseline), node (node:http + fs.createReadStream), node-zerocopy (node:http +
+// routes/zero-copy.ts's sendFileRange: the zero-copy primitive alone), c-limit (a C sendfile
+// server compiled here with the system cc: the physical limit), nginx (only when `nginx` is on
+// PATH: apt-get install nginx-light; over a filesystem socket, as nginx cannot listen on an
+// abstract one). Workloads: 1 GiB GET (curl), 100 MiB PUT (curl -T), 1 KiB GET keep-alive at 10,
+// 50 and 1,000 connections (bench/load.mjs), idle and peak RSS; and the chroot client: the
+// bundle's 1 GiB `get -o` against curl's, and a 1 KiB `get`'s wall time against `node -e 0`.
+// Ends with issue 8's targets, each as a same-run ratio, met or not.
 import { Buffer } from 'node:buffer';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes, randomFillSync } from 'node:crypto';
 import {
+  chmodSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
   openSync,
   readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
   writeSync,
   closeSync,
@@ -55,7 +60,7 @@ function parseArgs(argv) {
     else if (a === '--help' || a === '-h') {
       process.stdout.write(
         'usage: node bench/run.mjs [--quick] [--reps N] [--duration MS] ' +
-          '[--systems c-limit,nginx,node,node-zerocopy,nullgate] [--dir DIR]\n',
+          '[--systems c-limit,nginx,fastify-static,node,node-zerocopy,nullgate] [--dir DIR]\n',
       );
       process.exit(0);
     } else throw new Error(`unknown option ${a}`);
@@ -93,6 +98,9 @@ function sh(cmd, args) {
 if (!existsSync(path.join(repo, 'dist/gateway/index.js'))) {
   throw new Error('dist/ is missing: run `npm run build` first');
 }
+const BUNDLE = path.join(repo, 'bundle', 'nullgate.mjs');
+if (!existsSync(BUNDLE))
+  throw new Error('bundle/ is missing: run `npm run build` (or `npm run bundle`) first');
 for (const tool of ['curl', 'cc'])
   if (!has(tool)) throw new Error(`${tool} is needed (apt-get install ${tool === 'cc' ? 'gcc' : tool})`);
 
@@ -156,9 +164,15 @@ function memory(pid) {
 const work = opts.dir
   ? (mkdirSync(opts.dir, { recursive: true }), mkdtempSync(path.join(opts.dir, 'ng-bench-')))
   : mkdtempSync(path.join(os.tmpdir(), 'ng-bench-'));
+// nginx's workers run as an unprivileged user when it is started as root: they must be able to
+// reach the served files and rename PUT bodies into the root.
+chmodSync(work, 0o755);
 const root = path.join(work, 'root');
+// The client's downloads land in memory, so the disk is not what they measure.
+const shm = mkdtempSync(path.join(existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'ng-bench-client-'));
 const src = path.join(work, 'src');
-mkdirSync(root, { recursive: true, mode: 0o777 });
+mkdirSync(root, { recursive: true });
+chmodSync(root, 0o777);
 mkdirSync(src);
 
 function writeRandomFile(file, size) {
@@ -252,15 +266,18 @@ http {
 /** Starts one system; resolves { name, address, pid, stop }. */
 async function start(name) {
   const node = process.execPath;
-  if (name === 'nullgate' || name === 'node' || name === 'node-zerocopy') {
+  if (name === 'nullgate' || name === 'node' || name === 'node-zerocopy' || name === 'fastify-static') {
     const address = `@ng-bench-${name}-${tag}`;
-    const script = path.join(here, 'servers', name === 'nullgate' ? 'nullgate.mjs' : 'node-baseline.mjs');
+    const file =
+      { nullgate: 'nullgate.mjs', 'fastify-static': 'fastify-static.mjs' }[name] ?? 'node-baseline.mjs';
+    const script = path.join(here, 'servers', file);
     const extra = name === 'node-zerocopy' ? ['zerocopy'] : [];
     const child = spawn(node, [script, address, root, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
     await waitReady(child, name);
     return { name, address, pid: child.pid, stop: () => child.kill('SIGTERM'), puts: true };
   }
   if (name === 'c-limit') {
+    mkdirSync(path.join(repo, '.bench'), { recursive: true });
     const bin = path.join(repo, '.bench', 'sendfile-server');
     execFileSync('cc', [
       '-O2',
@@ -280,9 +297,13 @@ async function start(name) {
     mkdirSync(dir, { recursive: true });
     const socketPath = path.join(dir, 'nginx.sock');
     writeFileSync(path.join(dir, 'nginx.conf'), nginxConf(dir, socketPath));
-    const child = spawn('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf')], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      'nginx',
+      ['-e', path.join(dir, 'error.log'), '-p', dir, '-c', path.join(dir, 'nginx.conf')],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     await waitConnectable(socketPath, name);
     return { name, address: socketPath, pid: child.pid, stop: () => child.kill('SIGQUIT'), puts: true };
   }
@@ -316,6 +337,18 @@ function curl(args) {
       const [code, down, up, time] = out.trim().split(' ').map(Number);
       resolve({ code, down, up, time });
     });
+  });
+}
+
+/** Runs a command to completion; resolves its exit code and wall time in seconds. */
+function timed(cmd, args) {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c) => (err += c));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, seconds: Number(process.hrtime.bigint() - t0) / 1e9, err }));
   });
 }
 
@@ -398,6 +431,63 @@ async function small(sys, rep, conns) {
   });
 }
 
+/** The chroot client's 1 GiB `get -o` and curl's, from the same nullgate server, to tmpfs. */
+async function clientGet(sys, rep) {
+  const out = path.join(shm, `get-${rep}.bin`);
+  for (const who of order(['curl', 'nullgate-client'], rep)) {
+    const r =
+      who === 'curl'
+        ? await timed('curl', [
+            '-sf',
+            '-o',
+            out,
+            ...curlSocket(sys.address),
+            'http://localhost/files/big.bin',
+          ])
+        : await timed(process.execPath, [
+            BUNDLE,
+            'get',
+            '-s',
+            '--socket',
+            sys.address,
+            '/big.bin',
+            '-o',
+            out,
+          ]);
+    let size = -1;
+    try {
+      size = statSync(out).size;
+    } catch {
+      /* not written */
+    }
+    rmSync(out, { force: true });
+    const ok = r.code === 0 && size === BIG_BYTES;
+    record('client-get1g', who, rep, ok ? BIG_BYTES / r.seconds / 1e9 : NaN, ok ? {} : { error: r.err });
+  }
+}
+
+/** A 1 KiB `get` command's wall time against `node -e 0`'s (both median of a few runs). */
+async function clientStartup(sys, rep) {
+  const out = path.join(shm, `small-${rep}.bin`);
+  const runs = { 'node -e 0': [], 'nullgate get 1 KiB': [] };
+  for (let i = 0; i < 7; i++) {
+    runs['node -e 0'].push((await timed(process.execPath, ['-e', '0'])).seconds);
+    const r = await timed(process.execPath, [
+      BUNDLE,
+      'get',
+      '-s',
+      '--socket',
+      sys.address,
+      '/1k.bin',
+      '-o',
+      out,
+    ]);
+    runs['nullgate get 1 KiB'].push(r.code === 0 ? r.seconds : NaN);
+  }
+  rmSync(out, { force: true });
+  for (const [who, xs] of Object.entries(runs)) record('client-get1k', who, rep, median(xs) * 1000);
+}
+
 // --- statistics and report -----------------------------------------------------------------
 
 function median(xs) {
@@ -428,13 +518,23 @@ const WORKLOADS = [
     cpu: 'cpuUsPerReq',
     cpuTitle: 'server CPU µs/req',
   },
+  {
+    id: 'get1k-c1000',
+    title: '1 KiB GET keep-alive, 1000 conns (req/s)',
+    cpu: 'cpuUsPerReq',
+    cpuTitle: 'server CPU µs/req',
+  },
+  { id: 'client-get1g', title: 'client: 1 GiB get -o (GB/s)', reference: 'curl' },
+  { id: 'client-get1k', title: 'client: 1 KiB get, wall (ms)', reference: 'node -e 0' },
 ];
 
 function summarise(systems) {
   const summary = {};
   for (const w of WORKLOADS) {
     const rows = {};
-    for (const s of systems) {
+    // The servers, then whatever else ran this workload (the client rows: curl, node -e 0, …).
+    const seen = [...new Set(samples.filter((x) => x.workload === w.id).map((x) => x.system))];
+    for (const s of [...systems, ...seen.filter((x) => !systems.includes(x))]) {
       const mine = samples.filter((x) => x.workload === w.id && x.system === s);
       if (mine.length === 0) continue;
       const values = mine.map((x) => x.value).filter(Number.isFinite);
@@ -442,7 +542,8 @@ function summarise(systems) {
         median: median(values),
         min: values.length ? Math.min(...values) : NaN,
         max: values.length ? Math.max(...values) : NaN,
-        cpu: median(mine.map((x) => x[w.cpu])),
+        cpu: w.cpu ? median(mine.map((x) => x[w.cpu])) : NaN,
+        errors: mine.reduce((n, x) => n + (x.errors ?? 0), 0),
         p99ms: median(mine.map((x) => x.p99ms)),
         clientCpuPct: median(mine.map((x) => x.clientCpuPct)),
         failures: mine.length - values.length,
@@ -450,13 +551,15 @@ function summarise(systems) {
       };
     }
     // The reference is nginx when it ran; else the C limit (downloads) or node (the rest).
-    const ref = rows.nginx
-      ? 'nginx'
-      : w.id === 'get1g' || w.id.startsWith('get1k')
-        ? rows['c-limit']
-          ? 'c-limit'
-          : 'node'
-        : 'node';
+    const ref =
+      w.reference ??
+      (rows.nginx
+        ? 'nginx'
+        : w.id === 'get1g' || w.id.startsWith('get1k')
+          ? rows['c-limit']
+            ? 'c-limit'
+            : 'node'
+          : 'node');
     for (const [s, r] of Object.entries(rows)) {
       r.ratio = rows[ref] ? r.median / rows[ref].median : NaN;
       r.cpuRatio = rows[ref] ? r.cpu / rows[ref].cpu : NaN;
@@ -477,16 +580,16 @@ function summarise(systems) {
 function printTable(summary, memoryRows) {
   const lines = [];
   lines.push(
-    '| workload | system | median | range | vs ref (paired) | server CPU | CPU vs ref | p99 ms | client CPU % | failed |',
+    '| workload | system | median | range | vs ref (paired) | server CPU | CPU vs ref | p99 ms | client CPU % | failed runs | errors |',
   );
-  lines.push('|---|---|---|---|---|---|---|---|---|---|');
+  lines.push('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const w of WORKLOADS) {
     const { reference, rows } = summary[w.id];
     for (const [s, r] of Object.entries(rows)) {
       lines.push(
         `| ${w.title} | ${s}${s === reference ? ' (ref)' : ''} | ${fmt(r.median)} | ${fmt(r.min)}–${fmt(r.max)} | ` +
-          `${fmt(r.ratio)} (${fmt(r.pairedRatio)}) | ${fmt(r.cpu)} ${w.cpu === 'cpuPerGiB' ? 's/GiB' : 'µs'} | ${fmt(r.cpuRatio)} | ` +
-          `${w.id.startsWith('get1k') ? fmt(r.p99ms) : ''} | ${w.id.startsWith('get1k') ? fmt(r.clientCpuPct, 0) : ''} | ${r.failures}/${r.n} |`,
+          `${fmt(r.ratio)} (${fmt(r.pairedRatio)}) | ${w.cpu ? `${fmt(r.cpu)} ${w.cpu === 'cpuPerGiB' ? 's/GiB' : 'µs'}` : ''} | ${w.cpu ? fmt(r.cpuRatio) : ''} | ` +
+          `${w.id.startsWith('get1k') ? fmt(r.p99ms) : ''} | ${w.id.startsWith('get1k') ? fmt(r.clientCpuPct, 0) : ''} | ${r.failures}/${r.n} | ${w.id.startsWith('get1k') ? r.errors : ''} |`,
       );
     }
   }
@@ -499,11 +602,47 @@ function printTable(summary, memoryRows) {
   return lines.join('\n');
 }
 
+/** Issue 8's targets, each a ratio of this run's medians; `null` when the run lacks a side. */
+function targets(summary, memoryRows) {
+  const row = (w, s) => summary[w]?.rows[s];
+  const ratio = (w, s = 'nullgate') => row(w, s)?.ratio ?? NaN;
+  const cpuRatio = (w, s = 'nullgate') => row(w, s)?.cpuRatio ?? NaN;
+  const refOf = (w) => summary[w]?.reference ?? '?';
+  const m = memoryRows.nullgate ?? {};
+  const peak = Math.max(m.peakLarge ?? NaN, m.peakEnd ?? NaN);
+  const list = [
+    ['1 GiB GET throughput', ratio('get1g'), '>=', 0.95, `× ${refOf('get1g')}`],
+    ['1 GiB GET server CPU/GiB', cpuRatio('get1g'), '<=', 1.2, `× ${refOf('get1g')}`],
+    ['1 KiB GET c10 req/s', ratio('get1k-c10'), '>=', 0.8, `× ${refOf('get1k-c10')}`],
+    ['1 KiB GET c50 req/s', ratio('get1k-c50'), '>=', 0.8, `× ${refOf('get1k-c50')}`],
+    ['1 KiB GET c10 server CPU/req', cpuRatio('get1k-c10'), '<=', 1.5, `× ${refOf('get1k-c10')}`],
+    ['1 KiB GET c50 server CPU/req', cpuRatio('get1k-c50'), '<=', 1.5, `× ${refOf('get1k-c50')}`],
+    ['100 MiB PUT (with fsyncs)', ratio('put100m'), '>=', 0.8, `× ${refOf('put100m')}`],
+    ['idle RSS', m.idle ?? NaN, '<=', 62, 'MiB'],
+    ['peak RSS over idle (1 GiB GET/PUT)', peak - (m.idle ?? NaN), '<=', 32, 'MiB'],
+    ['client 1 GiB get -o', ratio('client-get1g', 'nullgate-client'), '>=', 0.9, '× curl'],
+    ['client 1 KiB get wall time', ratio('client-get1k', 'nullgate get 1 KiB'), '<=', 2, '× node -e 0'],
+    ['1000 keep-alive conns: errors', row('get1k-c1000', 'nullgate')?.errors ?? NaN, '<=', 0, ''],
+  ];
+  const lines = ['| target | measured | goal | met |', '|---|---|---|---|'];
+  for (const [what, value, op, goal, unit] of list) {
+    const met = !Number.isFinite(value)
+      ? 'not measured'
+      : (op === '>=' ? value >= goal : value <= goal)
+        ? 'yes'
+        : 'NO';
+    lines.push(`| ${what} | ${fmt(value)} ${unit} | ${op} ${goal} | ${met} |`);
+  }
+  const p99 = row('get1k-c1000', 'nullgate')?.p99ms;
+  lines.push('', `1000 keep-alive connections: p99 latency ${fmt(p99)} ms (nullgate)`);
+  return lines.join('\n');
+}
+
 // --- main ----------------------------------------------------------------------------------
 
 async function main() {
   const began = Date.now();
-  const wanted = opts.systems ?? ['c-limit', 'nginx', 'node', 'node-zerocopy', 'nullgate'];
+  const wanted = opts.systems ?? ['c-limit', 'nginx', 'fastify-static', 'node', 'node-zerocopy', 'nullgate'];
   const names = wanted.filter((s) => s !== 'nginx' || has('nginx'));
   if (wanted.includes('nginx') && !names.includes('nginx')) {
     process.stderr.write('nginx is not on PATH: skipping it (apt-get install nginx-light to compare)\n');
@@ -540,9 +679,21 @@ async function main() {
 
     for (let rep = 0; rep < REPS; rep++) {
       for (const conns of [10, 50]) for (const s of order(systems, rep)) await small(s, rep, conns);
+      // 1,000 connections: nullgate and the reference servers only (the C server is a thread each).
+      const many = systems.filter((s) => ['nullgate', 'nginx', 'fastify-static'].includes(s.name));
+      for (const s of order(many, rep)) await small(s, rep, 1000);
       process.stderr.write(`  1 KiB loads: repetition ${rep + 1}/${REPS} done\n`);
     }
     for (const s of systems) memoryRows[s.name].peakEnd = memory(s.pid).hwm;
+
+    const ng = systems.find((s) => s.name === 'nullgate');
+    if (ng) {
+      for (let rep = 0; rep < REPS; rep++) {
+        await clientGet(ng, rep);
+        await clientStartup(ng, rep);
+      }
+      process.stderr.write('  client: done\n');
+    }
   } finally {
     for (const s of systems) s.stop();
   }
@@ -554,6 +705,7 @@ async function main() {
     'ratios: median / reference median, (paired): median of per-repetition ratios. Reference: nginx when installed, ' +
       'else the C sendfile server for GETs and node:http for PUT.\n',
   );
+  process.stdout.write(`\nIssue 8 targets (nullgate, this run):\n\n${targets(summary, memoryRows)}\n\n`);
 
   const env = {
     date: new Date().toISOString(),
@@ -584,4 +736,5 @@ try {
   await main();
 } finally {
   rmSync(work, { recursive: true, force: true });
+  rmSync(shm, { recursive: true, force: true });
 }

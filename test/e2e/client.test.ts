@@ -2,27 +2,22 @@
  * The client side end to end: a real gateway in this process on a fresh abstract name, the real
  * CLI spawned (bin/nullgate.js runs dist/: `npx tsc -p tsconfig.build.json` first, as `npm test`
  * does), and the library's connector with undici's own request/stream/pipeline/fetch.
- *
- * The file verbs need the server's /files routes (routes/files.ts), pull/push its /archive
- * routes (archiveRoutes exported from routes/index.ts); until those land they are skipped, and they are written against CONTRACT.md so they pass once they do.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline as pipelineAsync } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
 import { Agent, fetch, pipeline, request, stream } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Client, ClientError, connector } from '../../gateway/client/index.js';
 import { createGateway, type Gateway } from '../../gateway/gateway.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, runFile } from '../helpers/cli.js';
 import { uniqueName } from '../helpers/sockets.js';
 
-const filesRoutesAvailable = existsSync(new URL('../../routes/files.ts', import.meta.url));
-const routesIndex = new URL('../../routes/index.ts', import.meta.url);
-const archiveRoutesAvailable =
-  existsSync(routesIndex) && readFileSync(routesIndex, 'utf8').includes('archiveRoutes');
+const BUNDLE = fileURLToPath(new URL('../../bundle/nullgate.mjs', import.meta.url));
 
 async function startGateway(root: string, socket = uniqueName('client')): Promise<Gateway> {
   const gateway = createGateway({ socket, root, writable: true, logLevel: false });
@@ -48,6 +43,22 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
     await gateway.close();
     await rm(root, { recursive: true, force: true });
     await rm(work, { recursive: true, force: true });
+  });
+
+  describe('the bundle (npm run bundle)', () => {
+    it('runs as a script from any directory: node bundle/nullgate.mjs get …', async () => {
+      await writeFile(path.join(root, 'bundled.txt'), 'from the bundle\n');
+      const r = await runFile(BUNDLE, ['get', '/bundled.txt', '--socket', name], { cwd: tmpdir() });
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout.toString()).toBe('from the bundle\n');
+    });
+
+    it('exits 7 with one line when no server listens', async () => {
+      const r = await runFile(BUNDLE, ['request', '/health', '--socket', uniqueName('nobody')]);
+      expect(r.code).toBe(7);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    });
   });
 
   describe('request', () => {
@@ -259,7 +270,7 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
     });
   });
 
-  describe.skipIf(!filesRoutesAvailable)('file verbs (need routes/files.ts)', () => {
+  describe('file verbs', () => {
     afterEach(async () => {
       for (const entry of ['out.bin', 'got', 'pulled', 'partial.bin']) {
         await rm(path.join(work, entry), { recursive: true, force: true });
@@ -356,7 +367,7 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
       expect(existsSync(path.join(root, 'm'))).toBe(false);
     });
 
-    it.skipIf(!archiveRoutesAvailable)('push then pull round-trips a tree with a symlink', async () => {
+    it('push then pull round-trips a tree with a symlink', async () => {
       const src = path.join(work, 'tree');
       await mkdir(path.join(src, 'sub/deeper'), { recursive: true });
       await writeFile(path.join(src, 'top.txt'), 'top');

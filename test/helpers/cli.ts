@@ -11,12 +11,21 @@ export interface RunResult {
   stderr: string;
 }
 
-export function runCli(
-  args: string[],
-  options: { input?: Buffer | string; env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
-): Promise<RunResult> {
+export interface RunOptions {
+  input?: Buffer | string;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  timeoutMs?: number;
+}
+
+export function runCli(args: string[], options: RunOptions = {}): Promise<RunResult> {
+  return runFile(BIN, args, options);
+}
+
+/** Runs a script with this Node (the CLI, or the client bundle) and collects its output. */
+export function runFile(script: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
+    const child = spawn(process.execPath, [script, ...args], {
       env: { ...process.env, ...options.env },
       cwd: options.cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
