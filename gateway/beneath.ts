@@ -150,28 +150,6 @@ export class BeneathRoot {
     return check(await native.fsOpen(this.fd, r, flags, mode), 'open', { path: showPath(r) });
   }
 
-  /**
-   * The small-file fast path, synchronous on purpose: one native call opens `rel` beneath the
-   * root, fstats it and reads it whole, touching only the kernel's caches (RESOLVE_CACHED,
-   * RWF_NOWAIT), so it never waits for a disk. The answer always reflects the file on disk now.
-   * `undefined` when the caches cannot answer, or on any error: take the asynchronous path,
-   * which gives the same result (or the error) the slow way. No `data` when `rel` is not a
-   * regular file of at most `max` bytes.
-   */
-  readCached(rel: string, max: number): { stat: BeneathStat; data?: Buffer } | undefined {
-    let r: string;
-    try {
-      r = normalizeRel(rel, 'open');
-    } catch {
-      return undefined;
-    }
-    const res = native.readSmallCached(this.fd, r, max);
-    if (typeof res === 'number') return undefined;
-    const { data, ...st } = res;
-    const stat = toStat(st);
-    return data === undefined ? { stat } : { stat, data };
-  }
-
   /** stat, following a final symlink (beneath the root only). */
   async stat(rel: string): Promise<BeneathStat> {
     const r = normalizeRel(rel, 'stat');

@@ -22,19 +22,6 @@ export interface SocketInfo {
   readonly listening: boolean;
 }
 
-export interface SmallFileResult {
-  readonly dev: number;
-  readonly ino: number;
-  readonly mode: number;
-  readonly nlink: number;
-  readonly uid: number;
-  readonly gid: number;
-  readonly size: number;
-  readonly mtimeMs: number;
-  readonly mtimeNs: bigint;
-  readonly data?: Buffer;
-}
-
 /** The native module's exports, exactly (native/addon.cc, native/addon_fs.cc). */
 export interface NativeBinding {
   socket(): number;
@@ -53,11 +40,13 @@ export interface NativeBinding {
   ): number | { errno: number; syscall: string };
   sendDatagram(sunPath: Buffer, data: Buffer): number;
   /**
-   * Small-file fast path (native/small_file.h): open beneath `dirFd`, fstat and read whole —
-   * from the kernel's caches only. -EAGAIN: not cached, take the async path. Without `data`:
-   * not a regular file or larger than `max`.
+   * Small-file fast path (native/small_file.h, gateway/small-file.ts): open `rel` beneath
+   * `dirFd`, fstat it and read it whole into `buf` — from the kernel's caches only. Returns the
+   * bytes read, or a negative errno: -EAGAIN when the caches cannot answer (take the async
+   * path); -EISDIR, -ENXIO (not a regular file) or -EFBIG (larger than `buf`) with `stat` filled
+   * (9 slots: dev, ino, mode, nlink, uid, gid, size, mtime s, mtime ns).
    */
-  readSmallCached(dirFd: number, rel: string, max: number): SmallFileResult | number;
+  readSmallCached(dirFd: number, rel: string, buf: Buffer, stat: Float64Array): number;
   // --- beneath-root filesystem layer (native/addon_fs.cc) ---
   // Every fs* call runs on the libuv thread pool and resolves to its value or a negative errno
   // (it never rejects). Paths are relative to `dirFd` and resolve beneath it with openat2(2)

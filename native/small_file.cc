@@ -34,7 +34,7 @@ void fill_stat(const struct stat& s, StatResult* st) {
 
 }  // namespace
 
-int fs_read_small_cached(int dir, const std::string& rel, size_t max, SmallFile* out) {
+long fs_read_small_cached(int dir, const std::string& rel, char* buf, size_t max, StatResult* st) {
   // A NUL inside would silently shorten the C path: refuse it (the JS layer does too).
   if (rel.find('\0') != std::string::npos) return -EINVAL;
   open_how how;
@@ -48,12 +48,14 @@ int fs_read_small_cached(int dir, const std::string& rel, size_t max, SmallFile*
   FdGuard fd(static_cast<int>(rc));
   struct stat s;
   if (fstat(fd.get(), &s) < 0) return -errno;
-  fill_stat(s, &out->st);
-  if (!S_ISREG(s.st_mode) || static_cast<size_t>(s.st_size) > max) return 1;
-  out->data.resize(static_cast<size_t>(s.st_size));
+  fill_stat(s, st);
+  if (S_ISDIR(s.st_mode)) return -EISDIR;
+  if (!S_ISREG(s.st_mode)) return -ENXIO;
+  if (static_cast<size_t>(s.st_size) > max) return -EFBIG;
+  const size_t size = static_cast<size_t>(s.st_size);
   size_t got = 0;
-  while (got < out->data.size()) {
-    iovec iov{&out->data[got], out->data.size() - got};
+  while (got < size) {
+    iovec iov{buf + got, size - got};
     ssize_t n = preadv2(fd.get(), &iov, 1, static_cast<off_t>(got), RWF_NOWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -64,7 +66,7 @@ int fs_read_small_cached(int dir, const std::string& rel, size_t max, SmallFile*
     if (n == 0) return -EAGAIN;
     got += static_cast<size_t>(n);
   }
-  return 0;
+  return static_cast<long>(got);
 }
 
 }  // namespace ng

@@ -14,13 +14,9 @@
 
 namespace ng {
 
-struct SmallFile {
-  StatResult st;
-  std::string data;
-};
-
-// Returns 0 with the whole content in out->data (a regular file of at most `max` bytes), 1 with
-// only out->st filled (not a regular file, or larger than `max`), or -errno (-EAGAIN: not cached).
-int fs_read_small_cached(int dir, const std::string& rel, size_t max, SmallFile* out);
+// Returns the number of bytes read into buf (the whole content of a regular file of at most
+// `max` bytes; buf must hold `max`), or -errno: -EAGAIN when the caches cannot answer; -EISDIR
+// (a directory), -ENXIO (another kind of file) or -EFBIG (larger than `max`) with *st filled.
+long fs_read_small_cached(int dir, const std::string& rel, char* buf, size_t max, StatResult* st);
 
 }  // namespace ng

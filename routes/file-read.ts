@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type BeneathRoot, type BeneathStat, closeFd, TMP_PREFIX } from '../gateway/beneath.js';
 import { fsError, ngError } from '../gateway/errors.js';
+import { readCached } from '../gateway/small-file.js';
 import { evaluatePreconditions, ifRangeAllows, type Representation } from './conditional.js';
 import { contentTypeFor } from './content-type.js';
 import {
@@ -28,8 +29,6 @@ import { sendFileRange, ZERO_COPY_MIN_BYTES, zeroCopyAvailable } from './zero-co
 const READ_CHUNK = 256 * 1024;
 /** Directory entries stat'ed per step of a streamed listing. */
 const LISTING_BATCH = 256;
-/** Files up to this size are answered from one cached native read when they can be. */
-const SMALL_FILE_MAX = 64 * 1024;
 
 /** What a response is made from: the open fd (streamed or sendfile'd), or the bytes already read. */
 type Source = { readonly fd: number } | { readonly data: Buffer };
@@ -48,8 +47,8 @@ export async function getPath(
   const shown = displayPath(path.rel);
   // Most requests of a busy server are for small files that are in the caches: answer them in
   // one native call on this thread (PERFORMANCE-NOTES: ~4 µs against ~90 µs through fs.promises).
-  const cached = ctx.root.readCached(path.rel, SMALL_FILE_MAX);
-  if (cached?.data !== undefined && !path.trailingSlash) {
+  const cached = path.trailingSlash ? undefined : readCached(ctx.root, path.rel);
+  if (cached !== undefined) {
     return sendFile(ctx, { data: cached.data }, cached.stat, shown, request, reply);
   }
   let fd: number;
