@@ -6,8 +6,9 @@ import type { FastifyInstance } from 'fastify';
 import { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from './address.js';
 import { buildApp, type AppOptions } from './app.js';
 import { createPeerPolicy, type PeerPolicyOptions } from './peer-policy.js';
-import { type DeniedPeer, listenAbstract } from './listen.js';
-import { rateLimited, resolveLimits } from './limits.js';
+import { closeSilentConnections, type DeniedPeer, listenAbstract } from './listen.js';
+import { RateLimitedLog, resolveLimits } from './limits.js';
+import type { PeerCredentials } from './binding.js';
 
 export interface GatewayOptions extends AppOptions, PeerPolicyOptions {
   /** Address in the contract's syntax (`@name`, `@`, a path, `fd:N`); default `@nullgate`. */
@@ -32,8 +33,10 @@ export interface Gateway {
 }
 
 export const DEFAULT_GRACE_MS = 10_000;
-/** A flood of denials or drops logs one line per window, with the count of the rest. */
-const LOG_WINDOW_MS = 10_000;
+/** A flood of denials or drops logs one line per window and key, with the count of the rest. */
+export const LOG_WINDOW_MS = 10_000;
+/** While draining, how often connections that went idle (or never spoke) are cut. */
+const DRAIN_SWEEP_MS = 50;
 
 export function createGateway(options: GatewayOptions = {}): Gateway {
   // Validate everything before anything is bound: a bad option must not leave a socket behind.
@@ -44,6 +47,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
   const app = buildApp(options);
   let bound: Address | undefined;
   let closing: Promise<void> | undefined;
+  const logs: { flush(): void }[] = [];
 
   return {
     app,
@@ -55,43 +59,55 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     },
     async listen() {
       await app.ready();
-      let lastDenied: DeniedPeer | undefined;
-      const logDenied = rateLimited(LOG_WINDOW_MS, (suppressed) =>
-        app.log.warn({ peer: lastDenied, suppressed }, 'peer denied'),
-      );
-      let dropped = 0;
-      const logDropped = rateLimited(LOG_WINDOW_MS, (suppressed) =>
+      const logDenied = new RateLimitedLog<DeniedPeer>(LOG_WINDOW_MS, (peer, suppressed) => {
+        const { reason, ...cred } = peer;
         app.log.warn(
-          { maxConnections: limits.maxConnections, dropped, suppressed },
+          { peer: cred, reason, suppressed },
+          suppressed === 0 ? 'peer denied' : `peer denied: ${suppressed} more like the last one`,
+        );
+      });
+      const logDropped = new RateLimitedLog<PeerCredentials>(LOG_WINDOW_MS, (peer, suppressed) =>
+        app.log.warn(
+          { peer, reason: 'max connections', maxConnections: limits.maxConnections, suppressed },
           'connection limit reached: closing new connections',
         ),
       );
-      app.server.maxConnections = limits.maxConnections;
-      app.server.on('drop', () => {
-        dropped++;
-        logDropped();
-      });
+      logs.push(logDenied, logDropped);
       const result = await listenAbstract(app.server, target, {
         peerPolicy: policy,
         backlog: options.backlog,
         netns: options.netns,
-        onPeerDenied: (peer) => {
-          lastDenied = peer;
-          logDenied();
-        },
+        maxConnections: limits.maxConnections,
+        onPeerDenied: (peer) => logDenied.event(`${peer.uid}:${peer.reason}`, peer),
+        onDropped: (peer) => logDropped.event(String(peer.uid), peer),
       });
       bound = result.address;
       return bound;
     },
     close() {
       closing ??= (async () => {
-        const grace = setTimeout(() => app.server.closeAllConnections(), options.graceMs ?? DEFAULT_GRACE_MS);
+        const server = app.server;
+        const grace = setTimeout(() => {
+          server.closeAllConnections();
+          closeSilentConnections(server);
+        }, options.graceMs ?? DEFAULT_GRACE_MS);
+        // Node's close() cuts the connections idle at that moment and waits for the rest. Cut, as
+        // they come, those that go idle later (a request in flight ended on a keep-alive connection)
+        // and those no request is coming on at all (no byte sent yet, or a refused peer), which
+        // Node would otherwise wait for until their own timeouts.
+        const sweep = setInterval(() => {
+          if (server.listening) return;
+          server.closeIdleConnections();
+          closeSilentConnections(server);
+        }, DRAIN_SWEEP_MS).unref();
         try {
           // Fastify marks itself closing (responses get `Connection: close`), closes the
           // listener and idle connections, and waits for requests in flight.
           await app.close();
         } finally {
           clearTimeout(grace);
+          clearInterval(sweep);
+          for (const log of logs) log.flush();
         }
       })();
       return closing;

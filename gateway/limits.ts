@@ -2,12 +2,13 @@
  * Resource limits: every one bounded by default, since anyone in the network namespace can open
  * connections to an abstract name. Slowloris is defeated by headersTimeout (the whole header
  * block within 10 s, checked every second), idle connections by the idle timeout, floods by
- * maxConnections (beyond it Node closes new connections at once and emits 'drop').
+ * maxConnections (counted over allowed peers by the peer gate, gateway/listen.ts: beyond it new
+ * connections are closed at once; refused peers have caps of their own).
  */
 import { ngError } from './errors.js';
 
 export interface Limits {
-  /** Open connections at most; more are closed at once (counted and logged). */
+  /** Open connections from allowed peers at most; more are closed at once (counted and logged). */
   readonly maxConnections: number;
   /** Concurrent uploads (PUT bodies, archive extractions) at most; more get 429. */
   readonly maxUploads: number;
@@ -79,22 +80,79 @@ export class UploadSlots {
   }
 }
 
+/** Keys a RateLimitedLog tracks at most; events for more keys share one overflow key. */
+export const MAX_LOG_KEYS = 256;
+/** The key that events beyond MAX_LOG_KEYS distinct keys are counted under. */
+export const OVERFLOW_KEY = '*';
+
+interface LogWindow<E> {
+  timer: NodeJS.Timeout;
+  suppressed: number;
+  last: E;
+}
+
 /**
- * A logger guard for events a flood could repeat without end (peer denials, dropped
- * connections): the first one in each window is logged, the rest are counted and reported with
- * the next one that gets through.
+ * A logger guard for events a flood could repeat without end (peer denials, dropped connections,
+ * parser errors), with one window per key (e.g. uid + reason), so one peer's flood never hides
+ * another peer's first event. The first event of a key is logged at once; the rest within the
+ * window are counted, and when the window ends a timer logs the count with the last event seen
+ * (and opens the next window, so a flood that goes on logs one line per window). A key with
+ * nothing pending is forgotten. Timers are unref'd: a pending count never keeps the process up;
+ * flush() logs what is pending (call it on close).
  */
-export function rateLimited(windowMs: number, log: (suppressed: number) => void): () => void {
-  let windowStart = -Infinity;
-  let suppressed = 0;
-  return () => {
-    const now = performance.now();
-    if (now - windowStart >= windowMs) {
-      windowStart = now;
-      log(suppressed);
-      suppressed = 0;
-    } else {
-      suppressed++;
+export class RateLimitedLog<E> {
+  readonly #windows = new Map<string, LogWindow<E>>();
+
+  constructor(
+    readonly windowMs: number,
+    private readonly emit: (event: E, suppressed: number) => void,
+    readonly maxKeys: number = MAX_LOG_KEYS,
+  ) {}
+
+  /** Keys with a window open (for tests and metrics). */
+  get size(): number {
+    return this.#windows.size;
+  }
+
+  event(key: string, event: E): void {
+    let k = key;
+    let w = this.#windows.get(k);
+    if (w === undefined && this.#windows.size >= this.maxKeys) {
+      k = OVERFLOW_KEY;
+      w = this.#windows.get(k);
     }
-  };
+    if (w !== undefined) {
+      w.suppressed++;
+      w.last = event;
+      return;
+    }
+    this.emit(event, 0);
+    this.#windows.set(k, { timer: this.#arm(k), suppressed: 0, last: event });
+  }
+
+  /** Logs every pending count now and forgets all keys. */
+  flush(): void {
+    for (const w of this.#windows.values()) {
+      clearTimeout(w.timer);
+      if (w.suppressed > 0) this.emit(w.last, w.suppressed);
+    }
+    this.#windows.clear();
+  }
+
+  #arm(key: string): NodeJS.Timeout {
+    return setTimeout(() => this.#windowEnd(key), this.windowMs).unref();
+  }
+
+  #windowEnd(key: string): void {
+    const w = this.#windows.get(key);
+    if (w === undefined) return;
+    if (w.suppressed === 0) {
+      this.#windows.delete(key);
+      return;
+    }
+    const { last, suppressed } = w;
+    w.suppressed = 0;
+    w.timer = this.#arm(key);
+    this.emit(last, suppressed);
+  }
 }

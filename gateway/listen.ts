@@ -18,7 +18,7 @@ export interface DeniedPeer extends PeerCredentials {
   readonly reason: string;
 }
 
-export interface ListenOptions {
+export interface ListenOptions extends GateOptions {
   /** Who may connect; defaults to the server's own uid and uid 0. */
   readonly peerPolicy?: PeerPolicy | undefined;
   readonly backlog?: number | undefined;
@@ -28,8 +28,27 @@ export interface ListenOptions {
   readonly onPeerDenied?: ((peer: DeniedPeer) => void) | undefined;
 }
 
+export interface GateOptions {
+  /**
+   * Open connections from allowed peers at most; beyond it a new one is closed at once (and
+   * `onDropped` told). Denied peers never count against it. Use this rather than Node's
+   * `server.maxConnections`, which counts every accepted connection, so a flood of denied
+   * connections would lock allowed peers out.
+   */
+  readonly maxConnections?: number | undefined;
+  /** Told about each allowed connection closed because `maxConnections` were open. */
+  readonly onDropped?: ((peer: PeerCredentials) => void) | undefined;
+}
+
 const peers = new WeakMap<Socket, PeerCredentials>();
-const gated = new WeakSet<Server>();
+
+/** Per gated server: the connections it serves, and the refused ones still being answered. */
+interface GateState {
+  readonly served: Set<Socket>;
+  readonly denied: Set<Socket>;
+  readonly deniedPerUid: Map<number, number>;
+}
+const gates = new WeakMap<Server, GateState>();
 
 /** The credentials the kernel reported for an accepted connection (undefined if not gated). */
 export function peerOf(socket: Socket): PeerCredentials | undefined {
@@ -46,54 +65,130 @@ function socketFd(socket: Socket): number {
   return handle?.fd ?? -1;
 }
 
-const DENIED_CLOSE_MS = 2000;
+/**
+ * How long a refused connection is kept for the client to read its 403 and close. A client that
+ * does close (curl, Python) is let go at its EOF, long before; this bounds one that never does.
+ */
+export const DENIED_LINGER_MS = 1000;
+/** Refused connections being answered at once, per uid and in all: beyond, they are cut unanswered. */
+export const DENIED_PER_UID = 16;
+export const DENIED_TOTAL = 256;
 
-function deny(socket: Socket, peer: PeerCredentials | undefined, reason: string): void {
+/** Why a connection was refused, as logged. */
+export const DENY_NO_CREDENTIALS = 'no peer credentials';
+export const DENY_POLICY = 'uid/gid not allowed';
+
+function deny(state: GateState, socket: Socket, peer: PeerCredentials | undefined): void {
+  const uid = peer?.uid ?? -1;
+  const perUid = state.deniedPerUid.get(uid) ?? 0;
+  socket.on('error', () => socket.destroy());
+  if (perUid >= DENIED_PER_UID || state.denied.size >= DENIED_TOTAL) {
+    // A flood: every further connection costs us an fd until answered, so it gets no answer.
+    socket.destroy();
+    return;
+  }
+  state.denied.add(socket);
+  state.deniedPerUid.set(uid, perUid + 1);
   const body = JSON.stringify(
     errorBody(
       403,
       'NG_ERR_PEER_DENIED',
-      `peer not allowed: ${peer ? `uid ${peer.uid} gid ${peer.gid}` : reason}`,
+      `peer not allowed: ${peer ? `uid ${peer.uid} gid ${peer.gid}` : DENY_NO_CREDENTIALS}`,
     ),
   );
   // The HTTP parser is never attached to this socket, so no request is read: the answer is
-  // written raw, then the connection is closed.
+  // written raw and the write side closed. Reading on (and discarding) keeps the client's request
+  // from sitting unread in our receive queue, which would turn our close into a reset, and lets
+  // us see its EOF, the moment it is done; the timer bounds a client that never closes.
   socket.end(
     `HTTP/1.1 403 Forbidden\r\ncontent-type: application/json; charset=utf-8\r\n` +
       `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
-  socket.on('error', () => socket.destroy());
-  socket.setTimeout(DENIED_CLOSE_MS, () => socket.destroy());
+  socket.resume();
+  socket.once('end', () => socket.destroy());
+  const timer = setTimeout(() => socket.destroy(), DENIED_LINGER_MS);
+  socket.once('close', () => {
+    clearTimeout(timer);
+    state.denied.delete(socket);
+    const left = (state.deniedPerUid.get(uid) ?? 1) - 1;
+    if (left > 0) state.deniedPerUid.set(uid, left);
+    else state.deniedPerUid.delete(uid);
+  });
 }
 
 /**
  * Replaces the server's 'connection' listeners (http.Server's parser set-up among them) with a
- * gate that calls them only for allowed peers. Idempotent per server.
+ * gate that calls them only for allowed peers. Idempotent per server. The third argument may be
+ * the `onDenied` callback alone (the original signature).
  */
 export function installPeerGate(
   server: Server,
   policy: PeerPolicy,
-  onDenied?: (peer: DeniedPeer) => void,
+  options:
+    | ((peer: DeniedPeer) => void)
+    | (GateOptions & { onDenied?: ((peer: DeniedPeer) => void) | undefined }) = {},
 ): void {
-  if (gated.has(server)) return;
-  gated.add(server);
+  if (gates.has(server)) return;
+  const {
+    onDenied,
+    maxConnections = Infinity,
+    onDropped,
+  } = typeof options === 'function' ? { onDenied: options } : options;
+  const state: GateState = { served: new Set(), denied: new Set(), deniedPerUid: new Map() };
+  gates.set(server, state);
   const downstream = server.listeners('connection') as ((socket: Socket) => void)[];
   server.removeAllListeners('connection');
   server.on('connection', (socket: Socket) => {
     const cred = native.peerCred(socketFd(socket));
     if (typeof cred === 'number') {
-      onDenied?.({ pid: 0, uid: -1, gid: -1, reason: 'no peer credentials' });
-      deny(socket, undefined, 'no peer credentials');
+      onDenied?.({ pid: 0, uid: -1, gid: -1, reason: DENY_NO_CREDENTIALS });
+      deny(state, socket, undefined);
       return;
     }
     if (!policy.allows(cred)) {
-      onDenied?.({ ...cred, reason: 'uid/gid not allowed' });
-      deny(socket, cred, 'uid/gid not allowed');
+      onDenied?.({ ...cred, reason: DENY_POLICY });
+      deny(state, socket, cred);
       return;
     }
+    if (state.served.size >= maxConnections) {
+      onDropped?.(cred);
+      socket.destroy();
+      return;
+    }
+    state.served.add(socket);
+    socket.once('close', () => state.served.delete(socket));
     peers.set(socket, cred);
     for (const listener of downstream) listener.call(server, socket);
   });
+}
+
+/**
+ * For a draining server (its listener closed): cuts the connections no request is coming on —
+ * refused ones still lingering over their 403, and served ones that have not sent a byte yet
+ * (Node's closeIdleConnections() leaves those open, since it counts a fresh connection as a
+ * request in progress). Returns how many were cut.
+ */
+export function closeSilentConnections(server: Server): number {
+  const state = gates.get(server);
+  if (!state) return 0;
+  let cut = 0;
+  for (const socket of state.denied) {
+    socket.destroy();
+    cut++;
+  }
+  for (const socket of state.served) {
+    if (socket.bytesRead === 0) {
+      socket.destroy();
+      cut++;
+    }
+  }
+  return cut;
+}
+
+/** Open connections of a gated server: served (allowed peers) and refused ones still lingering. */
+export function gatedConnections(server: Server): { served: number; denied: number } {
+  const state = gates.get(server);
+  return { served: state?.served.size ?? 0, denied: state?.denied.size ?? 0 };
 }
 
 /**
@@ -110,7 +205,11 @@ export async function listenAbstract(
   // Clients that half-close after sending (shutdown(SHUT_WR), as `socat` and many scripts do)
   // must still get their response; Node's http server would otherwise abort the request.
   if ('httpAllowHalfOpen' in server) (server as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
-  installPeerGate(server, options.peerPolicy ?? createPeerPolicy(), options.onPeerDenied);
+  installPeerGate(server, options.peerPolicy ?? createPeerPolicy(), {
+    onDenied: options.onPeerDenied,
+    maxConnections: options.maxConnections,
+    onDropped: options.onDropped,
+  });
   const backlog = options.backlog ?? DEFAULT_BACKLOG;
   const bound =
     options.netns === undefined

@@ -1,8 +1,21 @@
 import { spawn } from 'node:child_process';
+import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createGateway } from '../../gateway/index.js';
 import { connectSocket, rawGet, uniqueName } from '../helpers/sockets.js';
+
+/** Resolves true once the far end closes `socket` (false after 1 s). */
+function closedSoon(socket: Socket): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), 1000);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+    socket.resume();
+  });
+}
 
 describe('createGateway (library API)', () => {
   it('serves user routes with request.peer, and close() lets a request in flight finish', async () => {
@@ -44,6 +57,58 @@ describe('createGateway (library API)', () => {
     await gateway.close();
     expect(Date.now() - t0).toBeLessThan(3000);
     await stuck;
+  });
+
+  it('close() does not wait for connections no request is coming on', async () => {
+    const socket = uniqueName('silent');
+    const gateway = createGateway({ socket, logLevel: false, graceMs: 10_000 });
+    await gateway.listen();
+    // One that never says a word, one kept alive after a request.
+    const silent = connectSocket(socket);
+    silent.on('error', () => undefined);
+    const kept = connectSocket(socket);
+    kept.on('error', () => undefined);
+    const answered = new Promise<void>((resolve) => kept.once('data', () => resolve()));
+    kept.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+    await answered;
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = Date.now();
+    await gateway.close();
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(silent.destroyed || (await closedSoon(silent))).toBe(true);
+    silent.destroy();
+    kept.destroy();
+  });
+
+  it('close() lets a keep-alive request in flight finish, then closes its connection at once', async () => {
+    const socket = uniqueName('inflight-ka');
+    const gateway = createGateway({ socket, logLevel: false, graceMs: 10_000 });
+    let release!: () => void;
+    const started = new Promise<void>((resolve) => {
+      gateway.app.get('/slow', async () => {
+        resolve();
+        await new Promise<void>((r) => (release = r));
+        return { done: true };
+      });
+    });
+    await gateway.listen();
+    const client = connectSocket(socket);
+    const chunks: Buffer[] = [];
+    client.on('data', (c: Buffer) => chunks.push(c));
+    const ended = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    // No `Connection: close`: without the drain the connection would idle on for keepAliveTimeout.
+    client.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
+    await started;
+    const closed = gateway.close();
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = Date.now();
+    release();
+    await closed;
+    await ended;
+    expect(Date.now() - t0).toBeLessThan(1000);
+    const text = Buffer.concat(chunks).toString();
+    expect(text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(text).toContain('{"done":true}');
   });
 
   it('bad options are refused before anything is bound', () => {
