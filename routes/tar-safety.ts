@@ -6,6 +6,7 @@
  * handling, which does no filtering at all.
  */
 import { ngError, type NullgateError } from '../gateway/errors.js';
+import { isTempName, TEMP_NAME_PREFIX } from './url-path.js';
 
 /** The largest value an 11-digit octal ustar field holds: 8 GiB - 1 (POSIX.1-2001 ustar). */
 export const USTAR_MAX_OCTAL11 = 0o77777777777;
@@ -23,13 +24,17 @@ export function invalidEntry(name: string, why: string): NullgateError {
 /**
  * The entry name as a clean relative path ('' names the target directory itself). Absolute
  * names and any `..` component are refused, even `a/../b` that would stay inside: one rule is
- * easier to trust than a normaliser (the same rule as URL paths, routes/url-path.ts).
+ * easier to trust than a normaliser (the same rule as URL paths, routes/url-path.ts). So are
+ * components starting with `.nullgate-tmp-`, the names of the server's own temporaries, as in
+ * URL paths: nothing extracted may pose as (or hide inside) one.
  */
 export function entryPath(name: string): string {
   if (name.includes('\0')) throw unsafeEntry(name, 'NUL byte in name');
   if (name.startsWith('/')) throw unsafeEntry(name, 'absolute path');
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.includes('..')) throw unsafeEntry(name, "'..' in path");
+  if (parts.some(isTempName))
+    throw unsafeEntry(name, `names starting with "${TEMP_NAME_PREFIX}" are reserved`);
   return parts.join('/');
 }
 
@@ -91,6 +96,10 @@ export function checkSymlink(name: string, finalRel: string, linkname: string): 
   if (linkname === '') throw invalidEntry(name, 'symlink with an empty target');
   if (linkname.includes('\0')) throw unsafeEntry(name, 'NUL byte in link target');
   if (linkname.startsWith('/')) throw unsafeEntry(name, `symlink to an absolute path (${linkname})`);
+  // A link into a temporary would serve a half-written upload under an ordinary name.
+  if (linkname.split('/').some(isTempName)) {
+    throw unsafeEntry(name, `symlink into a name reserved for the server (${linkname})`);
+  }
   if (symlinkLeavesRoot(finalRel, linkname)) {
     throw unsafeEntry(name, `symlink leads outside the served root (${linkname})`);
   }

@@ -12,6 +12,18 @@ export interface FilePath {
   readonly trailingSlash: boolean;
 }
 
+/**
+ * Names starting with this are nullgate's own temporaries (upload files, replace links, archive
+ * staging directories; the native layer's kTmpPrefix, checked equal by the tests). No client
+ * path may name one: a temporary is never served, listed, written or moved by a request.
+ */
+export const TEMP_NAME_PREFIX = '.nullgate-tmp-';
+
+/** Is `name` (one path component) reserved for nullgate's temporaries? */
+export function isTempName(name: string): boolean {
+  return name.startsWith(TEMP_NAME_PREFIX);
+}
+
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 function isHex(code: number | undefined): boolean {
@@ -66,6 +78,9 @@ function decodeSegment(raw: string): string {
  *   even `a/../b` which stays inside the root: one simple rule is easier to trust than a
  *   normaliser, and clients (curl, browsers) already remove dot-segments (RFC 3986 §5.2.4).
  * - Empty segments (`//`) and `.` segments are dropped.
+ * - A segment starting with `.nullgate-tmp-` (TEMP_NAME_PREFIX) is refused: such names are the
+ *   server's own temporaries, so a half-written upload or staged archive is never served and a
+ *   client cannot create a file that would then be hidden from listings.
  * - A backslash is an ordinary byte of a Linux file name, never a separator.
  */
 export function decodeFilePath(rawUrlPathAfterPrefix: string): FilePath {
@@ -80,6 +95,12 @@ export function decodeFilePath(rawUrlPathAfterPrefix: string): FilePath {
       throw ngError('NG_ERR_BAD_PATH', 'path segment contains an encoded slash (%2F)');
     }
     if (segment === '..') throw ngError('NG_ERR_BAD_PATH', 'path contains a ".." segment');
+    if (isTempName(segment)) {
+      throw ngError(
+        'NG_ERR_BAD_PATH',
+        `names starting with "${TEMP_NAME_PREFIX}" are reserved for the server`,
+      );
+    }
     if (segment === '' || segment === '.') {
       lastWasDirectory = true;
       continue;
@@ -96,4 +117,23 @@ export function decodeFilePath(rawUrlPathAfterPrefix: string): FilePath {
 export function displayPath(rel: string, dir = false): string {
   if (rel === '') return '/';
   return dir ? `/${rel}/` : `/${rel}`;
+}
+
+/**
+ * The path of a request target (or of a Destination header), still percent-encoded, query and
+ * fragment cut off. The origin-form (`/files/a`) is taken as is; the absolute-form
+ * (`http://host/files/a`, RFC 9112 §3.2.2, also RFC 4918 §10.3 for Destination) loses its
+ * scheme and authority, cut by hand: `new URL()` would remove dot-segments and re-encode
+ * escapes, so `..` would be judged after normalisation instead of as sent.
+ */
+export function targetPath(target: string): string {
+  let path = target;
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(path);
+  if (scheme) {
+    const rest = path.slice(scheme[0].length);
+    const end = rest.search(/[/?#]/);
+    path = end === -1 ? '/' : rest[end] === '/' ? rest.slice(end) : `/${rest.slice(end)}`;
+  }
+  const cut = path.search(/[?#]/);
+  return cut === -1 ? path : path.slice(0, cut);
 }

@@ -35,6 +35,8 @@ describe('entryPath: archive member names', () => {
     ['ünïcødé/日本', 'ünïcødé/日本'],
     ['a\\..\\b', 'a\\..\\b'], // a backslash is an ordinary byte, not a separator
     ['..foo/bar..', '..foo/bar..'],
+    ['.nullgate-tm/x', '.nullgate-tm/x'],
+    ['a.nullgate-tmp-x', 'a.nullgate-tmp-x'],
   ])('%j → %j', (name, rel) => {
     expect(entryPath(name)).toBe(rel);
   });
@@ -49,6 +51,10 @@ describe('entryPath: archive member names', () => {
     ['./..', "'..'"],
     ['a/..', "'..'"],
     ['a\0b', 'NUL'],
+    // The names of the server's own temporaries, in any component.
+    ['.nullgate-tmp-0123456789abcdef', 'reserved'],
+    ['dir/.nullgate-tmp-mine/file', 'reserved'],
+    ['./.nullgate-tmp-', 'reserved'],
   ])('%j is refused (%s)', (name, why) => {
     expect(codeOf(() => entryPath(name))).toBe('NG_ERR_ARCHIVE_UNSAFE');
     expect(() => entryPath(name)).toThrow(why);
@@ -106,7 +112,10 @@ describe('symlinkLeavesRoot: targets resolved lexically from the final location'
     ['/abs', 'NG_ERR_ARCHIVE_UNSAFE'],
     ['x\0y', 'NG_ERR_ARCHIVE_UNSAFE'],
     ['', 'NG_ERR_ARCHIVE_INVALID'],
+    ['.nullgate-tmp-0123456789abcdef/z', 'NG_ERR_ARCHIVE_UNSAFE'],
+    ['../.nullgate-tmp-x', 'NG_ERR_ARCHIVE_UNSAFE'],
     ['sibling', undefined],
+    ['.nullgate-tm', undefined],
   ])('checkSymlink(a/link → %j): %s', (target, code) => {
     expect(codeOf(() => checkSymlink('link', 'a/link', target))).toBe(code);
   });

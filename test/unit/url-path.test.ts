@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isNullgateError } from '../../gateway/errors.js';
-import { decodeFilePath, displayPath } from '../../routes/url-path.js';
+import { decodeFilePath, displayPath, targetPath } from '../../routes/url-path.js';
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -36,6 +36,8 @@ describe('decodeFilePath: RFC 3986 §2.1 percent-decoding once, §6.2.2.2 dot-se
     ['/é', 'é', false],
     ['/%e2%82%ac', '€', false],
     ['/%F0%9F%98%80', '😀', false],
+    ['/.nullgate-tm', '.nullgate-tm', false],
+    ['/x.nullgate-tmp-1', 'x.nullgate-tmp-1', false],
   ])('%j → rel %j, trailingSlash %s', (raw, rel, trailingSlash) => {
     expect(decodeFilePath(raw)).toEqual({ rel, trailingSlash });
   });
@@ -62,6 +64,10 @@ describe('decodeFilePath: RFC 3986 §2.1 percent-decoding once, §6.2.2.2 dot-se
     ['/%c3', 'truncated UTF-8'],
     ['/%c0%ae', 'overlong UTF-8 for "."'],
     ['/%ed%a0%80', 'a UTF-8 encoded surrogate'],
+    ['/.nullgate-tmp-mine', "a name reserved for the server's temporaries"],
+    ['/target/.nullgate-tmp-0123456789abcdef/z', 'a temporary as a directory'],
+    ['/%2enullgate-tmp-x', 'a reserved name, encoded'],
+    ['/a/.nullgate-tmp-/', 'the bare prefix'],
   ])('%j is NG_ERR_BAD_PATH (%s)', (raw) => {
     expect(codeOf(() => decodeFilePath(raw))).toBe('NG_ERR_BAD_PATH');
   });
@@ -77,5 +83,25 @@ describe('displayPath', () => {
     ['é', true, '/é/'],
   ])('(%j, %s) → %j', (rel, dir, shown) => {
     expect(dir === undefined ? displayPath(rel) : displayPath(rel, dir)).toBe(shown);
+  });
+});
+
+describe('targetPath: origin-form and absolute-form (RFC 9112 §3.2.1, §3.2.2)', () => {
+  it.each<[string, string]>([
+    ['/files/a.txt', '/files/a.txt'],
+    ['/files/a.txt?x=1', '/files/a.txt'],
+    ['/files/a#frag', '/files/a'],
+    ['http://localhost/files/hello.txt', '/files/hello.txt'],
+    ['HTTP://LOCALHOST/files/hello.txt', '/files/hello.txt'],
+    ['http://user@host:8080/files/a?q', '/files/a'],
+    ['http://localhost', '/'],
+    ['http://localhost?x', '/'],
+    ['http://localhost/', '/'],
+    // Not normalised: decodeFilePath judges `..` and escapes as they were sent.
+    ['http://localhost/files/../etc/passwd', '/files/../etc/passwd'],
+    ['http://localhost/files/%2e%2e/x', '/files/%2e%2e/x'],
+    ['http://localhost/files//a', '/files//a'],
+  ])('%j → %j', (target, path) => {
+    expect(targetPath(target)).toBe(path);
   });
 });
