@@ -52,7 +52,9 @@ export const beneathConstants = native.fsConstants;
 /** Prefix of the temporary names this layer creates, for a startup sweep. */
 export const TMP_PREFIX = native.fsConstants.TMP_PREFIX;
 
-const { EBADF, EBUSY, EEXIST, EINVAL, EISDIR, ENOENT, ENOTEMPTY, EXDEV } = osc.errno;
+const { EACCES, EBADF, EBUSY, EEXIST, EINVAL, EISDIR, ELOOP, ENOENT, ENOTDIR, ENOTEMPTY, EXDEV } = osc.errno;
+/** Symlinks followed at most while resolving one path (the kernel's own limit, path_resolution(7)). */
+const MAX_SYMLINKS = 40;
 const DT_DIR = 4;
 const DT_REG = 8;
 const DT_LNK = 10;
@@ -233,12 +235,21 @@ export class BeneathRoot {
     }
   }
 
-  /** renameat2 within the root; `noReplace` fails with EEXIST instead of replacing. */
-  async rename(from: string, to: string, options: { noReplace?: boolean } = {}): Promise<void> {
+  /**
+   * renameat2 within the root; `noReplace` fails with EEXIST instead of replacing; `exchange`
+   * swaps the two names atomically (both must exist; EINVAL where the file system cannot).
+   */
+  async rename(
+    from: string,
+    to: string,
+    options: { noReplace?: boolean; exchange?: boolean } = {},
+  ): Promise<void> {
     const f = normalizeRel(from, 'rename');
     const t = normalizeRel(to, 'rename');
     if (f === '' || t === '') throw systemError(-EBUSY, 'rename', { path: showPath(f) });
-    const flags = options.noReplace === true ? native.fsConstants.RENAME_NOREPLACE : 0;
+    const { RENAME_EXCHANGE, RENAME_NOREPLACE } = native.fsConstants;
+    const flags =
+      options.exchange === true ? RENAME_EXCHANGE : options.noReplace === true ? RENAME_NOREPLACE : 0;
     const rc = await native.fsRename(this.fd, f, t, flags);
     if (rc < 0) {
       const err = systemError(rc, 'rename', { path: showPath(f) }) as SystemError & { dest: string };
@@ -253,6 +264,126 @@ export class BeneathRoot {
     return check(await native.fsReadlink(this.fd, r), 'readlink', { path: showPath(r) });
   }
 
+  /** symlinkat: a new symlink at `rel` (in its parent, opened beneath the root) holding `target` as is. */
+  async symlink(target: string, rel: string): Promise<void> {
+    const r = normalizeRel(rel, 'symlink');
+    if (r === '') throw systemError(-EEXIST, 'symlink', { path: '/' });
+    check(await native.fsSymlink(this.fd, target, r), 'symlink', { path: showPath(r) });
+  }
+
+  /** utimensat with AT_SYMLINK_NOFOLLOW: the times of `rel` itself, a symlink included (lutimes). */
+  async lutimes(rel: string, atime: Date, mtime: Date): Promise<void> {
+    const r = normalizeRel(rel, 'utime');
+    check(await native.fsLutimes(this.fd, r, atime.getTime(), mtime.getTime()), 'utime', {
+      path: showPath(r),
+    });
+  }
+
+  /**
+   * Whether two paths beneath the root (final symlinks followed) are on one mount, so that one
+   * can be renamed or linked into the other. False when the kernel reports no mount ids.
+   */
+  async sameMount(a: string, b: string): Promise<boolean> {
+    const ra = normalizeRel(a, 'statx');
+    const rb = normalizeRel(b, 'statx');
+    const [ma, mb] = await Promise.all([native.fsMountId(this.fd, ra), native.fsMountId(this.fd, rb)]);
+    if (ma === -osc.errno.ENOSYS || mb === -osc.errno.ENOSYS) return false;
+    check(ma, 'statx', { path: showPath(ra) });
+    check(mb, 'statx', { path: showPath(rb) });
+    return ma === mb;
+  }
+
+  /**
+   * Where a temporary for something that will end up in directory `dirRel` is made: the root
+   * itself when it is on the same mount (the startup sweep, `sweepTemporaries`, only ever reads
+   * the root directory, so its cost does not grow with the tree), else `dirRel`, where a rename
+   * into place still works.
+   */
+  async tempDirFor(dirRel: string): Promise<string> {
+    const r = normalizeRel(dirRel, 'open');
+    if (r === '' || (await this.sameMount('', r))) return '';
+    return r;
+  }
+
+  /**
+   * `rel` with every symlink resolved, the way the kernel would walk it beneath the root
+   * (path_resolution(7)): a '..' or an absolute link target that would leave the root is EXDEV,
+   * more than 40 links ELOOP. The first component that does not exist ends the walk; it and the
+   * rest are kept as written. The result is a plain relative path; it is only a name — every use
+   * of it still resolves beneath the root in the kernel, so a link swapped meanwhile cannot lead
+   * out.
+   */
+  async resolveLinks(rel: string): Promise<string> {
+    const r = normalizeRel(rel, 'open');
+    const pending = r === '' ? [] : r.split('/');
+    const done: string[] = [];
+    let links = 0;
+    while (pending.length > 0) {
+      const part = pending.shift()!;
+      if (part === '' || part === '.') continue;
+      if (part === '..') {
+        if (done.length === 0) throw systemError(-EXDEV, 'open', { path: showPath(r) });
+        done.pop();
+        continue;
+      }
+      const at = [...done, part].join('/');
+      const rc = await native.fsStat(this.fd, at, false);
+      if (rc === -ENOENT) return normalizeRel([...done, part, ...pending].join('/'), 'open');
+      const st = check(rc, 'lstat', { path: showPath(at) });
+      if (typeFromMode(st.mode) !== 'symlink') {
+        done.push(part);
+        continue;
+      }
+      if (++links > MAX_SYMLINKS) throw systemError(-ELOOP, 'open', { path: showPath(r) });
+      const target = await this.readlink(at);
+      if (target.startsWith('/')) throw systemError(-EXDEV, 'open', { path: showPath(r) });
+      pending.unshift(...target.split('/'));
+    }
+    return done.join('/');
+  }
+
+  /**
+   * The nearest of `rel` and its ancestors that exists (final symlinks followed), with its
+   * stat; the root always does. It may be a non-directory: then that file is in the way.
+   */
+  async nearestExisting(rel: string): Promise<{ rel: string; stat: BeneathStat }> {
+    for (let dir = normalizeRel(rel, 'stat'); ; dir = splitParent(dir)[0]) {
+      const rc = await native.fsStat(this.fd, dir, true);
+      if (typeof rc !== 'number') return { rel: dir, stat: toStat(rc) };
+      if ((rc !== -ENOENT && rc !== -ENOTDIR) || dir === '') check(rc, 'stat', { path: showPath(dir) });
+    }
+  }
+
+  /**
+   * Removes stale temporaries of crashed servers: the `.nullgate-tmp-*` entries at the top of
+   * the root (named upload files, replace links, archive staging directories — see
+   * `tempDirFor`). Reads the root directory only, never the tree beneath it, so the cost stays
+   * bounded even when the root is '/'. A temporary a live server still uses holds an flock
+   * (`lockTemporary`) and is left alone. Resolves with the names removed.
+   */
+  async sweepTemporaries(): Promise<string[]> {
+    const names: string[] = [];
+    for await (const batch of this.readdirBatches('')) {
+      for (const e of batch) if (e.name.startsWith(TMP_PREFIX)) names.push(e.name);
+    }
+    const removed: string[] = [];
+    for (const name of names) {
+      const flags = fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK;
+      const fd = await native.fsOpen(this.fd, name, flags, 0);
+      if (fd === -ENOENT) continue;
+      // ELOOP: a symlink (never followed, just removed); EACCES: not ours to lock, but in the root.
+      if (fd < 0 && fd !== -ELOOP && fd !== -EACCES) check(fd, 'open', { path: showPath(name) });
+      try {
+        if (fd >= 0 && native.fsTryLock(fd) < 0) continue;
+        await this.rm(name, { recursive: true, force: true });
+        removed.push(name);
+      } finally {
+        if (fd >= 0) await closeAsync(fd);
+      }
+    }
+    return removed;
+  }
+
   /**
    * An anonymous O_TMPFILE (O_RDWR) in directory `dirRel`, for atomic uploads: write, fsync,
    * then `linkTmpfile`. Closing it unlinked leaves nothing behind, even after SIGKILL. File
@@ -262,7 +393,10 @@ export class BeneathRoot {
   async openTmpfile(dirRel: string, mode = 0o666): Promise<number> {
     const r = normalizeRel(dirRel, 'open');
     const flags = native.fsConstants.O_TMPFILE | fsc.O_RDWR;
-    return check(await native.fsOpen(this.fd, r, flags, mode), 'open', { path: showPath(r) });
+    const fd = check(await native.fsOpen(this.fd, r, flags, mode), 'open', { path: showPath(r) });
+    // Locked for the replace link's hidden name (fs_link_tmpfile), which shares the inode.
+    lockTemporary(fd);
+    return fd;
   }
 
   /**
@@ -280,7 +414,9 @@ export class BeneathRoot {
 
   /**
    * The fallback when O_TMPFILE is unsupported: a new `.nullgate-tmp-<random>` file
-   * (O_CREAT | O_EXCL | O_RDWR) in `dirRel`; `rename` it into place, or `unlink` it on failure.
+   * (O_CREAT | O_EXCL | O_RDWR) in `dirRel` (best `tempDirFor(target's directory)`), locked
+   * against other servers' sweeps while the fd is open; `rename` it into place, or `unlink` it
+   * on failure. A server killed meanwhile leaves it for the next start's sweep.
    */
   async openNamedTmpfile(dirRel: string, mode = 0o666): Promise<{ fd: number; rel: string }> {
     const dir = normalizeRel(dirRel, 'open');
@@ -290,7 +426,9 @@ export class BeneathRoot {
       const rel = dir === '' ? name : `${dir}/${name}`;
       const rc = await native.fsOpen(this.fd, rel, flags, mode);
       if (rc === -EEXIST && attempt < 4) continue;
-      return { fd: check(rc, 'open', { path: showPath(rel) }), rel };
+      const fd = check(rc, 'open', { path: showPath(rel) });
+      lockTemporary(fd);
+      return { fd, rel };
     }
   }
 
@@ -334,6 +472,15 @@ export class BeneathRoot {
   async *readdir(rel: string, options: { bufferBytes?: number } = {}): AsyncGenerator<BeneathDirent> {
     for await (const batch of this.readdirBatches(rel, options)) yield* batch;
   }
+}
+
+/**
+ * Marks a temporary (an open file or staging directory fd) as in use until the fd is closed:
+ * `sweepTemporaries` of another server on the same root skips what it cannot flock. Best
+ * effort: a file system without flock support only loses that protection.
+ */
+export function lockTemporary(fd: number): void {
+  native.fsTryLock(fd);
 }
 
 /** Closes an fd this layer handed out (async: close can block on network file systems). */

@@ -77,6 +77,17 @@ export interface NativeBinding {
   fsRename(dirFd: number, from: string, to: string, flags: number): Promise<number>;
   fsReadlink(dirFd: number, rel: string): Promise<string | number>;
   fsLinkTmpfile(fd: number, dirFd: number, rel: string, replace: boolean): Promise<number>;
+  /** symlinkat(target, parent of `rel`): `target` is stored as is, never resolved. */
+  fsSymlink(dirFd: number, target: string, rel: string): Promise<number>;
+  /** utimensat(…, AT_SYMLINK_NOFOLLOW) of `rel` itself (a symlink is not followed); times in ms. */
+  fsLutimes(dirFd: number, rel: string, atimeMs: number, mtimeMs: number): Promise<number>;
+  /** statx STATX_MNT_ID of `rel` ('' is `dirFd` itself); -ENOSYS where the kernel has none. */
+  fsMountId(dirFd: number, rel: string): Promise<number>;
+  /**
+   * flock(fd, LOCK_EX | LOCK_NB), synchronous (it never waits): 0, or -EWOULDBLOCK when another
+   * open file holds the lock. Marks a temporary as in use for other servers' startup sweeps.
+   */
+  fsTryLock(fd: number): number;
   /** The next entries (one getdents64 of at most `bufferBytes` bytes); `type` is DT_*; [] at the end. */
   fsReadDir(
     dirFd: number,
@@ -108,6 +119,7 @@ export interface NativeBinding {
     readonly O_NOFOLLOW: number;
     readonly O_DIRECTORY: number;
     readonly RENAME_NOREPLACE: number;
+    readonly RENAME_EXCHANGE: number;
     readonly TMP_PREFIX: string;
   };
 }

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <new>
@@ -201,6 +202,68 @@ Napi::Value FsLinkTmpfile(const Napi::CallbackInfo& info) {
   return PromiseWorker::Run(info.Env(), [fd, dir, rel, replace] { return fs_link_tmpfile(fd, dir, rel, replace); });
 }
 
+// fsSymlink(dirFd, target, rel): Promise<0 | -errno>; symlinkat in the parent of `rel`.
+Napi::Value FsSymlink(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsSymlink(dirFd: number, target: string, rel: string)";
+  bool ok = true;
+  int dir = IntArg(info, 0, usage);
+  std::string target = PathArg(info, 1, usage, &ok);
+  std::string rel = PathArg(info, 2, usage, &ok);
+  if (!ok) return Resolved(info.Env(), -EINVAL);
+  return PromiseWorker::Run(info.Env(), [dir, target, rel] { return fs_symlink_beneath(dir, target, rel); });
+}
+
+// A time in ms since the epoch (what Date holds) as seconds and nanoseconds.
+void SplitMs(double ms, int64_t* sec, int64_t* nsec) {
+  double s = std::floor(ms / 1e3);
+  *sec = static_cast<int64_t>(s);
+  *nsec = static_cast<int64_t>(std::llround((ms - s * 1e3) * 1e6));
+  if (*nsec > 999999999) *nsec = 999999999;
+  if (*nsec < 0) *nsec = 0;
+}
+
+double NumberArg(const Napi::CallbackInfo& info, size_t i, const char* usage) {
+  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), usage);
+  double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(v)) throw Napi::TypeError::New(info.Env(), usage);
+  return v;
+}
+
+// fsLutimes(dirFd, rel, atimeMs, mtimeMs): Promise<0 | -errno>; utimensat AT_SYMLINK_NOFOLLOW.
+Napi::Value FsLutimes(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsLutimes(dirFd: number, rel: string, atimeMs: number, mtimeMs: number)";
+  bool ok = true;
+  int dir = IntArg(info, 0, usage);
+  std::string rel = PathArg(info, 1, usage, &ok);
+  int64_t as, ans, ms, mns;
+  SplitMs(NumberArg(info, 2, usage), &as, &ans);
+  SplitMs(NumberArg(info, 3, usage), &ms, &mns);
+  if (!ok) return Resolved(info.Env(), -EINVAL);
+  return PromiseWorker::Run(info.Env(),
+                            [dir, rel, as, ans, ms, mns] { return fs_lutimes_beneath(dir, rel, as, ans, ms, mns); });
+}
+
+// fsMountId(dirFd, rel): Promise<mount id | -errno>.
+Napi::Value FsMountId(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsMountId(dirFd: number, rel: string)";
+  bool ok = true;
+  int dir = IntArg(info, 0, usage);
+  std::string rel = PathArg(info, 1, usage, &ok);
+  if (!ok) return Resolved(info.Env(), -EINVAL);
+  auto id = std::make_shared<uint64_t>(0);
+  return PromiseWorker::Run(
+      info.Env(), [dir, rel, id] { return fs_mount_id_beneath(dir, rel, id.get()); },
+      [id](Napi::Env env, int) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(*id)); });
+}
+
+// fsTryLock(fd): 0 | -errno, synchronous: flock with LOCK_NB never waits, so a worker would only
+// add a thread hop (like the socket calls in addon.cc).
+Napi::Value FsTryLock(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsTryLock(fd: number)";
+  int fd = IntArg(info, 0, usage);
+  return Napi::Number::New(info.Env(), fs_try_lock(fd));
+}
+
 // fsReadDir(dirFd, bufferBytes): Promise<Array<{name, type}> | -errno>; [] at the end.
 Napi::Value FsReadDir(const Napi::CallbackInfo& info) {
   const char* usage = "Usage: fsReadDir(dirFd: number, bufferBytes: number)";
@@ -235,6 +298,10 @@ void RegisterFs(Napi::Env env, Napi::Object exports) {
   exports.Set("fsReadlink", Napi::Function::New(env, FsReadlink, "fsReadlink"));
   exports.Set("fsLinkTmpfile", Napi::Function::New(env, FsLinkTmpfile, "fsLinkTmpfile"));
   exports.Set("fsReadDir", Napi::Function::New(env, FsReadDir, "fsReadDir"));
+  exports.Set("fsSymlink", Napi::Function::New(env, FsSymlink, "fsSymlink"));
+  exports.Set("fsLutimes", Napi::Function::New(env, FsLutimes, "fsLutimes"));
+  exports.Set("fsMountId", Napi::Function::New(env, FsMountId, "fsMountId"));
+  exports.Set("fsTryLock", Napi::Function::New(env, FsTryLock, "fsTryLock"));
   // Flags Node's fs.constants lacks.
   Napi::Object c = Napi::Object::New(env);
   c.Set("O_PATH", O_PATH);
@@ -242,6 +309,7 @@ void RegisterFs(Napi::Env env, Napi::Object exports) {
   c.Set("O_NOFOLLOW", O_NOFOLLOW);
   c.Set("O_DIRECTORY", O_DIRECTORY);
   c.Set("RENAME_NOREPLACE", static_cast<double>(RENAME_NOREPLACE));
+  c.Set("RENAME_EXCHANGE", static_cast<double>(RENAME_EXCHANGE));
   c.Set("TMP_PREFIX", kTmpPrefix);
   exports.Set("fsConstants", c);
 }

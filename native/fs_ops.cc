@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -150,7 +151,7 @@ int fs_unlink_beneath(int dir, const std::string& rel, bool remove_dir) {
 }
 
 int fs_rename_beneath(int dir, const std::string& from, const std::string& to, unsigned flags) {
-  if (flags != 0 && flags != RENAME_NOREPLACE) return -EINVAL;
+  if (flags != 0 && flags != RENAME_NOREPLACE && flags != RENAME_EXCHANGE) return -EINVAL;
   FdGuard from_parent, to_parent;
   std::string from_name, to_name;
   int rc = open_parent(dir, from, &from_parent, &from_name);
@@ -186,20 +187,75 @@ int fs_link_tmpfile(int fd, int dir, const std::string& rel, bool replace) {
   int rc = open_parent(dir, rel, &parent, &name);
   if (rc < 0) return rc;
   if (!replace) return link_fd(fd, parent.get(), name.c_str());
+  // A SIGKILL between the link and the rename leaves the hidden name behind: at the root it is
+  // found by the startup sweep without walking the tree.
+  int tmp_dir = dir;
   std::string tmp;
   for (int attempt = 0;; attempt++) {
     rc = random_tmp_name(&tmp);
     if (rc < 0) return rc;
-    rc = link_fd(fd, parent.get(), tmp.c_str());
+    rc = link_fd(fd, tmp_dir, tmp.c_str());
+    if (rc == -EXDEV && tmp_dir == dir) {
+      tmp_dir = parent.get();
+      rc = link_fd(fd, tmp_dir, tmp.c_str());
+    }
     if (rc == 0) break;
     if (rc != -EEXIST || attempt >= 4) return rc;
   }
-  if (::renameat2(parent.get(), tmp.c_str(), parent.get(), name.c_str(), 0) < 0) {
+  if (::renameat2(tmp_dir, tmp.c_str(), parent.get(), name.c_str(), 0) < 0) {
     int err = errno;
-    ::unlinkat(parent.get(), tmp.c_str(), 0);
+    ::unlinkat(tmp_dir, tmp.c_str(), 0);
     return -err;
   }
   return 0;
+}
+
+int fs_symlink_beneath(int dir, const std::string& target, const std::string& rel) {
+  if (target.empty() || has_nul(target)) return -EINVAL;
+  FdGuard parent;
+  std::string name;
+  int rc = open_parent(dir, rel, &parent, &name);
+  if (rc < 0) return rc;
+  return ::symlinkat(target.c_str(), parent.get(), name.c_str()) < 0 ? -errno : 0;
+}
+
+int fs_lutimes_beneath(int dir, const std::string& rel, int64_t atime_sec, int64_t atime_nsec,
+                       int64_t mtime_sec, int64_t mtime_nsec) {
+  if (atime_nsec < 0 || atime_nsec > 999999999 || mtime_nsec < 0 || mtime_nsec > 999999999) return -EINVAL;
+  FdGuard parent;
+  std::string name;
+  int rc = open_parent(dir, rel, &parent, &name);
+  if (rc < 0) return rc;
+  struct timespec times[2];
+  times[0].tv_sec = static_cast<time_t>(atime_sec);
+  times[0].tv_nsec = static_cast<long>(atime_nsec);
+  times[1].tv_sec = static_cast<time_t>(mtime_sec);
+  times[1].tv_nsec = static_cast<long>(mtime_nsec);
+  return ::utimensat(parent.get(), name.c_str(), times, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+}
+
+int fs_mount_id_beneath(int dir, const std::string& rel, uint64_t* out) {
+  if (has_nul(rel)) return -EINVAL;
+  FdGuard guard;
+  int fd = dir;
+  if (!rel.empty()) {
+    int opened = openat2_beneath(dir, rel.c_str(), O_PATH, 0);
+    if (opened < 0) return opened;
+    guard.reset(opened);
+    fd = opened;
+  }
+  struct statx stx;
+  if (::statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &stx) < 0) return -errno;
+  if (!(stx.stx_mask & STATX_MNT_ID)) return -ENOSYS;
+  *out = stx.stx_mnt_id;
+  return 0;
+}
+
+int fs_try_lock(int fd) {
+  for (;;) {
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return 0;
+    if (errno != EINTR) return -errno;
+  }
 }
 
 int fs_read_dir(int dir_fd, size_t buffer_bytes, std::vector<DirEntry>* out) {

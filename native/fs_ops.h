@@ -49,16 +49,38 @@ int fs_mkdir_beneath(int dir, const std::string& rel, mode_t mode);
 // unlinkat(parent(rel), name(rel), remove_dir ? AT_REMOVEDIR : 0).
 int fs_unlink_beneath(int dir, const std::string& rel, bool remove_dir);
 
-// renameat2(parent(from), name(from), parent(to), name(to), flags); flags 0 or RENAME_NOREPLACE.
+// renameat2(parent(from), name(from), parent(to), name(to), flags); flags 0, RENAME_NOREPLACE
+// or RENAME_EXCHANGE (swap two names atomically; EINVAL where the file system cannot).
 int fs_rename_beneath(int dir, const std::string& from, const std::string& to, unsigned flags);
+
+// symlinkat(target, parent(rel), name(rel)): the link is created in a parent opened beneath
+// `dir`; `target` is stored as is (symlink(2) never resolves it, nor follows the final name).
+int fs_symlink_beneath(int dir, const std::string& target, const std::string& rel);
+
+// utimensat(parent(rel), name(rel), {atime, mtime}, AT_SYMLINK_NOFOLLOW): times of the entry
+// itself, a symlink included (lutimes), never of what a final symlink points at.
+int fs_lutimes_beneath(int dir, const std::string& rel, int64_t atime_sec, int64_t atime_nsec,
+                       int64_t mtime_sec, int64_t mtime_nsec);
+
+// The mount id (statx STATX_MNT_ID) of `rel` beneath `dir` (a final symlink is followed; ""
+// is `dir` itself). Two names can be renamed or linked into each other only on one mount.
+// -ENOSYS when the kernel does not report mount ids (before Linux 5.8).
+int fs_mount_id_beneath(int dir, const std::string& rel, uint64_t* out);
+
+// flock(fd, LOCK_EX | LOCK_NB): marks a temporary file or staging directory as in use, so the
+// startup sweep of another server on the same root leaves it alone (the lock dies with the
+// process, SIGKILL included). Never blocks: -EWOULDBLOCK when someone else holds it.
+int fs_try_lock(int fd);
 
 // readlinkat of a symlink beneath `dir` (never followed). Returns the target's length.
 int fs_readlink_beneath(int dir, const std::string& rel, std::string* out);
 
 // Gives a name to an anonymous O_TMPFILE file `fd` at `rel` beneath `dir`. Without `replace`
 // the link fails with EEXIST when the name exists. With `replace` it links to a random hidden
-// `.nullgate-tmp-<hex>` in the same directory and renames that over the target, so readers see
-// the old file or the new one, never neither; the temporary name is removed on failure.
+// `.nullgate-tmp-<hex>` and renames that over the target, so readers see the old file or the new
+// one, never neither; the temporary name is removed on failure. The hidden name is made in `dir`
+// itself (the served root, where the startup sweep looks) when the file is on the root's mount,
+// else beside the target (linkat answers EXDEV across mounts, having made nothing).
 int fs_link_tmpfile(int fd, int dir, const std::string& rel, bool replace);
 
 struct DirEntry {

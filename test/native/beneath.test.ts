@@ -1,7 +1,12 @@
 import {
+  closeSync,
   existsSync,
   fsyncSync,
   linkSync,
+  lstatSync,
+  openSync,
+  readlinkSync,
+  statSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -13,8 +18,8 @@ import {
   writeSync,
 } from 'node:fs';
 import { constants as fsc } from 'node:fs';
-import { spawn } from 'node:child_process';
-import { tmpdir } from 'node:os';
+import { execFileSync, spawn } from 'node:child_process';
+import { constants as osConstants, tmpdir } from 'node:os';
 import path from 'node:path';
 
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -23,6 +28,8 @@ import { native } from '../../gateway/binding.js';
 import type { SystemError } from '../../gateway/binding.js';
 import { BeneathRoot, TMP_PREFIX, closeFd, normalizeRel } from '../../gateway/beneath.js';
 import { fsError } from '../../gateway/errors.js';
+import { TEMP_NAME_PREFIX } from '../../routes/url-path.js';
+import { itNeeds } from '../helpers/requirements.js';
 
 let base: string;
 let rootDir: string;
@@ -343,6 +350,147 @@ describe('atomic uploads', () => {
   });
 });
 
+describe('symlinks and link times (symlinkat, utimensat AT_SYMLINK_NOFOLLOW)', () => {
+  it('creates a symlink in a parent opened beneath the root, its target stored as is', async () => {
+    await root.symlink('../file.txt', 'sub/made');
+    expect(readlinkSync(path.join(rootDir, 'sub/made'))).toBe('../file.txt');
+    // Any target text is stored, never resolved (the archive routes judge targets themselves).
+    await root.symlink('/etc/passwd', 'sub/abs');
+    expect(readlinkSync(path.join(rootDir, 'sub/abs'))).toBe('/etc/passwd');
+    expect((await rejection(root.symlink('x', 'sub/made'))).code).toBe('EEXIST');
+    expect((await rejection(root.symlink('x', 'link-out/planted'))).code).toBe('EXDEV');
+    expect((await rejection(root.symlink('x', 'link-dotdot/planted'))).code).toBe('EXDEV');
+    expect(existsSync(path.join(outsideDir, 'planted'))).toBe(false);
+    expect((await rejection(root.symlink('', 'sub/empty'))).code).toBe('EINVAL');
+    expect((await rejection(root.symlink('a\0b', 'sub/nul'))).code).toBe('EINVAL');
+    expect(await native.fsSymlink(root.fd, 'x', 'sub/../../escape')).toBe(-osErrno('EXDEV'));
+    expect(() => (native.fsSymlink as (...a: unknown[]) => unknown)(root.fd, 1, 'x')).toThrow(
+      /Usage: fsSymlink/,
+    );
+  });
+
+  it('sets the times of a symlink itself, never of what it points at', async () => {
+    const targetMtime = statSync(path.join(rootDir, 'sub/inner.txt')).mtimeMs;
+    const when = new Date('2021-06-01T12:00:00.250Z');
+    await root.lutimes('link-in', when, when);
+    expect(lstatSync(path.join(rootDir, 'link-in')).mtimeMs).toBe(when.getTime());
+    expect(statSync(path.join(rootDir, 'sub/inner.txt')).mtimeMs).toBe(targetMtime);
+    // A link leading out is not followed either: its own time changes, the outside file's not.
+    const outside = statSync(path.join(outsideDir, 'secret')).mtimeMs;
+    await root.lutimes('link-out', when, when);
+    expect(statSync(path.join(outsideDir, 'secret')).mtimeMs).toBe(outside);
+    expect((await rejection(root.lutimes('link-out/secret', when, when))).code).toBe('EXDEV');
+    expect((await rejection(root.lutimes('nope', when, when))).code).toBe('ENOENT');
+  });
+});
+
+function osErrno(code: string): number {
+  const n = (osConstants.errno as Record<string, number>)[code];
+  if (n === undefined) throw new Error(code);
+  return n;
+}
+
+describe('resolving links, mounts, and the temporaries sweep', () => {
+  it('resolveLinks walks like the kernel: links are resolved where they are, not lexically', async () => {
+    mkdirSync(path.join(rootDir, 'sub/nest'));
+    symlinkSync('sub/nest', path.join(rootDir, 'via'));
+    symlinkSync('../inner.txt', path.join(rootDir, 'sub/nest/back'));
+    symlinkSync('sub/missing/x', path.join(rootDir, 'dangling'));
+    symlinkSync('loop2', path.join(rootDir, 'loop1'));
+    symlinkSync('loop1', path.join(rootDir, 'loop2'));
+    expect(await root.resolveLinks('link-in')).toBe('sub/inner.txt');
+    // via/back → sub/nest/../inner.txt: `..` applies in sub/nest, where the link is.
+    expect(await root.resolveLinks('via/back')).toBe('sub/inner.txt');
+    expect(await root.resolveLinks('sub/link-up-in')).toBe('file.txt');
+    expect(await root.resolveLinks('dangling')).toBe('sub/missing/x');
+    expect(await root.resolveLinks('file.txt')).toBe('file.txt');
+    expect((await rejection(root.resolveLinks('link-out'))).code).toBe('EXDEV');
+    expect((await rejection(root.resolveLinks('link-abs'))).code).toBe('EXDEV');
+    expect((await rejection(root.resolveLinks('link-dotdot'))).code).toBe('EXDEV');
+    expect((await rejection(root.resolveLinks('loop1'))).code).toBe('ELOOP');
+  });
+
+  it('nearestExisting finds the closest existing ancestor (a file in the way included)', async () => {
+    expect((await root.nearestExisting('sub/no/such')).rel).toBe('sub');
+    expect((await root.nearestExisting('sub/inner.txt/x/y')).stat.type).toBe('file');
+    expect((await root.nearestExisting('no')).rel).toBe('');
+    expect((await root.nearestExisting('link-dir-in/new')).rel).toBe('link-dir-in');
+    expect((await rejection(root.nearestExisting('link-out/new'))).code).toBe('EXDEV');
+  });
+
+  it('temporaries go to the top of the root when it is on the same mount', async () => {
+    expect(await root.sameMount('', 'sub')).toBe(true);
+    expect(await root.tempDirFor('sub')).toBe('');
+    expect(TEMP_NAME_PREFIX).toBe(TMP_PREFIX);
+    // The replace link's hidden name never stays anywhere.
+    const fd = await root.openTmpfile('sub');
+    writeSync(fd, 'x');
+    await root.linkTmpfile(fd, 'sub/inner.txt', { replace: true });
+    await closeFd(fd);
+    for (const dir of ['', 'sub']) {
+      expect(readdirSync(path.join(rootDir, dir)).filter((n) => n.startsWith(TMP_PREFIX))).toEqual([]);
+    }
+  });
+
+  it('sweepTemporaries removes stale ones at the top of the root, and only those', async () => {
+    writeFileSync(path.join(rootDir, `${TMP_PREFIX}0000000000000001`), 'partial upload');
+    mkdirSync(path.join(rootDir, `${TMP_PREFIX}0000000000000002/deep`), { recursive: true });
+    writeFileSync(path.join(rootDir, `${TMP_PREFIX}0000000000000002/deep/z`), 'staged');
+    // A symlink is removed, never followed.
+    symlinkSync('../outside', path.join(rootDir, `${TMP_PREFIX}0000000000000003`));
+    // Deeper ones are not looked for (the sweep reads the root directory only).
+    writeFileSync(path.join(rootDir, `sub/${TMP_PREFIX}0000000000000004`), 'beside');
+    // One in use by a live server (this process) is locked, and left alone.
+    const live = await root.openNamedTmpfile('');
+    const removed = await root.sweepTemporaries();
+    expect(removed.sort()).toEqual(['1', '2', '3'].map((n) => `${TMP_PREFIX}${n.padStart(16, '0')}`));
+    const top = readdirSync(rootDir).filter((n) => n.startsWith(TMP_PREFIX));
+    expect(top).toEqual([live.rel]);
+    expect(readFileSync(path.join(outsideDir, 'secret'), 'utf8')).toBe('SECRET');
+    expect(existsSync(path.join(rootDir, `sub/${TMP_PREFIX}0000000000000004`))).toBe(true);
+    await closeFd(live.fd);
+    expect(await root.sweepTemporaries()).toEqual([live.rel]);
+    expect(readdirSync(rootDir).filter((n) => n.startsWith(TMP_PREFIX))).toEqual([]);
+  });
+
+  it('named temporaries and O_TMPFILEs are flocked while open', async () => {
+    const { fd, rel } = await root.openNamedTmpfile('');
+    const other = openSync(path.join(rootDir, rel), 'r');
+    try {
+      expect(native.fsTryLock(other)).toBe(-osErrno('EWOULDBLOCK'));
+      await closeFd(fd);
+      expect(native.fsTryLock(other)).toBe(0);
+    } finally {
+      closeSync(other);
+    }
+    expect(native.fsTryLock(-1)).toBe(-osErrno('EBADF'));
+  });
+
+  itNeeds(
+    ['root', 'mount'],
+    'a directory on another mount keeps its temporaries beside the target',
+    async () => {
+      const mnt = path.join(rootDir, 'mnt');
+      mkdirSync(mnt);
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'ng-test-beneath', mnt]);
+      try {
+        expect(await root.sameMount('', 'mnt')).toBe(false);
+        expect(await root.tempDirFor('mnt')).toBe('mnt');
+        writeFileSync(path.join(mnt, 'f'), 'old');
+        // The replace link cannot be made at the root (EXDEV): it is made beside the target.
+        const fd = await root.openTmpfile('mnt');
+        writeSync(fd, 'new');
+        await root.linkTmpfile(fd, 'mnt/f', { replace: true });
+        await closeFd(fd);
+        expect(readFileSync(path.join(mnt, 'f'), 'utf8')).toBe('new');
+        expect(readdirSync(mnt)).toEqual(['f']);
+      } finally {
+        execFileSync('umount', [mnt]);
+      }
+    },
+  );
+});
+
 describe('resources', () => {
   it('leaks no fds over 200 operations, failing ones included', async () => {
     // Warm up lazily opened handles (thread pool, promisified fs) before counting.
@@ -386,10 +534,19 @@ describe('resources', () => {
           await root.fsyncDir('sub');
           await root.readlink('link-etc');
           await rejection(root.readlink('file.txt'));
+          await rejection(root.symlink('x', 'link-out/planted'));
+          await root.symlink('x', `sub/l${i}`);
+          await root.lutimes(`sub/l${i}`, new Date(0), new Date(0));
+          await root.sameMount('', 'sub');
+          await rejection(root.resolveLinks('link-out'));
           break;
-        default:
+        default: {
           await rejection(root.rm('link-out/secret', { recursive: true }));
           await rejection(root.unlink('sub'));
+          const named = await root.openNamedTmpfile('');
+          await closeFd(named.fd);
+          await root.sweepTemporaries();
+        }
       }
     }
     expect(fdCount()).toBe(before);
