@@ -312,7 +312,8 @@ export const DEFAULT_DIGEST_CACHE_ENTRIES = 1024;
 /**
  * A bounded least-recently-used cache of whole-file digests keyed by `${algorithm} ${etag}`, so
  * a repeated `Want-Repr-Digest` for an unchanged file costs nothing (CONTRACT.md "cached by
- * ETag"). Sound because the ETag is strong and changes with the content (etag.ts); entries of
+ * ETag"). Sound because the ETag is strong, names the file system (st_dev) and the inode, and
+ * changes with the content (etag.ts), so two files never share a key; entries of
  * replaced files simply age out. A Map iterates in insertion order, so re-inserting on every hit
  * keeps the least recently used entry first.
  */

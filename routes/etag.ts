@@ -4,6 +4,8 @@
 
 /** The stat fields an ETag depends on. Use `fs.stat(…, { bigint: true })` / `fstat(fd, { bigint: true })`. */
 export interface EtagStat {
+  /** st_dev: inode numbers are unique per file system only (two mounts inside the root). */
+  readonly dev: bigint | number;
   readonly ino: bigint | number;
   readonly size: bigint | number;
   /** Nanosecond mtime: only the bigint stat form carries it exactly. */
@@ -11,7 +13,9 @@ export interface EtagStat {
 }
 
 /**
- * A strong entity-tag (RFC 9110 §8.8.3) `"<ino>-<size>-<mtime ns>"`, all lower-case hex.
+ * A strong entity-tag (RFC 9110 §8.8.3) `"<dev>-<ino>-<size>-<mtime ns>"`, all lower-case hex.
+ * The device is part of it because an inode number is unique only within one file system: two
+ * mounts inside the root can hold files with the same inode, size and mtime.
  *
  * Strong is justified (§8.8.1) because every way nullgate changes a file changes one of these:
  * an atomic PUT renames a new inode over the target, and an in-place rewrite by another process
@@ -20,7 +24,8 @@ export interface EtagStat {
  * file (a float mtimeMs cannot round-trip nanoseconds). Deterministic: no clock, no randomness.
  */
 export function strongEtag(stat: EtagStat): string {
-  return `"${stat.ino.toString(16)}-${stat.size.toString(16)}-${stat.mtimeNs.toString(16)}"`;
+  const { dev, ino, size, mtimeNs } = stat;
+  return `"${dev.toString(16)}-${ino.toString(16)}-${size.toString(16)}-${mtimeNs.toString(16)}"`;
 }
 
 /** `Last-Modified` value (RFC 9110 §8.8.2) as an IMF-fixdate (§5.6.7); toUTCString writes exactly that. */

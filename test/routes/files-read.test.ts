@@ -85,7 +85,7 @@ describe('GET/HEAD /files', () => {
       expect(Buffer.compare(res.body as Buffer, data)).toBe(0);
       expect(res.headers['content-type']).toBe('application/octet-stream');
       expect(res.headers['content-length']).toBe(String(size));
-      expect(res.headers.etag).toMatch(/^"[0-9a-f]+-[0-9a-f]+-[0-9a-f]+"$/);
+      expect(res.headers.etag).toMatch(/^"[0-9a-f]+-[0-9a-f]+-[0-9a-f]+-[0-9a-f]+"$/);
       expect(res.headers.etag).toBe(etag);
       expect(res.headers['last-modified']).toBe('Fri, 01 Mar 2024 12:00:00 GMT');
       expect(res.headers['accept-ranges']).toBe('bytes');

@@ -7,34 +7,36 @@ import { lastModifiedHeader, strongEtag, type EtagStat } from '../../routes/etag
 
 describe('strongEtag, RFC 9110 §8.8.3', () => {
   it.each<[string, EtagStat, string]>([
-    ['an empty file at the epoch', { ino: 1, size: 0, mtimeNs: 0n }, '"1-0-0"'],
+    ['an empty file at the epoch', { dev: 0, ino: 1, size: 0, mtimeNs: 0n }, '"0-1-0-0"'],
     [
       'nanosecond mtime',
-      { ino: 255, size: 4096, mtimeNs: 1_700_000_000_123_456_789n },
-      '"ff-1000-17979cfe3d85cd15"',
+      { dev: 2049, ino: 255, size: 4096, mtimeNs: 1_700_000_000_123_456_789n },
+      '"801-ff-1000-17979cfe3d85cd15"',
     ],
     [
-      '64-bit inode, bigint size',
-      { ino: 2n ** 63n, size: 2n ** 40n, mtimeNs: 1n },
-      '"8000000000000000-10000000000-1"',
+      '64-bit device and inode, bigint size',
+      { dev: 2n ** 40n, ino: 2n ** 63n, size: 2n ** 40n, mtimeNs: 1n },
+      '"10000000000-8000000000000000-10000000000-1"',
     ],
   ])('%s → %s', (_what, stat, etag) => {
     expect(strongEtag(stat)).toBe(etag);
   });
 
+  const base: EtagStat = { dev: 7, ino: 1, size: 10, mtimeNs: 5n };
   it.each<[string, EtagStat]>([
-    ['the inode (atomic rename)', { ino: 2, size: 10, mtimeNs: 5n }],
-    ['the size', { ino: 1, size: 11, mtimeNs: 5n }],
-    ['the mtime by one nanosecond', { ino: 1, size: 10, mtimeNs: 6n }],
+    ['the device (same inode on another mount inside the root)', { ...base, dev: 8 }],
+    ['the inode (atomic rename)', { ...base, ino: 2 }],
+    ['the size', { ...base, size: 11 }],
+    ['the mtime by one nanosecond', { ...base, mtimeNs: 6n }],
   ])('changes with %s', (_what, changed) => {
-    expect(strongEtag(changed)).not.toBe(strongEtag({ ino: 1, size: 10, mtimeNs: 5n }));
+    expect(strongEtag(changed)).not.toBe(strongEtag(base));
   });
 
   it('is a valid strong entity-tag, number and bigint stats agree', () => {
-    const tag = parseEntityTag(strongEtag({ ino: 12345, size: 678, mtimeNs: 9n }));
-    expect(tag).toEqual({ weak: false, opaque: '"3039-2a6-9"' });
-    expect(strongEtag({ ino: 12345, size: 678, mtimeNs: 9n })).toBe(
-      strongEtag({ ino: 12345n, size: 678n, mtimeNs: 9n }),
+    const tag = parseEntityTag(strongEtag({ dev: 3, ino: 12345, size: 678, mtimeNs: 9n }));
+    expect(tag).toEqual({ weak: false, opaque: '"3-3039-2a6-9"' });
+    expect(strongEtag({ dev: 3, ino: 12345, size: 678, mtimeNs: 9n })).toBe(
+      strongEtag({ dev: 3n, ino: 12345n, size: 678n, mtimeNs: 9n }),
     );
   });
 
