@@ -158,38 +158,60 @@ export function isNullgateError(err: unknown): err is NullgateError {
   return err instanceof NullgateError;
 }
 
+/** How one call site words an errno (and, where the operation gives it another meaning, codes it). */
+export type ErrnoOverride = string | { readonly code: ErrorCode; readonly message: string };
+
 /**
  * The one fs-errno → HTTP mapping (STYLE.md "Errors"). `shown` is the path as the client sees
  * it (relative to the root, never a host path). ELOOP/EXDEV come from openat2's RESOLVE_BENEATH
  * and RESOLVE_NO_MAGICLINKS when a lookup would leave the root (openat2(2)).
+ *
+ * `overrides` lets a call site say what an errno means for its operation, keyed by errno code:
+ * a string replaces the message, `{ code, message }` also the code (EEXIST on a link with
+ * `If-None-Match: *` is a failed precondition, ENOTDIR while creating parents is a file in the
+ * way). EXDEV and ELOOP are never overridden: leaving the root is always 403. A NullgateError
+ * passes through unchanged, so a catch block can hand any error here.
  */
-export function fsError(err: unknown, shown: string): NullgateError {
+export function fsError(
+  err: unknown,
+  shown: string,
+  overrides?: Readonly<Record<string, ErrnoOverride>>,
+): NullgateError {
+  if (err instanceof NullgateError) return err;
   const code = (err as NodeJS.ErrnoException | null)?.code;
+  if (code === 'EXDEV' || code === 'ELOOP') {
+    return ngError('NG_ERR_OUTSIDE_ROOT', `path leads outside the served root: ${shown}`, err);
+  }
+  const override = code === undefined ? undefined : overrides?.[code];
+  if (typeof override === 'string') return ngError(defaultError(code).code, override, err);
+  if (override !== undefined) return ngError(override.code, override.message, err);
+  const { code: ngCode, message } = defaultError(code);
+  return ngError(ngCode, `${message}: ${shown}`, err);
+}
+
+function defaultError(code: string | undefined): { code: ErrorCode; message: string } {
   switch (code) {
     case 'ENOENT':
     case 'ENOTDIR':
-      return ngError('NG_ERR_NOT_FOUND', `no such file: ${shown}`, err);
-    case 'EXDEV':
-    case 'ELOOP':
-      return ngError('NG_ERR_OUTSIDE_ROOT', `path leads outside the served root: ${shown}`, err);
+      return { code: 'NG_ERR_NOT_FOUND', message: 'no such file' };
     case 'EACCES':
     case 'EPERM':
     case 'EROFS':
-      return ngError('NG_ERR_FORBIDDEN', `permission denied: ${shown}`, err);
+      return { code: 'NG_ERR_FORBIDDEN', message: 'permission denied' };
     case 'EEXIST':
-      return ngError('NG_ERR_CONFLICT', `already exists: ${shown}`, err);
+      return { code: 'NG_ERR_CONFLICT', message: 'already exists' };
     case 'ENOTEMPTY':
-      return ngError('NG_ERR_CONFLICT', `directory not empty: ${shown}`, err);
+      return { code: 'NG_ERR_CONFLICT', message: 'directory not empty' };
     case 'EISDIR':
-      return ngError('NG_ERR_CONFLICT', `is a directory: ${shown}`, err);
+      return { code: 'NG_ERR_CONFLICT', message: 'is a directory' };
     case 'ENAMETOOLONG':
-      return ngError('NG_ERR_BAD_PATH', `name too long: ${shown}`, err);
+      return { code: 'NG_ERR_BAD_PATH', message: 'name too long' };
     case 'ENOSPC':
     case 'EDQUOT':
-      return ngError('NG_ERR_INSUFFICIENT_STORAGE', `no space left for: ${shown}`, err);
+      return { code: 'NG_ERR_INSUFFICIENT_STORAGE', message: 'no space left for' };
     case 'EFBIG':
-      return ngError('NG_ERR_PAYLOAD_TOO_LARGE', `file too large: ${shown}`, err);
+      return { code: 'NG_ERR_PAYLOAD_TOO_LARGE', message: 'file too large' };
     default:
-      return ngError('NG_ERR_INTERNAL', `internal error on: ${shown}`, err);
+      return { code: 'NG_ERR_INTERNAL', message: 'internal error on' };
   }
 }

@@ -58,3 +58,38 @@ describe('fsError: the one errno → HTTP map (STYLE.md "Errors")', () => {
     expect(err.cause).toBe(cause);
   });
 });
+
+describe('fsError overrides: the call site words (and may recode) an errno, never EXDEV/ELOOP', () => {
+  const sys = (code: string) => Object.assign(new Error(`rename ${code} /srv/host/path`), { code });
+
+  it('a string replaces the message and keeps the code', () => {
+    const err = fsError(sys('EEXIST'), '/a', { EEXIST: 'already exists: /a (as a file)' });
+    expect(err.code).toBe('NG_ERR_CONFLICT');
+    expect(err.message).toBe('already exists: /a (as a file)');
+  });
+
+  it('an object replaces code and message; other errnos keep the default mapping', () => {
+    const overrides = {
+      EEXIST: { code: 'NG_ERR_PRECONDITION_FAILED', message: 'exists' },
+      ENOTDIR: { code: 'NG_ERR_CONFLICT', message: 'a file is in the way' },
+    } as const;
+    expect(fsError(sys('EEXIST'), '/a', overrides).statusCode).toBe(412);
+    expect(fsError(sys('ENOTDIR'), '/a', overrides).code).toBe('NG_ERR_CONFLICT');
+    expect(fsError(sys('ENOENT'), '/a', overrides).code).toBe('NG_ERR_NOT_FOUND');
+    expect(fsError(sys('ENOSPC'), '/a', overrides).statusCode).toBe(507);
+  });
+
+  it.each(['EXDEV', 'ELOOP'])('%s is always 403 NG_ERR_OUTSIDE_ROOT, whatever the override says', (errno) => {
+    const err = fsError(sys(errno), '/escape/x', {
+      [errno]: { code: 'NG_ERR_CONFLICT', message: 'the parent of /escape/x is not a directory' },
+    });
+    expect(err.statusCode).toBe(403);
+    expect(err.code).toBe('NG_ERR_OUTSIDE_ROOT');
+    expect(err.message).not.toContain('/srv/host');
+  });
+
+  it('a NullgateError passes through unchanged', () => {
+    const original = ngError('NG_ERR_DIGEST_MISMATCH', 'mismatch');
+    expect(fsError(original, '/a')).toBe(original);
+  });
+});
