@@ -59,6 +59,10 @@ const selfPeer: PeerCredentials = Object.freeze({
   gid: process.getgid?.() ?? 0,
 });
 
+/** Bytes already counted in an access line, per connection (see the onRequest hook). */
+const loggedBytes = Symbol('nullgate.loggedBytes');
+type CountedSocket = Socket & { [loggedBytes]?: number };
+
 /** Connections whose parser failed while a response was in flight: closed once it is sent. */
 const closingAfterResponse = new WeakSet<Socket>();
 /** Connections answered with a parser error, draining the client's input before closing. */
@@ -156,21 +160,47 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
 
   app.decorateRequest('peer', null as unknown as PeerCredentials);
   app.addHook('onRequest', (request, reply, done) => {
-    request.peer = peerOf(request.raw.socket) ?? selfPeer;
+    const socket = request.raw.socket as CountedSocket;
+    request.peer = peerOf(socket) ?? selfPeer;
+    // What this response put on the wire, headers included (nginx's $bytes_sent), however it
+    // was sent: the socket's bytesWritten from here to the response's last write (inject()
+    // sockets have no count: 0). 'prefinish' is that last write; waiting for 'close' would also
+    // count a pipelined successor, which Node starts writing before this one's 'close'.
+    const startBytes = socket.bytesWritten ?? 0;
+    const res = reply.raw;
+    let bytes = -1;
+    const settle = (): void => {
+      if (bytes >= 0) return;
+      const endBytes = socket.bytesWritten ?? 0;
+      // Pipelined responses share the socket: each counts from where the previous one's ended.
+      bytes = endBytes - Math.max(startBytes, socket[loggedBytes] ?? 0);
+      socket[loggedBytes] = endBytes;
+    };
+    res.on('prefinish', settle);
     // One access line per request, written when the response is over — also for responses
     // that leave Fastify's lifecycle (zero-copy downloads hijack the reply) or are cut short.
-    reply.raw.once('close', () => {
+    res.on('close', () => {
+      settle();
       const { pid, uid, gid } = request.peer;
-      const res = reply.raw;
+      const finished = res.writableFinished;
+      if (finished && request.method !== 'HEAD' && res.statusCode !== 304) {
+        // A zero-copy body (sendfile, routes/zero-copy.ts) goes around the socket's count. A
+        // finished response that wrote fewer bytes than its Content-Length through Node can only
+        // be one of those, and it was sent whole.
+        const length = Number(res.getHeader('content-length') ?? 0);
+        if (bytes < length) bytes += length;
+      }
+      const url = request.url;
+      const query = url.indexOf('?');
       request.log.info(
         {
           peer: { pid, uid, gid },
           method: request.method,
-          url: request.url,
+          path: query === -1 ? url : url.slice(0, query),
           status: res.statusCode,
-          bytes: Number(res.getHeader('content-length') ?? 0),
+          bytes,
           ms: Math.round(reply.elapsedTime * 10) / 10,
-          ...(res.writableFinished ? {} : { aborted: true }),
+          ...(finished ? {} : { aborted: true }),
         },
         'access',
       );

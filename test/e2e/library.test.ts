@@ -1,9 +1,14 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
-import { createGateway } from '../../gateway/index.js';
-import { connectSocket, rawGet, uniqueName } from '../helpers/sockets.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createGateway, type Gateway } from '../../gateway/index.js';
+import { connectSocket, rawGet, rawRequest, uniqueName } from '../helpers/sockets.js';
 
 /** Resolves true once the far end closes `socket` (false after 1 s). */
 function closedSoon(socket: Socket): Promise<boolean> {
@@ -153,5 +158,141 @@ describe('docs/examples/custom-route.mjs', () => {
       child.kill('SIGTERM');
       await new Promise((r) => child.on('exit', r));
     }
+  });
+});
+
+interface AccessLine {
+  msg: string;
+  peer: { pid: number; uid: number; gid: number };
+  method: string;
+  path: string;
+  url?: string;
+  status: number;
+  bytes: number;
+  ms: number;
+  aborted?: boolean;
+}
+
+describe('the access line (one per request, from the logStream)', () => {
+  const MB5 = 5_000_000;
+  const socket = uniqueName('access');
+  let dir: string;
+  let gateway: Gateway;
+  let logged = '';
+  const lines = (): AccessLine[] =>
+    logged
+      .split('\n')
+      .filter((l) => l.includes('"msg":"access"'))
+      .map((l) => JSON.parse(l) as AccessLine);
+  /** The access line for `path` (waits for it: it is written when the response closes). */
+  async function lineFor(path: string, count = 1): Promise<AccessLine[]> {
+    for (let i = 0; i < 100; i++) {
+      const found = lines().filter((l) => l.path === path);
+      if (found.length >= count) return found;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`no access line for ${path} in:\n${logged}`);
+  }
+  /** Reads the response head and a little body, then hangs up. */
+  function abortAfter(path: string, atLeast: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const client = connectSocket(socket);
+      let received = 0;
+      client.on('error', reject);
+      client.on('data', (c: Buffer) => {
+        received += c.length;
+        if (received >= atLeast) {
+          client.destroy();
+          resolve(received);
+        }
+      });
+      client.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    });
+  }
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ng-access-'));
+    writeFileSync(join(dir, 'a.txt'), 'hello\n');
+    writeFileSync(join(dir, 'big.bin'), randomBytes(MB5));
+    const logStream = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        logged += chunk.toString();
+        cb();
+      },
+    });
+    gateway = createGateway({ socket, root: dir, logLevel: 'info', logStream });
+    // 5 MB through Node's socket (not sendfile), 64 KiB at a time.
+    gateway.app.get('/stream', (_request, reply) => {
+      let left = MB5;
+      const body = new Readable({
+        read() {
+          const n = Math.min(left, 65536);
+          left -= n;
+          this.push(n > 0 ? Buffer.alloc(n, 0x61) : null);
+        },
+      });
+      return reply.header('content-length', MB5).send(body);
+    });
+    await gateway.listen();
+  });
+  afterAll(async () => {
+    await gateway.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it.each([
+    ['/health', '/health', 200],
+    ['/files/a.txt?download=1', '/files/a.txt', 200],
+    ['/files/', '/files/', 200],
+    ['/no/such/route?q=secret', '/no/such/route', 404],
+    ['/files/big.bin', '/files/big.bin', 200],
+  ])('GET %s: bytes are what the client received, the path has no query', async (url, path, status) => {
+    const res = await rawGet(socket, url);
+    expect(res.status).toBe(status);
+    const [line] = await lineFor(path);
+    expect(line).toMatchObject({
+      peer: { pid: process.pid, uid: process.getuid!(), gid: process.getgid!() },
+      method: 'GET',
+      path,
+      status,
+      bytes: res.raw.length,
+    });
+    expect(line!.url).toBeUndefined();
+    expect(line!.aborted).toBeUndefined();
+    expect(typeof line!.ms).toBe('number');
+    expect(logged).not.toContain('secret');
+  });
+
+  it('pipelined responses on one connection each count their own bytes', async () => {
+    const one = 'GET /files/a.txt?n=1 HTTP/1.1\r\nHost: x\r\n\r\n';
+    const res = await rawRequest(
+      socket,
+      `${one}${one}GET /health?n=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+    );
+    // The first /files/a.txt and /health lines are the earlier tests'.
+    const [, a, b] = await lineFor('/files/a.txt', 3);
+    const [, h] = await lineFor('/health', 2);
+    expect(a!.bytes + b!.bytes + h!.bytes).toBe(res.raw.length);
+    // Node starts writing a pipelined response before the previous one's 'close'.
+    const health = res.raw.indexOf('HTTP/1.1', res.raw.indexOf('HTTP/1.1', 1) + 1);
+    expect(h!.bytes).toBe(res.raw.length - health);
+    expect(a!.bytes).toBe(b!.bytes);
+  });
+
+  it('a download cut mid-body logs aborted, with the bytes sent so far, not the Content-Length', async () => {
+    const received = await abortAfter('/stream', 100_000);
+    const [line] = await lineFor('/stream');
+    expect(line).toMatchObject({ method: 'GET', path: '/stream', status: 200, aborted: true });
+    expect(line!.bytes).toBeGreaterThanOrEqual(received);
+    expect(line!.bytes).toBeLessThan(MB5);
+  });
+
+  it('a zero-copy download cut mid-body logs aborted, never the whole Content-Length', async () => {
+    await abortAfter('/files/big.bin?cut=1', 100_000);
+    const all = await lineFor('/files/big.bin', 2);
+    const line = all[1]!;
+    expect(line).toMatchObject({ status: 200, aborted: true });
+    expect(line.bytes).toBeGreaterThan(0);
+    expect(line.bytes).toBeLessThan(MB5);
   });
 });
