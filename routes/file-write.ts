@@ -1,12 +1,26 @@
 /**
  * PUT (atomic upload), PUT dir/ and MKCOL, DELETE and MOVE of /files. Every name is created,
- * replaced or removed through the beneath-root layer (openat2 + *at calls), never by host path.
+ * replaced or removed through the beneath-root layer (openat2 + *at calls), never by host path,
+ * and every errno reaches the client through `fsError` (gateway/errors.ts), with the wording
+ * of the operation at hand.
  *
- * Uploads are written into an anonymous O_TMPFILE inode in the target directory, fsynced,
- * verified, and only then linked over the target (then the directory is fsynced): readers see
- * the old file or the new one, never a part, and a client that disconnects — or a server killed
- * with SIGKILL — leaves nothing with a name. File systems without O_TMPFILE get a named
- * `.nullgate-tmp-*` file instead, hidden from listings.
+ * Uploads are written into an anonymous O_TMPFILE inode, fsynced, verified, and only then linked
+ * over the target (then the directory is fsynced): readers see the old file or the new one, never
+ * a part, and a client that disconnects — or a server killed with SIGKILL — leaves nothing with a
+ * name. File systems without O_TMPFILE get a named `.nullgate-tmp-*` file instead, at the top of
+ * the root when that is on the target's mount (the next start's sweep removes it after a
+ * SIGKILL: BeneathRoot.sweepTemporaries), else beside the target; never listed or served.
+ *
+ * "Nothing changes" on a failed upload includes the parent directories: none is created before
+ * the body is complete and verified. Until then the temporary lives in the nearest existing
+ * ancestor of the target's directory (an O_TMPFILE inode can be linked anywhere on its mount,
+ * a named temporary renamed), and the missing parents are made just before the link. Making
+ * them first and removing them on failure would show them to other clients meanwhile, and the
+ * removal could race with another request that has just started to use them.
+ *
+ * A final symlink that stays beneath the root is written through, as nginx's and Apache's DAV
+ * modules do: the preconditions are judged on the file it leads to (the ETag GET sent), that
+ * file is replaced, and the link stays a link. One leading out is 403 NG_ERR_OUTSIDE_ROOT.
  */
 import { write as writeCb } from 'node:fs';
 import { constants as osc } from 'node:os';
@@ -15,12 +29,12 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type BeneathRoot, type BeneathStat, closeFd } from '../gateway/beneath.js';
-import { fsError, ngError, NullgateError } from '../gateway/errors.js';
+import { type ErrnoOverride, fsError, ngError, NullgateError } from '../gateway/errors.js';
 import type { UploadSlots } from '../gateway/limits.js';
 import { evaluatePreconditions, type Representation } from './conditional.js';
 import { createDigestHash, type DigestAlgorithm, parseDigestHeader, type ParsedDigest } from './digest.js';
 import { strongEtag } from './etag.js';
-import { decodeFilePath, displayPath, type FilePath } from './url-path.js';
+import { decodeFilePath, displayPath, type FilePath, targetPath } from './url-path.js';
 
 export interface WriteContext {
   readonly root: BeneathRoot;
@@ -29,7 +43,7 @@ export interface WriteContext {
   readonly uploads: UploadSlots;
 }
 
-const { EOPNOTSUPP, EISDIR, EEXIST, ENOENT, ENOTDIR } = osc.errno;
+const { EOPNOTSUPP, EISDIR } = osc.errno;
 
 function parentOf(rel: string): string {
   const i = rel.lastIndexOf('/');
@@ -45,6 +59,13 @@ async function lstatOrUndefined(root: BeneathRoot, rel: string): Promise<Beneath
   }
 }
 
+/** Does `rel` (already lstat'ed as `st`) name a directory, a symlink to one included? */
+async function namesDirectory(root: BeneathRoot, rel: string, st: BeneathStat): Promise<boolean> {
+  if (st.type === 'dir') return true;
+  if (st.type !== 'symlink') return false;
+  return (await root.stat(rel).catch(() => undefined))?.type === 'dir';
+}
+
 function currentRep(st: BeneathStat | undefined): Representation {
   return st ? { exists: true, etag: strongEtag(st), lastModified: st.mtimeMs } : { exists: false };
 }
@@ -55,16 +76,18 @@ function hasBody(request: FastifyRequest): boolean {
   return request.headers['transfer-encoding'] !== undefined;
 }
 
+function conflict(message: string): ErrnoOverride {
+  return { code: 'NG_ERR_CONFLICT', message };
+}
+
 /** mkdir -p; a file in the way is a conflict (409), not "not found". */
 async function makeDirs(root: BeneathRoot, rel: string): Promise<boolean> {
   try {
     return await root.mkdirp(rel);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOTDIR' || code === 'EEXIST') {
-      throw ngError('NG_ERR_CONFLICT', `a file is in the way of directory ${displayPath(rel, true)}`, err);
-    }
-    throw fsError(err, displayPath(rel, true));
+    const shown = displayPath(rel, true);
+    const inTheWay = conflict(`a file is in the way of directory ${shown}`);
+    throw fsError(err, shown, { ENOTDIR: inTheWay, EEXIST: inTheWay });
   }
 }
 
@@ -178,6 +201,71 @@ export async function upload(
   }
 }
 
+/**
+ * Where a PUT to `rel` writes, and what is there now. A final symlink is followed while it stays
+ * beneath the root (see the top of this file); the file it leads to may not exist yet, and is
+ * then created.
+ */
+async function writeTarget(
+  root: BeneathRoot,
+  rel: string,
+  shown: string,
+): Promise<{ target: string; before: BeneathStat | undefined }> {
+  try {
+    const st = await lstatOrUndefined(root, rel);
+    if (st?.type !== 'symlink') return { target: rel, before: st };
+    const target = await root.resolveLinks(rel);
+    return { target, before: await lstatOrUndefined(root, target) };
+  } catch (err) {
+    // ENOTDIR: a file where a parent directory should be.
+    throw fsError(err, shown, { ENOTDIR: conflict(`a file is in the way of ${shown}`) });
+  }
+}
+
+/** The nearest existing directory of `dir` and its ancestors (a file in the way is 409). */
+async function existingDir(root: BeneathRoot, dir: string, shown: string): Promise<string> {
+  let found: { rel: string; stat: BeneathStat };
+  try {
+    found = await root.nearestExisting(dir);
+  } catch (err) {
+    throw fsError(err, shown);
+  }
+  if (found.stat.type !== 'dir') throw ngError('NG_ERR_CONFLICT', `a file is in the way of ${shown}`);
+  return found.rel;
+}
+
+/** The temporary an upload is written into: O_TMPFILE in `dir`, else a named one (`named`). */
+async function openTemporary(
+  root: BeneathRoot,
+  dir: string,
+  shown: string,
+): Promise<{ fd: number; named?: string }> {
+  try {
+    return { fd: await root.openTmpfile(dir, 0o644) };
+  } catch (err) {
+    const errno = (err as NodeJS.ErrnoException).errno;
+    // EOPNOTSUPP: no O_TMPFILE on this file system; EISDIR: a kernel without it at all.
+    if (errno !== -EOPNOTSUPP && errno !== -EISDIR) throw fsError(err, shown);
+  }
+  try {
+    const { fd, rel } = await root.openNamedTmpfile(await root.tempDirFor(dir), 0o644);
+    return { fd, named: rel };
+  } catch (err) {
+    throw fsError(err, shown);
+  }
+}
+
+/** `from`, then each directory below it down to `to` (`to` a descendant of `from`, or equal). */
+function dirChain(from: string, to: string): string[] {
+  const chain = [from];
+  const rest = (from === '' ? to : to.slice(from.length + 1)).split('/').filter(Boolean);
+  for (let dir = from, i = 0; i < rest.length - 1; i++) {
+    dir = dir === '' ? rest[i]! : `${dir}/${rest[i]!}`;
+    chain.push(dir);
+  }
+  return chain;
+}
+
 async function atomicUpload(
   ctx: WriteContext,
   rel: string,
@@ -187,37 +275,17 @@ async function atomicUpload(
   reply: FastifyReply,
 ) {
   const { root } = ctx;
-  const parent = parentOf(rel);
-  let before: BeneathStat | undefined;
-  try {
-    before = await lstatOrUndefined(root, rel);
-  } catch (err) {
-    // ENOTDIR: a file where a parent directory should be.
-    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') {
-      throw ngError('NG_ERR_CONFLICT', `a file is in the way of ${shown}`, err);
-    }
-    throw fsError(err, shown);
-  }
+  const { target, before } = await writeTarget(root, rel, shown);
   if (before?.type === 'dir') throw ngError('NG_ERR_CONFLICT', `is a directory: ${shown}`);
   if (evaluatePreconditions('PUT', request.headers, currentRep(before)) === 'precondition-failed') {
     throw ngError('NG_ERR_PRECONDITION_FAILED', `precondition failed for ${shown}`);
   }
   const mustBeNew = request.headers['if-none-match']?.trim() === '*';
-  await makeDirs(root, parent);
-
-  let fd: number;
-  let namedTmp: string | undefined;
-  try {
-    fd = await root.openTmpfile(parent, 0o644);
-  } catch (err) {
-    const errno = (err as NodeJS.ErrnoException).errno;
-    if (errno !== -EOPNOTSUPP && errno !== -EISDIR) throw fsError(err, shown);
-    try {
-      ({ fd, rel: namedTmp } = await root.openNamedTmpfile(parent, 0o644));
-    } catch (err2) {
-      throw fsError(err2, shown);
-    }
-  }
+  const parent = parentOf(target);
+  // Nothing is created before the body is verified: the temporary waits in the nearest
+  // existing ancestor, and missing parents are made just before the link (see the top).
+  const near = before ? parent : await existingDir(root, parent, shown);
+  const { fd, named } = await openTemporary(root, near, shown);
 
   let linked = false;
   try {
@@ -236,21 +304,26 @@ async function atomicUpload(
     verifyDigests(expected, meter, shown);
     try {
       await root.fsync(fd);
-      if (namedTmp === undefined) {
-        await root.linkTmpfile(fd, rel, { replace: !mustBeNew });
+      if (near !== parent) await makeDirs(root, parent);
+      if (named === undefined) {
+        await root.linkTmpfile(fd, target, { replace: !mustBeNew });
       } else {
-        await root.rename(namedTmp, rel, { noReplace: mustBeNew });
+        await root.rename(named, target, { noReplace: mustBeNew });
       }
       linked = true;
       await root.fsyncDir(parent);
+      // The names of the directories made for this upload, each in its parent.
+      if (near !== parent) for (const dir of dirChain(near, parent).reverse()) await root.fsyncDir(dir);
     } catch (err) {
-      const errno = (err as NodeJS.ErrnoException).errno;
-      if (mustBeNew && errno === -EEXIST)
-        throw ngError('NG_ERR_PRECONDITION_FAILED', `already exists: ${shown}`, err);
-      if (errno === -EISDIR) throw ngError('NG_ERR_CONFLICT', `is a directory: ${shown}`, err);
-      if (errno === -ENOENT || errno === -ENOTDIR)
-        throw ngError('NG_ERR_CONFLICT', `the directory of ${shown} went away`, err);
-      throw fsError(err, shown);
+      const goneAway = conflict(`the directory of ${shown} went away`);
+      throw fsError(err, shown, {
+        EEXIST: mustBeNew
+          ? { code: 'NG_ERR_PRECONDITION_FAILED', message: `already exists: ${shown}` }
+          : `already exists: ${shown}`,
+        EISDIR: `is a directory: ${shown}`,
+        ENOENT: goneAway,
+        ENOTDIR: goneAway,
+      });
     }
     const after = await root.fstat(fd, rel);
     const etag = strongEtag(after);
@@ -260,7 +333,17 @@ async function atomicUpload(
       .send({ path: shown, size: after.size, etag });
   } finally {
     await closeFd(fd);
-    if (namedTmp !== undefined && !linked) await root.unlink(namedTmp).catch(() => undefined);
+    if (named !== undefined && !linked) await root.unlink(named).catch(() => undefined);
+  }
+}
+
+/**
+ * A trailing slash names a directory (RFC 3986 §3.3 path, and what GET does): on anything else,
+ * a symlink to a directory aside, the path does not exist (404), as for `rm f.txt/`.
+ */
+async function checkTrailingSlash(root: BeneathRoot, path: FilePath, st: BeneathStat): Promise<void> {
+  if (path.trailingSlash && !(await namesDirectory(root, path.rel, st))) {
+    throw ngError('NG_ERR_NOT_FOUND', `not a directory: ${displayPath(path.rel, true)}`);
   }
 }
 
@@ -274,9 +357,9 @@ export async function remove(
   if (path.rel === '') throw ngError('NG_ERR_FORBIDDEN', 'the served root cannot be deleted');
   const query = request.query as Record<string, string | undefined>;
   const recursive = query.recursive === '1' || query.recursive === 'true';
-  let st: BeneathStat;
   try {
-    st = await ctx.root.lstat(path.rel);
+    const st = await ctx.root.lstat(path.rel);
+    await checkTrailingSlash(ctx.root, path, st);
     if (evaluatePreconditions('DELETE', request.headers, currentRep(st)) === 'precondition-failed') {
       throw ngError('NG_ERR_PRECONDITION_FAILED', `precondition failed for ${shown}`);
     }
@@ -284,15 +367,9 @@ export async function remove(
     else if (recursive) await ctx.root.rm(path.rel, { recursive: true });
     else await ctx.root.rmdir(path.rel);
   } catch (err) {
-    if (err instanceof NullgateError) throw err;
-    if ((err as NodeJS.ErrnoException).code === 'ENOTEMPTY') {
-      throw ngError(
-        'NG_ERR_CONFLICT',
-        `directory not empty: ${displayPath(path.rel, true)} (use ?recursive=1)`,
-        err,
-      );
-    }
-    throw fsError(err, shown);
+    throw fsError(err, shown, {
+      ENOTEMPTY: conflict(`directory not empty: ${displayPath(path.rel, true)} (use ?recursive=1)`),
+    });
   }
   return reply.code(204).send();
 }
@@ -300,12 +377,7 @@ export async function remove(
 /** The Destination header (RFC 4918 §10.3): an absolute URI or an absolute path, within /files. */
 export function destinationPath(header: string | undefined, prefix: string): FilePath {
   if (!header) throw ngError('NG_ERR_BAD_REQUEST', 'MOVE needs a Destination header');
-  let pathname = header.trim();
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(pathname)) {
-    const start = pathname.indexOf('/', pathname.indexOf('//') + 2);
-    pathname = start === -1 ? '/' : pathname.slice(start);
-  }
-  pathname = pathname.split('?')[0]!.split('#')[0]!;
+  const pathname = targetPath(header.trim());
   if (pathname !== prefix && !pathname.startsWith(`${prefix}/`)) {
     throw ngError('NG_ERR_BAD_REQUEST', `Destination must be a path under ${prefix}/, got "${header}"`);
   }
@@ -328,16 +400,24 @@ export async function move(
     throw ngError('NG_ERR_CONFLICT', `cannot move ${shownFrom} into itself (${shownTo})`);
   }
   const overwrite = (request.headers.overwrite as string | undefined)?.trim().toUpperCase() !== 'F';
+  let source: BeneathStat;
   try {
-    await ctx.root.lstat(from.rel);
+    source = await ctx.root.lstat(from.rel);
+    await checkTrailingSlash(ctx.root, from, source);
   } catch (err) {
     throw fsError(err, shownFrom);
+  }
+  if (to.trailingSlash && !(await namesDirectory(ctx.root, from.rel, source))) {
+    throw ngError(
+      'NG_ERR_CONFLICT',
+      `cannot move ${shownFrom}, not a directory, to a directory path ${shownTo}/`,
+    );
   }
   let existed: BeneathStat | undefined;
   try {
     existed = await lstatOrUndefined(ctx.root, to.rel);
   } catch (err) {
-    throw ngError('NG_ERR_CONFLICT', `the parent of ${shownTo} is not a directory`, err);
+    throw fsError(err, shownTo, { ENOTDIR: conflict(`the parent of ${shownTo} is not a directory`) });
   }
   if (existed && !overwrite)
     throw ngError('NG_ERR_PRECONDITION_FAILED', `destination exists: ${shownTo} (Overwrite: F)`);
@@ -345,14 +425,17 @@ export async function move(
     await ctx.root.rename(from.rel, to.rel, { noReplace: !overwrite });
     await ctx.root.fsyncDir(parentOf(to.rel));
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST' && !overwrite)
-      throw ngError('NG_ERR_PRECONDITION_FAILED', `destination exists: ${shownTo} (Overwrite: F)`, err);
-    if (code === 'ENOENT' || code === 'ENOTDIR')
-      throw ngError('NG_ERR_CONFLICT', `the parent directory of ${shownTo} does not exist`, err);
-    if (code === 'EISDIR' || code === 'ENOTEMPTY' || code === 'EEXIST')
-      throw ngError('NG_ERR_CONFLICT', `cannot replace ${shownTo} with ${shownFrom}`, err);
-    throw fsError(err, shownTo);
+    const cannotReplace = conflict(`cannot replace ${shownTo} with ${shownFrom}`);
+    const noParent = conflict(`the parent directory of ${shownTo} does not exist`);
+    throw fsError(err, shownTo, {
+      EEXIST: overwrite
+        ? cannotReplace
+        : { code: 'NG_ERR_PRECONDITION_FAILED', message: `destination exists: ${shownTo} (Overwrite: F)` },
+      ENOENT: noParent,
+      ENOTDIR: existed ? cannotReplace : noParent,
+      EISDIR: cannotReplace,
+      ENOTEMPTY: cannotReplace,
+    });
   }
   return reply.code(existed ? 204 : 201).send();
 }

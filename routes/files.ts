@@ -4,14 +4,14 @@
  * file-write.ts. Paths come from the raw URL (not Fastify's decoded params) so that they are
  * percent-decoded exactly once and `..` is judged on what the client really sent.
  */
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { BeneathRoot } from '../gateway/beneath.js';
 import { ngError } from '../gateway/errors.js';
 import { DEFAULT_LIMITS, UploadSlots } from '../gateway/limits.js';
 import { DigestCache } from './digest.js';
 import { getPath, type ReadContext } from './file-read.js';
 import { mkcol, move, remove, upload, type WriteContext } from './file-write.js';
-import { decodeFilePath, type FilePath } from './url-path.js';
+import { decodeFilePath, type FilePath, targetPath } from './url-path.js';
 
 export interface FilesOptions {
   /** The directory to serve; every access is confined beneath it by the kernel. */
@@ -27,11 +27,13 @@ export interface FilesOptions {
 }
 
 const WRITE_METHODS = ['PUT', 'MKCOL', 'DELETE', 'MOVE'];
+const METHODS = ['GET', 'HEAD', 'PUT', 'DELETE', 'MKCOL', 'MOVE'];
 
 export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options) => {
   const root = await BeneathRoot.open(options.root);
   app.addHook('onClose', async () => root.close());
   const writable = options.writable === true;
+  if (writable) await sweepTemporaries(root, app.log);
   const prefix = app.prefix;
   const read: ReadContext = { root, digests: new DigestCache() };
   const write: WriteContext = {
@@ -71,11 +73,9 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
     done();
   });
 
-  const pathOf = (request: FastifyRequest): FilePath => {
-    const url = request.raw.url ?? '/';
-    const q = url.indexOf('?');
-    return decodeFilePath((q === -1 ? url : url.slice(0, q)).slice(prefix.length));
-  };
+  // The raw target: origin-form, or absolute-form (RFC 9112 §3.2.2) cut to its path.
+  const pathOf = (request: FastifyRequest): FilePath =>
+    decodeFilePath(targetPath(request.raw.url ?? '/').slice(prefix.length));
   const guard = (request: FastifyRequest): FilePath => {
     const path = pathOf(request);
     if (!writable && WRITE_METHODS.includes(request.method)) {
@@ -113,10 +113,45 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
       case 'MOVE':
         return move(write, path, request, reply, prefix);
       default:
-        throw ngError('NG_ERR_METHOD_NOT_ALLOWED', `${request.method} is not supported on ${prefix}`);
+        return methodNotAllowed(request, reply, METHODS, prefix);
     }
   };
-  const methods = ['GET', 'HEAD', 'PUT', 'DELETE', 'MKCOL', 'MOVE'];
-  app.route({ method: methods, url: '/', handler });
-  app.route({ method: methods, url: '/*', handler });
+  app.route({ method: METHODS, url: '/', handler });
+  app.route({ method: METHODS, url: '/*', handler });
+  // Every other method Fastify knows is answered 405 with the Allow list (RFC 9110 §15.5.6),
+  // not the 404 "no route" the gateway gives unknown URLs: the resource exists.
+  const others = app.supportedMethods.filter((m) => !METHODS.includes(m));
+  const refuse = (request: FastifyRequest, reply: FastifyReply) =>
+    methodNotAllowed(request, reply, METHODS, prefix);
+  app.route({ method: others, url: '/', handler: refuse });
+  app.route({ method: others, url: '/*', handler: refuse });
 };
+
+/** 405 NG_ERR_METHOD_NOT_ALLOWED with `Allow` (RFC 9110 §10.2.1, §15.5.6). */
+export function methodNotAllowed(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  allowed: readonly string[],
+  prefix: string,
+): never {
+  void reply.header('allow', allowed.join(', '));
+  if (!request.raw.complete) void reply.header('connection', 'close');
+  throw ngError(
+    'NG_ERR_METHOD_NOT_ALLOWED',
+    `${request.method} is not allowed on ${prefix}/ (allowed: ${allowed.join(', ')})`,
+  );
+}
+
+/**
+ * The startup sweep of a writable server: temporaries of a server killed mid-upload (SIGKILL)
+ * are removed before the first request (BeneathRoot.sweepTemporaries). A failure is logged and
+ * does not stop the server: the leftovers are never served, listed or archived anyway.
+ */
+export async function sweepTemporaries(root: BeneathRoot, log: FastifyBaseLogger): Promise<void> {
+  try {
+    const removed = await root.sweepTemporaries();
+    if (removed.length > 0) log.info({ removed }, 'removed temporaries left by an earlier server');
+  } catch (err) {
+    log.warn({ err }, 'could not sweep the temporaries of an earlier server');
+  }
+}

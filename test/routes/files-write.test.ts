@@ -8,12 +8,15 @@ import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
 import {
   existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -571,5 +574,306 @@ describe('writes to /files without --writable', () => {
     const res = await app.inject({ url: '/files/f.txt' });
     expect(res.statusCode).toBe(200);
     expect(res.body).toBe('keep');
+  });
+});
+
+/** One raw HTTP/1.1 exchange (so absolute-form targets and odd methods go out as written). */
+function rawHttp(
+  port: number,
+  head: string,
+  body = '',
+): Promise<{ status: number; headers: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let data = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no answer to ${head.split('\r\n')[0]}: ${data}`));
+    }, 5000);
+    socket.on('data', (c: Buffer) => (data += c.toString('latin1')));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      const end = data.indexOf('\r\n\r\n');
+      resolve({
+        status: Number(data.split(' ')[1]),
+        headers: data.slice(0, end).toLowerCase(),
+        body: data.slice(end + 4),
+      });
+    });
+    // write, not end: this plain TCP listener does not keep half-closed connections open.
+    socket.write(
+      `${head}\r\nHost: x\r\nConnection: close\r\n${body ? `Content-Length: ${body.length}\r\n` : ''}\r\n${body}`,
+    );
+  });
+}
+
+/** Fds this process holds under `root` (the in-process server's temporary files). */
+function fdsUnder(root: string): number {
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`).startsWith(`${root}/`)) n++;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return n;
+}
+
+describe('writes: nothing before the body is verified, symlinks, one errno map, paths and methods', () => {
+  let base: string;
+  let dir: string;
+  let outside: string;
+  let app: FastifyInstance;
+  let port: number;
+  let request: ReturnType<typeof supertest>;
+
+  beforeAll(async () => {
+    base = mkdtempSync(join(tmpdir(), 'ng-files-audit-'));
+    dir = join(base, 'root');
+    outside = join(base, 'outside');
+    mkdirSync(dir);
+    mkdirSync(outside);
+    app = buildApp({ root: dir, writable: true, maxUpload: MAX_UPLOAD, logLevel: false });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    port = (app.server.address() as AddressInfo).port;
+    request = supertest(app.server);
+  });
+  afterAll(async () => {
+    await app.close();
+    rmSync(base, { recursive: true, force: true });
+  });
+  beforeEach(() => {
+    for (const name of readdirSync(dir)) rmSync(join(dir, name), { recursive: true, force: true });
+    for (const name of readdirSync(outside)) rmSync(join(outside, name), { recursive: true, force: true });
+    writeFileSync(join(outside, 'secret'), 'outside');
+  });
+
+  describe('a failed upload creates no parent directories', () => {
+    it('a wrong digest on /nd/x/f is 400 and leaves no nd/', async () => {
+      const res = await request
+        .put('/files/nd/x/f')
+        .set('Content-Digest', digest('sha256', 'other'))
+        .send('body')
+        .expect(400);
+      expectErrorBody(res.body, 400, 'NG_ERR_DIGEST_MISMATCH');
+      expect(tree(dir)).toEqual([]);
+    });
+
+    it('a chunked body over maxUpload on /nd/x/f is 413 and leaves no nd/', async () => {
+      const res = await send(port, 'PUT', '/files/nd/x/f', {}, chunks(2 * MAX_UPLOAD));
+      expect(res.status).toBe(413);
+      expect(tree(dir)).toEqual([]);
+    });
+
+    it('a client that disconnects mid-body on /nd/x/f leaves no nd/', async () => {
+      const socket = connect(port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      socket.write(`PUT /files/nd/x/f HTTP/1.1\r\nHost: x\r\nContent-Length: ${MAX_UPLOAD}\r\n\r\n`);
+      socket.write(Buffer.alloc(64 * 1024, 0x61));
+      const until = Date.now() + 5000;
+      while (fdsUnder(dir) === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+      expect(fdsUnder(dir)).toBeGreaterThan(0);
+      socket.destroy();
+      while (fdsUnder(dir) > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+      expect(fdsUnder(dir)).toBe(0);
+      expect(tree(dir)).toEqual([]);
+    });
+
+    it('a verified body gets its parents, next to existing ones', async () => {
+      mkdirSync(join(dir, 'have'));
+      await request.put('/files/have/new/deeper/f').send('ok').expect(201);
+      expect(tree(dir)).toEqual(['have', 'have/new', 'have/new/deeper', 'have/new/deeper/f']);
+      expect(readFileSync(join(dir, 'have/new/deeper/f'), 'utf8')).toBe('ok');
+    });
+  });
+
+  describe('a final symlink inside the root is written through', () => {
+    it("If-Match with GET's ETag succeeds on the link; the target is replaced, the link stays", async () => {
+      writeFileSync(join(dir, 'real.txt'), 'v1');
+      symlinkSync('real.txt', join(dir, 'ln'));
+      const { etag } = (await request.head('/files/ln').expect(200)).headers as { etag: string };
+      const res = await request.put('/files/ln').set('If-Match', etag).send('v2').expect(200);
+      expect(res.body).toMatchObject({ path: '/ln', size: 2 });
+      expect(readFileSync(join(dir, 'real.txt'), 'utf8')).toBe('v2');
+      expect(lstatSync(join(dir, 'ln')).isSymbolicLink()).toBe(true);
+      expect((await request.head('/files/ln').expect(200)).headers.etag).toBe(res.body.etag);
+      // The old ETag no longer matches.
+      await request.put('/files/ln').set('If-Match', etag).send('v3').expect(412);
+      expect(readFileSync(join(dir, 'real.txt'), 'utf8')).toBe('v2');
+    });
+
+    it('a PUT without preconditions replaces the target, not the link; links are resolved where they are', async () => {
+      mkdirSync(join(dir, 'sub/nest'), { recursive: true });
+      writeFileSync(join(dir, 'sub/inner.txt'), 'old');
+      symlinkSync('sub/nest', join(dir, 'via'));
+      symlinkSync('../inner.txt', join(dir, 'sub/nest/back'));
+      await request.put('/files/via/back').send('new').expect(200);
+      expect(readFileSync(join(dir, 'sub/inner.txt'), 'utf8')).toBe('new');
+      expect(readlinkSync(join(dir, 'sub/nest/back'))).toBe('../inner.txt');
+      // (readdirSync's recursive walk follows `via` itself, hence via/back.)
+      expect(tree(dir)).toEqual(['sub', 'sub/inner.txt', 'sub/nest', 'sub/nest/back', 'via', 'via/back']);
+      expect(lstatSync(join(dir, 'via')).isSymbolicLink()).toBe(true);
+    });
+
+    it('a dangling link inside the root creates its target; If-None-Match: * sees the target', async () => {
+      symlinkSync('made/here.txt', join(dir, 'dangling'));
+      await request.put('/files/dangling').set('If-None-Match', '*').send('first').expect(201);
+      expect(readFileSync(join(dir, 'made/here.txt'), 'utf8')).toBe('first');
+      expect(lstatSync(join(dir, 'dangling')).isSymbolicLink()).toBe(true);
+      const res = await request.put('/files/dangling').set('If-None-Match', '*').send('again').expect(412);
+      expectErrorBody(res.body, 412, 'NG_ERR_PRECONDITION_FAILED');
+    });
+
+    it.each([
+      ['a relative link out of the root', '../outside/secret'],
+      ['an absolute link', '/etc/hostname'],
+    ])('%s is 403 NG_ERR_OUTSIDE_ROOT and nothing changes', async (_what, target) => {
+      symlinkSync(target, join(dir, 'out'));
+      const res = await request.put('/files/out').send('planted').expect(403);
+      expectErrorBody(res.body, 403, 'NG_ERR_OUTSIDE_ROOT');
+      expect(readlinkSync(join(dir, 'out'))).toBe(target);
+      expect(readFileSync(join(outside, 'secret'), 'utf8')).toBe('outside');
+    });
+  });
+
+  describe('a directory symlink leading out is 403 for every write (one errno map)', () => {
+    it.each([
+      ['MOVE to it', 'MOVE', '/files/src.txt', { destination: '/files/escape/x' }],
+      ['PUT through it', 'PUT', '/files/escape/x', {}],
+      ['MKCOL through it', 'MKCOL', '/files/escape/new', {}],
+      ['DELETE through it', 'DELETE', '/files/escape/secret', {}],
+      ['MOVE from it', 'MOVE', '/files/escape/secret', { destination: '/files/stolen' }],
+    ] as const)('%s', async (_what, method, url, headers) => {
+      writeFileSync(join(dir, 'src.txt'), 'src');
+      symlinkSync('../outside', join(dir, 'escape'));
+      const res = await app.inject({
+        method: method as InjectMethod,
+        url,
+        headers,
+        ...(method === 'PUT' ? { payload: 'x' } : {}),
+      });
+      expect(res.statusCode).toBe(403);
+      expectErrorBody(res.json(), 403, 'NG_ERR_OUTSIDE_ROOT');
+      expect(readdirSync(outside)).toEqual(['secret']);
+      expect(readFileSync(join(dir, 'src.txt'), 'utf8')).toBe('src');
+    });
+  });
+
+  describe('a trailing slash names a directory', () => {
+    it.each([
+      ['DELETE', {}],
+      ['MOVE', { destination: '/files/g.txt' }],
+    ] as const)('%s /files/f.txt/ is 404 and the file stays', async (method, headers) => {
+      writeFileSync(join(dir, 'f.txt'), 'keep');
+      const res = await app.inject({ method: method as InjectMethod, url: '/files/f.txt/', headers });
+      expect(res.statusCode).toBe(404);
+      expectErrorBody(res.json(), 404, 'NG_ERR_NOT_FOUND');
+      expect(tree(dir)).toEqual(['f.txt']);
+    });
+
+    it('a file moved to a directory path (Destination ending in /) is 409', async () => {
+      writeFileSync(join(dir, 'f.txt'), 'keep');
+      const res = await app.inject({
+        method: MOVE,
+        url: '/files/f.txt',
+        headers: { destination: '/files/g/' },
+      });
+      expect(res.statusCode).toBe(409);
+      expect(tree(dir)).toEqual(['f.txt']);
+    });
+
+    it('directories, and symlinks to them, take the slash', async () => {
+      mkdirSync(join(dir, 'd'));
+      symlinkSync('d', join(dir, 'dl'));
+      await request.delete('/files/dl/').expect(204);
+      expect(tree(dir)).toEqual(['d']);
+      const res = await app.inject({ method: MOVE, url: '/files/d/', headers: { destination: '/files/e/' } });
+      expect(res.statusCode).toBe(201);
+      expect(tree(dir)).toEqual(['e']);
+    });
+  });
+
+  describe('names reserved for temporaries', () => {
+    it('PUT /files/.nullgate-tmp-mine is 400 NG_ERR_BAD_PATH and creates nothing', async () => {
+      const res = await request.put('/files/.nullgate-tmp-mine').send('x').expect(400);
+      expectErrorBody(res.body, 400, 'NG_ERR_BAD_PATH');
+      expect(tree(dir)).toEqual([]);
+    });
+
+    it('a stale temporary is never served, nor written, moved or deleted by a request', async () => {
+      mkdirSync(join(dir, 'target/.nullgate-tmp-0123456789abcdef'), { recursive: true });
+      writeFileSync(join(dir, 'target/.nullgate-tmp-0123456789abcdef/z'), 'partial');
+      writeFileSync(join(dir, 'f.txt'), 'f');
+      const before = tree(dir);
+      for (const [method, url, headers] of [
+        ['GET', '/files/target/.nullgate-tmp-0123456789abcdef/z', {}],
+        ['GET', '/files/target/.nullgate-tmp-0123456789abcdef/', {}],
+        ['DELETE', '/files/target/.nullgate-tmp-0123456789abcdef?recursive=1', {}],
+        ['MKCOL', '/files/target/.nullgate-tmp-new', {}],
+        ['MOVE', '/files/f.txt', { destination: '/files/.nullgate-tmp-0123456789abcdef' }],
+      ] as const) {
+        const res = await app.inject({ method: method as InjectMethod, url, headers });
+        expect(res.statusCode, `${method} ${url}`).toBe(400);
+        expectErrorBody(res.json(), 400, 'NG_ERR_BAD_PATH');
+        expect(res.body).not.toContain('partial');
+      }
+      expect(tree(dir)).toEqual(before);
+    });
+  });
+
+  describe('request targets and methods', () => {
+    it('absolute-form targets (RFC 9112 §3.2.2) name the same files as origin-form ones', async () => {
+      writeFileSync(join(dir, 'hello.txt'), 'hello');
+      const get = await rawHttp(port, 'GET http://localhost/files/hello.txt HTTP/1.1');
+      expect(get.status).toBe(200);
+      expect(get.body).toBe('hello');
+      const put = await rawHttp(port, 'PUT http://localhost/files/abs.txt?x=1 HTTP/1.1', 'put');
+      expect(put.status).toBe(201);
+      expect(readFileSync(join(dir, 'abs.txt'), 'utf8')).toBe('put');
+      // Not normalised: `..` is judged as sent.
+      const up = await rawHttp(port, 'GET http://localhost/files/../hello.txt HTTP/1.1');
+      expect(up.status).toBe(400);
+      expect(JSON.parse(up.body)).toMatchObject({ code: 'NG_ERR_BAD_PATH' });
+    });
+
+    it.each(['POST', 'PATCH', 'OPTIONS', 'TRACE'])(
+      '%s on /files is 405 NG_ERR_METHOD_NOT_ALLOWED with Allow',
+      async (method) => {
+        for (const url of ['/files/x', '/files/', '/files']) {
+          const res = await rawHttp(port, `${method} ${url} HTTP/1.1`);
+          expect(res.status, `${method} ${url}`).toBe(405);
+          expect(res.headers).toContain('\r\nallow: get, head, put, delete, mkcol, move');
+          expectErrorBody(JSON.parse(res.body), 405, 'NG_ERR_METHOD_NOT_ALLOWED');
+        }
+        expect(tree(dir)).toEqual([]);
+      },
+    );
+  });
+});
+
+describe('the startup sweep of temporaries', () => {
+  it('a writable server removes stale .nullgate-tmp-* at the top of the root; a read-only one leaves them', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'ng-files-sweep-'));
+    try {
+      writeFileSync(join(root, '.nullgate-tmp-00000000000000aa'), 'named upload');
+      mkdirSync(join(root, '.nullgate-tmp-00000000000000bb/target'), { recursive: true });
+      writeFileSync(join(root, '.nullgate-tmp-00000000000000bb/target/z'), 'staged archive');
+      writeFileSync(join(root, 'keep.txt'), 'keep');
+      const readOnly = buildApp({ root, logLevel: false });
+      await readOnly.ready();
+      await readOnly.close();
+      expect(tree(root)).toHaveLength(5);
+      const writable = buildApp({ root, writable: true, logLevel: false });
+      await writable.ready();
+      try {
+        expect(tree(root)).toEqual(['keep.txt']);
+      } finally {
+        await writable.close();
+      }
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
