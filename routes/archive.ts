@@ -10,8 +10,12 @@
  * GET walks depth-first in the file system's order, one directory fd per level and one file
  * at a time, with backpressure from the socket: memory stays bounded however large the tree.
  *
- * PUT extracts into a hidden staging directory (`.nullgate-tmp-<random>`) on the target's file
- * system and moves it into place only when every entry succeeded; any failure removes it.
+ * PUT extracts into a hidden staging directory (`.nullgate-tmp-<random>`) and moves it into
+ * place only when every entry succeeded; any failure removes it. The staging directory is made
+ * at the top of the root when that is on the target's mount, so that a server killed mid-upload
+ * leaves it where the next start's sweep looks (BeneathRoot.sweepTemporaries, which reads the
+ * root directory only); a target on another mount stages beside itself, where a rename into
+ * place still works and the leftover of a kill is never served, listed or archived.
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -24,7 +28,6 @@ import {
   futimes as futimesCb,
   write as writeCb,
 } from 'node:fs';
-import { lutimes, symlink } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream';
@@ -34,7 +37,13 @@ import { createGunzip, createGzip } from 'node:zlib';
 import type { FastifyBaseLogger, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import tar from 'tar-stream';
 
-import { BeneathRoot, type BeneathStat, TMP_PREFIX, beneathConstants } from '../gateway/beneath.js';
+import {
+  BeneathRoot,
+  type BeneathStat,
+  TMP_PREFIX,
+  beneathConstants,
+  lockTemporary,
+} from '../gateway/beneath.js';
 import { fsError, isNullgateError, ngError, type NullgateError } from '../gateway/errors.js';
 import { DEFAULT_LIMITS, UploadSlots } from '../gateway/limits.js';
 import {
@@ -50,7 +59,8 @@ import {
   symlinkPrefix,
   unsafeEntry,
 } from './tar-safety.js';
-import { decodeFilePath, displayPath } from './url-path.js';
+import { methodNotAllowed, sweepTemporaries } from './files.js';
+import { decodeFilePath, displayPath, targetPath } from './url-path.js';
 
 const closeAsync = promisify(closeCb);
 const fchmodAsync = promisify(fchmodCb);
@@ -72,6 +82,10 @@ export interface ArchiveRoutesOptions {
   readonly uploadSlots?: UploadSlots | undefined;
 }
 
+/**
+ * The answer to a PUT: CONTRACT.md's `{files, dirs, bytes}`, plus `symlinks` (an extra key
+ * clients that know only the contract's three simply ignore). Hard links count as files.
+ */
 export interface ArchiveResult {
   files: number;
   dirs: number;
@@ -126,9 +140,12 @@ function errnoOf(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | null)?.code;
 }
 
-/** The URL path after the plugin's prefix, still percent-encoded (decoded once, by decodeFilePath). */
+/**
+ * The URL path after the plugin's prefix, still percent-encoded (decoded once, by
+ * decodeFilePath); an absolute-form target (RFC 9112 §3.2.2) is cut to its path first.
+ */
 function rawPathAfter(prefix: string, url: string): string {
-  const path = url.split('?', 1)[0] ?? '';
+  const path = targetPath(url);
   return path.startsWith(prefix) ? path.slice(prefix.length) : path;
 }
 
@@ -531,28 +548,13 @@ class Stager {
   async #symlink(rel: string, name: string, linkname: string, mtime: Date | undefined): Promise<void> {
     checkSymlink(name, join(this.#finalBase, rel), linkname);
     await this.#clear(rel, name);
-    await this.#inParent(rel, async (at) => {
-      await symlink(linkname, at);
-      if (mtime) await lutimes(at, mtime, mtime).catch(() => undefined);
-    });
+    // symlinkat and utimensat(AT_SYMLINK_NOFOLLOW) in the parent opened beneath the root.
+    const at = this.#at(rel);
+    await this.#root.symlink(linkname, at);
+    // A link's own time is cosmetic: a file system that cannot set it keeps the archive whole.
+    if (mtime) await this.#root.lutimes(at, mtime, mtime).catch(() => undefined);
     this.#symlinks.add(rel);
     this.result.symlinks++;
-  }
-
-  /**
-   * BeneathRoot has no symlinkat, so the link is made in its parent through the parent's
-   * O_PATH fd: /proc/self/fd/N names exactly the directory opened beneath the root (the
-   * magic link is followed by this process only, for its own fd), and symlink(2) never
-   * follows its final component.
-   */
-  async #inParent(rel: string, fn: (at: string) => Promise<void>): Promise<void> {
-    const flags = beneathConstants.O_PATH | fsc.O_DIRECTORY | fsc.O_NOFOLLOW;
-    const dirFd = await this.#root.open(this.#at(parentOf(rel)), flags);
-    try {
-      await fn(`/proc/self/fd/${dirFd}/${baseOf(rel)}`);
-    } finally {
-      await closeAsync(dirFd);
-    }
   }
 
   async #hardlink(rel: string, name: string, linkname: string): Promise<void> {
@@ -634,40 +636,48 @@ function mtimeOf(header: TarHeader): Date | undefined {
   return header.mtime;
 }
 
-/** Where a PUT goes: stage inside the target if it is a directory, else in its nearest existing ancestor. */
-async function locate(root: BeneathRoot, rel: string): Promise<{ exists: boolean; stageIn: string }> {
-  for (let dir = rel, first = true; ; first = false) {
-    let st: BeneathStat | undefined;
-    try {
-      st = await root.stat(dir);
-    } catch (err) {
-      if (errnoOf(err) === 'ENOTDIR') {
-        throw ngError('NG_ERR_CONFLICT', `not a directory: a file is in the way of ${displayPath(rel)}`, err);
-      }
-      if (errnoOf(err) !== 'ENOENT') throw fsError(err, displayPath(dir));
-    }
-    if (st !== undefined) {
-      if (st.type !== 'dir') {
-        throw ngError('NG_ERR_CONFLICT', `not a directory: ${displayPath(dir)}`);
-      }
-      return { exists: first, stageIn: dir };
-    }
-    dir = parentOf(dir);
+/**
+ * Where a PUT goes: whether the target directory exists, and the directory the staged tree is
+ * moved from into place — the target itself, else its nearest existing ancestor. A file in the
+ * way is 409, a path leading out of the root 403.
+ */
+async function locate(root: BeneathRoot, rel: string): Promise<{ exists: boolean; near: string }> {
+  let found: { rel: string; stat: BeneathStat };
+  try {
+    found = await root.nearestExisting(rel);
+  } catch (err) {
+    throw fsError(err, displayPath(rel, true));
   }
+  if (found.stat.type !== 'dir') {
+    throw ngError(
+      'NG_ERR_CONFLICT',
+      found.rel === rel
+        ? `not a directory: ${displayPath(rel)}`
+        : `not a directory: a file is in the way of ${displayPath(rel)}`,
+    );
+  }
+  return { exists: found.rel === rel, near: found.rel };
+}
+
+/** One rename of a merge: `from` (in the staging tree) to `to`, which it may replace. */
+interface MergeMove {
+  readonly from: string;
+  readonly to: string;
+  readonly replaces: boolean;
 }
 
 /**
- * Moves the staged tree into an existing directory `target`: entries missing there are
- * renamed in, non-directories replace non-directories (rename(2), atomic each), and
- * directories present on both sides are merged recursively. A directory meeting a
- * non-directory is a conflict. Everything is checked before anything moves.
+ * Plans moving the staged tree into an existing directory `target`: entries missing there are
+ * renamed in, non-directories replace non-directories, and directories present on both sides
+ * are merged recursively. A directory meeting a non-directory is a conflict. Everything is
+ * checked before anything moves.
  */
 async function planMerge(
   root: BeneathRoot,
   staging: string,
   target: string,
   rel: string,
-  ops: [from: string, to: string][],
+  moves: MergeMove[],
   merged: Set<string>,
 ): Promise<void> {
   for await (const dirent of root.readdir(join(staging, rel))) {
@@ -680,12 +690,12 @@ async function planMerge(
       existing = await root.lstat(to);
     } catch (err) {
       if (errnoOf(err) !== 'ENOENT') throw err;
-      ops.push([from, to]);
+      moves.push({ from, to, replaces: false });
       continue;
     }
     if (stagedIsDir && existing.type === 'dir') {
       merged.add(childRel);
-      await planMerge(root, staging, target, childRel, ops, merged);
+      await planMerge(root, staging, target, childRel, moves, merged);
     } else if (stagedIsDir || existing.type === 'dir') {
       throw ngError(
         'NG_ERR_CONFLICT',
@@ -694,8 +704,79 @@ async function planMerge(
         }`,
       );
     } else {
-      ops.push([from, to]);
+      moves.push({ from, to, replaces: true });
     }
+  }
+}
+
+/** How a move was made, so that it can be undone. */
+type DoneMove = MergeMove & { readonly how: 'new' | 'exchange' | 'aside'; readonly aside?: string };
+
+/**
+ * Makes the moves of a merge, all or nothing as far as rename(2) allows. A new name is renamed
+ * in with RENAME_NOREPLACE. A replaced entry is swapped with its staged successor in one
+ * renameat2(RENAME_EXCHANGE), so readers see the old entry or the new one and the old one lands
+ * in the staging tree; where the file system cannot exchange (EINVAL), the old entry is renamed
+ * aside into the staging directory first (a reader may then miss the name for an instant).
+ * When a move fails, the ones made are undone in reverse order — the old entries come back from
+ * the staging tree — before the error is thrown. Undoing is renames again, so it can only fail
+ * where the target is changed by someone else meanwhile; such a failure is logged.
+ */
+async function applyMoves(
+  root: BeneathRoot,
+  moves: readonly MergeMove[],
+  staging: string,
+  log: FastifyBaseLogger,
+): Promise<void> {
+  const done: DoneMove[] = [];
+  let exchange = true;
+  try {
+    for (const move of moves) {
+      if (!move.replaces) {
+        await root.rename(move.from, move.to, { noReplace: true });
+        done.push({ ...move, how: 'new' });
+        continue;
+      }
+      if (exchange) {
+        try {
+          await root.rename(move.from, move.to, { exchange: true });
+          done.push({ ...move, how: 'exchange' });
+          continue;
+        } catch (err) {
+          if (errnoOf(err) !== 'EINVAL') throw err;
+          exchange = false;
+        }
+      }
+      // Names beginning with TMP_PREFIX never come from an archive (entryPath refuses them).
+      const aside = join(staging, `${TMP_PREFIX}aside-${done.length}`);
+      await root.rename(move.to, aside, { noReplace: true });
+      try {
+        await root.rename(move.from, move.to, { noReplace: true });
+      } catch (err) {
+        await root.rename(aside, move.to).catch((undoErr: unknown) => {
+          log.error(
+            { err: undoErr, path: displayPath(move.to) },
+            'archive: could not restore a replaced entry',
+          );
+        });
+        throw err;
+      }
+      done.push({ ...move, how: 'aside', aside });
+    }
+  } catch (err) {
+    for (const move of done.reverse()) {
+      try {
+        if (move.how === 'exchange') {
+          await root.rename(move.from, move.to, { exchange: true });
+        } else {
+          await root.rename(move.to, move.from, { noReplace: true });
+          if (move.aside !== undefined) await root.rename(move.aside, move.to, { noReplace: true });
+        }
+      } catch (undoErr) {
+        log.error({ err: undoErr, path: displayPath(move.to) }, 'archive: could not undo a merged entry');
+      }
+    }
+    throw err;
   }
 }
 
@@ -708,6 +789,7 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
   const maxUpload = options.maxUpload ?? Number.MAX_SAFE_INTEGER;
   const slots = options.uploadSlots ?? new UploadSlots(options.maxUploads ?? DEFAULT_LIMITS.maxUploads);
   const prefix = app.prefix;
+  if (writable) await sweepTemporaries(root, app.log);
 
   // The body is the tar stream itself, whatever its Content-Type: the handler reads the raw
   // request (inherited parsers such as JSON must not consume it).
@@ -786,10 +868,15 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
     reply: FastifyReply,
     rel: string,
   ): Promise<ArchiveResult> => {
-    const { exists, stageIn } = await locate(root, rel);
-    const staging = join(stageIn, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    const { exists, near } = await locate(root, rel);
+    let staging: string;
+    let lockFd: number;
     try {
+      staging = join(await root.tempDirFor(near), `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
       await root.mkdir(staging, 0o700);
+      // Held until the request is over: another server's startup sweep leaves a locked one alone.
+      lockFd = await root.open(staging, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
+      lockTemporary(lockFd);
     } catch (err) {
       throw fsError(err, displayPath(rel, true));
     }
@@ -797,7 +884,7 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
     try {
       const stager = new Stager(root, staging, rel, maxUpload);
       await extract(req, stager, maxUpload);
-      const created = await commit(root, stager, staging, rel, exists);
+      const created = await commit(root, stager, staging, rel, exists, request.log);
       void reply.code(created ? 201 : 200);
       return stager.result;
     } catch (err) {
@@ -812,8 +899,9 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
         req.unpipe();
         req.resume();
       }
-      if (isNullgateError(err)) throw err;
       throw fsError(err, displayPath(rel, true));
+    } finally {
+      await closeAsync(lockFd);
     }
   };
 
@@ -821,6 +909,13 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
   app.get('/*', getArchive);
   app.put('/', putArchive);
   app.put('/*', putArchive);
+  // Other methods: 405 with Allow (GET brings HEAD along), not the gateway's 404 "no route".
+  const allowed = ['GET', 'HEAD', 'PUT'];
+  const others = app.supportedMethods.filter((m) => !allowed.includes(m));
+  const refuse = (request: FastifyRequest, reply: FastifyReply) =>
+    methodNotAllowed(request, reply, allowed, prefix);
+  app.route({ method: others, url: '/', handler: refuse });
+  app.route({ method: others, url: '/*', handler: refuse });
 };
 
 /** Body → (gunzip) → tar entries → the stager. Resolves when the whole archive is staged. */
@@ -904,6 +999,7 @@ async function commit(
   staging: string,
   target: string,
   exists: boolean,
+  log: FastifyBaseLogger,
 ): Promise<boolean> {
   if (!exists) {
     await stager.finish();
@@ -918,12 +1014,18 @@ async function commit(
       if (errnoOf(err) !== 'EEXIST' && errnoOf(err) !== 'ENOTEMPTY') throw err;
     }
   }
-  const ops: [string, string][] = [];
+  const moves: MergeMove[] = [];
   const merged = new Set<string>();
-  await planMerge(root, staging, target, '', ops, merged);
+  await planMerge(root, staging, target, '', moves, merged);
   await stager.finish(merged);
-  for (const [from, to] of ops) await root.rename(from, to);
-  await root.fsyncDir(target);
-  await root.rm(staging, { recursive: true });
+  await applyMoves(root, moves, staging, log);
+  // The new names are durable once each directory that received one is fsynced.
+  for (const dir of new Set(moves.map((m) => parentOf(m.to)))) await root.fsyncDir(dir);
+  // What is left in the staging tree is the replaced entries and the merged directories'
+  // shells. The merge is done: a failure here is the server's to log, not the client's error
+  // (and the sweep of the next start removes a staging directory at the top of the root).
+  await root.rm(staging, { recursive: true }).catch((err: unknown) => {
+    log.error({ err }, 'archive: could not remove the staging directory');
+  });
   return false;
 }

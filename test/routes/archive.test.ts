@@ -115,6 +115,11 @@ function readAt(path: string, position: number, length: number): string {
   }
 }
 
+/** Every name under `dir`, recursively, hidden ones included. */
+function tree(dir: string): string[] {
+  return (readdirSync(dir, { recursive: true }) as string[]).sort();
+}
+
 /** Every staging directory anywhere under the root (there must never be one after a request). */
 function stagingLeft(dir: string): string[] {
   return (readdirSync(dir, { recursive: true }) as string[]).filter((p) => p.includes('.nullgate-tmp-'));
@@ -860,4 +865,178 @@ describe('PUT /archive into an existing directory merges', () => {
     expect(readFileSync(join(root, 'fresh/x'), 'utf8')).toBe('replaced the link');
     expect(readFileSync(join(root, 'dst/untouched'), 'utf8')).toBe('old');
   });
+});
+
+describe('PUT /archive: staging at the top of the root, reserved names, methods, targets', () => {
+  let app: FastifyInstance;
+  afterEach(async () => {
+    await app.close();
+  });
+
+  it('stages at the top of the root (where the startup sweep looks), not inside the target', async () => {
+    mkdirSync(join(root, 'target'));
+    app = await makeApp();
+    const { address } = await serve(app);
+    const full = await packEntries([{ header: { name: 'f' }, body: 'x'.repeat(4000) }]);
+    const socket = connectSocket(address);
+    socket.on('error', () => undefined);
+    socket.write(
+      `PUT /archive/target HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\nContent-Length: ${full.length}\r\n\r\n`,
+    );
+    socket.write(full.subarray(0, 1024));
+    const top = (): string[] => readdirSync(root).filter((n) => n.startsWith('.nullgate-tmp-'));
+    for (let i = 0; i < 100 && top().length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(top()).toHaveLength(1);
+    expect(readdirSync(join(root, 'target'))).toEqual([]);
+    socket.destroy();
+    for (let i = 0; i < 100 && stagingLeft(root).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(tree(root)).toEqual(['target']);
+  });
+
+  it('a writable plugin sweeps stale staging directories at the top of the root at registration', async () => {
+    mkdirSync(join(root, '.nullgate-tmp-00000000000000ff/target'), { recursive: true });
+    writeFileSync(join(root, '.nullgate-tmp-00000000000000ff/target/z'), 'partial');
+    app = await makeApp();
+    expect(readdirSync(root)).toEqual([]);
+  });
+
+  it.each([
+    [
+      'a member named like a temporary',
+      [{ header: { name: '.nullgate-tmp-0123456789abcdef/z' }, body: 'x' }],
+    ],
+    [
+      'a directory named like one',
+      [{ header: { name: 'ok/.nullgate-tmp-mine/', type: 'directory' as const } }],
+    ],
+    [
+      'a symlink into one',
+      [{ header: { name: 'l', type: 'symlink' as const, linkname: '.nullgate-tmp-0123456789abcdef/z' } }],
+    ],
+  ])('%s is 400 NG_ERR_ARCHIVE_UNSAFE naming the entry, and nothing stays', async (_what, entries) => {
+    writeFileSync(join(root, 'keep'), 'keep');
+    app = await makeApp();
+    const before = treeDigest(root);
+    const res = await put(
+      app,
+      '/archive/',
+      await packEntries([{ header: { name: 'first' }, body: '1' }, ...entries]),
+    );
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ code: 'NG_ERR_ARCHIVE_UNSAFE' });
+    expect((res.json() as { message: string }).message).toContain(`"${entries[0]!.header.name}"`);
+    expect(treeDigest(root)).toEqual(before);
+    expect(stagingLeft(root)).toEqual([]);
+  });
+
+  it("answers the contract's {files, dirs, bytes} (plus symlinks), for a new and a merged directory", async () => {
+    app = await makeApp();
+    const body = await packEntries([
+      { header: { name: 'd', type: 'directory' } },
+      { header: { name: 'd/f' }, body: 'abc' },
+      { header: { name: 'l', type: 'symlink', linkname: 'd/f' } },
+    ]);
+    for (const status of [201, 200]) {
+      const res = await put(app, '/archive/out', body);
+      expect(res.statusCode).toBe(status);
+      const json = res.json() as Record<string, number>;
+      expect(json).toMatchObject({ files: 1, dirs: 1, bytes: 3 });
+      expect(Object.keys(json).sort()).toEqual(['bytes', 'dirs', 'files', 'symlinks']);
+    }
+  });
+
+  it.each(['DELETE', 'POST', 'PATCH', 'OPTIONS'] as const)(
+    '%s is 405 NG_ERR_METHOD_NOT_ALLOWED with Allow: GET, HEAD, PUT',
+    async (method) => {
+      mkdirSync(join(root, 'x'));
+      app = await makeApp();
+      for (const url of ['/archive/x', '/archive/', '/archive']) {
+        const res = await app.inject({ method, url });
+        expect(res.statusCode, `${method} ${url}`).toBe(405);
+        expect(res.headers.allow).toBe('GET, HEAD, PUT');
+        expect(res.json()).toMatchObject({ statusCode: 405, code: 'NG_ERR_METHOD_NOT_ALLOWED' });
+      }
+      expect(statSync(join(root, 'x')).isDirectory()).toBe(true);
+    },
+  );
+
+  it('absolute-form targets (RFC 9112 §3.2.2) name the same directory, `..` still refused', async () => {
+    mkdirSync(join(root, 'sub'));
+    writeFileSync(join(root, 'sub/f'), 'abs');
+    app = await makeApp();
+    const { address } = await serve(app);
+    const get = await rawRequest(
+      address,
+      'GET http://localhost/archive/sub HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    );
+    expect(get.status).toBe(200);
+    expect((await listTar(get.body)).map((e) => [e.header.name, e.body?.toString()])).toEqual([['f', 'abs']]);
+    const body = await packEntries([{ header: { name: 'g' }, body: 'put' }]);
+    const putRes = await rawRequest(
+      address,
+      Buffer.concat([
+        Buffer.from(
+          `PUT http://localhost/archive/sub HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: ${body.length}\r\n\r\n`,
+        ),
+        body,
+      ]),
+    );
+    expect(putRes.status).toBe(200);
+    expect(readFileSync(join(root, 'sub/g'), 'utf8')).toBe('put');
+    const up = await rawRequest(
+      address,
+      'GET http://localhost/archive/../x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    );
+    expect(up.status).toBe(400);
+  });
+});
+
+describe('PUT /archive merging into an existing directory is undone when a rename fails', () => {
+  itNeeds(
+    ['root', 'mount'],
+    'a failure mid-way renames the replaced entries back: the tree is as it was',
+    async () => {
+      // The root and a directory inside the target are two tmpfs mounts: the staged entry for
+      // dst/sub cannot be renamed across them (EXDEV), after other entries have been merged.
+      const top = join(root, 'top');
+      mkdirSync(top);
+      await sh(`mount -t tmpfs -o size=4m tmpfs "$D"`, { D: top });
+      let app: FastifyInstance | undefined;
+      try {
+        mkdirSync(join(top, 'dst/sub'), { recursive: true });
+        await sh(`mount -t tmpfs -o size=1m tmpfs "$D"`, { D: join(top, 'dst/sub') });
+        try {
+          writeFileSync(join(top, 'dst/a'), 'old a');
+          writeFileSync(join(top, 'dst/c'), 'old c');
+          writeFileSync(join(top, 'dst/sub/kept'), 'kept');
+          // Merge moves follow the staging directory's listing order; on tmpfs that is a fixed
+          // order of creation: make `sub` the last one listed, so a, b and c move before it fails.
+          mkdirSync(join(top, 'probe'));
+          writeFileSync(join(top, 'probe/first'), '');
+          writeFileSync(join(top, 'probe/second'), '');
+          const newestFirst = readdirSync(join(top, 'probe'))[0] === 'second';
+          rmSync(join(top, 'probe'), { recursive: true });
+          const others = [
+            { header: { name: 'a' }, body: 'new a' },
+            { header: { name: 'b' }, body: 'new b' },
+            { header: { name: 'c' }, body: 'new c' },
+          ];
+          const failing = { header: { name: 'sub/f' }, body: 'never' };
+          const entries = newestFirst ? [failing, ...others] : [...others, failing];
+          const before = treeDigest(top, { times: true });
+          app = await makeApp({ root: top });
+          const res = await put(app, '/archive/dst', await packEntries(entries));
+          expect(res.statusCode).toBeGreaterThanOrEqual(400);
+          expect(treeDigest(top, { times: true })).toEqual(before);
+          expect(readFileSync(join(top, 'dst/a'), 'utf8')).toBe('old a');
+          expect(stagingLeft(top)).toEqual([]);
+        } finally {
+          await app?.close();
+          await sh(`umount "$D"`, { D: join(top, 'dst/sub') });
+        }
+      } finally {
+        await sh(`umount "$D"`, { D: top });
+      }
+    },
+  );
 });
