@@ -14,7 +14,7 @@ import Fastify, {
 import type { PeerCredentials } from './binding.js';
 import { type ErrorCode, errorBody, errorCodes, isNullgateError } from './errors.js';
 import { peerOf } from './listen.js';
-import { type Limits, resolveLimits, UploadSlots } from './limits.js';
+import { type Limits, RateLimitedLog, resolveLimits, UploadSlots } from './limits.js';
 import { archiveRoutes } from '../routes/archive.js';
 import { filesRoutes } from '../routes/files.js';
 import { version } from './version.js';
@@ -70,6 +70,16 @@ const lingering = new WeakSet<Socket>();
 /** How long a refused connection is drained at most (bounds what a hostile client can hold). */
 const LINGER_MS = 2000;
 
+/** A request refused by a limit or the parser, as logged (rate-limited per status and uid). */
+interface LimitHit {
+  readonly status: number;
+  readonly reason: string;
+  readonly peer: PeerCredentials | undefined;
+}
+
+/** A flood of limit hits logs one line per window, status and uid (with the count of the rest). */
+const LIMIT_LOG_WINDOW_MS = 10_000;
+
 function clientErrorBody(err: NodeJS.ErrnoException): [number, string, string] {
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return [408, 'NG_ERR_TIMEOUT', 'request timed out'];
   if (err.code === 'HPE_HEADER_OVERFLOW')
@@ -80,6 +90,17 @@ function clientErrorBody(err: NodeJS.ErrnoException): [number, string, string] {
 export function buildApp(options: AppOptions = {}): FastifyInstance {
   const logLevel = options.logLevel ?? 'info';
   const limits = resolveLimits(options.limits);
+  // Parser errors and limit hits, logged through `app` (its logger exists by the time one comes).
+  const limitLog = new RateLimitedLog<LimitHit>(LIMIT_LOG_WINDOW_MS, ({ status, reason, peer }, suppressed) =>
+    app.log.warn(
+      { peer, status, reason, suppressed },
+      suppressed === 0
+        ? `request refused: ${reason}`
+        : `request refused: ${suppressed} more like the last one`,
+    ),
+  );
+  const limitHit = (status: number, reason: string, peer: PeerCredentials | undefined): void =>
+    limitLog.event(`${status}:${peer?.uid ?? '-'}`, { status, reason, peer });
   const app = Fastify({
     connectionTimeout: limits.idleTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
@@ -125,6 +146,11 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
         // middle of its body; let it finish, then close (RFC 9112 §9.3.2: answers keep order).
         if (!closingAfterResponse.has(socket)) {
           closingAfterResponse.add(socket);
+          limitHit(
+            400,
+            `malformed request after a complete one (${err.code ?? 'parse error'})`,
+            peerOf(socket),
+          );
           // end() first: destroy() would drop response bytes still queued in userland.
           inflight.once('close', () => socket.end(() => socket.destroy()));
         }
@@ -133,6 +159,7 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
       // Already answered: the parser reports each further chunk the client sends while lingering.
       if (lingering.has(socket)) return;
       const [status, code, message] = clientErrorBody(err);
+      limitHit(status, message, peerOf(socket));
       const body = JSON.stringify(errorBody(status, code, message));
       const raw =
         `HTTP/1.1 ${status} ${errorBody(status, code, message).error}\r\ncontent-type: application/json; charset=utf-8\r\n` +
@@ -156,6 +183,11 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
       const timer = setTimeout(() => socket.destroy(), LINGER_MS);
       socket.once('close', () => clearTimeout(timer));
     },
+  });
+
+  app.addHook('onClose', (_instance, done) => {
+    limitLog.flush();
+    done();
   });
 
   app.decorateRequest('peer', null as unknown as PeerCredentials);
@@ -228,6 +260,8 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
       message = status >= 500 ? 'internal server error' : fe.message;
     }
     if (status >= 500) request.log.error({ err: error, cause: error.cause }, 'request failed');
+    // Limits an operator sizes (--max-uploads, --max-upload) are logged, not only counted.
+    else if (status === 429 || status === 413) limitHit(status, message, request.peer);
     if (reply.sent || reply.raw.headersSent) {
       // Mid-body failure: the status line is gone; cutting the connection is the only honest signal.
       reply.raw.destroy();

@@ -23,6 +23,34 @@ import {
 
 const MAX_CONNECTIONS = 20;
 
+interface LogLine {
+  msg: string;
+  status?: number;
+  reason?: string;
+  peer?: { pid: number; uid: number; gid: number };
+  suppressed?: number;
+}
+
+/** The server's "request refused" warnings with this status (each names the reason and the peer). */
+async function refusals(server: HostileServer, status: number): Promise<LogLine[]> {
+  const found = (): LogLine[] =>
+    server.served
+      .stderr()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as LogLine)
+      .filter((l) => l.msg.startsWith('request refused') && l.status === status);
+  for (let i = 0; i < 40 && found().length === 0; i++) await sleep(50);
+  return found();
+}
+
+function expectRefusal(lines: LogLine[], reason: RegExp): void {
+  expect(lines.length).toBeGreaterThanOrEqual(1);
+  expect(lines[0]!.reason).toMatch(reason);
+  expect(lines[0]!.peer).toEqual({ pid: process.pid, uid: process.getuid!(), gid: process.getgid!() });
+  expect(lines[0]!.suppressed).toBe(0);
+}
+
 describe('nullgate serve limit flags', () => {
   let server: HostileServer;
   const open: Socket[] = [];
@@ -78,12 +106,22 @@ describe('nullgate serve limit flags', () => {
       3000,
     );
     expectErrorShape(big, 431);
+    expectRefusal(await refusals(server, 431), /headers too large/);
     const fits = await sendHostile(
       server.name,
       `GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: ${'p'.repeat(3 * KiB)}\r\n\r\n`,
       3000,
     );
     expect(fits.status).toBe(200);
+  }, 10_000);
+
+  it('a malformed request is a 400, logged once with the peer; a flood of them adds one line', async () => {
+    const bad = 'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n';
+    expectErrorShape(await sendHostile(server.name, bad, 3000), 400);
+    expectRefusal(await refusals(server, 400), /malformed request \(HPE_/);
+    for (let i = 0; i < 20; i++) await sendHostile(server.name, bad, 3000);
+    // The rest are counted, not logged one by one: their count comes with the window's end.
+    expect(await refusals(server, 400)).toHaveLength(1);
   }, 10_000);
 
   it('--headers-timeout: a slowloris client (a byte every 0.5 s) is cut with a 408', async () => {
@@ -98,6 +136,7 @@ describe('nullgate serve limit flags', () => {
       expect(performance.now() - started).toBeLessThan(4000);
       const res = parseResponse(answer);
       expectErrorShape(res, 408);
+      expectRefusal(await refusals(server, 408), /timed out/);
     } finally {
       clearInterval(drip);
     }
@@ -142,6 +181,7 @@ describe('nullgate serve limit flags', () => {
       3000,
     );
     expectErrorShape(third, 429);
+    expectRefusal(await refusals(server, 429), /uploads are in progress/);
     // The request timeout (4 s, checked every second) cuts the stalled ones; their slots come back.
     try {
       const cut = await Promise.all(open.map((s) => closedWithin(s, 8000)));
