@@ -123,20 +123,27 @@ export async function installClientCommand(argv: string[]): Promise<number> {
   const node = nodeInside(dir);
   if (!node)
     notes.push('no node in the chroot yet: the launcher uses `/usr/bin/env node` (or use --with-node)');
-  // The launcher is CommonJS (no extension, no package.json): a dynamic import loads the ESM bundle.
+  // The launcher is CommonJS (no extension, no package.json): a dynamic import loads the ESM
+  // bundle. A bundle that cannot load (missing, or a node too old for it) is one line, exit 1.
   const launcher = [
     `#!${node ?? '/usr/bin/env node'}`,
     '// nullgate client launcher, written by `nullgate install-client`.',
-    `import(${JSON.stringify(`${LIB_DIR}/nullgate.mjs`)}).then(async (m) => {`,
-    '  process.exitCode = await m.main(process.argv.slice(2));',
-    '});',
+    `import(${JSON.stringify(`${LIB_DIR}/nullgate.mjs`)}).then(`,
+    '  async (m) => {',
+    '    process.exitCode = await m.main(process.argv.slice(2));',
+    '  },',
+    '  (err) => {',
+    '    process.stderr.write(`nullgate: cannot load the client: ${err && err.message ? err.message : err}\\n`);',
+    '    process.exitCode = 1;',
+    '  },',
+    ');',
     '',
   ].join('\n');
   mkdirSync(path.join(dir, path.dirname(BIN)), { recursive: true });
   writeFileSync(path.join(dir, BIN), launcher, { mode: 0o755 });
   chmodSync(path.join(dir, BIN), 0o755);
   process.stderr.write(
-    `nullgate: installed the client into ${dir}${notes.length ? ` (${notes.join('; ')})` : ''}: try chroot ${dir} ${BIN} request /health\n`,
+    `nullgate: installed the client into ${dir}${notes.length ? ` (${notes.join('; ')})` : ''}: try chroot ${dir} ${BIN} request /health --socket @NAME (the name serve prints; default @nullgate)\n`,
   );
   return ExitCode.OK;
 }

@@ -5,20 +5,49 @@
  */
 import { CliError, ExitCode, usageError } from './exit.js';
 
-export const USAGE = `Usage:
-  nullgate serve [--socket @NAME] [--root DIR] [--writable] [--allow-uid N]... [--allow-gid N]...
-                 [--allow-any-peer] [--max-upload SIZE] [--grace SECONDS] [--log-level L]
-  nullgate get REMOTE [-o FILE | -O] [-C -] [-r RANGE]
-  nullgate put LOCAL REMOTE | nullgate put - REMOTE
-  nullgate ls [-l] [--json] REMOTE
-  nullgate rm [-r] REMOTE  |  nullgate mkdir REMOTE  |  nullgate mv FROM TO
-  nullgate pull REMOTE_DIR LOCAL_DIR  |  nullgate push LOCAL_DIR REMOTE_DIR
-  nullgate request [-X METHOD] [-H 'K: V']... [-d DATA | --data-binary @FILE | -T FILE] [-o FILE]
-                   [-i] [-I] [-f] [-s] [-v] PATH
-  nullgate install-client DIR [--with-node]
+/**
+ * The synopsis, one entry per line group, each with the verbs it documents: a dispatcher shows
+ * the entries whose verbs it has, so the chroot bundle (client verbs only) never offers `serve`.
+ * docs/cli.md opens with the same lines (test/unit/client-usage.test.ts keeps them equal).
+ */
+export const SYNOPSIS: readonly { readonly verbs: readonly string[]; readonly text: string }[] = [
+  {
+    verbs: ['serve'],
+    text: `nullgate serve [--socket @NAME] [--root DIR] [--writable] [--allow-uid N]... [--allow-gid N]...
+               [--allow-any-peer] [--max-upload SIZE] [--netns PATH] [--grace SECONDS] [--log-level L]
+               [--max-connections N] [--max-uploads N] [--max-header-size SIZE] [--headers-timeout S]
+               [--request-timeout S] [--idle-timeout S] [--keep-alive-timeout S]`,
+  },
+  { verbs: ['install-client'], text: 'nullgate install-client DIR [--with-node]' },
+  { verbs: ['get'], text: 'nullgate get REMOTE [-o FILE | -O] [-C -] [-r RANGE]' },
+  { verbs: ['put'], text: 'nullgate put [-n] LOCAL REMOTE | nullgate put [-n] - REMOTE' },
+  { verbs: ['ls'], text: 'nullgate ls [-l] [--json] [REMOTE]' },
+  {
+    verbs: ['rm', 'mkdir', 'mv'],
+    text: 'nullgate rm [-r] REMOTE...    nullgate mkdir REMOTE...    nullgate mv [-n] FROM TO',
+  },
+  {
+    verbs: ['pull', 'push'],
+    text: 'nullgate pull REMOTE_DIR LOCAL_DIR    nullgate push LOCAL_DIR REMOTE_DIR',
+  },
+  {
+    verbs: ['request'],
+    text: `nullgate request [-X METHOD] [-H 'K: V']... [-d DATA | --data-binary @FILE | -T FILE] [-o FILE]
+                 [-i] [-I] [-f] [-s] [-v] PATH`,
+  },
+];
+
+/** The help text for a dispatcher with these verbs. */
+export function usage(commands: CommandTable): string {
+  const lines = SYNOPSIS.filter((entry) => entry.verbs.every((verb) => verb in commands))
+    .flatMap((entry) => entry.text.split('\n'))
+    .map((line) => `  ${line}`);
+  return `Usage:
+${lines.join('\n')}
 Client commands take --socket @NAME (or --abstract-unix-socket NAME, --unix-socket PATH,
-NULLGATE_SOCKET; default @nullgate) and --wait SECONDS.
+NULLGATE_SOCKET; default @nullgate), --wait SECONDS and -s.
 See docs/cli.md for every flag and exit code.`;
+}
 
 export type Command = (argv: string[]) => Promise<number>;
 export type CommandTable = Readonly<Record<string, () => Promise<Command>>>;
@@ -26,15 +55,20 @@ export type CommandTable = Readonly<Record<string, () => Promise<Command>>>;
 export async function run(argv: string[], commands: CommandTable): Promise<number> {
   const [verb, ...rest] = argv;
   try {
-    if (verb === undefined || verb === '-h' || verb === '--help' || verb === 'help') {
-      process.stdout.write(`${USAGE}\n`);
-      return verb === undefined ? ExitCode.USAGE : ExitCode.OK;
+    if (verb === '-h' || verb === '--help' || verb === 'help') {
+      process.stdout.write(`${usage(commands)}\n`);
+      return ExitCode.OK;
+    }
+    if (verb === undefined) {
+      // A usage error: the help goes with the diagnostics, not into a pipe that expects data.
+      process.stderr.write(`${usage(commands)}\n`);
+      return ExitCode.USAGE;
     }
     if (verb === '--version' || verb === '-V') {
       process.stdout.write(`${(await import('../version.js')).version}\n`);
       return ExitCode.OK;
     }
-    const load = commands[verb];
+    const load = Object.hasOwn(commands, verb) ? commands[verb] : undefined;
     if (!load) throw usageError(`unknown command "${verb}" (try nullgate --help)`);
     return await (
       await load()

@@ -10,6 +10,7 @@ import {
   mkdtempSync,
   readFileSync,
   realpathSync,
+  renameSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -82,6 +83,10 @@ describe.skipIf(!canChroot && !requireAll)('a bare chroot with only the installe
     symlinkSync('app.conf', path.join(served, 'config', 'link.conf'));
     const install = await runCli(['install-client', chroot, '--with-node']);
     expect(install.code, install.stderr).toBe(0);
+    // The closing hint works for a server that is not on @nullgate.
+    expect(install.stderr).toContain(
+      `try chroot ${chroot} /usr/local/bin/nullgate request /health --socket @NAME`,
+    );
     server = await startServe(['--socket', socket, '--root', served, '--writable']);
   });
 
@@ -114,6 +119,39 @@ describe.skipIf(!canChroot && !requireAll)('a bare chroot with only the installe
     expect(health.code, health.stderr).toBe(0);
     expect(health.stdout.toString()).toMatch(/^HTTP\/1\.1 200 OK/);
     expect(health.stdout.toString()).toContain('{"status":"ok"}');
+  });
+
+  itNeeds(['root', 'chroot'], 'ls -l and ls --json', async () => {
+    const long = await inChroot(chroot, ['nullgate', 'ls', '-l', '/config', '--socket', socket]);
+    expect(long.code, long.stderr).toBe(0);
+    const lines = long.stdout.toString().split('\n');
+    expect(lines).toContainEqual(expect.stringMatching(/^-rw\S+ +12 \d{4}-\d\d-\d\d \d\d:\d\d app\.conf$/));
+    expect(lines).toContainEqual(expect.stringMatching(/^l\S+ .* link\.conf$/));
+    expect(lines).toContainEqual(expect.stringMatching(/^d\S+ .* nested\/$/));
+    const json = await inChroot(chroot, ['nullgate', 'ls', '--json', '/config', '--socket', socket]);
+    expect(json.code, json.stderr).toBe(0);
+    const listing = JSON.parse(json.stdout.toString()) as {
+      path: string;
+      entries: { name: string; type: string }[];
+    };
+    expect(listing.path).toBe('/config/');
+    expect(listing.entries.map((e) => [e.name, e.type])).toEqual([
+      ['app.conf', 'file'],
+      ['link.conf', 'symlink'],
+      ['nested', 'dir'],
+    ]);
+  });
+
+  itNeeds(['root', 'chroot'], 'a launcher whose bundle cannot load says so in one line, exit 1', async () => {
+    const bundle = path.join(chroot, 'usr', 'local', 'lib', 'nullgate', 'nullgate.mjs');
+    renameSync(bundle, `${bundle}.away`);
+    try {
+      const r = await inChroot(chroot, ['nullgate', 'request', '/health', '--socket', socket]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^nullgate: cannot load the client: .*nullgate\.mjs.*\n$/);
+    } finally {
+      renameSync(`${bundle}.away`, bundle);
+    }
   });
 
   itNeeds(['root', 'chroot'], 'put: a result goes back out', async () => {
