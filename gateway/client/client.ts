@@ -3,18 +3,23 @@
  * nullgate socket. Bodies are streamed both ways; nothing buffers a whole file. Remote paths
  * are paths in the served tree (`/etc/motd`), mapped to `/files/<percent-encoded segments>`.
  */
-import { randomBytes } from 'node:crypto';
-import { createWriteStream, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import path from 'node:path';
 import { PassThrough, type Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { inspect } from 'node:util';
 import { Agent, type Dispatcher } from 'undici';
 import { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from '../address.js';
 import { ngError } from '../errors.js';
-import { ClientError, LocalFileError, responseError } from './client-error.js';
+import {
+  ClientError,
+  LocalFileError,
+  PartialTransferError,
+  discardBody,
+  isAbort,
+  responseError,
+} from './client-error.js';
 import { connector } from './connector.js';
+import { type ProgressCallback, localTarget, saveTo } from './local-file.js';
 
 /** The host is irrelevant on a unix socket; undici needs an origin all the same. */
 export const ORIGIN = 'http://localhost';
@@ -29,8 +34,7 @@ export interface ClientOptions {
   readonly bodyTimeout?: number | undefined;
 }
 
-/** Called as bytes move: `done` so far (including a resumed offset), `total` when known. */
-export type ProgressCallback = (done: number, total: number | undefined) => void;
+export type { ProgressCallback } from './local-file.js';
 
 export type Headers = Record<string, string | string[] | undefined>;
 
@@ -201,11 +205,6 @@ export function progressStream(
   });
 }
 
-/** A temporary name beside `file`, so the final rename stays in one file system. */
-export function tempNameFor(file: string): string {
-  return path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.part`);
-}
-
 export class Client {
   readonly address: Address;
   /** The address as users write it (`@nullgate`), for messages. */
@@ -286,7 +285,7 @@ export class Client {
   /** HEAD a file: its size, mtime, ETag and type without the body. */
   async stat(remotePath: string, options: { signal?: AbortSignal | undefined } = {}): Promise<StatResult> {
     const res = await this.#checked('HEAD', filesPath(remotePath), { signal: options.signal });
-    res.body.destroy();
+    await discardBody(res.body);
     const lm = header(res.headers, 'last-modified');
     return {
       size: numberHeader(res.headers, 'content-length'),
@@ -297,9 +296,11 @@ export class Client {
   }
 
   /**
-   * Downloads to `localFile`. Without `resume` the body goes to a temporary name in the same
-   * directory, renamed over `localFile` only when complete: a failed download never leaves a
-   * truncated file under the final name. With `resume` it appends to `localFile` from its size.
+   * Downloads to `localFile`. The body goes to a temporary name in the same directory, renamed
+   * over `localFile` only when complete: a failed download leaves the old file (or none) and no
+   * temporary file. With `resume` a partial `localFile` is continued from its size (`Range:
+   * bytes=N-`); a server that answers 200 instead sends the whole file, saved like a plain
+   * download. Not a regular file (`/dev/null`): written in place (see local-file.ts).
    */
   async download(
     remotePath: string,
@@ -307,59 +308,40 @@ export class Client {
     options: DownloadOptions = {},
   ): Promise<DownloadResult> {
     const urlPath = filesPath(remotePath);
-    const dest = path.resolve(localFile);
     if (options.resume && options.range !== undefined) {
       throw ngError('NG_ERR_INVALID_OPTION', 'invalid download options: resume and range exclude each other');
     }
-    if (options.resume) {
-      let offset = 0;
-      try {
-        offset = (await fsp.stat(dest)).size;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new LocalFileError('write', dest, err);
-      }
-      const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {};
-      const res = await this.request('GET', urlPath, { headers, signal: options.signal });
-      if (res.statusCode === 416 && offset > 0) {
-        // RFC 9110 §15.5.17: `Content-Range: bytes */N` gives the size; equal means already complete
-        // (curl -C - treats it the same way).
-        const total = completeLength(header(res.headers, 'content-range'));
-        const error = await responseError(res, 'GET', urlPath, this.socket);
-        if (total === offset) return { bytes: 0, size: offset, resumed: true };
-        throw error;
-      }
-      if (res.statusCode >= 400) throw await responseError(res, 'GET', urlPath, this.socket);
-      const partial = res.statusCode === 206;
-      if (partial && rangeStart(header(res.headers, 'content-range')) !== offset) {
-        res.body.destroy();
+    const target = await localTarget(localFile);
+    const offset = options.resume ? target.size : 0;
+    const headers: Record<string, string> = {};
+    if (offset > 0) headers.range = `bytes=${offset}-`;
+    else if (options.range !== undefined) headers.range = rangeHeader(options.range);
+    const res = await this.request('GET', urlPath, { headers, signal: options.signal });
+    if (offset > 0 && res.statusCode === 416) {
+      // RFC 9110 §15.5.17: `Content-Range: bytes */N` gives the size; equal means already complete
+      // (curl -C - treats it the same way).
+      const total = completeLength(header(res.headers, 'content-range'));
+      const error = await responseError(res, 'GET', urlPath, this.socket);
+      if (total === offset) return { bytes: 0, size: offset, resumed: true };
+      throw error;
+    }
+    if (res.statusCode >= 400) throw await responseError(res, 'GET', urlPath, this.socket);
+    const length = numberHeader(res.headers, 'content-length');
+    const body = res.body as AsyncIterable<Buffer>;
+    if (offset > 0 && res.statusCode === 206) {
+      if (rangeStart(header(res.headers, 'content-range')) !== offset) {
+        await discardBody(res.body);
         throw ngError(
           'NG_ERR_HTTP',
           `GET ${urlPath} on ${this.socket}: 206 for a range that does not start at ${offset}`,
         );
       }
-      const start = partial ? offset : 0;
-      const length = numberHeader(res.headers, 'content-length');
-      const bytes = await writeBody(res.body, dest, partial ? 'a' : 'w', options.onProgress, start, length);
-      return { bytes, size: start + bytes, resumed: partial };
+      const bytes = await saveTo(target, body, 'append', { onProgress: options.onProgress, offset, length });
+      return { bytes, size: offset + bytes, resumed: true };
     }
-
-    const headers: Record<string, string> = {};
-    if (options.range !== undefined) headers.range = rangeHeader(options.range);
-    const res = await this.#checked('GET', urlPath, { headers, signal: options.signal });
-    const temp = tempNameFor(dest);
-    const length = numberHeader(res.headers, 'content-length');
-    try {
-      const bytes = await writeBody(res.body, temp, 'wx', options.onProgress, 0, length);
-      try {
-        await fsp.rename(temp, dest);
-      } catch (err) {
-        throw new LocalFileError('write', dest, err);
-      }
-      return { bytes, size: bytes, resumed: false };
-    } catch (err) {
-      await fsp.rm(temp, { force: true }).catch(() => undefined);
-      throw err;
-    }
+    // 200, also when a resume's range was ignored (RFC 9110 §14.2: a server may), or the 206 of -r.
+    const bytes = await saveTo(target, body, 'replace', { onProgress: options.onProgress, length });
+    return { bytes, size: bytes, resumed: false };
   }
 
   /**
@@ -433,7 +415,7 @@ export class Client {
     });
     const type = header(res.headers, 'content-type') ?? '';
     if (!/json/i.test(type)) {
-      res.body.destroy();
+      await discardBody(res.body);
       throw ngError(
         'NG_ERR_HTTP',
         `GET ${urlPath} on ${this.socket}: not a directory listing (${type || 'no content type'})`,
@@ -490,7 +472,17 @@ export class Client {
     const res = await this.#checked('GET', urlPath, { signal: options.signal });
     // tar-stream is loaded only by the verbs that need it (CLI startup time).
     const { extractTar } = await import('./archive.js');
-    return extractTar(res.body, localDir, options.onProgress);
+    let cut: unknown;
+    res.body.once('error', (err) => (cut ??= err));
+    try {
+      return await extractTar(res.body, localDir, options.onProgress);
+    } catch (err) {
+      // The connection failing mid-archive (not an entry refused, not a local write).
+      if (cut !== undefined && err === cut && !isAbort(err)) {
+        throw new PartialTransferError(undefined, numberHeader(res.headers, 'content-length'), err);
+      }
+      throw err;
+    }
   }
 
   /** Puts the contents of LOCAL_DIR into REMOTE_DIR, as one tar stream to PUT /archive. */
@@ -532,38 +524,4 @@ export class Client {
   }
 }
 
-/**
- * Streams `body` into `file`. Errors of the file become LocalFileError('write'); errors of the
- * body (the connection) pass through as they are.
- */
-async function writeBody(
-  body: Readable,
-  file: string,
-  flags: string,
-  onProgress: ProgressCallback | undefined,
-  offset: number,
-  length: number | undefined,
-): Promise<number> {
-  // pipeline() destroys every stream with the first error, so whichever side failed first is the origin.
-  let first: 'local' | 'remote' | undefined;
-  let bytes = 0;
-  body.once('error', () => (first ??= 'remote'));
-  const out = createWriteStream(file, { flags });
-  out.once('error', () => (first ??= 'local'));
-  const count = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      bytes += chunk.length;
-      onProgress?.(offset + bytes, length === undefined ? undefined : offset + length);
-      cb(null, chunk);
-    },
-  });
-  try {
-    await pipeline(body, count, out);
-  } catch (err) {
-    if (first === 'local') throw new LocalFileError('write', file, err);
-    throw err;
-  }
-  return bytes;
-}
-
-export { ClientError, LocalFileError };
+export { ClientError, LocalFileError, PartialTransferError };

@@ -3,8 +3,9 @@
  * CLI spawned (bin/nullgate.js runs dist/: `npx tsc -p tsconfig.build.json` first, as `npm test`
  * does), and the library's connector with undici's own request/stream/pipeline/fetch.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -12,12 +13,58 @@ import { pipeline as pipelineAsync } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { Agent, fetch, pipeline, request, stream } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Client, ClientError, connector } from '../../gateway/client/index.js';
+import { Client, ClientError, PartialTransferError, connector } from '../../gateway/client/index.js';
 import { createGateway, type Gateway } from '../../gateway/gateway.js';
+import { listenAbstract } from '../../gateway/listen.js';
 import { runCli, runFile } from '../helpers/cli.js';
 import { uniqueName } from '../helpers/sockets.js';
 
 const BUNDLE = fileURLToPath(new URL('../../bundle/nullgate.mjs', import.meta.url));
+
+/** Temporary download names (`.NAME.<random>.part`) left in `dir`. */
+const leftovers = (dir: string): string[] => readdirSync(dir).filter((f) => f.endsWith('.part'));
+
+/**
+ * A deliberately broken HTTP server for what nullgate's own server never does: bodies cut
+ * short, Range ignored, a 206 for the wrong range. The URL path picks the behaviour.
+ */
+async function startRawServer(name: string, full: Buffer): Promise<net.Server> {
+  const server = net.createServer((socket) => {
+    let head = '';
+    socket.on('error', () => undefined);
+    socket.on('data', (chunk: Buffer) => {
+      head += chunk.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      const [method = '', target = ''] = head.split(' ');
+      head = '';
+      const send = (status: string, headers: Record<string, string | number>, body: Buffer): void => {
+        const lines = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`);
+        socket.write(`HTTP/1.1 ${status}\r\n${lines.join('')}\r\n`);
+        if (method !== 'HEAD') socket.write(body);
+      };
+      if (target === '/files/cut') {
+        // Announces the whole file, sends a tenth, then the connection dies.
+        send('200 OK', { 'content-length': full.length }, full.subarray(0, full.length / 10));
+        setTimeout(() => socket.destroy(), 50);
+      } else if (target === '/files/ignores-range') {
+        send('200 OK', { 'content-length': full.length }, full);
+      } else if (target === '/files/ignores-range-then-cut') {
+        send('200 OK', { 'content-length': full.length }, full.subarray(0, 3));
+        setTimeout(() => socket.destroy(), 50);
+      } else if (target === '/files/wrong-206') {
+        send(
+          '206 Partial Content',
+          { 'content-length': full.length, 'content-range': `bytes 0-${full.length - 1}/${full.length}` },
+          full,
+        );
+      } else {
+        send('404 Not Found', { 'content-length': 0 }, Buffer.alloc(0));
+      }
+    });
+  });
+  await listenAbstract(server, name);
+  return server;
+}
 
 async function startGateway(root: string, socket = uniqueName('client')): Promise<Gateway> {
   const gateway = createGateway({ socket, root, writable: true, logLevel: false });
@@ -59,6 +106,32 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
       expect(r.code).toBe(7);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
     });
+
+    it('--help lists the client verbs only, on stdout; no verb is a usage error, usage on stderr', async () => {
+      const help = await runFile(BUNDLE, ['--help']);
+      expect(help.code).toBe(0);
+      expect(help.stderr).toBe('');
+      expect(help.stdout.toString()).toContain('nullgate get REMOTE');
+      expect(help.stdout.toString()).not.toMatch(/serve|install-client/);
+      const bare = await runFile(BUNDLE, []);
+      expect(bare.code).toBe(2);
+      expect(bare.stdout.length).toBe(0);
+      expect(bare.stderr).toContain('nullgate get REMOTE');
+      expect(bare.stderr).not.toMatch(/serve|install-client/);
+      const unknown = await runFile(BUNDLE, ['serve']);
+      expect(unknown.code).toBe(2);
+      expect(unknown.stderr).toBe('nullgate: unknown command "serve" (try nullgate --help)\n');
+    });
+
+    it('the full CLI: --help on stdout with serve; no verb: usage on stderr, exit 2', async () => {
+      const help = await runCli(['--help']);
+      expect(help.code).toBe(0);
+      expect(help.stdout.toString()).toMatch(/nullgate serve .*\n[\s\S]*nullgate install-client DIR/);
+      const bare = await runCli([]);
+      expect(bare.code).toBe(2);
+      expect(bare.stdout.length).toBe(0);
+      expect(bare.stderr).toContain('nullgate serve');
+    });
   });
 
   describe('request', () => {
@@ -93,6 +166,13 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
       expect(r.stderr).toBe(
         `nullgate: GET /nope on ${name}: 404 NG_ERR_ROUTE_NOT_FOUND no route for GET /nope\n`,
       );
+    });
+
+    it('request -I -f of a missing file exits 22 naming the registry code (a HEAD has no body)', async () => {
+      const r = await cli(['request', '-I', '-f', '/files/nope']);
+      expect(r.stderr).toBe(`nullgate: HEAD /files/nope on ${name}: 404 NG_ERR_NOT_FOUND Not Found\n`);
+      expect(r.code).toBe(22);
+      expect(r.stdout.length).toBe(0);
     });
 
     it('request /nope without -f prints the error body and exits 0 (like curl)', async () => {
@@ -144,6 +224,15 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
       expect(r.stderr).toBe(`nullgate: GET /health on ${nobody}: no server on ${nobody}\n`);
       const g = await runCli(['get', '/x', '--socket', nobody]);
       expect(g.code).toBe(7);
+    });
+
+    it('NULLGATE_SOCKET=name (no @, no such socket file) exits 7 with a hint to write @name', async () => {
+      const bare = uniqueName('nobody').slice(1);
+      const r = await runCli(['request', '/health'], { env: { NULLGATE_SOCKET: bare }, cwd: work });
+      expect(r.code).toBe(7);
+      expect(r.stderr).toBe(
+        `nullgate: GET /health on ${bare}: no server on ${bare} (did you mean @${bare}?)\n`,
+      );
     });
 
     it('--wait 5 succeeds when the server starts a second later', async () => {
@@ -362,7 +451,9 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
       expect(existsSync(path.join(root, 'm/g.txt'))).toBe(false);
       const notEmpty = await cli(['rm', '/m']);
       expect(notEmpty.code).toBe(22);
-      expect(notEmpty.stderr).toContain('NG_ERR_CONFLICT');
+      expect(notEmpty.stderr).toBe(
+        `nullgate: DELETE /files/m on ${name}: 409 NG_ERR_CONFLICT /m is a directory that is not empty: use rm -r to delete it with its contents\n`,
+      );
       expect((await cli(['rm', '-r', '/m'])).code).toBe(0);
       expect(existsSync(path.join(root, 'm'))).toBe(false);
     });
@@ -386,6 +477,58 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
       expect(await readlink(path.join(dest, 'link'))).toBe('top.txt');
     });
 
+    it('get -o into a missing directory exits 23 naming the destination, not the temporary file', async () => {
+      await writeFile(path.join(root, 'small.txt'), 'small');
+      const r = await cli(['get', '/small.txt', '-o', 'no-such-dir/app.conf']);
+      expect(r.code).toBe(23);
+      expect(r.stderr).toBe(
+        'nullgate: cannot write no-such-dir/app.conf: directory no-such-dir does not exist\n',
+      );
+    });
+
+    it.skipIf(!statSync('/dev/full', { throwIfNoEntry: false })?.isCharacterDevice())(
+      'get -o /dev/full exits 23 (no space); the device is written in place, never replaced',
+      async () => {
+        await writeFile(path.join(root, 'small.txt'), 'small');
+        const r = await cli(['get', '/small.txt', '-o', '/dev/full']);
+        expect(r.stderr).toBe('nullgate: cannot write /dev/full: no space left on device\n');
+        expect(r.code).toBe(23);
+        expect(statSync('/dev/full').isCharacterDevice()).toBe(true);
+        const ok = await cli(['get', '/small.txt', '-o', '/dev/null']);
+        expect(ok.code).toBe(0);
+        expect(statSync('/dev/null').isCharacterDevice()).toBe(true);
+        expect(leftovers('/dev')).toEqual([]);
+      },
+    );
+
+    it('get -o through a symlink replaces the file it points to and keeps the link', async () => {
+      await writeFile(path.join(root, 'small.txt'), 'small');
+      await writeFile(path.join(work, 'real.txt'), 'old');
+      await symlink('real.txt', path.join(work, 'out.bin'));
+      expect((await cli(['get', '/small.txt', '-o', 'out.bin'])).code).toBe(0);
+      expect((await lstat(path.join(work, 'out.bin'))).isSymbolicLink()).toBe(true);
+      expect(await readFile(path.join(work, 'real.txt'), 'utf8')).toBe('small');
+      await rm(path.join(work, 'real.txt'));
+    });
+
+    it('Client.stat: HEAD metadata, a typed 404, and no crash on the unread body', async () => {
+      await writeFile(path.join(root, 'stat.bin'), Buffer.alloc(1234, 1));
+      const client = new Client({ socket: name });
+      try {
+        const st = await client.stat('/stat.bin');
+        expect(st).toMatchObject({ size: 1234, contentType: 'application/octet-stream' });
+        expect(st.etag).toMatch(/^"/);
+        expect(st.mtime).toBeInstanceOf(Date);
+        const err = await client.stat('/nope.bin').catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(ClientError);
+        expect(err).toMatchObject({ statusCode: 404, code: 'NG_ERR_NOT_FOUND', method: 'HEAD' });
+        // An unhandled UND_ERR_ABORTED would surface here, a tick or two later.
+        await new Promise((r) => setTimeout(r, 50));
+      } finally {
+        await client.close();
+      }
+    });
+
     it('the library Client: typed results and a typed error', async () => {
       const client = new Client({ socket: name });
       try {
@@ -401,6 +544,84 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
         const err = await client.get('/nope.txt').catch((e: unknown) => e);
         expect(err).toBeInstanceOf(ClientError);
         expect(err).toMatchObject({ statusCode: 404, code: 'NG_ERR_NOT_FOUND' });
+      } finally {
+        await client.close();
+      }
+    });
+  });
+
+  describe('a server that misbehaves (raw)', () => {
+    const full = Buffer.from('0123456789'.repeat(10)); // 100 bytes: a tenth is 10
+    let raw: net.Server;
+    let rawName: string;
+    const rawCli = (args: string[]) => runCli([...args, '--socket', rawName], { cwd: work });
+    beforeAll(async () => {
+      rawName = uniqueName('raw');
+      raw = await startRawServer(rawName, full);
+    });
+    afterAll(async () => {
+      await new Promise((r) => raw.close(r));
+    });
+    afterEach(async () => {
+      await rm(path.join(work, 'keep.txt'), { force: true });
+    });
+
+    it('get -o cut mid-body: exit 18, the old file untouched, no temporary file', async () => {
+      await writeFile(path.join(work, 'keep.txt'), 'the old contents');
+      const r = await rawCli(['get', '/cut', '-o', 'keep.txt']);
+      expect(r.stderr).toBe(
+        `nullgate: GET /files/cut on ${rawName}: transfer cut short after ${full.length / 10} of ${full.length} bytes: other side closed\n`,
+      );
+      expect(r.code).toBe(18);
+      expect(await readFile(path.join(work, 'keep.txt'), 'utf8')).toBe('the old contents');
+      expect(leftovers(work)).toEqual([]);
+    });
+
+    it('get to stdout and request cut mid-body: exit 18 too', async () => {
+      expect((await rawCli(['get', '/cut'])).code).toBe(18);
+      const r = await rawCli(['request', '-o', 'keep.txt', '/files/cut']);
+      expect(r.code).toBe(18);
+      expect(existsSync(path.join(work, 'keep.txt'))).toBe(false);
+      expect(leftovers(work)).toEqual([]);
+    });
+
+    it('get -C - when the server ignores the range (200): the whole file, like a plain download', async () => {
+      await writeFile(path.join(work, 'keep.txt'), full.subarray(0, 7));
+      const r = await rawCli(['get', '-C', '-', '-o', 'keep.txt', '/ignores-range']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(await readFile(path.join(work, 'keep.txt'))).toEqual(full);
+      expect(leftovers(work)).toEqual([]);
+    });
+
+    it('get -C - with a 200 that is cut: the partial file keeps what it had', async () => {
+      await writeFile(path.join(work, 'keep.txt'), full.subarray(0, 7));
+      const r = await rawCli(['get', '-C', '-', '-o', 'keep.txt', '/ignores-range-then-cut']);
+      expect(r.code).toBe(18);
+      expect(await readFile(path.join(work, 'keep.txt'))).toEqual(full.subarray(0, 7));
+      expect(leftovers(work)).toEqual([]);
+    });
+
+    it('a 206 for the wrong range names the request once', async () => {
+      await writeFile(path.join(work, 'keep.txt'), full.subarray(0, 4));
+      const r = await rawCli(['get', '-C', '-', '-o', 'keep.txt', '/wrong-206']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(
+        `nullgate: GET /files/wrong-206 on ${rawName}: 206 for a range that does not start at 4\n`,
+      );
+      expect(await readFile(path.join(work, 'keep.txt'))).toEqual(full.subarray(0, 4));
+    });
+
+    it('Client.download reports the cut as a PartialTransferError with the byte counts', async () => {
+      const client = new Client({ socket: rawName });
+      try {
+        const err = await client.download('/cut', path.join(work, 'keep.txt')).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(PartialTransferError);
+        expect(err).toMatchObject({
+          received: full.length / 10,
+          expected: full.length,
+          code: 'UND_ERR_SOCKET',
+        });
       } finally {
         await client.close();
       }

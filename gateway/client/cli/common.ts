@@ -5,12 +5,20 @@
  * progress bar. Parsing is pure (argv and env in, options out) so it is table-tested.
  */
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { type Address, DEFAULT_ADDRESS, MAX_NAME_BYTES, formatAddress, parseAddress } from '../../address.js';
 import { CliError, ExitCode, usageError } from '../../cli/exit.js';
-import { ClientError, LocalFileError } from '../client-error.js';
+import { ClientError, LocalFileError, PartialTransferError, isAbort } from '../client-error.js';
 import { Client, type ProgressCallback } from '../client.js';
+
+/**
+ * curl's CURLE_PARTIAL_FILE: the body ended before its announced length. It belongs in
+ * cli/exit.ts's ExitCode table, which this module does not own; the cast keeps the type until
+ * it moves there.
+ */
+export const EXIT_PARTIAL_FILE = 18 as number as ExitCode;
 
 export const commonOptions = {
   socket: { type: 'string' },
@@ -145,6 +153,11 @@ function causeChain(err: unknown): unknown[] {
   return chain;
 }
 
+/** `context: message`, unless the message already starts with the context (Client messages do). */
+function inContext(context: string, message: string): string {
+  return message.startsWith(`${context}:`) ? message : `${context}: ${message}`;
+}
+
 /** The exit code and one-line message for an error of a client verb (curl's numbers where they overlap). */
 export function toCliError(err: unknown, context: string): CliError | undefined {
   if (err instanceof CliError) return err;
@@ -153,9 +166,12 @@ export function toCliError(err: unknown, context: string): CliError | undefined 
     if (e instanceof LocalFileError) {
       return new CliError(e.message, e.op === 'read' ? ExitCode.READ : ExitCode.WRITE, { cause: err });
     }
+    if (e instanceof PartialTransferError) {
+      return new CliError(inContext(context, e.message), EXIT_PARTIAL_FILE, { cause: err });
+    }
     const code = (e as { code?: unknown } | null)?.code;
     if (code === 'NG_ERR_NO_SERVER') {
-      return new CliError(`${context}: ${(e as Error).message}`, ExitCode.CONNECT, { cause: err });
+      return new CliError(inContext(context, (e as Error).message), ExitCode.CONNECT, { cause: err });
     }
     if ((e as { syscall?: unknown } | null)?.syscall === 'connect') {
       return new CliError(`${context}: cannot connect: ${(e as Error).message}`, ExitCode.CONNECT, {
@@ -165,12 +181,21 @@ export function toCliError(err: unknown, context: string): CliError | undefined 
   }
   const e = err as { code?: unknown; message?: unknown } | null;
   if (typeof e?.code === 'string' && e.code.startsWith('UND_ERR')) {
-    return new CliError(`${context}: ${String(e.message)}`, ExitCode.FAILURE, { cause: err });
+    return new CliError(inContext(context, String(e.message)), ExitCode.FAILURE, { cause: err });
   }
   if (e?.code === 'NG_ERR_ARCHIVE_UNSAFE' || e?.code === 'NG_ERR_HTTP') {
-    return new CliError(`${context}: ${String(e.message)}`, ExitCode.FAILURE, { cause: err });
+    return new CliError(inContext(context, String(e.message)), ExitCode.FAILURE, { cause: err });
   }
   return undefined;
+}
+
+/**
+ * `NULLGATE_SOCKET=name` means the socket file ./name; when there is no such file, the user most
+ * likely meant the abstract name.
+ */
+export function socketHint(socket: Address): string | undefined {
+  if (socket.kind !== 'path' || socket.path.includes('/') || existsSync(socket.path)) return undefined;
+  return `did you mean @${socket.path}?`;
 }
 
 /**
@@ -186,22 +211,34 @@ export async function withClient(
   try {
     return await fn(client);
   } catch (err) {
-    throw toCliError(err, context(formatAddress(common.socket))) ?? err;
+    const cliErr = toCliError(err, context(formatAddress(common.socket)));
+    if (cliErr?.exitCode === ExitCode.CONNECT) {
+      const tip = socketHint(common.socket);
+      if (tip) throw new CliError(`${cliErr.message} (${tip})`, cliErr.exitCode, { cause: err });
+    }
+    throw cliErr ?? err;
   } finally {
     await client.destroy();
   }
 }
 
-/** Writes a body to stdout with backpressure; a failing stdout (EPIPE, full disk) is exit 23. */
+/**
+ * Writes a body to stdout with backpressure; a failing stdout (EPIPE, full disk) is exit 23, a
+ * body that fails midway (the connection) a PartialTransferError (exit 18). `expected` is the
+ * announced length, for that message.
+ */
 export async function toStdout(
   body: AsyncIterable<Buffer | string> | Iterable<Buffer | string>,
   out: NodeJS.WritableStream = process.stdout,
+  expected?: number,
 ): Promise<number> {
   let failure: unknown;
   const onError = (err: unknown): void => {
     failure ??= err;
   };
   out.on('error', onError);
+  // Leaving the loop early destroys an undici body, which then emits UND_ERR_ABORTED: heard here.
+  (body as Partial<Readable>).on?.('error', () => undefined);
   let bytes = 0;
   try {
     for await (const chunk of body) {
@@ -210,6 +247,11 @@ export async function toStdout(
       if (!out.write(chunk)) {
         await Promise.race([once(out, 'drain'), once(out, 'error')]).catch(() => undefined);
       }
+    }
+  } catch (err) {
+    if (failure === undefined) {
+      if (isAbort(err)) throw err;
+      throw new PartialTransferError(bytes, expected, err);
     }
   } finally {
     out.off('error', onError);

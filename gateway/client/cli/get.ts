@@ -78,7 +78,7 @@ export async function getCommand(argv: string[]): Promise<number> {
             ? res.body.pipe(progressStream(progress.update, res.contentLength))
             : res.body;
           if (body !== res.body) res.body.once('error', (err) => body.destroy(err));
-          await toStdout(body);
+          await toStdout(body, process.stdout, res.contentLength);
         } else {
           await client.download(args.remote, args.output, {
             resume: args.resume,

@@ -4,15 +4,14 @@
  * the endpoints that are not files (`/health`, `/whoami`) and for anything the file verbs do not
  * cover. Parsing is pure; files named by `@FILE` and `-T` are read only when the request runs.
  */
-import { createWriteStream, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Dispatcher } from 'undici';
 import { ExitCode, usageError } from '../../cli/exit.js';
 import { LocalFileError, responseError } from '../client-error.js';
-import { tempNameFor } from '../client.js';
+import { localTarget, saveTo } from '../local-file.js';
 import {
   type CommonOptions,
   type Env,
@@ -249,44 +248,20 @@ export function formatHead(statusCode: number, headers: Dispatcher.ResponseData[
   return `${text}\r\n`;
 }
 
+function contentLength(headers: Dispatcher.ResponseData['headers']): number | undefined {
+  const v = headers['content-length'];
+  return typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : undefined;
+}
+
 async function* withHead(
   head: string | undefined,
   body: AsyncIterable<Buffer> | undefined,
 ): AsyncGenerator<Buffer> {
+  // A consumer that stops early (stdout gone) destroys the undici body, which then emits
+  // UND_ERR_ABORTED: heard here, so it cannot crash the process.
+  (body as Partial<Readable> | undefined)?.on?.('error', () => undefined);
   if (head !== undefined) yield Buffer.from(head);
   if (body) yield* body;
-}
-
-/** Writes to a temporary name beside `file` and renames it when complete. */
-async function writeFileAtomically(file: string, source: AsyncIterable<Buffer>): Promise<void> {
-  const temp = tempNameFor(path.resolve(file));
-  const out = createWriteStream(temp, { flags: 'wx' });
-  let localFirst = false;
-  let sourceFailed = false;
-  out.once('error', () => (localFirst ||= !sourceFailed));
-  try {
-    try {
-      await pipeline(async function* () {
-        try {
-          yield* source;
-        } catch (err) {
-          sourceFailed = true;
-          throw err;
-        }
-      }, out);
-    } catch (err) {
-      if (localFirst) throw new LocalFileError('write', file, err);
-      throw err;
-    }
-    try {
-      await fsp.rename(temp, file);
-    } catch (err) {
-      throw new LocalFileError('write', file, err);
-    }
-  } catch (err) {
-    await fsp.rm(temp, { force: true }).catch(() => undefined);
-    throw err;
-  }
 }
 
 export async function requestCommand(argv: string[]): Promise<number> {
@@ -329,8 +304,13 @@ export async function requestCommand(argv: string[]): Promise<number> {
       const showHead = args.include || args.head ? head : undefined;
       const body = args.head || args.method === 'HEAD' ? undefined : (res.body as AsyncIterable<Buffer>);
       if (body === undefined) await res.body.dump();
-      if (args.output !== undefined) await writeFileAtomically(args.output, withHead(showHead, body));
-      else await toStdout(withHead(showHead, body));
+      const bodyLength = body === undefined ? 0 : contentLength(res.headers);
+      const length =
+        bodyLength === undefined ? undefined : bodyLength + (showHead ? Buffer.byteLength(showHead) : 0);
+      if (args.output !== undefined) {
+        // The same rules as get -o: a temporary name renamed when complete, devices in place.
+        await saveTo(await localTarget(args.output), withHead(showHead, body), 'replace', { length });
+      } else await toStdout(withHead(showHead, body), process.stdout, length);
       return ExitCode.OK;
     },
   );

@@ -1,5 +1,6 @@
 /** `nullgate rm [-r] REMOTE...`: delete files, empty directories, or (with -r) trees. */
-import { ExitCode, usageError } from '../../cli/exit.js';
+import { CliError, ExitCode, usageError } from '../../cli/exit.js';
+import { ClientError } from '../client-error.js';
 import { filesPath } from '../client.js';
 import { type CommonOptions, type Env, commonOptions, parseCommon, parseVerb, withClient } from './common.js';
 
@@ -28,7 +29,19 @@ export async function rmCommand(argv: string[]): Promise<number> {
     async (client) => {
       for (const remote of args.remotes) {
         current = remote;
-        await client.remove(remote, { recursive: args.recursive });
+        try {
+          await client.remove(remote, { recursive: args.recursive });
+        } catch (err) {
+          // The server's message speaks HTTP (?recursive=1); the CLI user needs the flag.
+          if (err instanceof ClientError && err.statusCode === 409 && !args.recursive) {
+            throw new CliError(
+              `${err.method} ${err.path} on ${err.socket}: 409 ${err.code} ${remote} is a directory that is not empty: use rm -r to delete it with its contents`,
+              ExitCode.HTTP,
+              { cause: err },
+            );
+          }
+          throw err;
+        }
       }
       return ExitCode.OK;
     },

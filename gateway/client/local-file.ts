@@ -1,0 +1,133 @@
+/**
+ * Where downloaded bytes land (`get -o`, `request -o`). A regular file is replaced atomically:
+ * the bytes go to a temporary name in the same directory, renamed over it only when complete,
+ * so a failed transfer leaves the old file (or none) and no temporary file. Anything that is not
+ * a regular file (`/dev/null`, a FIFO, a terminal) is written in place, as curl does: renaming
+ * over it would replace the device node itself. Errors name the file as the user gave it.
+ */
+import { createWriteStream, promises as fsp } from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { LocalFileError, PartialTransferError, isAbort, writeError } from './client-error.js';
+
+/** Called as bytes move: `done` so far (including a resumed offset), `total` when known. */
+export type ProgressCallback = (done: number, total: number | undefined) => void;
+
+export interface LocalTarget {
+  /** The name as the user gave it, for messages. */
+  readonly shown: string;
+  /** The file to write: the destination, or what a symlink there points to. */
+  readonly path: string;
+  /** Not a regular file: written in place, never renamed over. */
+  readonly inPlace: boolean;
+  /** Size of the existing regular file (0 if none): where `-C -` resumes. */
+  readonly size: number;
+}
+
+export interface SaveOptions {
+  readonly onProgress?: ProgressCallback | undefined;
+  /** Bytes already in the file (a resumed download), added to what onProgress reports. */
+  readonly offset?: number | undefined;
+  /** This body's announced length, for onProgress and for a PartialTransferError. */
+  readonly length?: number | undefined;
+}
+
+/**
+ * A temporary name beside `file`, so the final rename stays in one file system. It is created
+ * with O_EXCL (`wx`: never an existing file, never through a symlink), so the suffix only has
+ * to be unlikely to collide; Math.random spares the CLI loading node:crypto (~5 ms).
+ */
+export function tempNameFor(file: string): string {
+  const suffix = `${process.pid.toString(36)}${Math.random().toString(36).slice(2, 10)}`;
+  return path.join(path.dirname(file), `.${path.basename(file)}.${suffix}.part`);
+}
+
+/** Looks at what is at `file` now: nothing or a regular file (replace it), a directory (refuse), anything else (write in place). */
+export async function localTarget(file: string): Promise<LocalTarget> {
+  const dest = path.resolve(file);
+  const st = await fsp.stat(dest).catch(() => undefined);
+  // Missing, unreadable or a dangling link: creating the temporary file reports what is wrong.
+  if (st === undefined) return { shown: file, path: dest, inPlace: false, size: 0 };
+  if (st.isDirectory()) {
+    throw new LocalFileError(
+      'write',
+      file,
+      Object.assign(new Error('is a directory'), { code: 'EISDIR' }),
+      'is a directory',
+    );
+  }
+  if (!st.isFile()) return { shown: file, path: dest, inPlace: true, size: 0 };
+  // Through a symlink, replace the file it points to and keep the link, as writing through it would.
+  return { shown: file, path: await fsp.realpath(dest), inPlace: false, size: st.size };
+}
+
+/**
+ * Streams `source` (a response body) into `file` opened with `flags`. Failures of the file
+ * become LocalFileError naming `shown`; a failing source (the connection, mid-body) becomes
+ * PartialTransferError, unless it was an abort the caller asked for.
+ */
+async function writeTo(
+  source: AsyncIterable<Buffer>,
+  file: string,
+  flags: string,
+  shown: string,
+  options: SaveOptions,
+): Promise<number> {
+  const offset = options.offset ?? 0;
+  const total = options.length === undefined ? undefined : offset + options.length;
+  let bytes = 0;
+  let sourceError: { err: unknown } | undefined;
+  // When the file fails first, leaving the loop below destroys an undici body, which then emits
+  // UND_ERR_ABORTED: heard here, so it cannot crash the process.
+  (source as Partial<Readable>).on?.('error', () => undefined);
+  async function* counted(): AsyncGenerator<Buffer> {
+    try {
+      for await (const chunk of source) {
+        bytes += chunk.length;
+        options.onProgress?.(offset + bytes, total);
+        yield chunk;
+      }
+    } catch (err) {
+      sourceError = { err };
+      throw err;
+    }
+  }
+  try {
+    await pipeline(counted, createWriteStream(file, { flags }));
+  } catch (err) {
+    if (sourceError === undefined) throw writeError(shown, err);
+    if (isAbort(sourceError.err)) throw sourceError.err;
+    throw new PartialTransferError(bytes, options.length, sourceError.err);
+  }
+  return bytes;
+}
+
+/**
+ * Saves `source` to `target`: appended (a resumed download), written in place (not a regular
+ * file), or through a temporary file renamed over the target when complete (removed on failure).
+ * Returns the bytes written.
+ */
+export async function saveTo(
+  target: LocalTarget,
+  source: AsyncIterable<Buffer>,
+  how: 'replace' | 'append',
+  options: SaveOptions = {},
+): Promise<number> {
+  if (how === 'append' || target.inPlace) {
+    return writeTo(source, target.path, how === 'append' ? 'a' : 'w', target.shown, options);
+  }
+  const temp = tempNameFor(target.path);
+  try {
+    const bytes = await writeTo(source, temp, 'wx', target.shown, options);
+    try {
+      await fsp.rename(temp, target.path);
+    } catch (err) {
+      throw writeError(target.shown, err);
+    }
+    return bytes;
+  } catch (err) {
+    await fsp.rm(temp, { force: true }).catch(() => undefined);
+    throw err;
+  }
+}
