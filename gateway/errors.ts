@@ -20,7 +20,7 @@ export const errorCodes = {
   NG_ERR_BAD_PATH: {
     statusCode: 400,
     description:
-      'The URL path has a NUL byte, a malformed percent escape, or a `..` that would leave the root.',
+      'The URL path has a NUL byte, a malformed percent escape, a `..` segment, or a name reserved for the server (`.nullgate-tmp-*`).',
   },
   NG_ERR_DIGEST_MISMATCH: {
     statusCode: 400,
@@ -58,7 +58,7 @@ export const errorCodes = {
   NG_ERR_ROUTE_NOT_FOUND: { statusCode: 404, description: 'No endpoint has this method and URL.' },
   NG_ERR_METHOD_NOT_ALLOWED: {
     statusCode: 405,
-    description: 'The endpoint exists but not with this method.',
+    description: 'The endpoint exists but not with this method; `Allow` lists the methods it has.',
   },
   NG_ERR_TIMEOUT: { statusCode: 408, description: 'The client was too slow sending its request.' },
   NG_ERR_CONFLICT: {
