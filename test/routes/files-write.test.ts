@@ -3,6 +3,7 @@
  * API", "Read-only by default"). Uploads that need real HTTP framing (chunked bodies,
  * Expect: 100-continue, a limit hit mid-body) go over a real listener with node:http.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
@@ -25,6 +26,7 @@ import type { FastifyInstance, InjectOptions } from 'fastify';
 import supertest from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../gateway/app.js';
+import { itNeeds } from '../helpers/requirements.js';
 
 const MAX_UPLOAD = 1024 * 1024;
 
@@ -876,4 +878,34 @@ describe('the startup sweep of temporaries', () => {
       rmSync(root, { recursive: true, force: true });
     }
   });
+});
+
+describe('writes into another mount inside the root', () => {
+  itNeeds(
+    ['root', 'mount', 'tar'],
+    'uploads, replaces and archives there (temporaries beside the target), leaving no temporary',
+    async () => {
+      const root = mkdtempSync(join(tmpdir(), 'ng-files-mnt-'));
+      const mnt = join(root, 'mnt');
+      mkdirSync(mnt);
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'ng-test-files-mnt', mnt]);
+      const app = buildApp({ root, writable: true, logLevel: false });
+      try {
+        await app.ready();
+        const request = supertest(app.server);
+        await request.put('/files/mnt/new/f.txt').send('one').expect(201);
+        await request.put('/files/mnt/new/f.txt').send('two').expect(200);
+        expect(readFileSync(join(mnt, 'new/f.txt'), 'utf8')).toBe('two');
+        const tarball = execFileSync('tar', ['-c', '-C', join(mnt, 'new'), 'f.txt']);
+        const res = await app.inject({ method: 'PUT', url: '/archive/mnt/copy', payload: tarball });
+        expect(res.statusCode).toBe(201);
+        expect(readFileSync(join(mnt, 'copy/f.txt'), 'utf8')).toBe('two');
+        expect(tree(root).filter((n) => n.includes('.nullgate-tmp-'))).toEqual([]);
+      } finally {
+        await app.close();
+        execFileSync('umount', [mnt]);
+        rmSync(root, { recursive: true, force: true });
+      }
+    },
+  );
 });
