@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from './address.js';
 import { buildApp, type AppOptions } from './app.js';
 import { createPeerPolicy, type PeerPolicyOptions } from './peer-policy.js';
-import { closeSilentConnections, type DeniedPeer, listenAbstract } from './listen.js';
+import { type DeniedPeer, drainStep, listenAbstract } from './listen.js';
 import { RateLimitedLog, resolveLimits } from './limits.js';
 import type { PeerCredentials } from './binding.js';
 
@@ -89,16 +89,13 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
         const server = app.server;
         const grace = setTimeout(() => {
           server.closeAllConnections();
-          closeSilentConnections(server);
+          drainStep(server);
         }, options.graceMs ?? DEFAULT_GRACE_MS);
-        // Node's close() cuts the connections idle at that moment and waits for the rest. Cut, as
-        // they come, those that go idle later (a request in flight ended on a keep-alive connection)
-        // and those no request is coming on at all (no byte sent yet, or a refused peer), which
-        // Node would otherwise wait for until their own timeouts.
+        // Node's close() cuts the connections idle at that moment and waits for the rest; each
+        // step cuts those no request is coming on as they become so (see drainStep), so the
+        // drain lasts as long as the requests in flight, not as long as the idlest client.
         const sweep = setInterval(() => {
-          if (server.listening) return;
-          server.closeIdleConnections();
-          closeSilentConnections(server);
+          if (!server.listening) drainStep(server);
         }, DRAIN_SWEEP_MS).unref();
         try {
           // Fastify marks itself closing (responses get `Connection: close`), closes the

@@ -7,6 +7,7 @@
  * abstract name from the kernel).
  */
 import { unlinkSync, lstatSync } from 'node:fs';
+import type { Server as HttpServer, ServerResponse } from 'node:http';
 import type { Server, Socket } from 'node:net';
 import { type Address, formatAddress, parseAddress } from './address.js';
 import { native, type PeerCredentials } from './binding.js';
@@ -162,27 +163,42 @@ export function installPeerGate(
   });
 }
 
+/** The response a connection is writing (http.Server keeps it on the socket). */
+interface WritingSocket extends Socket {
+  _httpMessage?: ServerResponse | null;
+}
+
 /**
- * For a draining server (its listener closed): cuts the connections no request is coming on —
- * refused ones still lingering over their 403, and served ones that have not sent a byte yet
- * (Node's closeIdleConnections() leaves those open, since it counts a fresh connection as a
- * request in progress). Returns how many were cut.
+ * One step of draining a server whose listener is closed (call it until the server has closed):
+ * cuts the connections no request is coming on, and lets those with a request in flight finish.
+ *
+ * - Refused connections still lingering over their 403 are cut.
+ * - Connections that have not sent a byte are cut: Node's closeIdleConnections() leaves them
+ *   open, since it counts a fresh connection as a request in progress (so would its timers).
+ * - A response not started yet is told to close its connection when done (`Connection: close`).
+ * - Then closeIdleConnections() cuts keep-alive connections between requests — unless a response
+ *   has ended but is still flushing: Node counts that connection as idle too and would cut the
+ *   response's tail, so it waits for the next step.
+ *
+ * Returns how many connections are left (served and refused).
  */
-export function closeSilentConnections(server: Server): number {
+export function drainStep(server: Server): number {
   const state = gates.get(server);
   if (!state) return 0;
-  let cut = 0;
-  for (const socket of state.denied) {
-    socket.destroy();
-    cut++;
-  }
-  for (const socket of state.served) {
+  for (const socket of state.denied) socket.destroy();
+  let flushing = false;
+  for (const socket of state.served as Set<WritingSocket>) {
     if (socket.bytesRead === 0) {
       socket.destroy();
-      cut++;
+      continue;
     }
+    const res = socket._httpMessage;
+    if (!res) continue;
+    if (!res.headersSent) res.shouldKeepAlive = false;
+    else if (res.writableEnded && !res.writableFinished) flushing = true;
   }
-  return cut;
+  if (!flushing && 'closeIdleConnections' in server) (server as HttpServer).closeIdleConnections();
+  return state.served.size + state.denied.size;
 }
 
 /** Open connections of a gated server: served (allowed peers) and refused ones still lingering. */

@@ -1,13 +1,73 @@
 import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAddress } from '../../gateway/address.js';
 import { connectFd } from '../../gateway/socket.js';
 import { runCli, type Served, startServe } from '../helpers/cli.js';
 import { itNeeds } from '../helpers/requirements.js';
-import { openFdCount, rawGet, uniqueName } from '../helpers/sockets.js';
+import { connectSocket, openFdCount, parseResponse, rawGet, uniqueName } from '../helpers/sockets.js';
 
 const exec = promisify(execFile);
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** Whether /proc/net/unix lists `name` (it writes the leading NUL of an abstract name as '@'). */
+function nameListed(name: string): boolean {
+  return readFileSync('/proc/net/unix', 'latin1')
+    .split('\n')
+    .some((line) => line.endsWith(` ${name}`));
+}
+
+/** Polls until `probe` holds (or `ms` passed); returns the last verdict. */
+async function eventually(probe: () => boolean, ms: number): Promise<boolean> {
+  for (const until = Date.now() + ms; Date.now() < until; await sleep(20)) if (probe()) return true;
+  return probe();
+}
+
+/** Resolves with how the server exits, without signalling it (it is draining already). */
+function exitOf(s: Served): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  const { child } = s;
+  if (child.exitCode !== null || child.signalCode !== null)
+    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+}
+
+/**
+ * Everything `socket` receives until the server closes it, and how long the server kept the
+ * connection open after the last byte (a drained connection is closed at once, not kept alive).
+ */
+function readAll(
+  socket: Socket,
+  onData?: (received: number) => void,
+): Promise<{ data: Buffer; lingerMs: number }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    let last = Date.now();
+    socket.on('data', (c: Buffer) => {
+      chunks.push(c);
+      received += c.length;
+      last = Date.now();
+      onData?.(received);
+    });
+    socket.on('error', reject);
+    socket.on('close', () => resolve({ data: Buffer.concat(chunks), lingerMs: Date.now() - last }));
+  });
+}
+
+function refused(name: string): boolean {
+  try {
+    connectSocket(name).destroy();
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ECONNREFUSED';
+  }
+}
 
 describe('nullgate serve (real CLI, real abstract socket)', () => {
   const name = uniqueName('serve');
@@ -195,6 +255,87 @@ describe('serve: start-up and shutdown', () => {
     expect((await rawGet(name, '/health')).status).toBe(200);
     expect(await s.stop('SIGTERM')).toEqual({ code: 0, signal: null });
     expect(() => connectFd(parseAddress(name))).toThrow(/ECONNREFUSED/);
+  });
+
+  it('SIGTERM with a slow download in flight: it completes byte-exact, new connections are refused, exit 0, the name is gone', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ng-drain-'));
+    const file = randomBytes(24 * 1024 * 1024);
+    writeFileSync(join(dir, 'big.bin'), file);
+    const name = uniqueName('drain');
+    const s = await startServe(['--socket', name, '--root', dir, '--grace', '20']);
+    try {
+      expect(nameListed(name)).toBe(true);
+      // A client that reads slowly (a chunk, then a pause) on a keep-alive connection.
+      const client = connectSocket(name);
+      let signalled = false;
+      const body = readAll(client, (received) => {
+        client.pause();
+        setTimeout(() => client.resume(), 3);
+        if (!signalled && received > 1024 * 1024) {
+          signalled = true;
+          s.child.kill('SIGTERM');
+        }
+      });
+      client.write('GET /files/big.bin HTTP/1.1\r\nHost: x\r\n\r\n');
+      // The listener goes at once, while the download goes on.
+      expect(await eventually(() => signalled && refused(name), 5000)).toBe(true);
+      expect(s.stderr()).toContain('SIGTERM: draining');
+      const { data, lingerMs } = await body;
+      const res = parseResponse(data);
+      expect(res.status).toBe(200);
+      expect(res.body.length).toBe(file.length);
+      expect(sha256(res.body)).toBe(sha256(file));
+      // Done with its one request, the connection was closed by the server, and it exits 0.
+      expect(lingerMs).toBeLessThan(1000);
+      const t0 = Date.now();
+      expect(await exitOf(s)).toEqual({ code: 0, signal: null });
+      expect(Date.now() - t0).toBeLessThan(2000);
+      expect(nameListed(name)).toBe(false);
+    } finally {
+      await s.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
+  it('SIGTERM with an upload whose body is still coming: it completes after the signal, exit 0', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ng-drain-up-'));
+    const name = uniqueName('drain-up');
+    const s = await startServe(['--socket', name, '--root', dir, '--writable']);
+    try {
+      const client = connectSocket(name);
+      const answer = readAll(client);
+      const payload = randomBytes(256 * 1024);
+      client.write(`PUT /files/up.bin HTTP/1.1\r\nHost: x\r\nContent-Length: ${payload.length}\r\n\r\n`);
+      client.write(payload.subarray(0, 1000));
+      await sleep(200);
+      s.child.kill('SIGTERM');
+      expect(await eventually(() => refused(name), 3000)).toBe(true);
+      await sleep(300);
+      client.write(payload.subarray(1000));
+      const { data, lingerMs } = await answer;
+      const res = parseResponse(data);
+      expect(res.status).toBe(201);
+      expect(res.headers.connection).toBe('close');
+      expect(lingerMs).toBeLessThan(1000);
+      expect(readFileSync(join(dir, 'up.bin')).equals(payload)).toBe(true);
+      expect(await exitOf(s)).toEqual({ code: 0, signal: null });
+      expect(nameListed(name)).toBe(false);
+    } finally {
+      await s.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 20_000);
+
+  it('SIGTERM does not wait for a connection that never sent a byte', async () => {
+    const name = uniqueName('drain-silent');
+    const s = await startServe(['--socket', name, '--grace', '20']);
+    const silent = connectSocket(name);
+    silent.on('error', () => undefined);
+    await sleep(200);
+    const t0 = Date.now();
+    expect(await s.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+    expect(Date.now() - t0).toBeLessThan(2000);
+    silent.destroy();
   });
 
   it('SIGHUP reloads nothing: it is logged and the server keeps serving', async () => {
