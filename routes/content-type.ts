@@ -33,7 +33,17 @@ function wantsCharset(type: string): boolean {
 export function contentTypeFor(name: string): string {
   const ext = extname(name);
   if (ext === '') return DEFAULT_CONTENT_TYPE;
-  const type = mime.getType(ext.slice(1));
-  if (type === null) return DEFAULT_CONTENT_TYPE;
-  return wantsCharset(type) ? `${type}; charset=utf-8` : type;
+  let type = byExtension.get(ext);
+  if (type === undefined) {
+    const found = mime.getType(ext.slice(1));
+    type = found === null ? DEFAULT_CONTENT_TYPE : wantsCharset(found) ? `${found}; charset=utf-8` : found;
+    // Extensions come from clients: keep the memo bounded.
+    if (byExtension.size >= MEMO_MAX) byExtension.clear();
+    byExtension.set(ext, type);
+  }
+  return type;
 }
+
+/** Every GET asks; mime's lookup lower-cases and searches each time, so answers are memoised. */
+const byExtension = new Map<string, string>();
+const MEMO_MAX = 1024;
