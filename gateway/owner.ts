@@ -5,6 +5,7 @@
  * user's process without root, another pid namespace).
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { basename } from 'node:path';
 import type { Address } from './address.js';
 
 export interface SocketOwner {
@@ -17,6 +18,36 @@ function procName(address: Address): string | undefined {
   if (address.kind === 'abstract') return `@${address.name.toString('latin1').replace(/\0/g, '@')}`;
   if (address.kind === 'path') return address.path;
   return undefined;
+}
+
+/**
+ * How to name a process for a human: argv[0]'s basename and, when there is one, the first
+ * argument (a script path as its basename): `node nullgate.js`, `socat ABSTRACT-LISTEN:x`. Not
+ * /proc/PID/comm, which is the *thread* name — `MainThread` for Node 24's main thread.
+ */
+export function commandOf(pid: number | string): string {
+  let argv: string[];
+  try {
+    argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+      .split('\0')
+      .filter((a) => a !== '');
+  } catch {
+    // The process may be gone already; the pid alone still helps.
+    return '';
+  }
+  // Kernel threads and zombies have an empty cmdline; comm is all there is.
+  if (argv.length === 0) {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    } catch {
+      return '';
+    }
+  }
+  const [argv0 = '', arg] = argv;
+  if (arg === undefined) return basename(argv0);
+  // A script path shows as its name; anything else (a flag, `ADDR:/path`) as is, cut short.
+  const first = arg.includes('/') && !/[:=]/.test(arg) ? basename(arg) : arg;
+  return `${basename(argv0)} ${first.length > 40 ? `${first.slice(0, 40)}…` : first}`;
 }
 
 export function findSocketOwner(address: Address): SocketOwner | undefined {
@@ -47,13 +78,7 @@ export function findSocketOwner(address: Address): SocketOwner | undefined {
     for (const fd of fds) {
       try {
         if (readlinkSync(`/proc/${pid}/fd/${fd}`) === target) {
-          let command = '';
-          try {
-            command = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-          } catch {
-            // The process may be gone already; the pid alone still helps.
-          }
-          return { pid: Number(pid), command };
+          return { pid: Number(pid), command: commandOf(pid) };
         }
       } catch {
         // fds come and go while we look.

@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
@@ -227,10 +227,39 @@ describe('serve: start-up and shutdown', () => {
       const second = await runCli(['serve', '--socket', name]);
       expect(second.code).toBe(1);
       expect(second.stderr).toContain(`nullgate: cannot listen on ${name}: address already in use`);
-      expect(second.stderr).toContain(`held by pid ${first.child.pid}`);
+      // The process as `ps` would name it (argv), not its thread name (Node 24's is MainThread).
+      expect(second.stderr).toContain(`held by pid ${first.child.pid} node nullgate.js)`);
       expect(second.stderr.trim().split('\n')).toHaveLength(1);
     } finally {
       await first.stop();
+    }
+  });
+
+  itNeeds(['python3'], 'the owner of a name in use is named by its command line', async () => {
+    const name = uniqueName('busy-py');
+    const holder = spawn(
+      'python3',
+      [
+        '-c',
+        [
+          'import socket, sys, time',
+          's = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)',
+          "s.bind('\\0' + sys.argv[1])",
+          's.listen(1)',
+          "print('bound', flush=True)",
+          'time.sleep(20)',
+        ].join('\n'),
+        name.slice(1),
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    try {
+      await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
+      const r = await runCli(['serve', '--socket', name]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`held by pid ${holder.pid} python3[.0-9]* -c\\)`));
+    } finally {
+      holder.kill('SIGKILL');
     }
   });
 
