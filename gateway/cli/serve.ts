@@ -12,9 +12,14 @@ import { DEFAULT_LIMITS, type Limits } from '../limits.js';
 import { findSocketOwner } from '../owner.js';
 import { CliError, ExitCode, usageError } from './exit.js';
 import { parseSize } from './size.js';
-import { activatedSocket, forgetActivation, notify } from '../systemd.js';
+import { activatedSocket, listenFdName, notify, takeListenFds } from '../systemd.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** `text` as one shell word (quoted only when it has to be), for commands the banner suggests. */
+function shellWord(text: string): string {
+  return /^[A-Za-z0-9_./:@%+=-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
+}
 
 function parseId(text: string, flag: string): number {
   if (!/^\d+$/.test(text)) throw usageError(`${flag} takes a numeric id, got "${text}"`);
@@ -105,8 +110,16 @@ export async function serveCommand(argv: string[]): Promise<number> {
   });
 
   const socketText = values.socket;
+  // Read once and unset at once (sd_listen_fds(3) unset_environment), whatever is served.
+  const listenFds = takeListenFds();
+  if (listenFds.ignored !== undefined && socketText === undefined) {
+    process.stderr.write(`nullgate: warning: ${listenFds.ignored}: not serving an inherited socket\n`);
+  }
   const target: Address =
-    socketText !== undefined ? parseAddress(socketText) : (activatedSocket() ?? parseAddress('@nullgate'));
+    socketText !== undefined
+      ? parseAddress(socketText)
+      : (activatedSocket(listenFds)?.address ?? parseAddress('@nullgate'));
+  const fdName = target.kind === 'fd' ? listenFdName(listenFds, target.fd) : undefined;
   const root = path.resolve(values.root);
   const st = statSync(root, { throwIfNoEntry: false });
   if (!st?.isDirectory()) throw usageError(`--root ${values.root}: not a directory`);
@@ -190,10 +203,16 @@ export async function serveCommand(argv: string[]): Promise<number> {
         'nullgate: warning: --allow-any-peer: every process in this network namespace may connect\n',
       );
     }
-    process.stderr.write(
-      `nullgate: serving ${root} (${mode}) on ${shown}` +
-        (curl ? ` — try: curl ${curl} http://localhost/files/\n` : '\n'),
-    );
+    // From systemd: which of its sockets (FileDescriptorName=, the socket unit's name by default).
+    const from = target.kind === 'fd' ? ` (inherited fd:${target.fd}${fdName ? ` "${fdName}"` : ''})` : '';
+    // In another network namespace the name is reachable only from there: say so, and how.
+    const tryIt =
+      curl === undefined
+        ? ''
+        : values.netns !== undefined
+          ? ` in network namespace ${values.netns} — try: nsenter --net=${shellWord(values.netns)} curl ${curl} http://localhost/files/`
+          : ` — try: curl ${curl} http://localhost/files/`;
+    process.stderr.write(`nullgate: serving ${root} (${mode}) on ${shown}${from}${tryIt}\n`);
   };
 
   return new Promise<number>((resolve) => {
@@ -230,7 +249,6 @@ export async function serveCommand(argv: string[]): Promise<number> {
     process.on('SIGTERM', onSignal);
     // Nothing to reopen (logs go to stderr, configuration is argv): say so and keep serving.
     process.on('SIGHUP', () => gateway.app.log.info('SIGHUP: nothing to reload; restart to change flags'));
-    forgetActivation();
     try {
       notify(`READY=1\nMAINPID=${process.pid}\nSTATUS=serving ${formatAddress(gateway.address!)}`);
     } catch (err) {

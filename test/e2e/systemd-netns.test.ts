@@ -4,7 +4,14 @@ import { describe, expect, it } from 'vitest';
 import { parseAddress } from '../../gateway/address.js';
 import { native } from '../../gateway/binding.js';
 import { bindListener } from '../../gateway/socket.js';
-import { activatedSocket, notifySunPath } from '../../gateway/systemd.js';
+import {
+  activatedSocket,
+  listenFdName,
+  type ListenFds,
+  listenFds,
+  notifySunPath,
+  takeListenFds,
+} from '../../gateway/systemd.js';
 import { BIN } from '../helpers/cli.js';
 import { itNeeds } from '../helpers/requirements.js';
 import { rawGet, uniqueName } from '../helpers/sockets.js';
@@ -31,23 +38,64 @@ function stop(child: ChildProcess): Promise<number | null> {
 }
 
 describe('systemd socket activation (as systemd would spawn us)', () => {
-  it.each([
-    [{}, undefined],
-    [{ LISTEN_FDS: '1' }, { kind: 'fd', fd: 3 }],
+  it.each<[NodeJS.ProcessEnv, ListenFds]>([
+    [{}, { count: 0, names: [] }],
     [
       { LISTEN_FDS: '1', LISTEN_PID: '42' },
-      { kind: 'fd', fd: 3 },
+      { count: 1, names: [''] },
     ],
-    [{ LISTEN_FDS: '1', LISTEN_PID: '43' }, undefined],
-  ])('activatedSocket(%j)', (env, expected) => {
-    expect(activatedSocket(env, 42)).toEqual(expected);
+    [
+      { LISTEN_FDS: '1', LISTEN_PID: '42', LISTEN_FDNAMES: 'web' },
+      { count: 1, names: ['web'] },
+    ],
+    [
+      { LISTEN_FDS: '2', LISTEN_PID: '42', LISTEN_FDNAMES: 'a:b' },
+      { count: 2, names: ['a', 'b'] },
+    ],
+    // sd_listen_fds(3): the sockets are ours only when LISTEN_PID says so.
+    [{ LISTEN_FDS: '1' }, { count: 0, names: [], ignored: 'LISTEN_FDS=1 is set without LISTEN_PID' }],
+    [
+      { LISTEN_FDS: '1', LISTEN_PID: '43' },
+      { count: 0, names: [], ignored: 'LISTEN_PID=43 is not this process (42)' },
+    ],
+  ])('listenFds(%j)', (env, expected) => {
+    expect(listenFds(env, 42)).toEqual(expected);
   });
 
   it.each([
-    [{ LISTEN_FDS: '2', LISTEN_FDNAMES: 'a:b' }, /LISTEN_FDS=2 \(a:b\): nullgate serves exactly one socket/],
-    [{ LISTEN_FDS: 'x' }, /not a positive number/],
-  ])('activatedSocket(%j) refuses', (env, message) => {
-    expect(() => activatedSocket(env, 42)).toThrow(message);
+    [{ LISTEN_FDS: 'x', LISTEN_PID: '42' }, /LISTEN_FDS=x is not a positive number/],
+    [{ LISTEN_FDS: '0', LISTEN_PID: '42' }, /not a positive number/],
+    [
+      { LISTEN_FDS: '2', LISTEN_PID: '42', LISTEN_FDNAMES: 'a' },
+      /LISTEN_FDNAMES=a names 1 sockets, but LISTEN_FDS=2/,
+    ],
+  ])('listenFds(%j) refuses', (env, message) => {
+    expect(() => listenFds(env, 42)).toThrow(message);
+  });
+
+  it('takeListenFds unsets the variables (sd_listen_fds unset_environment), ours or not', () => {
+    const ours: NodeJS.ProcessEnv = { LISTEN_FDS: '1', LISTEN_PID: '42', LISTEN_FDNAMES: 'x', HOME: '/' };
+    expect(takeListenFds(ours, 42)).toEqual({ count: 1, names: ['x'] });
+    expect(ours).toEqual({ HOME: '/' });
+    const theirs: NodeJS.ProcessEnv = { LISTEN_FDS: '1', LISTEN_PID: '7' };
+    expect(takeListenFds(theirs, 42).count).toBe(0);
+    expect(theirs).toEqual({});
+    const bad: NodeJS.ProcessEnv = { LISTEN_FDS: 'x', LISTEN_PID: '42' };
+    expect(() => takeListenFds(bad, 42)).toThrow(/not a positive number/);
+    expect(bad).toEqual({});
+  });
+
+  it('activatedSocket: the one socket, with its name; several need --socket fd:N', () => {
+    expect(activatedSocket({ count: 0, names: [] })).toBeUndefined();
+    expect(activatedSocket({ count: 1, names: ['web'] })).toEqual({
+      address: { kind: 'fd', fd: 3 },
+      name: 'web',
+    });
+    expect(() => activatedSocket({ count: 2, names: ['a', ''] })).toThrow(
+      'systemd passed 2 sockets (fd:3 "a", fd:4); nullgate serves one: choose it with --socket fd:N',
+    );
+    expect(listenFdName({ count: 2, names: ['a', 'b'] }, 4)).toBe('b');
+    expect(listenFdName({ count: 2, names: ['a', 'b'] }, 5)).toBeUndefined();
   });
 
   it('NOTIFY_SOCKET "@name" is an abstract address taken byte for byte', () => {
@@ -101,7 +149,7 @@ describe('systemd socket activation (as systemd would spawn us)', () => {
       native.close(bound.fd); // the child has its own copy now
       try {
         const banner = await waitFor(child, 'nullgate: serving');
-        expect(banner).toContain(`on ${name}`);
+        expect(banner).toContain(`on ${name} (inherited fd:3 "nullgate")`);
         expect((await rawGet(name, '/health')).status).toBe(200);
         expect(await received).toMatch(
           new RegExp(`^READY=1\\|MAINPID=${child.pid}\\|STATUS=serving ${name}`),
@@ -112,6 +160,43 @@ describe('systemd socket activation (as systemd would spawn us)', () => {
       }
     },
   );
+
+  it('with two inherited sockets, --socket fd:4 picks the second (named in the banner); none is an error saying so', async () => {
+    const first = uniqueName('activated-a');
+    const second = uniqueName('activated-b');
+    const a = bindListener(parseAddress(first));
+    const b = bindListener(parseAddress(second));
+    const env = { ...process.env, LISTEN_FDS: '2', LISTEN_FDNAMES: 'one:two' };
+    const spawnServe = (args: string): ChildProcess =>
+      spawn(
+        'sh',
+        ['-c', `LISTEN_PID=$$ exec "${process.execPath}" "${BIN}" serve --log-level warn ${args}`],
+        {
+          env,
+          stdio: ['ignore', 'ignore', 'pipe', a.fd, b.fd],
+        },
+      );
+    try {
+      const refused = spawnServe('');
+      let err = '';
+      refused.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+      expect(await new Promise((r) => refused.on('exit', r))).toBe(1);
+      expect(err).toContain(
+        'systemd passed 2 sockets (fd:3 "one", fd:4 "two"); nullgate serves one: choose it with --socket fd:N',
+      );
+      const child = spawnServe('--socket fd:4');
+      try {
+        const banner = await waitFor(child, 'nullgate: serving');
+        expect(banner).toContain(`on ${second} (inherited fd:4 "two")`);
+        expect((await rawGet(second, '/health')).status).toBe(200);
+      } finally {
+        expect(await stop(child)).toBe(0);
+      }
+    } finally {
+      native.close(a.fd);
+      native.close(b.fd);
+    }
+  });
 
   it('an inherited fd that is not a listening unix socket is a clear error', async () => {
     const child = spawn(process.execPath, [BIN, 'serve', '--socket', 'fd:0'], {
@@ -143,7 +228,11 @@ describe('--netns', () => {
             stdio: ['ignore', 'ignore', 'pipe'],
           },
         );
-        await waitFor(server, 'nullgate: serving');
+        const banner = await waitFor(server, 'nullgate: serving');
+        // The curl it suggests runs where the name is: in that namespace.
+        expect(banner).toContain(
+          `in network namespace ${ns} — try: nsenter --net=${ns} curl --abstract-unix-socket ${name.slice(1)} http://localhost/files/`,
+        );
         const inside = await exec('nsenter', [
           '-t',
           String(holder.pid),
