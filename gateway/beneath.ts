@@ -432,6 +432,15 @@ export class BeneathRoot {
     }
   }
 
+  /**
+   * Starts writing back `nbytes` at `offset` of a file being written (sync_file_range(2)
+   * SYNC_FILE_RANGE_WRITE), so the closing fsync only waits for the tail: a large upload's disk
+   * writes overlap its transfer. A hint: file systems that cannot do it are simply not asked.
+   */
+  async startWriteback(fd: number, offset: number, nbytes: number): Promise<void> {
+    await native.fsStartWriteback(fd, offset, nbytes);
+  }
+
   /** fsync(2) of an fd (a file from `open`, or a directory opened O_RDONLY). */
   async fsync(fd: number): Promise<void> {
     await fsyncAsync(fd);

@@ -88,6 +88,8 @@ export interface NativeBinding {
    * open file holds the lock. Marks a temporary as in use for other servers' startup sweeps.
    */
   fsTryLock(fd: number): number;
+  /** sync_file_range(SYNC_FILE_RANGE_WRITE): start writing back `nbytes` at `offset` of `fd`. */
+  fsStartWriteback(fd: number, offset: number, nbytes: number): Promise<number>;
   /** The next entries (one getdents64 of at most `bufferBytes` bytes); `type` is DT_*; [] at the end. */
   fsReadDir(
     dirFd: number,

@@ -264,6 +264,16 @@ Napi::Value FsTryLock(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), fs_try_lock(fd));
 }
 
+// fsStartWriteback(fd, offset, nbytes): Promise<0 | -errno>. On the pool: sync_file_range waits
+// when the device's queue is full, which is exactly when an upload should slow down.
+Napi::Value FsStartWriteback(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsStartWriteback(fd: number, offset: number, nbytes: number)";
+  int fd = IntArg(info, 0, usage);
+  auto offset = static_cast<int64_t>(NumberArg(info, 1, usage));
+  auto nbytes = static_cast<int64_t>(NumberArg(info, 2, usage));
+  return PromiseWorker::Run(info.Env(), [fd, offset, nbytes] { return fs_start_writeback(fd, offset, nbytes); });
+}
+
 // fsReadDir(dirFd, bufferBytes): Promise<Array<{name, type}> | -errno>; [] at the end.
 Napi::Value FsReadDir(const Napi::CallbackInfo& info) {
   const char* usage = "Usage: fsReadDir(dirFd: number, bufferBytes: number)";
@@ -302,6 +312,7 @@ void RegisterFs(Napi::Env env, Napi::Object exports) {
   exports.Set("fsLutimes", Napi::Function::New(env, FsLutimes, "fsLutimes"));
   exports.Set("fsMountId", Napi::Function::New(env, FsMountId, "fsMountId"));
   exports.Set("fsTryLock", Napi::Function::New(env, FsTryLock, "fsTryLock"));
+  exports.Set("fsStartWriteback", Napi::Function::New(env, FsStartWriteback, "fsStartWriteback"));
   // Flags Node's fs.constants lacks.
   Napi::Object c = Napi::Object::New(env);
   c.Set("O_PATH", O_PATH);

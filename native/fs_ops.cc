@@ -258,6 +258,14 @@ int fs_try_lock(int fd) {
   }
 }
 
+int fs_start_writeback(int fd, int64_t offset, int64_t nbytes) {
+  if (offset < 0 || nbytes < 0) return -EINVAL;
+  for (;;) {
+    if (::sync_file_range(fd, offset, nbytes, SYNC_FILE_RANGE_WRITE) == 0) return 0;
+    if (errno != EINTR) return -errno;
+  }
+}
+
 int fs_read_dir(int dir_fd, size_t buffer_bytes, std::vector<DirEntry>* out) {
   // Big enough for any one entry (getdents64 fails with EINVAL otherwise), small enough to bound.
   if (buffer_bytes < 4096) buffer_bytes = 4096;

@@ -72,6 +72,10 @@ int fs_mount_id_beneath(int dir, const std::string& rel, uint64_t* out);
 // process, SIGKILL included). Never blocks: -EWOULDBLOCK when someone else holds it.
 int fs_try_lock(int fd);
 
+// sync_file_range(fd, offset, nbytes, SYNC_FILE_RANGE_WRITE): start writing back those dirty
+// pages now, without waiting for them, so that a later fsync has little left to do.
+int fs_start_writeback(int fd, int64_t offset, int64_t nbytes);
+
 // readlinkat of a symlink beneath `dir` (never followed). Returns the target's length.
 int fs_readlink_beneath(int dir, const std::string& rel, std::string* out);
 

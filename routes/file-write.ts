@@ -22,7 +22,7 @@
  * modules do: the preconditions are judged on the file it leads to (the ETag GET sent), that
  * file is replaced, and the link stays a link. One leading out is 403 NG_ERR_OUTSIDE_ROOT.
  */
-import { write as writeCb } from 'node:fs';
+import { write as writeCb, writev as writevCb } from 'node:fs';
 import { constants as osc } from 'node:os';
 import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -125,30 +125,58 @@ class UploadMeter extends Transform {
 }
 
 const writeAsync = promisify(writeCb);
-/** Bytes handed to one write(2) at most: consecutive small chunks are joined up to this. */
+const writevAsync = promisify(writevCb);
+/** Bytes buffered before the writer waits for the disk (consecutive chunks go in one writev). */
 const WRITE_CHUNK = 1024 * 1024;
+/** Writeback is started after every this many bytes (see BeneathRoot.startWriteback). */
+const WRITEBACK_STEP = 8 * 1024 * 1024;
 
-async function writeAll(fd: number, data: Buffer): Promise<void> {
-  for (let at = 0; at < data.length;) {
-    const { bytesWritten } = await writeAsync(fd, data, at, data.length - at, null);
-    at += bytesWritten;
+/** Writes all of `chunks` at the fd's offset: one writev(2), then the rest of a short write. */
+async function writeAll(fd: number, chunks: Buffer[]): Promise<number> {
+  let total = 0;
+  for (const c of chunks) total += c.length;
+  let done =
+    chunks.length === 1
+      ? (await writeAsync(fd, chunks[0]!)).bytesWritten
+      : (await writevAsync(fd, chunks)).bytesWritten;
+  while (done < total) {
+    const rest = Buffer.concat(chunks).subarray(done);
+    done += (await writeAsync(fd, rest)).bytesWritten;
   }
+  return total;
 }
 
 /**
  * Writes the body to an fd it BORROWS. Not fs.createWriteStream: destroying that stream (which
  * pipeline does on any error: client gone, ENOSPC, 413) closes the fd whatever autoClose says,
  * and the upload's own close then hits EBADF, hiding the real error, or worse, closes an fd
- * number another request has just been given.
+ * number another request has just been given. Every few MiB it starts the writeback of what it
+ * wrote, so the upload's closing fsync does not wait for the whole file.
  */
-function fdWriter(fd: number): Writable {
+function fdWriter(root: BeneathRoot, fd: number): Writable {
+  let written = 0;
+  let flushed = 0;
+  const wrote = async (bytes: number): Promise<void> => {
+    written += bytes;
+    if (written - flushed >= WRITEBACK_STEP) {
+      await root.startWriteback(fd, flushed, written - flushed);
+      flushed = written;
+    }
+  };
   return new Writable({
     highWaterMark: WRITE_CHUNK,
     write(chunk: Buffer, _enc, done) {
-      writeAll(fd, chunk).then(() => done(), done);
+      writeAll(fd, [chunk])
+        .then(wrote)
+        .then(() => done(), done);
     },
     writev(chunks, done) {
-      writeAll(fd, Buffer.concat(chunks.map((c) => c.chunk as Buffer))).then(() => done(), done);
+      writeAll(
+        fd,
+        chunks.map((c) => c.chunk as Buffer),
+      )
+        .then(wrote)
+        .then(() => done(), done);
     },
   });
 }
@@ -292,7 +320,7 @@ async function atomicUpload(
     if (request.headers.expect?.toLowerCase() === '100-continue') reply.raw.writeContinue();
     const meter = new UploadMeter(ctx.maxUpload, shown, [...new Set(expected.map((d) => d.algorithm))]);
     try {
-      await pipeline(request.raw, meter, fdWriter(fd));
+      await pipeline(request.raw, meter, fdWriter(root, fd));
     } catch (err) {
       if (err instanceof NullgateError) throw err;
       const code = (err as NodeJS.ErrnoException).code;

@@ -318,6 +318,19 @@ describe('atomic uploads', () => {
     expect(readdirSync(path.join(rootDir, 'sub')).filter((n) => n.startsWith(TMP_PREFIX))).toEqual([]);
   });
 
+  it('starts the writeback of a file being written (sync_file_range), a hint that changes nothing', async () => {
+    const fd = await root.openTmpfile('sub');
+    writeSync(fd, Buffer.alloc(1 << 20, 7));
+    await root.startWriteback(fd, 0, 1 << 20);
+    expect(await native.fsStartWriteback(fd, -1, 10)).toBe(-osConstants.errno.EINVAL);
+    await root.linkTmpfile(fd, 'sub/wb.bin');
+    await closeFd(fd);
+    expect(readFileSync(path.join(rootDir, 'sub/wb.bin'))).toEqual(Buffer.alloc(1 << 20, 7));
+    expect(() => (native.fsStartWriteback as (...a: unknown[]) => unknown)(fd)).toThrow(
+      /Usage: fsStartWriteback/,
+    );
+  });
+
   it('an unlinked O_TMPFILE leaves nothing behind; linking outside is refused', async () => {
     const before = readdirSync(path.join(rootDir, 'sub')).sort();
     const fd = await root.openTmpfile('sub');
