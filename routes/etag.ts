@@ -31,5 +31,14 @@ export function strongEtag(stat: EtagStat): string {
 /** `Last-Modified` value (RFC 9110 §8.8.2) as an IMF-fixdate (§5.6.7); toUTCString writes exactly that. */
 export function lastModifiedHeader(mtime: number | bigint | Date): string {
   const ms = mtime instanceof Date ? mtime.getTime() : Number(mtime);
-  return new Date(ms).toUTCString();
+  // The header has whole seconds; most responses of a busy server repeat the last few files'.
+  const second = Math.floor(ms / 1000);
+  if (second !== lastSecond) {
+    lastSecond = second;
+    lastText = new Date(second * 1000).toUTCString();
+  }
+  return lastText;
 }
+
+let lastSecond = NaN;
+let lastText = '';

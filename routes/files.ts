@@ -57,7 +57,11 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
     const { raw } = request;
     // Captured: the response detaches the socket (raw.socket becomes null) when it is done.
     const socket = raw.socket as typeof raw.socket | null;
-    if (!raw.complete && socket) {
+    // Only a request with a body can be left incomplete (RFC 9112 §6.3): GETs, the hot path,
+    // pay nothing here.
+    const { 'content-length': length, 'transfer-encoding': chunked } = raw.headers;
+    const hasBody = chunked !== undefined || (length !== undefined && length !== '0');
+    if (hasBody && !raw.complete && socket) {
       const onEnd = () => {
         if (!raw.complete) {
           raw.destroy(

@@ -25,6 +25,8 @@ export function isTempName(name: string): boolean {
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+/** Printable ASCII without '%': a segment that decodes to itself. */
+const PLAIN_SEGMENT = /^[\x20-\x24\x26-\x7e]*$/;
 
 function isHex(code: number | undefined): boolean {
   return (
@@ -39,6 +41,8 @@ function isHex(code: number | undefined): boolean {
  * 0x7F only come from library callers; they are taken as text and encoded as UTF-8.
  */
 function decodeSegment(raw: string): string {
+  // Most segments are plain printable ASCII: nothing to decode, and ASCII is valid UTF-8.
+  if (PLAIN_SEGMENT.test(raw)) return raw;
   const bytes: number[] = [];
   for (let i = 0; i < raw.length; i++) {
     const code = raw.charCodeAt(i);
