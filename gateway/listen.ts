@@ -157,7 +157,7 @@ export function installPeerGate(
       return;
     }
     state.served.add(socket);
-    socket.once('close', () => state.served.delete(socket));
+    socket.on('close', () => state.served.delete(socket));
     peers.set(socket, cred);
     for (const listener of downstream) listener.call(server, socket);
   });
@@ -199,12 +199,6 @@ export function drainStep(server: Server): number {
   }
   if (!flushing && 'closeIdleConnections' in server) (server as HttpServer).closeIdleConnections();
   return state.served.size + state.denied.size;
-}
-
-/** Open connections of a gated server: served (allowed peers) and refused ones still lingering. */
-export function gatedConnections(server: Server): { served: number; denied: number } {
-  const state = gates.get(server);
-  return { served: state?.served.size ?? 0, denied: state?.denied.size ?? 0 };
 }
 
 /**
