@@ -4,6 +4,7 @@
 //   bundle/nullgate.node  the Node-API addon (loads in Node 20 and every later Node)
 // gateway/binding.ts finds nullgate.node beside the script, so the pair works from any directory.
 import { copyFileSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -12,6 +13,27 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const out = path.join(root, 'bundle');
 const { version } = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
 mkdirSync(out, { recursive: true });
+
+// undici's dispatcher/client.js requires its HTTP/2 half when it loads, and with it node:http2
+// and node:tls: 7-10 ms of every client start (`node -e 0` is ~30 ms). nullgate speaks
+// HTTP/1.1 on a unix socket, where HTTP/2 is never negotiated (that takes ALPN over TLS), so the
+// require waits for the first HTTP/2 connection. The check fails the build when undici's source
+// no longer has the line, instead of silently bundling the eager version.
+const EAGER_H2 = "const connectH2 = require('./client-h2.js')";
+const lazyHttp2 = {
+  name: 'undici-lazy-http2',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]undici[\\/]lib[\\/]dispatcher[\\/]client\.js$/ }, async (args) => {
+      const source = await readFile(args.path, 'utf8');
+      if (!source.includes(EAGER_H2)) {
+        throw new Error(`${args.path}: no "${EAGER_H2}" (undici changed: update scripts/bundle.mjs)`);
+      }
+      const lazy =
+        "let connectH2Impl\nconst connectH2 = (...args) => (connectH2Impl ??= require('./client-h2.js'))(...args)";
+      return { contents: source.replace(EAGER_H2, lazy), loader: 'js' };
+    });
+  },
+};
 
 await build({
   entryPoints: [path.join(root, 'gateway/cli/client-main.ts')],
@@ -27,6 +49,7 @@ await build({
   banner: {
     js: "import { createRequire as __ngRequire } from 'node:module'; const require = __ngRequire(import.meta.url);",
   },
+  plugins: [lazyHttp2],
   logLevel: 'warning',
 });
 copyFileSync(path.join(root, 'build/Release/nullgate.node'), path.join(out, 'nullgate.node'));

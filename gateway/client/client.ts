@@ -7,7 +7,7 @@ import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { PassThrough, type Readable, Transform } from 'node:stream';
 import { inspect } from 'node:util';
-import { Agent, type Dispatcher } from 'undici';
+import type { Agent as AgentType, Dispatcher } from 'undici';
 import { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from '../address.js';
 import { ngError } from '../errors.js';
 import {
@@ -20,6 +20,7 @@ import {
 } from './client-error.js';
 import { connector } from './connector.js';
 import { type ProgressCallback, localTarget, saveTo } from './local-file.js';
+import { Agent } from './undici-core.js';
 
 /** The host is irrelevant on a unix socket; undici needs an origin all the same. */
 export const ORIGIN = 'http://localhost';
@@ -209,7 +210,7 @@ export class Client {
   readonly address: Address;
   /** The address as users write it (`@nullgate`), for messages. */
   readonly socket: string;
-  readonly #agent: Agent;
+  readonly #agent: AgentType;
 
   constructor(options: ClientOptions = {}) {
     if (options === null || typeof options !== 'object') {
@@ -228,7 +229,7 @@ export class Client {
     const socket = options.socket ?? DEFAULT_ADDRESS;
     this.address = typeof socket === 'string' ? parseAddress(socket) : socket;
     this.socket = formatAddress(this.address);
-    const agentOptions: Agent.Options = { connect: connector(this.address, { waitMs: wait * 1000 }) };
+    const agentOptions: AgentType.Options = { connect: connector(this.address, { waitMs: wait * 1000 }) };
     if (options.headersTimeout !== undefined) agentOptions.headersTimeout = options.headersTimeout;
     if (options.bodyTimeout !== undefined) agentOptions.bodyTimeout = options.bodyTimeout;
     this.#agent = new Agent(agentOptions);

@@ -16,7 +16,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Client, ClientError, PartialTransferError, connector } from '../../gateway/client/index.js';
 import { createGateway, type Gateway } from '../../gateway/gateway.js';
 import { listenAbstract } from '../../gateway/listen.js';
-import { runCli, runFile } from '../helpers/cli.js';
+import { runCli, runFile, runNode } from '../helpers/cli.js';
 import { uniqueName } from '../helpers/sockets.js';
 
 const BUNDLE = fileURLToPath(new URL('../../bundle/nullgate.mjs', import.meta.url));
@@ -105,6 +105,34 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
       const r = await runFile(BUNDLE, ['request', '/health', '--socket', uniqueName('nobody')]);
       expect(r.code).toBe(7);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    });
+
+    it('carries only the undici it uses: no fetch, EventSource, mock or cache layers', async () => {
+      const text = await readFile(BUNDLE, 'utf8');
+      for (const absent of [
+        'UND_MOCK_ERR_MOCK_NOT_MATCHED',
+        'EventSource',
+        'MockAgent',
+        'SqliteCacheStore',
+      ]) {
+        expect(text.includes(absent), absent).toBe(false);
+      }
+    });
+
+    it('exits as soon as its work is done (no wait for V8 to tier up the wasm HTTP parser)', async () => {
+      await writeFile(path.join(root, 'quick.bin'), Buffer.alloc(1024, 3));
+      // main() returns, then the time until the process really exits is measured.
+      const script = `
+        const m = await import(${JSON.stringify(BUNDLE)});
+        const code = await m.main(['get', '/quick.bin', '--socket', ${JSON.stringify(name)}]);
+        const done = performance.now();
+        process.on('exit', () => process.stderr.write('exit after ' + (performance.now() - done).toFixed(1) + ' ms, code ' + code + '\\n'));
+      `;
+      const r = await runNode(['--input-type=module', '-e', script]);
+      const m = /exit after ([\d.]+) ms, code 0/.exec(r.stderr);
+      expect(m, r.stderr).not.toBeNull();
+      // Without the flag this is ~100 ms (Node drains V8's background TurboFan jobs before exit).
+      expect(Number(m?.[1])).toBeLessThan(40);
     });
 
     it('--help lists the client verbs only, on stdout; no verb is a usage error, usage on stderr', async () => {

@@ -24,8 +24,13 @@ export function runCli(args: string[], options: RunOptions = {}): Promise<RunRes
 
 /** Runs a script with this Node (the CLI, or the client bundle) and collects its output. */
 export function runFile(script: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
+  return runNode([script, ...args], options);
+}
+
+/** Runs this Node with `args` (flags, `-e CODE`, a script) and collects its output. */
+export function runNode(args: string[], options: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, ...args], {
+    const child = spawn(process.execPath, args, {
       env: { ...process.env, ...options.env },
       cwd: options.cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
