@@ -3,12 +3,14 @@
  * decoration. It never listens: gateway.ts (or the user) puts its server on a socket.
  */
 import type { ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import Fastify, {
   LogController,
   type FastifyError,
   type FastifyInstance,
   type FastifyReply,
+  type FastifyRequest,
   type FastifyServerOptions,
 } from 'fastify';
 import type { PeerCredentials } from './binding.js';
@@ -87,6 +89,79 @@ function clientErrorBody(err: NodeJS.ErrnoException): [number, string, string] {
   return [400, 'NG_ERR_BAD_REQUEST', `malformed request (${err.code ?? 'parse error'})`];
 }
 
+type SerializerFactory = NonNullable<
+  NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>['buildSerializer']
+>;
+type SerializerCompiler = ReturnType<SerializerFactory>;
+
+/**
+ * Fastify's default response serializer compiler (fast-json-stringify), loaded the first time a
+ * route declares a response schema rather than when the app is built: nullgate's own routes
+ * have none, and loading it costs ~6 MiB of resident memory in every idle server. Only the
+ * loading is deferred; what it compiles is what Fastify's default would. (The validator
+ * compiler stays Fastify's own: replacing it changes how header schemas are read.)
+ */
+const lazySerializerFactory: SerializerFactory = (externalSchemas, serializerOptions) => {
+  let compile: SerializerCompiler | undefined;
+  return (route) => {
+    if (compile === undefined) {
+      const fromFastify = createRequire(createRequire(import.meta.url).resolve('fastify'));
+      const { SerializerSelector } = fromFastify('@fastify/fast-json-stringify-compiler') as {
+        SerializerSelector: () => SerializerFactory;
+      };
+      compile = SerializerSelector()(externalSchemas, serializerOptions);
+    }
+    return compile(route);
+  };
+};
+
+/** One access line per request, written when the response is over (see the onRequest hook). */
+function accessLine(request: FastifyRequest, reply: FastifyReply, socket: CountedSocket): void {
+  // What this response put on the wire, headers included (nginx's $bytes_sent), however it
+  // was sent: the socket's bytesWritten from here to the response's last write (inject()
+  // sockets have no count: 0). 'prefinish' is that last write; waiting for 'close' would also
+  // count a pipelined successor, which Node starts writing before this one's 'close'.
+  const startBytes = socket.bytesWritten ?? 0;
+  const res = reply.raw;
+  let bytes = -1;
+  const settle = (): void => {
+    if (bytes >= 0) return;
+    const endBytes = socket.bytesWritten ?? 0;
+    // Pipelined responses share the socket: each counts from where the previous one's ended.
+    bytes = endBytes - Math.max(startBytes, socket[loggedBytes] ?? 0);
+    socket[loggedBytes] = endBytes;
+  };
+  res.on('prefinish', settle);
+  // One access line per request, written when the response is over — also for responses
+  // that leave Fastify's lifecycle (zero-copy downloads hijack the reply) or are cut short.
+  res.on('close', () => {
+    settle();
+    const { pid, uid, gid } = request.peer;
+    const finished = res.writableFinished;
+    if (finished && request.method !== 'HEAD' && res.statusCode !== 304) {
+      // A zero-copy body (sendfile, routes/zero-copy.ts) goes around the socket's count. A
+      // finished response that wrote fewer bytes than its Content-Length through Node can only
+      // be one of those, and it was sent whole.
+      const length = Number(res.getHeader('content-length') ?? 0);
+      if (bytes < length) bytes += length;
+    }
+    const url = request.url;
+    const query = url.indexOf('?');
+    request.log.info(
+      {
+        peer: { pid, uid, gid },
+        method: request.method,
+        path: query === -1 ? url : url.slice(0, query),
+        status: res.statusCode,
+        bytes,
+        ms: Math.round(reply.elapsedTime * 10) / 10,
+        ...(finished ? {} : { aborted: true }),
+      },
+      'access',
+    );
+  });
+}
+
 export function buildApp(options: AppOptions = {}): FastifyInstance {
   const logLevel = options.logLevel ?? 'info';
   const limits = resolveLimits(options.limits);
@@ -102,6 +177,7 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
   const limitHit = (status: number, reason: string, peer: PeerCredentials | undefined): void =>
     limitLog.event(`${status}:${peer?.uid ?? '-'}`, { status, reason, peer });
   const app = Fastify({
+    schemaController: { compilersFactory: { buildSerializer: lazySerializerFactory } },
     connectionTimeout: limits.idleTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     requestTimeout: limits.requestTimeoutMs,
@@ -194,49 +270,10 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
   app.addHook('onRequest', (request, reply, done) => {
     const socket = request.raw.socket as CountedSocket;
     request.peer = peerOf(socket) ?? selfPeer;
-    // What this response put on the wire, headers included (nginx's $bytes_sent), however it
-    // was sent: the socket's bytesWritten from here to the response's last write (inject()
-    // sockets have no count: 0). 'prefinish' is that last write; waiting for 'close' would also
-    // count a pipelined successor, which Node starts writing before this one's 'close'.
-    const startBytes = socket.bytesWritten ?? 0;
-    const res = reply.raw;
-    let bytes = -1;
-    const settle = (): void => {
-      if (bytes >= 0) return;
-      const endBytes = socket.bytesWritten ?? 0;
-      // Pipelined responses share the socket: each counts from where the previous one's ended.
-      bytes = endBytes - Math.max(startBytes, socket[loggedBytes] ?? 0);
-      socket[loggedBytes] = endBytes;
-    };
-    res.on('prefinish', settle);
-    // One access line per request, written when the response is over — also for responses
-    // that leave Fastify's lifecycle (zero-copy downloads hijack the reply) or are cut short.
-    res.on('close', () => {
-      settle();
-      const { pid, uid, gid } = request.peer;
-      const finished = res.writableFinished;
-      if (finished && request.method !== 'HEAD' && res.statusCode !== 304) {
-        // A zero-copy body (sendfile, routes/zero-copy.ts) goes around the socket's count. A
-        // finished response that wrote fewer bytes than its Content-Length through Node can only
-        // be one of those, and it was sent whole.
-        const length = Number(res.getHeader('content-length') ?? 0);
-        if (bytes < length) bytes += length;
-      }
-      const url = request.url;
-      const query = url.indexOf('?');
-      request.log.info(
-        {
-          peer: { pid, uid, gid },
-          method: request.method,
-          path: query === -1 ? url : url.slice(0, query),
-          status: res.statusCode,
-          bytes,
-          ms: Math.round(reply.elapsedTime * 10) / 10,
-          ...(finished ? {} : { aborted: true }),
-        },
-        'access',
-      );
-    });
+    // The access line costs two listeners a request: none when it would not be written.
+    if ((request.log as { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled?.('info') === true) {
+      accessLine(request, reply, socket);
+    }
     // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without a Host field.
     if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
       void reply
