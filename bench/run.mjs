@@ -619,6 +619,13 @@ function targets(summary, memoryRows) {
     ['1 KiB GET c50 server CPU/req', cpuRatio('get1k-c50'), '<=', 1.5, `× ${refOf('get1k-c50')}`],
     ['100 MiB PUT (with fsyncs)', ratio('put100m'), '>=', 0.8, `× ${refOf('put100m')}`],
     ['idle RSS', m.idle ?? NaN, '<=', 62, 'MiB'],
+    [
+      'idle RSS vs Fastify + @fastify/static',
+      (m.idle ?? NaN) / (memoryRows['fastify-static']?.idle ?? NaN),
+      '<=',
+      1,
+      '×',
+    ],
     ['peak RSS over idle (1 GiB GET/PUT)', peak - (m.idle ?? NaN), '<=', 32, 'MiB'],
     ['client 1 GiB get -o', ratio('client-get1g', 'nullgate-client'), '>=', 0.9, '× curl'],
     ['client 1 KiB get wall time', ratio('client-get1k', 'nullgate get 1 KiB'), '<=', 2, '× node -e 0'],

@@ -8,6 +8,8 @@ export const ExitCode = {
   FAILURE: 1,
   USAGE: 2,
   CONNECT: 7,
+  /** curl's CURLE_PARTIAL_FILE: the body ended before its Content-Length. */
+  PARTIAL: 18,
   HTTP: 22,
   WRITE: 23,
   READ: 26,

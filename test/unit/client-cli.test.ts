@@ -8,7 +8,7 @@ import { parseAddress } from '../../gateway/address.js';
 import { clientCommands } from '../../gateway/cli/client-commands.js';
 import { ExitCode } from '../../gateway/cli/exit.js';
 import { type CommandTable, SYNOPSIS, usage } from '../../gateway/cli/run.js';
-import { EXIT_PARTIAL_FILE, socketHint, toCliError } from '../../gateway/client/cli/common.js';
+import { socketHint, toCliError } from '../../gateway/client/cli/common.js';
 import {
   ClientError,
   LocalFileError,
@@ -102,7 +102,7 @@ describe('client errors → exit codes and messages', () => {
       5000,
       Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' }),
     );
-    expect(EXIT_PARTIAL_FILE).toBe(18);
+    expect(ExitCode.PARTIAL).toBe(18);
     expect(cut.code).toBe('UND_ERR_SOCKET');
     expect(toCliError(cut, context)?.message).toBe(
       `${context}: transfer cut short after 1000 of 5000 bytes: other side closed`,

@@ -13,13 +13,6 @@ import { CliError, ExitCode, usageError } from '../../cli/exit.js';
 import { ClientError, LocalFileError, PartialTransferError, isAbort } from '../client-error.js';
 import { Client, type ProgressCallback } from '../client.js';
 
-/**
- * curl's CURLE_PARTIAL_FILE: the body ended before its announced length. It belongs in
- * cli/exit.ts's ExitCode table, which this module does not own; the cast keeps the type until
- * it moves there.
- */
-export const EXIT_PARTIAL_FILE = 18 as number as ExitCode;
-
 export const commonOptions = {
   socket: { type: 'string' },
   'abstract-unix-socket': { type: 'string' },
@@ -167,7 +160,7 @@ export function toCliError(err: unknown, context: string): CliError | undefined 
       return new CliError(e.message, e.op === 'read' ? ExitCode.READ : ExitCode.WRITE, { cause: err });
     }
     if (e instanceof PartialTransferError) {
-      return new CliError(inContext(context, e.message), EXIT_PARTIAL_FILE, { cause: err });
+      return new CliError(inContext(context, e.message), ExitCode.PARTIAL, { cause: err });
     }
     const code = (e as { code?: unknown } | null)?.code;
     if (code === 'NG_ERR_NO_SERVER') {
