@@ -609,7 +609,8 @@ function targets(summary, memoryRows) {
   const cpuRatio = (w, s = 'nullgate') => row(w, s)?.cpuRatio ?? NaN;
   const refOf = (w) => summary[w]?.reference ?? '?';
   const m = memoryRows.nullgate ?? {};
-  const peak = Math.max(m.peakLarge ?? NaN, m.peakEnd ?? NaN);
+  // Issue 8 bounds the peak during the large transfers (the 1,000-connection run comes later).
+  const peak = m.peakLarge ?? NaN;
   const list = [
     ['1 GiB GET throughput', ratio('get1g'), '>=', 0.95, `× ${refOf('get1g')}`],
     ['1 GiB GET server CPU/GiB', cpuRatio('get1g'), '<=', 1.2, `× ${refOf('get1g')}`],

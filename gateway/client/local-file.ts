@@ -63,6 +63,12 @@ export async function localTarget(file: string): Promise<LocalTarget> {
 }
 
 /**
+ * Bytes the file stream buffers before it waits for the disk: the socket delivers 64 KiB chunks,
+ * and writing each on its own (the 16 KiB default) costs a thread-pool round trip per chunk.
+ */
+const WRITE_HIGH_WATER = 1024 * 1024;
+
+/**
  * Streams `source` (a response body) into `file` opened with `flags`. Failures of the file
  * become LocalFileError naming `shown`; a failing source (the connection, mid-body) becomes
  * PartialTransferError, unless it was an abort the caller asked for.
@@ -94,7 +100,7 @@ async function writeTo(
     }
   }
   try {
-    await pipeline(counted, createWriteStream(file, { flags }));
+    await pipeline(counted, createWriteStream(file, { flags, highWaterMark: WRITE_HIGH_WATER }));
   } catch (err) {
     if (sourceError === undefined) throw writeError(shown, err);
     if (isAbort(sourceError.err)) throw sourceError.err;
