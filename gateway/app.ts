@@ -16,7 +16,7 @@ import Fastify, {
 import type { PeerCredentials } from './binding.js';
 import { type ErrorCode, errorBody, errorCodes, isNullgateError } from './errors.js';
 import { peerOf } from './listen.js';
-import { type Limits, RateLimitedLog, resolveLimits, UploadSlots } from './limits.js';
+import { type Limits, MAX_HEADER_FIELDS, RateLimitedLog, resolveLimits, UploadSlots } from './limits.js';
 import { archiveRoutes } from '../routes/archive.js';
 import { filesRoutes } from '../routes/files.js';
 import { version } from './version.js';
@@ -266,6 +266,9 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
     done();
   });
 
+  // One more than the limit, so that a request over it is seen whole enough to be refused
+  // (Node 20 would otherwise cut it to exactly the limit; see the onRequest hook).
+  app.server.maxHeadersCount = MAX_HEADER_FIELDS + 1;
   app.decorateRequest('peer', null as unknown as PeerCredentials);
   app.addHook('onRequest', (request, reply, done) => {
     const socket = request.raw.socket as CountedSocket;
@@ -273,6 +276,19 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
     // The access line costs two listeners a request: none when it would not be written.
     if ((request.log as { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled?.('info') === true) {
       accessLine(request, reply, socket);
+    }
+    // Too many header fields: Node 22+ refuses them in the parser (431, via the client error
+    // handler), Node 20 keeps the first maxHeadersCount and drops the rest silently. One rule on
+    // every version: more than MAX_HEADER_FIELDS is 431, and the connection is closed.
+    if (request.raw.rawHeaders.length > 2 * MAX_HEADER_FIELDS) {
+      limitHit(431, 'too many header fields', request.peer);
+      void reply
+        .code(431)
+        .header('connection', 'close')
+        .send(
+          errorBody(431, 'NG_ERR_HEADERS_TOO_LARGE', `more than ${MAX_HEADER_FIELDS} request header fields`),
+        );
+      return;
     }
     // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without a Host field.
     if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {

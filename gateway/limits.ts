@@ -24,6 +24,9 @@ export interface Limits {
   readonly keepAliveTimeoutMs: number;
 }
 
+/** Request header fields at most (Node 22+'s own default); more are 431 on every Node version. */
+export const MAX_HEADER_FIELDS = 1000;
+
 export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxConnections: 2048,
   maxUploads: 16,
