@@ -49,34 +49,6 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
 
-  // The listener keeps half-closed connections open (gateway/listen.ts), so a client that sends
-  // its whole request and then shuts down its side still gets the answer. One that goes away
-  // before its body is complete can never complete it: fail the request now, so the upload ends
-  // (its temporary file and upload slot with it) instead of lingering until the request timeout.
-  app.addHook('onRequest', (request, reply, done) => {
-    const { raw } = request;
-    // Captured: the response detaches the socket (raw.socket becomes null) when it is done.
-    const socket = raw.socket as typeof raw.socket | null;
-    // Only a request with a body can be left incomplete (RFC 9112 §6.3): GETs, the hot path,
-    // pay nothing here.
-    const { 'content-length': length, 'transfer-encoding': chunked } = raw.headers;
-    const hasBody = chunked !== undefined || (length !== undefined && length !== '0');
-    if (hasBody && !raw.complete && socket) {
-      const onEnd = () => {
-        if (!raw.complete) {
-          raw.destroy(
-            Object.assign(new Error('the client closed the connection before the body was complete'), {
-              code: 'ECONNRESET',
-            }),
-          );
-        }
-      };
-      socket.once('end', onEnd);
-      reply.raw.once('close', () => socket.off('end', onEnd));
-    }
-    done();
-  });
-
   // The raw target: origin-form, or absolute-form (RFC 9112 §3.2.2) cut to its path.
   const pathOf = (request: FastifyRequest): FilePath =>
     decodeFilePath(targetPath(request.raw.url ?? '/').slice(prefix.length));
@@ -92,6 +64,7 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
   };
 
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+    failOnEarlyEnd(request, reply);
     try {
       return await dispatch(request, reply);
     } catch (err) {
@@ -158,4 +131,32 @@ export async function sweepTemporaries(root: BeneathRoot, log: FastifyBaseLogger
   } catch (err) {
     log.warn({ err }, 'could not sweep the temporaries of an earlier server');
   }
+}
+
+/**
+ * The listener keeps half-closed connections open (gateway/listen.ts), so a client that sends
+ * its whole request and then shuts down its side still gets the answer. One that goes away
+ * before its body is complete can never complete it: fail the request now, so the upload ends
+ * (its temporary file and upload slot with it) instead of lingering until the request timeout.
+ * Called by the handler rather than as an onRequest hook: GETs, the hot path, pay one check.
+ */
+function failOnEarlyEnd(request: FastifyRequest, reply: FastifyReply): void {
+  const { raw } = request;
+  // Only a request with a body can be left incomplete (RFC 9112 §6.3).
+  const { 'content-length': length, 'transfer-encoding': chunked } = raw.headers;
+  if (chunked === undefined && (length === undefined || length === '0')) return;
+  // Captured: the response detaches the socket (raw.socket becomes null) when it is done.
+  const socket = raw.socket as typeof raw.socket | null;
+  if (raw.complete || !socket) return;
+  const onEnd = () => {
+    if (!raw.complete) {
+      raw.destroy(
+        Object.assign(new Error('the client closed the connection before the body was complete'), {
+          code: 'ECONNRESET',
+        }),
+      );
+    }
+  };
+  socket.once('end', onEnd);
+  reply.raw.once('close', () => socket.off('end', onEnd));
 }
