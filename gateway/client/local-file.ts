@@ -5,9 +5,10 @@
  * a regular file (`/dev/null`, a FIFO, a terminal) is written in place, as curl does: renaming
  * over it would replace the device node itself. Errors name the file as the user gave it.
  */
-import { createWriteStream, promises as fsp } from 'node:fs';
+import { constants as fsc, createWriteStream, promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { LocalFileError, PartialTransferError, isAbort, writeError } from './client-error.js';
 
@@ -67,6 +68,78 @@ export async function localTarget(file: string): Promise<LocalTarget> {
  * and writing each on its own (the 16 KiB default) costs a thread-pool round trip per chunk.
  */
 const WRITE_HIGH_WATER = 1024 * 1024;
+/** Positional writes a regular file may have in flight at once (see positionalSink). */
+const WRITES_IN_FLIGHT = 4;
+
+async function writeFully(handle: FileHandle, data: Buffer, at: number): Promise<void> {
+  for (let done = 0; done < data.length;) {
+    const { bytesWritten } = await handle.write(data, done, data.length - done, at + done);
+    done += bytesWritten;
+  }
+}
+
+/**
+ * A Writable into a regular file at explicit offsets from `start`, batching chunks to 1 MiB and
+ * keeping up to WRITES_IN_FLIGHT writes on the thread pool at once: one write at a time leaves
+ * the socket idle while each batch goes to disk (a 1 GiB download took 1.6× curl's time), and
+ * pwrite needs no shared file position. It never closes the handle, and it finishes (or
+ * finishes being destroyed) only when every write it started has settled, so the caller may
+ * close the handle then.
+ */
+function positionalSink(handle: FileHandle, start: number): Writable {
+  let position = start;
+  let inFlight = 0;
+  let failed: Error | undefined;
+  let batch: Buffer[] = [];
+  let batched = 0;
+  let heldCallback: (() => void) | undefined;
+  const whenIdle: (() => void)[] = [];
+  const launch = (): void => {
+    if (batched === 0) return;
+    const data = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batched);
+    batch = [];
+    batched = 0;
+    const at = position;
+    position += data.length;
+    inFlight++;
+    writeFully(handle, data, at)
+      .catch((err: unknown) => {
+        failed ??= err instanceof Error ? err : new Error(String(err));
+      })
+      .finally(() => {
+        inFlight--;
+        const held = heldCallback;
+        heldCallback = undefined;
+        held?.();
+        if (inFlight === 0) for (const f of whenIdle.splice(0)) f();
+      });
+  };
+  const afterAll = (f: () => void): void => {
+    if (inFlight === 0) f();
+    else whenIdle.push(f);
+  };
+  return new Writable({
+    highWaterMark: WRITE_HIGH_WATER,
+    write(chunk: Buffer, _encoding, callback) {
+      if (failed) {
+        callback(failed);
+        return;
+      }
+      batch.push(chunk);
+      batched += chunk.length;
+      if (batched >= WRITE_HIGH_WATER) launch();
+      if (inFlight >= WRITES_IN_FLIGHT) heldCallback = () => callback(failed);
+      else callback();
+    },
+    final(callback) {
+      launch();
+      afterAll(() => callback(failed));
+    },
+    destroy(err, callback) {
+      afterAll(() => callback(err));
+    },
+  });
+}
 
 /**
  * Streams `source` (a response body) into `file` opened with `flags`. Failures of the file
@@ -99,12 +172,27 @@ async function writeTo(
       throw err;
     }
   }
+  let handle: FileHandle | undefined;
   try {
-    await pipeline(counted, createWriteStream(file, { flags, highWaterMark: WRITE_HIGH_WATER }));
+    if (flags === 'w') {
+      // In place, not a regular file (a FIFO, a terminal, /dev/null): written in order.
+      await pipeline(counted, createWriteStream(file, { flags, highWaterMark: WRITE_HIGH_WATER }));
+    } else {
+      // 'a' (resume) appends at the current end; O_APPEND itself would ignore the offsets.
+      handle = await fsp.open(file, flags === 'a' ? fsc.O_WRONLY | fsc.O_CREAT : flags);
+      const start = flags === 'a' ? (await handle.stat()).size : 0;
+      await pipeline(counted, positionalSink(handle, start));
+      // A close can report a write the kernel deferred (NFS, quotas): it is part of the write.
+      const closing = handle;
+      handle = undefined;
+      await closing.close();
+    }
   } catch (err) {
     if (sourceError === undefined) throw writeError(shown, err);
     if (isAbort(sourceError.err)) throw sourceError.err;
     throw new PartialTransferError(bytes, options.length, sourceError.err);
+  } finally {
+    await handle?.close().catch(() => undefined);
   }
   return bytes;
 }

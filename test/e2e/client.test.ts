@@ -3,6 +3,7 @@
  * CLI spawned (bin/nullgate.js runs dist/: `npx tsc -p tsconfig.build.json` first, as `npm test`
  * does), and the library's connector with undici's own request/stream/pipeline/fetch.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -17,6 +18,7 @@ import { Client, ClientError, PartialTransferError, connector } from '../../gate
 import { createGateway, type Gateway } from '../../gateway/gateway.js';
 import { listenAbstract } from '../../gateway/listen.js';
 import { runCli, runFile, runNode } from '../helpers/cli.js';
+import { itNeeds } from '../helpers/requirements.js';
 import { uniqueName } from '../helpers/sockets.js';
 
 const BUNDLE = fileURLToPath(new URL('../../bundle/nullgate.mjs', import.meta.url));
@@ -504,6 +506,27 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
       expect((await lstat(path.join(dest, 'link'))).isSymbolicLink()).toBe(true);
       expect(await readlink(path.join(dest, 'link'))).toBe('top.txt');
     });
+
+    itNeeds(
+      ['root', 'mount'],
+      'get -o on a full disk mid-download exits 23, keeps the old file and leaves no temporary',
+      async () => {
+        const small = await mkdtemp(path.join(tmpdir(), 'ng-client-full-'));
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', small]);
+        try {
+          await writeFile(path.join(root, 'big-for-tmpfs.bin'), Buffer.alloc(8 << 20, 5));
+          await writeFile(path.join(small, 'keep.bin'), 'old content');
+          const r = await cli(['get', '/big-for-tmpfs.bin', '-o', path.join(small, 'keep.bin')]);
+          expect(r.code).toBe(23);
+          expect(r.stderr).toMatch(/cannot write .*keep\.bin: no space left on device/);
+          expect(await readFile(path.join(small, 'keep.bin'), 'utf8')).toBe('old content');
+          expect(readdirSync(small)).toEqual(['keep.bin']);
+        } finally {
+          execFileSync('umount', [small]);
+          await rm(small, { recursive: true, force: true });
+        }
+      },
+    );
 
     it('get -o into a missing directory exits 23 naming the destination, not the temporary file', async () => {
       await writeFile(path.join(root, 'small.txt'), 'small');
