@@ -64,18 +64,6 @@ int open_parent(int dir, const std::string& rel, FdGuard* parent, std::string* n
   return 0;
 }
 
-void fill_stat(const struct stat& st, StatResult* out) {
-  out->dev = st.st_dev;
-  out->ino = st.st_ino;
-  out->mode = st.st_mode;
-  out->nlink = st.st_nlink;
-  out->uid = st.st_uid;
-  out->gid = st.st_gid;
-  out->size = st.st_size;
-  out->mtime_sec = st.st_mtim.tv_sec;
-  out->mtime_nsec = st.st_mtim.tv_nsec;
-}
-
 int random_tmp_name(std::string* out) {
   unsigned char bytes[8];
   ssize_t n = getrandom(bytes, sizeof(bytes), 0);
@@ -102,6 +90,18 @@ int link_fd(int fd, int parent, const char* name) {
 }
 
 }  // namespace
+
+void fill_stat(const struct stat& st, StatResult* out) {
+  out->dev = st.st_dev;
+  out->ino = st.st_ino;
+  out->mode = st.st_mode;
+  out->nlink = st.st_nlink;
+  out->uid = st.st_uid;
+  out->gid = st.st_gid;
+  out->size = st.st_size;
+  out->mtime_sec = st.st_mtim.tv_sec;
+  out->mtime_nsec = st.st_mtim.tv_nsec;
+}
 
 int fs_open_beneath(int dir, const std::string& rel, int flags, mode_t mode) {
   if (has_nul(rel)) return -EINVAL;

@@ -12,6 +12,7 @@
 // `rel` is relative to `dir`; "" and "." name `dir` itself.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -37,6 +38,9 @@ struct StatResult {
   int64_t mtime_sec;
   int64_t mtime_nsec;
 };
+
+// Copies the fields nullgate uses out of a struct stat.
+void fill_stat(const struct stat& st, StatResult* out);
 
 // fstat of `rel` beneath `dir` (the object is opened O_PATH, so nothing is read). With
 // follow == false a final symlink is reported as itself (lstat). rel == "" stats `dir` itself,

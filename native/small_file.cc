@@ -14,25 +14,9 @@
 
 namespace ng {
 
-namespace {
-
 #ifndef RESOLVE_CACHED
 #define RESOLVE_CACHED 0x20
 #endif
-
-void fill_stat(const struct stat& s, StatResult* st) {
-  st->dev = s.st_dev;
-  st->ino = s.st_ino;
-  st->mode = s.st_mode;
-  st->nlink = s.st_nlink;
-  st->uid = s.st_uid;
-  st->gid = s.st_gid;
-  st->size = s.st_size;
-  st->mtime_sec = s.st_mtim.tv_sec;
-  st->mtime_nsec = s.st_mtim.tv_nsec;
-}
-
-}  // namespace
 
 long fs_read_small_cached(int dir, const std::string& rel, char* buf, size_t max, StatResult* st) {
   // A NUL inside would silently shorten the C path: refuse it (the JS layer does too).
