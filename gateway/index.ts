@@ -4,5 +4,6 @@ export { listenAbstract, installPeerGate, peerOf, type ListenOptions, type Denie
 export { parseAddress, formatAddress, DEFAULT_ADDRESS, MAX_NAME_BYTES, type Address } from './address.js';
 export { createPeerPolicy, OVERFLOW_ID, type PeerPolicy, type PeerPolicyOptions } from './peer-policy.js';
 export { errorCodes, NullgateError, type ErrorCode, type ErrorBody } from './errors.js';
+export { DEFAULT_LIMITS, UploadSlots, type Limits } from './limits.js';
 export type { PeerCredentials } from './binding.js';
 export { version } from './version.js';
