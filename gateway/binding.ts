@@ -40,6 +40,11 @@ export interface NativeBinding {
   ): number | { errno: number; syscall: string };
   sendDatagram(sunPath: Buffer, data: Buffer): number;
   /**
+   * napi_adjust_external_memory(+bytes) then (-bytes): tells V8 that much memory outside its
+   * heap came and went, which brings its collection of dead ArrayBuffers sooner (uploads).
+   */
+  reportTransientMemory(bytes: number): void;
+  /**
    * Small-file fast path (native/small_file.h, gateway/small-file.ts): open `rel` beneath
    * `dirFd`, fstat it and read it whole into `buf` — from the kernel's caches only. Returns the
    * bytes read, or a negative errno: -EAGAIN when the caches cannot answer (take the async

@@ -120,6 +120,25 @@ Napi::Value SendDatagram(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), ng::dgram_send(path.Data(), path.Length(), data.Data(), data.Length()));
 }
 
+// reportTransientMemory(bytes): tells V8 that `bytes` of memory outside its heap came and went
+// (napi_adjust_external_memory up, then down again). V8 collects dead ArrayBuffers when the
+// memory it knows of outside its heap has grown by its soft limit (64 MiB) since the last GC;
+// a fast upload makes a dead 64 KiB socket-read buffer per read, so with V8 12+ (Node 22 and
+// later) a whole limit's worth of them piled up before each GC. Announcing the bytes an upload
+// has streamed through makes that GC come sooner. No policy here: the caller says how much.
+Napi::Value ReportTransientMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    throw Napi::TypeError::New(env, "Usage: reportTransientMemory(bytes: number)");
+  }
+  int64_t bytes = info[0].As<Napi::Number>().Int64Value();
+  if (bytes <= 0) return env.Undefined();
+  int64_t ignored = 0;
+  napi_adjust_external_memory(env, bytes, &ignored);
+  napi_adjust_external_memory(env, -bytes, &ignored);
+  return env.Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("socket", Napi::Function::New(env, Socket, "socket"));
   exports.Set("bind", Napi::Function::New(env, Bind, "bind"));
@@ -131,6 +150,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("listenInNetns", Napi::Function::New(env, ListenInNetns, "listenInNetns"));
   exports.Set("sendDatagram", Napi::Function::New(env, SendDatagram, "sendDatagram"));
+  exports.Set("reportTransientMemory", Napi::Function::New(env, ReportTransientMemory, "reportTransientMemory"));
   ng::RegisterFs(env, exports);
   ng::RegisterSendfile(env, exports);
   ng::RegisterSmallFile(env, exports);

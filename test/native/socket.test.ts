@@ -104,6 +104,16 @@ describe('native binding: exact-length abstract names', () => {
     const n = native as unknown as Record<string, (...a: unknown[]) => unknown>;
     expect(() => n.bind!('x', Buffer.alloc(0))).toThrow(/Usage: bind/);
     expect(() => n.connect!(1, 'not a buffer')).toThrow(/Usage: connect/);
+    expect(() => n.reportTransientMemory!('1')).toThrow(/Usage: reportTransientMemory/);
+  });
+
+  it('reportTransientMemory leaves the external memory it reports where it was', () => {
+    const before = process.memoryUsage().external;
+    for (let i = 0; i < 100; i++) native.reportTransientMemory(48 * 1024 * 1024);
+    native.reportTransientMemory(0);
+    native.reportTransientMemory(-5);
+    // Only its own transient bytes are reported, and taken back: nothing accumulates.
+    expect(Math.abs(process.memoryUsage().external - before)).toBeLessThan(8 * 1024 * 1024);
   });
 
   it('no fd leaks over 500 binds, connects and failures', async () => {
