@@ -46,6 +46,7 @@ import {
 } from '../gateway/beneath.js';
 import { fsError, isNullgateError, ngError, type NullgateError } from '../gateway/errors.js';
 import { DEFAULT_LIMITS, UploadSlots } from '../gateway/limits.js';
+import { BodyMemory } from '../gateway/memory.js';
 import {
   blockAlign,
   checkSymlink,
@@ -345,6 +346,7 @@ class ByteCounter extends Transform {
   bytes = 0;
   readonly #limit: number;
   readonly #onLimit: () => Error;
+  readonly #memory = new BodyMemory();
   #head = Buffer.alloc(0);
   #resolveHead: ((head: Buffer) => void) | undefined;
   /** The first (up to) two bytes of the stream, for the gzip magic check. */
@@ -359,6 +361,7 @@ class ByteCounter extends Transform {
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;
+    this.#memory.streamed(chunk.length);
     if (this.bytes > this.#limit) {
       cb(this.#onLimit());
       return;

@@ -29,7 +29,7 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type BeneathRoot, type BeneathStat, closeFd } from '../gateway/beneath.js';
-import { native } from '../gateway/binding.js';
+import { BodyMemory } from '../gateway/memory.js';
 import { type ErrnoOverride, fsError, ngError, NullgateError } from '../gateway/errors.js';
 import type { UploadSlots } from '../gateway/limits.js';
 import { evaluatePreconditions, type Representation } from './conditional.js';
@@ -131,14 +131,6 @@ const writevAsync = promisify(writevCb);
 const WRITE_CHUNK = 1024 * 1024;
 /** Writeback is started after every this many bytes (see BeneathRoot.startWriteback). */
 const WRITEBACK_STEP = 8 * 1024 * 1024;
-/**
- * V8 collects dead ArrayBuffers once the memory it knows of outside its heap has grown by its
- * soft limit (64 MiB) since the last collection. Every socket read of an upload leaves a dead
- * 64 KiB buffer behind, so on V8 12+ (Node 22 and later) a whole limit's worth piled up before
- * each collection: a 1 GiB upload grew the server by ~68 MiB. Announcing this much as transient
- * at every writeback step brings the collection once about two steps' worth are dead (~28 MiB).
- */
-const TRANSIENT_REPORT = 64 * 1024 * 1024 - 2 * WRITEBACK_STEP;
 
 /** Writes all of `chunks` at the fd's offset: one writev(2), then the rest of a short write. */
 async function writeAll(fd: number, chunks: Buffer[]): Promise<number> {
@@ -165,12 +157,13 @@ async function writeAll(fd: number, chunks: Buffer[]): Promise<number> {
 function fdWriter(root: BeneathRoot, fd: number): Writable {
   let written = 0;
   let flushed = 0;
+  const memory = new BodyMemory();
   const wrote = async (bytes: number): Promise<void> => {
     written += bytes;
+    memory.streamed(bytes);
     if (written - flushed >= WRITEBACK_STEP) {
       await root.startWriteback(fd, flushed, written - flushed);
       flushed = written;
-      native.reportTransientMemory(TRANSIENT_REPORT);
     }
   };
   return new Writable({
