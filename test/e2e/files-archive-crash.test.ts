@@ -25,13 +25,9 @@ import { TMP_PREFIX } from '../../gateway/beneath.js';
 import { BIN, type Served, startServe } from '../helpers/cli.js';
 import { itNeeds } from '../helpers/requirements.js';
 import { connectSocket, rawGet, rawRequest, uniqueName } from '../helpers/sockets.js';
+import { tree } from '../helpers/files.js';
 
 const MiB = 1024 * 1024;
-
-/** Every name under `dir`, recursively, hidden ones included. */
-function tree(dir: string): string[] {
-  return (readdirSync(dir, { recursive: true }) as string[]).sort();
-}
 
 async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
   const end = Date.now() + timeoutMs;

@@ -25,13 +25,9 @@ import { createGateway, type Gateway } from '../../gateway/index.js';
 import { type Served, startServe } from '../helpers/cli.js';
 import { itNeeds } from '../helpers/requirements.js';
 import { connectSocket, parseResponse, rawGet, type RawResponse, uniqueName } from '../helpers/sockets.js';
+import { tree } from '../helpers/files.js';
 
 const MiB = 1024 * 1024;
-
-/** Every name under `dir`, recursively, hidden ones included. */
-function tree(dir: string): string[] {
-  return (readdirSync(dir, { recursive: true }) as string[]).sort();
-}
 
 /** Paths of the fds `pid` holds under `dir` (O_TMPFILE inodes show as `dir/#ino (deleted)`). */
 function fdsUnder(pid: number | 'self', dir: string): string[] {

@@ -39,6 +39,7 @@ import { listenAbstract } from '../../gateway/listen.js';
 import { archiveRoutes, type ArchiveRoutesOptions } from '../../routes/archive.js';
 import { itNeeds } from '../helpers/requirements.js';
 import { connectSocket, rawRequest, uniqueName } from '../helpers/sockets.js';
+import { tree } from '../helpers/files.js';
 
 const execAsync = promisify(exec);
 const GiB = 1024 ** 3;
@@ -114,11 +115,6 @@ function readAt(path: string, position: number, length: number): string {
   } finally {
     closeSync(fd);
   }
-}
-
-/** Every name under `dir`, recursively, hidden ones included. */
-function tree(dir: string): string[] {
-  return (readdirSync(dir, { recursive: true }) as string[]).sort();
 }
 
 /** Every staging directory anywhere under the root (there must never be one after a request). */

@@ -27,6 +27,7 @@ import supertest from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../gateway/app.js';
 import { itNeeds } from '../helpers/requirements.js';
+import { tree } from '../helpers/files.js';
 
 const MAX_UPLOAD = 1024 * 1024;
 
@@ -42,11 +43,6 @@ function expectErrorBody(body: unknown, status: number, code: string): void {
 
 const digest = (alg: 'sha256' | 'sha512', data: Buffer | string) =>
   `${alg === 'sha256' ? 'sha-256' : 'sha-512'}=:${createHash(alg).update(data).digest('base64')}:`;
-
-/** Every name under `dir`, recursively, hidden ones included. */
-function tree(dir: string): string[] {
-  return (readdirSync(dir, { recursive: true }) as string[]).sort();
-}
 
 interface HttpResult {
   status: number;
