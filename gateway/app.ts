@@ -15,6 +15,7 @@ import Fastify, {
 } from 'fastify';
 import type { PeerCredentials } from './binding.js';
 import { type ErrorCode, errorBody, errorCodes, isNullgateError } from './errors.js';
+import { lingeringClose } from './linger.js';
 import { peerOf } from './listen.js';
 import { type Limits, MAX_HEADER_FIELDS, RateLimitedLog, resolveLimits, UploadSlots } from './limits.js';
 import { archiveRoutes } from '../routes/archive.js';
@@ -69,8 +70,6 @@ type CountedSocket = Socket & { [loggedBytes]?: number };
 const closingAfterResponse = new WeakSet<Socket>();
 /** Connections answered with a parser error, draining the client's input before closing. */
 const lingering = new WeakSet<Socket>();
-/** How long a refused connection is drained at most (bounds what a hostile client can hold). */
-const LINGER_MS = 2000;
 
 /** A request refused by a limit or the parser, as logged (rate-limited per status and uid). */
 interface LimitHit {
@@ -255,9 +254,7 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
       // client is still sending for a bounded time. Destroying at once, with the rest of a 1 MiB
       // header unread, resets the connection and the client never reads the 431.
       lingering.add(socket);
-      socket.end(raw);
-      const timer = setTimeout(() => socket.destroy(), LINGER_MS);
-      socket.once('close', () => clearTimeout(timer));
+      lingeringClose(socket, raw);
     },
   });
 

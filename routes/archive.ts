@@ -46,6 +46,7 @@ import {
 } from '../gateway/beneath.js';
 import { fsError, isNullgateError, ngError, type NullgateError } from '../gateway/errors.js';
 import { DEFAULT_LIMITS, UploadSlots } from '../gateway/limits.js';
+import { closeAfterResponse } from '../gateway/linger.js';
 import { BodyMemory } from '../gateway/memory.js';
 import {
   blockAlign,
@@ -856,7 +857,7 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
     } catch (err) {
       // Refused before reading the body: reading it only to discard it could mean gigabytes,
       // and on a kept-alive connection it would be parsed as the next request (RFC 9112 §9.6).
-      if (!request.raw.complete) void reply.header('connection', 'close');
+      if (!request.raw.complete) closeAfterResponse(reply);
       throw err;
     }
     try {
@@ -897,7 +898,7 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
       // Read and discard what the client is still sending, so it gets to read our answer;
       // past the upload limit, close instead.
       if (errnoOf(err) === 'NG_ERR_PAYLOAD_TOO_LARGE' || !req.readable) {
-        void reply.header('connection', 'close');
+        closeAfterResponse(reply);
       } else {
         req.unpipe();
         req.resume();

@@ -7,6 +7,7 @@
 import type { FastifyBaseLogger, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { BeneathRoot } from '../gateway/beneath.js';
 import { ngError } from '../gateway/errors.js';
+import { closeAfterResponse } from '../gateway/linger.js';
 import { DEFAULT_LIMITS, UploadSlots } from '../gateway/limits.js';
 import { DigestCache } from './digest.js';
 import { getPath, type ReadContext } from './file-read.js';
@@ -71,7 +72,7 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
       // Refused before the body was read whole (413 by Content-Length, 403, 412, …): reading the
       // rest only to discard it could mean gigabytes, and on a kept-alive connection the unread
       // body would be parsed as the next request. Close after the answer (RFC 9112 §9.6).
-      if (!request.raw.complete) void reply.header('connection', 'close');
+      if (!request.raw.complete) closeAfterResponse(reply);
       throw err;
     }
   };
@@ -112,7 +113,7 @@ export function methodNotAllowed(
   prefix: string,
 ): never {
   void reply.header('allow', allowed.join(', '));
-  if (!request.raw.complete) void reply.header('connection', 'close');
+  if (!request.raw.complete) closeAfterResponse(reply);
   throw ngError(
     'NG_ERR_METHOD_NOT_ALLOWED',
     `${request.method} is not allowed on ${prefix}/ (allowed: ${allowed.join(', ')})`,

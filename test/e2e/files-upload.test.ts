@@ -253,6 +253,31 @@ describe('a server killed with SIGKILL during three uploads', () => {
   });
 });
 
+describe('a body refused mid-way', () => {
+  let gateway: Gateway | undefined;
+  let dir: string;
+  afterEach(async () => {
+    await gateway?.close();
+    gateway = undefined;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the client still sending always reads the answer (lingering close), 20 times in a row', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ng-files-linger-'));
+    const socket = uniqueName('files-linger');
+    gateway = createGateway({ socket, root: dir, writable: true, maxUpload: MiB, logLevel: false });
+    await gateway.listen();
+    for (let i = 0; i < 20; i++) {
+      // Chunked, so the limit is only found mid-body; 16 MiB more keep coming after it.
+      const up = startUpload(socket, `/files/big-${i}.bin`, repeat(Buffer.alloc(256 * 1024, 7), 16 * MiB));
+      const res = await up.response;
+      expect(res.status).toBe(413);
+      expect(JSON.parse(res.body.toString())).toMatchObject({ code: 'NG_ERR_PAYLOAD_TOO_LARGE' });
+    }
+    expect(tree(dir)).toEqual([]);
+  }, 30_000);
+});
+
 describe('a full disk', () => {
   let mountpoint: string | undefined;
   let mounted = false;
