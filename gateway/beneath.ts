@@ -271,10 +271,13 @@ export class BeneathRoot {
     check(await native.fsSymlink(this.fd, target, r), 'symlink', { path: showPath(r) });
   }
 
-  /** utimensat with AT_SYMLINK_NOFOLLOW: the times of `rel` itself, a symlink included (lutimes). */
-  async lutimes(rel: string, atime: Date, mtime: Date): Promise<void> {
+  /**
+   * utimensat with AT_SYMLINK_NOFOLLOW: the times of `rel` itself, a symlink included (lutimes).
+   * A null atime is left as it is.
+   */
+  async lutimes(rel: string, atime: Date | null, mtime: Date): Promise<void> {
     const r = normalizeRel(rel, 'utime');
-    check(await native.fsLutimes(this.fd, r, atime.getTime(), mtime.getTime()), 'utime', {
+    check(await native.fsLutimes(this.fd, r, atime?.getTime() ?? null, mtime.getTime()), 'utime', {
       path: showPath(r),
     });
   }

@@ -85,7 +85,7 @@ export interface NativeBinding {
   /** symlinkat(target, parent of `rel`): `target` is stored as is, never resolved. */
   fsSymlink(dirFd: number, target: string, rel: string): Promise<number>;
   /** utimensat(…, AT_SYMLINK_NOFOLLOW) of `rel` itself (a symlink is not followed); times in ms. */
-  fsLutimes(dirFd: number, rel: string, atimeMs: number, mtimeMs: number): Promise<number>;
+  fsLutimes(dirFd: number, rel: string, atimeMs: number | null, mtimeMs: number): Promise<number>;
   /** statx STATX_MNT_ID of `rel` ('' is `dirFd` itself); -ENOSYS where the kernel has none. */
   fsMountId(dirFd: number, rel: string): Promise<number>;
   /**

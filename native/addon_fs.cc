@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 
 #include <cmath>
@@ -231,12 +232,18 @@ double NumberArg(const Napi::CallbackInfo& info, size_t i, const char* usage) {
 
 // fsLutimes(dirFd, rel, atimeMs, mtimeMs): Promise<0 | -errno>; utimensat AT_SYMLINK_NOFOLLOW.
 Napi::Value FsLutimes(const Napi::CallbackInfo& info) {
-  const char* usage = "Usage: fsLutimes(dirFd: number, rel: string, atimeMs: number, mtimeMs: number)";
+  const char* usage = "Usage: fsLutimes(dirFd: number, rel: string, atimeMs: number | null, mtimeMs: number)";
   bool ok = true;
   int dir = IntArg(info, 0, usage);
   std::string rel = PathArg(info, 1, usage, &ok);
   int64_t as, ans, ms, mns;
-  SplitMs(NumberArg(info, 2, usage), &as, &ans);
+  // A null atime leaves it as it is (UTIME_OMIT).
+  if (info.Length() > 2 && info[2].IsNull()) {
+    as = 0;
+    ans = UTIME_OMIT;
+  } else {
+    SplitMs(NumberArg(info, 2, usage), &as, &ans);
+  }
   SplitMs(NumberArg(info, 3, usage), &ms, &mns);
   if (!ok) return Resolved(info.Env(), -EINVAL);
   return PromiseWorker::Run(info.Env(),

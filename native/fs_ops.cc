@@ -221,7 +221,9 @@ int fs_symlink_beneath(int dir, const std::string& target, const std::string& re
 
 int fs_lutimes_beneath(int dir, const std::string& rel, int64_t atime_sec, int64_t atime_nsec,
                        int64_t mtime_sec, int64_t mtime_nsec) {
-  if (atime_nsec < 0 || atime_nsec > 999999999 || mtime_nsec < 0 || mtime_nsec > 999999999) return -EINVAL;
+  if ((atime_nsec != UTIME_OMIT && (atime_nsec < 0 || atime_nsec > 999999999)) || mtime_nsec < 0 ||
+      mtime_nsec > 999999999)
+    return -EINVAL;
   FdGuard parent;
   std::string name;
   int rc = open_parent(dir, rel, &parent, &name);

@@ -734,6 +734,13 @@ async function applyMoves(
 ): Promise<void> {
   const done: DoneMove[] = [];
   let exchange = true;
+  // Renames change their directories' mtime: an undone merge puts those back too.
+  const parents = [...new Set(moves.map((m) => parentOf(m.to)))];
+  const mtimes = new Map<string, number>();
+  for (const dir of parents) {
+    const st = await root.lstat(dir).catch(() => undefined);
+    if (st) mtimes.set(dir, st.mtimeMs);
+  }
   try {
     for (const move of moves) {
       if (!move.replaces) {
@@ -779,6 +786,11 @@ async function applyMoves(
       } catch (undoErr) {
         log.error({ err: undoErr, path: displayPath(move.to) }, 'archive: could not undo a merged entry');
       }
+    }
+    for (const [dir, mtimeMs] of mtimes) {
+      await root.lutimes(dir, null, new Date(mtimeMs)).catch((undoErr: unknown) => {
+        log.error({ err: undoErr, path: displayPath(dir, true) }, 'archive: could not restore a mtime');
+      });
     }
     throw err;
   }
