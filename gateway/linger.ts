@@ -13,14 +13,14 @@ export const LINGER_MS = 2000;
 /** A drained connection that sends nothing for this long is done (nginx's lingering_timeout). */
 export const LINGER_IDLE_MS = 250;
 
-/** Ends `socket` (after `data`, if given) and drains it for at most LINGER_MS. */
-export function lingeringClose(socket: Socket, data?: string | Buffer): void {
+/** Ends `socket` (after `data`, if given) and drains it for at most `maxMs`. */
+export function lingeringClose(socket: Socket, data?: string | Buffer, maxMs = LINGER_MS): void {
   if (socket.destroyed) return;
   if (data === undefined) socket.end();
   else socket.end(data);
   // What the client still sends is read (by the HTTP parser, or here) and dropped.
   socket.resume();
-  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  const timer = setTimeout(() => socket.destroy(), maxMs);
   // The HTTP parser may read the socket itself, so silence is seen in bytesRead, not in events.
   let seen = socket.bytesRead;
   const idle = setInterval(() => {

@@ -12,6 +12,7 @@ import type { Server, Socket } from 'node:net';
 import { type Address, formatAddress, parseAddress } from './address.js';
 import { native, type PeerCredentials } from './binding.js';
 import { errorBody } from './errors.js';
+import { lingeringClose } from './linger.js';
 import { createPeerPolicy, type PeerPolicy } from './peer-policy.js';
 import { type BoundSocket, bindListener, bindListenerInNetns, DEFAULT_BACKLOG } from './socket.js';
 
@@ -98,18 +99,15 @@ function deny(state: GateState, socket: Socket, peer: PeerCredentials | undefine
     ),
   );
   // The HTTP parser is never attached to this socket, so no request is read: the answer is
-  // written raw and the write side closed. Reading on (and discarding) keeps the client's request
-  // from sitting unread in our receive queue, which would turn our close into a reset, and lets
-  // us see its EOF, the moment it is done; the timer bounds a client that never closes.
-  socket.end(
+  // written raw, then the connection is closed lingering (gateway/linger.ts): the client's
+  // request must not sit unread in our receive queue, which would turn our close into a reset.
+  lingeringClose(
+    socket,
     `HTTP/1.1 403 Forbidden\r\ncontent-type: application/json; charset=utf-8\r\n` +
       `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    DENIED_LINGER_MS,
   );
-  socket.resume();
-  socket.once('end', () => socket.destroy());
-  const timer = setTimeout(() => socket.destroy(), DENIED_LINGER_MS);
   socket.once('close', () => {
-    clearTimeout(timer);
     state.denied.delete(socket);
     const left = (state.deniedPerUid.get(uid) ?? 1) - 1;
     if (left > 0) state.deniedPerUid.set(uid, left);
@@ -119,22 +117,15 @@ function deny(state: GateState, socket: Socket, peer: PeerCredentials | undefine
 
 /**
  * Replaces the server's 'connection' listeners (http.Server's parser set-up among them) with a
- * gate that calls them only for allowed peers. Idempotent per server. The third argument may be
- * the `onDenied` callback alone (the original signature).
+ * gate that calls them only for allowed peers. Idempotent per server.
  */
 export function installPeerGate(
   server: Server,
   policy: PeerPolicy,
-  options:
-    | ((peer: DeniedPeer) => void)
-    | (GateOptions & { onDenied?: ((peer: DeniedPeer) => void) | undefined }) = {},
+  options: GateOptions & { onDenied?: ((peer: DeniedPeer) => void) | undefined } = {},
 ): void {
   if (gates.has(server)) return;
-  const {
-    onDenied,
-    maxConnections = Infinity,
-    onDropped,
-  } = typeof options === 'function' ? { onDenied: options } : options;
+  const { onDenied, maxConnections = Infinity, onDropped } = options;
   const state: GateState = { served: new Set(), denied: new Set(), deniedPerUid: new Map() };
   gates.set(server, state);
   const downstream = server.listeners('connection') as ((socket: Socket) => void)[];
