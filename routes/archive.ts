@@ -45,7 +45,6 @@ import {
   lockTemporary,
 } from '../gateway/beneath.js';
 import { fsError, isNullgateError, ngError, type NullgateError } from '../gateway/errors.js';
-import { DEFAULT_LIMITS, UploadSlots } from '../gateway/limits.js';
 import { closeAfterResponse } from '../gateway/linger.js';
 import { BodyMemory } from '../gateway/memory.js';
 import {
@@ -61,8 +60,9 @@ import {
   symlinkPrefix,
   unsafeEntry,
 } from './tar-safety.js';
-import { methodNotAllowed, sweepTemporaries } from './files.js';
-import { decodeFilePath, displayPath, targetPath } from './url-path.js';
+import { methodNotAllowed } from './files.js';
+import { type RoutesOptions, setUpRoutes } from './plugin.js';
+import { displayPath, parentOf, requestPath } from './url-path.js';
 
 const closeAsync = promisify(closeCb);
 const fchmodAsync = promisify(fchmodCb);
@@ -71,18 +71,8 @@ const ftruncateAsync = promisify(ftruncateCb);
 const futimesAsync = promisify(futimesCb);
 const writeAsync = promisify(writeCb);
 
-export interface ArchiveRoutesOptions {
-  /** The served directory (host path). */
-  readonly root: string;
-  /** Allow `PUT /archive` (else 403 NG_ERR_READ_ONLY). */
-  readonly writable?: boolean | undefined;
-  /** Bytes at most in the request body and in the files of one archive (413 beyond). */
-  readonly maxUpload?: number | undefined;
-  /** Concurrent uploads at most (default 16); more get 429. */
-  readonly maxUploads?: number | undefined;
-  /** Upload slots to share with other routes (the gateway shares one with filesRoutes); overrides maxUploads. */
-  readonly uploadSlots?: UploadSlots | undefined;
-}
+/** Options of archiveRoutes (routes/plugin.ts). */
+export type ArchiveRoutesOptions = RoutesOptions;
 
 /**
  * The answer to a PUT: CONTRACT.md's `{files, dirs, bytes}`, plus `symlinks` (an extra key
@@ -129,11 +119,6 @@ function join(dir: string, name: string): string {
   return dir === '' ? name : `${dir}/${name}`;
 }
 
-function parentOf(rel: string): string {
-  const slash = rel.lastIndexOf('/');
-  return slash < 0 ? '' : rel.slice(0, slash);
-}
-
 function baseOf(rel: string): string {
   return rel.slice(rel.lastIndexOf('/') + 1);
 }
@@ -146,11 +131,6 @@ function errnoOf(err: unknown): string | undefined {
  * The URL path after the plugin's prefix, still percent-encoded (decoded once, by
  * decodeFilePath); an absolute-form target (RFC 9112 §3.2.2) is cut to its path first.
  */
-function rawPathAfter(prefix: string, url: string): string {
-  const path = targetPath(url);
-  return path.startsWith(prefix) ? path.slice(prefix.length) : path;
-}
-
 function truthyQuery(value: unknown): boolean {
   return value === '1' || value === 'true' || value === '';
 }
@@ -797,25 +777,11 @@ async function applyMoves(
 }
 
 export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (app, options) => {
-  const root = await BeneathRoot.open(options.root);
-  app.addHook('onClose', async () => {
-    await root.close();
-  });
-  const writable = options.writable === true;
-  const maxUpload = options.maxUpload ?? Number.MAX_SAFE_INTEGER;
-  const slots = options.uploadSlots ?? new UploadSlots(options.maxUploads ?? DEFAULT_LIMITS.maxUploads);
+  const { root, writable, maxUpload, uploads: slots } = await setUpRoutes(app, options);
   const prefix = app.prefix;
-  if (writable) await sweepTemporaries(root, app.log);
-
-  // The body is the tar stream itself, whatever its Content-Type: the handler reads the raw
-  // request (inherited parsers such as JSON must not consume it).
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', (_request, _payload, done) => {
-    done(null);
-  });
 
   const getArchive = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
-    const { rel } = decodeFilePath(rawPathAfter(prefix, request.raw.url ?? '/'));
+    const { rel } = requestPath(prefix, request.raw.url ?? '/');
     const shown = displayPath(rel, true);
     let st: BeneathStat;
     try {
@@ -862,7 +828,7 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
     let rel: string;
     try {
       if (!writable) throw ngError('NG_ERR_READ_ONLY', 'the server is read-only (start it with --writable)');
-      rel = decodeFilePath(rawPathAfter(prefix, request.raw.url ?? '/')).rel;
+      rel = requestPath(prefix, request.raw.url ?? '/').rel;
       const declared = Number(request.headers['content-length'] ?? 0);
       if (declared > maxUpload) throw tooLarge(maxUpload);
       release = slots.acquire();

@@ -35,7 +35,7 @@ import type { UploadSlots } from '../gateway/limits.js';
 import { evaluatePreconditions, type Representation } from './conditional.js';
 import { createDigestHash, type DigestAlgorithm, parseDigestHeader, type ParsedDigest } from './digest.js';
 import { strongEtag } from './etag.js';
-import { decodeFilePath, displayPath, type FilePath, targetPath } from './url-path.js';
+import { decodeFilePath, displayPath, type FilePath, parentOf, targetPath } from './url-path.js';
 
 export interface WriteContext {
   readonly root: BeneathRoot;
@@ -45,11 +45,6 @@ export interface WriteContext {
 }
 
 const { EOPNOTSUPP, EISDIR } = osc.errno;
-
-function parentOf(rel: string): string {
-  const i = rel.lastIndexOf('/');
-  return i === -1 ? '' : rel.slice(0, i);
-}
 
 async function lstatOrUndefined(root: BeneathRoot, rel: string): Promise<BeneathStat | undefined> {
   try {

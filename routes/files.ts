@@ -4,55 +4,32 @@
  * file-write.ts. Paths come from the raw URL (not Fastify's decoded params) so that they are
  * percent-decoded exactly once and `..` is judged on what the client really sent.
  */
-import type { FastifyBaseLogger, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { BeneathRoot } from '../gateway/beneath.js';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { ngError } from '../gateway/errors.js';
 import { closeAfterResponse } from '../gateway/linger.js';
-import { DEFAULT_LIMITS, UploadSlots } from '../gateway/limits.js';
 import { DigestCache } from './digest.js';
 import { getPath, type ReadContext } from './file-read.js';
 import { mkcol, move, remove, upload, type WriteContext } from './file-write.js';
-import { decodeFilePath, type FilePath, targetPath } from './url-path.js';
+import { type RoutesOptions, setUpRoutes } from './plugin.js';
+import { type FilePath, requestPath } from './url-path.js';
 
-export interface FilesOptions {
-  /** The directory to serve; every access is confined beneath it by the kernel. */
-  readonly root: string;
-  /** Allow PUT, MKCOL, DELETE and MOVE (default false: 403 NG_ERR_READ_ONLY). */
-  readonly writable?: boolean | undefined;
-  /** Largest upload in bytes (default unlimited). */
-  readonly maxUpload?: number | undefined;
-  /** Concurrent uploads at most (default 16); more get 429. */
-  readonly maxUploads?: number | undefined;
-  /** Upload slots to share with other routes (the gateway shares one with archiveRoutes); overrides maxUploads. */
-  readonly uploadSlots?: UploadSlots | undefined;
-}
+/** Options of filesRoutes (routes/plugin.ts). */
+export type FilesOptions = RoutesOptions;
 
 const WRITE_METHODS = ['PUT', 'MKCOL', 'DELETE', 'MOVE'];
 const METHODS = ['GET', 'HEAD', 'PUT', 'DELETE', 'MKCOL', 'MOVE'];
 
 export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options) => {
-  const root = await BeneathRoot.open(options.root);
-  app.addHook('onClose', async () => root.close());
-  const writable = options.writable === true;
-  if (writable) await sweepTemporaries(root, app.log);
+  const { root, writable, maxUpload, uploads } = await setUpRoutes(app, options);
   const prefix = app.prefix;
   const read: ReadContext = { root, digests: new DigestCache() };
-  const write: WriteContext = {
-    root,
-    maxUpload: options.maxUpload ?? Number.MAX_SAFE_INTEGER,
-    uploads: options.uploadSlots ?? new UploadSlots(options.maxUploads ?? DEFAULT_LIMITS.maxUploads),
-  };
+  const write: WriteContext = { root, maxUpload, uploads };
 
   for (const method of ['MKCOL', 'MOVE']) {
     if (!app.supportedMethods.includes(method)) app.addHttpMethod(method, { hasBody: method === 'MKCOL' });
   }
-  // Bodies are streams the handlers consume themselves (uploads go straight to disk).
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', (_request, _payload, done) => done(null));
-
   // The raw target: origin-form, or absolute-form (RFC 9112 §3.2.2) cut to its path.
-  const pathOf = (request: FastifyRequest): FilePath =>
-    decodeFilePath(targetPath(request.raw.url ?? '/').slice(prefix.length));
+  const pathOf = (request: FastifyRequest): FilePath => requestPath(prefix, request.raw.url ?? '/');
   const guard = (request: FastifyRequest): FilePath => {
     const path = pathOf(request);
     if (!writable && WRITE_METHODS.includes(request.method)) {
@@ -118,20 +95,6 @@ export function methodNotAllowed(
     'NG_ERR_METHOD_NOT_ALLOWED',
     `${request.method} is not allowed on ${prefix}/ (allowed: ${allowed.join(', ')})`,
   );
-}
-
-/**
- * The startup sweep of a writable server: temporaries of a server killed mid-upload (SIGKILL)
- * are removed before the first request (BeneathRoot.sweepTemporaries). A failure is logged and
- * does not stop the server: the leftovers are never served, listed or archived anyway.
- */
-export async function sweepTemporaries(root: BeneathRoot, log: FastifyBaseLogger): Promise<void> {
-  try {
-    const removed = await root.sweepTemporaries();
-    if (removed.length > 0) log.info({ removed }, 'removed temporaries left by an earlier server');
-  } catch (err) {
-    log.warn({ err }, 'could not sweep the temporaries of an earlier server');
-  }
 }
 
 /**

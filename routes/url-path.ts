@@ -141,3 +141,15 @@ export function targetPath(target: string): string {
   const cut = path.search(/[?#]/);
   return cut === -1 ? path : path.slice(0, cut);
 }
+
+/** The decoded path of a request under a plugin's `prefix` (origin- or absolute-form target). */
+export function requestPath(prefix: string, url: string): FilePath {
+  const path = targetPath(url);
+  return decodeFilePath(path.startsWith(prefix) ? path.slice(prefix.length) : path);
+}
+
+/** The parent of a relative path ('' for a name at the root). */
+export function parentOf(rel: string): string {
+  const slash = rel.lastIndexOf('/');
+  return slash < 0 ? '' : rel.slice(0, slash);
+}
