@@ -17,7 +17,15 @@ import type { PeerCredentials } from './binding.js';
 import { type ErrorCode, errorBody, errorCodes, isNullgateError } from './errors.js';
 import { lingeringClose } from './linger.js';
 import { peerOf } from './listen.js';
-import { type Limits, MAX_HEADER_FIELDS, RateLimitedLog, resolveLimits, UploadSlots } from './limits.js';
+import {
+  type Limits,
+  MAX_HEADER_FIELDS,
+  MAX_PIPELINED_REQUESTS,
+  RateLimitedLog,
+  resolveLimits,
+  UploadSlots,
+} from './limits.js';
+import { pipelineTurn } from './pipelining.js';
 import { archiveRoutes } from '../routes/archive.js';
 import { filesRoutes } from '../routes/files.js';
 import { version } from './version.js';
@@ -295,6 +303,14 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
       return;
     }
     done();
+  });
+  // At most MAX_PIPELINED_REQUESTS requests of a connection run at once, and what a closed
+  // connection leaves queued is closed with it (gateway/pipelining.ts).
+  app.addHook('onRequest', (request, reply, done) => {
+    pipelineTurn(request.raw.socket, reply.raw, MAX_PIPELINED_REQUESTS, (run) => {
+      if (!run) void reply.hijack();
+      done();
+    });
   });
 
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {

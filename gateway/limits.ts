@@ -27,6 +27,15 @@ export interface Limits {
 /** Request header fields at most (Node 22+'s own default); more are 431 on every Node version. */
 export const MAX_HEADER_FIELDS = 1000;
 
+/**
+ * Requests one connection may have in flight (read, not yet answered) at most. HTTP/1.1 answers
+ * pipelined requests in order, so a client that sends many and reads none holds every one of
+ * them; beyond this the server stops reading from the connection and starts no further request
+ * until an earlier one is answered (gateway/pipelining.ts), as nginx reads the next request
+ * only once the current one is answered.
+ */
+export const MAX_PIPELINED_REQUESTS = 32;
+
 export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxConnections: 2048,
   maxUploads: 16,

@@ -48,25 +48,33 @@ function gone(): Error {
 /**
  * Resolves with the socket once `res` is the response the socket is writing. With pipelining a
  * later response is queued (its `socket` is null) until the earlier ones finished (step 2).
+ * Rejects when the connection closes first: Node then emits neither 'socket' nor 'close' on a
+ * queued response, so the connection's own 'close' is watched too.
  */
 function ownSocket(res: ServerResponse): Promise<Socket> {
   const current = res.socket;
   if (current && (current as Socket & { _httpMessage?: unknown })._httpMessage === res) {
     return Promise.resolve(current);
   }
+  const connection = res.req.socket;
+  if (connection.destroyed) return Promise.reject(gone());
   return new Promise((resolve, reject) => {
     const onSocket = (socket: Socket): void => {
       res.off('close', onClose);
+      connection.off('close', onClose);
       // Resolving defers the caller to a microtask: assignSocket() flushes the response's
       // buffered output right after emitting 'socket'.
       resolve(socket);
     };
     const onClose = (): void => {
       res.off('socket', onSocket);
+      res.off('close', onClose);
+      connection.off('close', onClose);
       reject(gone());
     };
     res.once('socket', onSocket);
     res.once('close', onClose);
+    connection.once('close', onClose);
   });
 }
 

@@ -1,8 +1,9 @@
 /**
  * Clients that try to exhaust the server rather than confuse it: one that never reads a 1 GiB
- * response (memory must stay bounded: backpressure, not buffering), 1,000 connections opened and
- * dropped, a slowloris flood while a normal request is served, and 200 concurrent downloads of
- * one file. The server's RSS and fds are read from /proc/<pid>.
+ * response (memory must stay bounded: backpressure, not buffering), 200 pipelined GETs that are
+ * never read, 1,000 connections opened and dropped, a slowloris flood while a normal request is
+ * served, and 200 concurrent downloads of one file. The server's RSS and fds are read from
+ * /proc/<pid>.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, openSync, ftruncateSync, writeFileSync } from 'node:fs';
@@ -10,11 +11,14 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_PIPELINED_REQUESTS } from '../../gateway/limits.js';
 import { openFdCount, parseResponse, rawGet } from '../helpers/sockets.js';
 import {
+  closedWithin,
   expectRecovered,
   GiB,
   type HostileServer,
+  KiB,
   MiB,
   openConnection,
   rssOf,
@@ -49,6 +53,8 @@ describe('resource exhaustion', () => {
   beforeAll(async () => {
     server = await startHostile('resources', (dir) => {
       writeFileSync(join(dir, 'four.bin'), file4m);
+      // Over the small-file fast path (64 KiB), under zero-copy (256 KiB): streamed from an fd.
+      writeFileSync(join(dir, 'hundred.bin'), file4m.subarray(0, 100 * KiB));
       // A sparse 1 GiB file: no disk used, but 1 GiB to send.
       const fd = openSync(join(dir, 'huge.bin'), 'w');
       ftruncateSync(fd, GiB);
@@ -90,6 +96,73 @@ describe('resource exhaustion', () => {
     expect(health.ms).toBeLessThan(1000);
     socket.destroy();
   }, 20_000);
+
+  it.each([
+    ['zero-copy', '/files/four.bin'],
+    ['streamed', '/files/hundred.bin'],
+  ])(
+    '200 pipelined GETs never read (%s): a bounded number of files open, none once the client closes',
+    async (_kind, path) => {
+      const socket = await openConnection(server.name);
+      open.push(socket);
+      // The client never reads: the first answer fills the socket, the rest queue behind it.
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`.repeat(200));
+      // The server is taking them (one fd per request in flight); then the peak over half a second.
+      expect(
+        await waitFor(
+          () => openFdCount(server.pid) >= server.baselineFds + MAX_PIPELINED_REQUESTS / 2,
+          10_000,
+        ),
+      ).toBe(true);
+      let peak = 0;
+      for (let i = 0; i < 10; i++) {
+        peak = Math.max(peak, openFdCount(server.pid));
+        await sleep(50);
+      }
+      // The socket, one file per request in flight, and a few more (the native transfer's
+      // duplicates, the thread pool's); not one per request sent.
+      expect(peak - server.baselineFds).toBeLessThanOrEqual(1 + MAX_PIPELINED_REQUESTS + 8);
+      socket.destroy();
+      // Every file opened for a response queued behind the unread one is closed with the connection.
+      expect(await waitFor(() => openFdCount(server.pid) <= server.baselineFds, 10_000)).toBe(true);
+    },
+    20_000,
+  );
+
+  it('100 pipelined GETs read as they come: each answered, in order, byte-exact', async () => {
+    const bodies: Record<string, Buffer> = {
+      '/files/four.bin': file4m,
+      '/files/hundred.bin': file4m.subarray(0, 100 * KiB),
+      '/health': Buffer.from('{"status":"ok"}'),
+    };
+    // More than MAX_PIPELINED_REQUESTS, so later ones wait for earlier ones, reading paused.
+    const targets = Array.from({ length: 100 }, (_, i) =>
+      i % 10 === 0 ? '/files/four.bin' : i % 2 === 0 ? '/files/hundred.bin' : '/health',
+    );
+    const socket = await openConnection(server.name);
+    open.push(socket);
+    const received = closedWithin(socket, 30_000);
+    socket.write(
+      targets
+        .map(
+          (t, i) =>
+            `GET ${t} HTTP/1.1\r\nHost: x\r\n${i === targets.length - 1 ? 'Connection: close\r\n' : ''}\r\n`,
+        )
+        .join(''),
+    );
+    const all = await received;
+    let at = 0;
+    for (const target of targets) {
+      const end = all.indexOf('\r\n\r\n', at);
+      expect(end).toBeGreaterThan(-1);
+      const res = parseResponse(all.subarray(at, end + 4));
+      expect(res.status).toBe(200);
+      const length = Number(res.headers['content-length']);
+      expect(sha256(all.subarray(end + 4, end + 4 + length))).toBe(sha256(bodies[target]!));
+      at = end + 4 + length;
+    }
+    expect(at).toBe(all.length);
+  }, 45_000);
 
   it('1,000 concurrent connections opened and dropped leave nothing behind', async () => {
     const sockets = await openMany(server.name, 1000);

@@ -1,0 +1,129 @@
+/**
+ * Pipelined requests on one connection (answered in order, RFC 9112 §9.3.2), and two things
+ * Node's HTTP server leaves undone for them:
+ *
+ * - When the connection closes, Node closes the response it is writing, not the ones queued
+ *   behind it (`// Abort socket._httpMessage ?` in its _http_server.js): they never emit 'close',
+ *   so what waits for that — a file stream piped into one, a zero-copy transfer waiting for the
+ *   socket, the access line — waits forever, with its file open. They are closed here, as Node
+ *   closes the one it was writing.
+ * - Node stops reading a connection only while bytes pile up in the responses it writes; a body
+ *   sent zero-copy, or a file not yet read, piles up none, so a client that sends thousands of
+ *   GETs and reads nothing had the server open thousands of files. Here at most
+ *   MAX_PIPELINED_REQUESTS requests of a connection run at once; the next waits, and reading
+ *   stops until none waits (the requests already read by then wait too: what one read brings).
+ */
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+
+/** Node's own read-pause state on a server socket (_http_server.js). */
+type HttpSocket = Socket & { _paused?: boolean; parser?: { resume(): void } | null };
+
+interface Connection {
+  /** Requests started and not yet closed. */
+  running: number;
+  /** Requests read and waiting for one of those to close, oldest first. */
+  readonly waiting: ((go: boolean) => void)[];
+  /** Every response of the connection that has not closed yet. */
+  readonly responses: Set<ServerResponse>;
+  /** Reading was stopped here (not by Node's own pause). */
+  paused: boolean;
+  closed: boolean;
+}
+
+const connections = new WeakMap<Socket, Connection>();
+
+/**
+ * Calls `go(true)` once the request that `res` answers may run: at once while fewer than `max`
+ * requests of its connection run, otherwise when one of them closes. `go(false)` means the
+ * connection closed first: do nothing more (the response is closed already).
+ */
+export function pipelineTurn(
+  socket: Socket,
+  res: ServerResponse,
+  max: number,
+  go: (run: boolean) => void,
+): void {
+  const conn = connectionOf(socket as HttpSocket);
+  if (conn.closed) {
+    closeQueued(res);
+    go(false);
+    return;
+  }
+  let started = false;
+  const start = (run: boolean): void => {
+    if (run) {
+      started = true;
+      conn.running++;
+    }
+    go(run);
+  };
+  conn.responses.add(res);
+  res.once('close', () => {
+    conn.responses.delete(res);
+    if (!started) return;
+    conn.running--;
+    next(socket as HttpSocket, conn, max);
+  });
+  if (conn.running < max && conn.waiting.length === 0) {
+    start(true);
+    return;
+  }
+  conn.waiting.push(start);
+  stopReading(socket as HttpSocket, conn);
+}
+
+function connectionOf(socket: HttpSocket): Connection {
+  const known = connections.get(socket);
+  if (known !== undefined) return known;
+  const created: Connection = { running: 0, waiting: [], responses: new Set(), paused: false, closed: false };
+  connections.set(socket, created);
+  socket.once('close', () => {
+    created.closed = true;
+    for (const res of [...created.responses]) closeQueued(res);
+    for (const start of created.waiting.splice(0)) start(false);
+  });
+  // Node resumes reading when its own queue drains ('drain' in _http_server.js); while requests
+  // wait here, stop again (this runs in the same tick as Node's resume, before any read).
+  socket.on('resume', () => {
+    if (created.waiting.length > 0 && !created.closed) stopReading(socket, created);
+  });
+  return created;
+}
+
+function next(socket: HttpSocket, conn: Connection, max: number): void {
+  if (conn.closed) return;
+  while (conn.running < max && conn.waiting.length > 0) conn.waiting.shift()!(true);
+  if (conn.waiting.length === 0 && conn.paused) startReading(socket, conn);
+}
+
+// Node's own flag, so that its other resume paths (a request body being read) leave the socket
+// paused too, and its parser pauses after the buffer it is in; the reverse is its socketOnDrain.
+function stopReading(socket: HttpSocket, conn: Connection): void {
+  if (typeof socket.pause !== 'function') return;
+  conn.paused = true;
+  socket._paused = true;
+  socket.pause();
+}
+
+function startReading(socket: HttpSocket, conn: Connection): void {
+  conn.paused = false;
+  // Node pauses too while the socket's own buffer is full; its 'drain' handler resumes then.
+  if (socket._paused !== true || socket.writableNeedDrain) return;
+  socket._paused = false;
+  socket.parser?.resume();
+  socket.resume();
+}
+
+/**
+ * A response the connection closed under before it got the socket: close it as Node closes the
+ * one it was writing (emitCloseNT: destroyed, `closed`, then 'close'), so that what is piped
+ * into it later is destroyed at once (stream.finished reads `closed`). One that has the socket,
+ * or finished, Node closes itself.
+ */
+function closeQueued(res: ServerResponse): void {
+  if (res.socket !== null || res.writableFinished || res.closed) return;
+  res.destroy();
+  (res as ServerResponse & { _closed: boolean })._closed = true;
+  res.emit('close');
+}
