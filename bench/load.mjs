@@ -6,8 +6,8 @@
 import { Buffer } from 'node:buffer';
 import { Socket } from 'node:net';
 import { setTimeout } from 'node:timers';
-import { parseAddress } from '../dist/gateway/address.js';
-import { connectFd } from '../dist/gateway/socket.js';
+import { parseAddress } from '../dist/core/address.js';
+import { connectFd } from '../dist/native/socket.js';
 
 const [address, urlPath, connsArg, durationArg] = process.argv.slice(2);
 const conns = Number(connsArg);

@@ -13,9 +13,9 @@ import Fastify, {
   type FastifyRequest,
   type FastifyServerOptions,
 } from 'fastify';
-import type { PeerCredentials } from './binding.js';
-import { type ErrorCode, errorBody, errorCodes, isNullgateError } from './errors.js';
-import { lingeringClose } from './linger.js';
+import type { PeerCredentials } from '../native/binding.js';
+import { type ErrorCode, errorBody, errorCodes, isNullgateError } from '../core/errors.js';
+import { lingeringClose } from '../routes/linger.js';
 import { peerOf } from './listen.js';
 import {
   type Limits,
@@ -24,11 +24,11 @@ import {
   RateLimitedLog,
   resolveLimits,
   UploadSlots,
-} from './limits.js';
+} from '../core/limits.js';
 import { pipelineTurn } from './pipelining.js';
-import { archiveRoutes } from '../routes/archive.js';
+import { archiveRoutes } from '../routes/archive/plugin.js';
 import { filesRoutes } from '../routes/files.js';
-import { version } from './version.js';
+import { version } from '../core/version.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -46,7 +46,7 @@ export interface AppOptions {
   readonly logLevel?: string | false | undefined;
   /** Where logs go (defaults to stderr). */
   readonly logStream?: NodeJS.WritableStream | undefined;
-  /** Connection and request limits; every one has a bounded default (gateway/limits.ts). */
+  /** Connection and request limits; every one has a bounded default (core/limits.ts). */
   readonly limits?: Partial<Limits> | undefined;
   /** Extra Fastify options (timeouts, limits) for the operator. */
   readonly fastify?: Omit<FastifyServerOptions, 'logger' | 'loggerInstance'> | undefined;

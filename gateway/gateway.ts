@@ -3,12 +3,12 @@
  * exact-length socket address, with the peer policy enforced per connection.
  */
 import type { FastifyInstance } from 'fastify';
-import { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from './address.js';
+import { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from '../core/address.js';
 import { buildApp, type AppOptions } from './app.js';
 import { createPeerPolicy, type PeerPolicyOptions } from './peer-policy.js';
 import { type DeniedPeer, drainStep, listenAbstract } from './listen.js';
-import { RateLimitedLog, resolveLimits } from './limits.js';
-import type { PeerCredentials } from './binding.js';
+import { RateLimitedLog, resolveLimits } from '../core/limits.js';
+import type { PeerCredentials } from '../native/binding.js';
 
 export interface GatewayOptions extends AppOptions, PeerPolicyOptions {
   /** Address in the contract's syntax (`@name`, `@`, a path, `fd:N`); default `@nullgate`. */

@@ -2,19 +2,19 @@
  * Puts any net.Server (http.Server, Fastify's server) on an exact-length socket address, and
  * checks every accepted connection's peer credentials before the server sees it.
  *
- * The listening fd is made natively (gateway/socket.ts) and handed to `server.listen({ fd })`:
+ * The listening fd is made natively (native/socket.ts) and handed to `server.listen({ fd })`:
  * from then on Node owns it and closing the server closes it (which is also what removes an
  * abstract name from the kernel).
  */
 import { unlinkSync, lstatSync } from 'node:fs';
 import type { Server as HttpServer, ServerResponse } from 'node:http';
 import type { Server, Socket } from 'node:net';
-import { type Address, formatAddress, parseAddress } from './address.js';
-import { native, type PeerCredentials } from './binding.js';
-import { errorBody } from './errors.js';
-import { lingeringClose } from './linger.js';
+import { type Address, formatAddress, parseAddress } from '../core/address.js';
+import { native, type PeerCredentials } from '../native/binding.js';
+import { errorBody } from '../core/errors.js';
+import { lingeringClose } from '../routes/linger.js';
 import { createPeerPolicy, type PeerPolicy } from './peer-policy.js';
-import { type BoundSocket, bindListener, bindListenerInNetns, DEFAULT_BACKLOG } from './socket.js';
+import { type BoundSocket, bindListener, bindListenerInNetns, DEFAULT_BACKLOG } from '../native/socket.js';
 
 export interface DeniedPeer extends PeerCredentials {
   readonly reason: string;
@@ -99,7 +99,7 @@ function deny(state: GateState, socket: Socket, peer: PeerCredentials | undefine
     ),
   );
   // The HTTP parser is never attached to this socket, so no request is read: the answer is
-  // written raw, then the connection is closed lingering (gateway/linger.ts): the client's
+  // written raw, then the connection is closed lingering (routes/linger.ts): the client's
   // request must not sit unread in our receive queue, which would turn our close into a reset.
   lingeringClose(
     socket,

@@ -6,7 +6,7 @@
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { basename } from 'node:path';
-import type { Address } from './address.js';
+import type { Address } from '../core/address.js';
 
 export interface SocketOwner {
   readonly pid: number;

@@ -3,8 +3,8 @@
  * namespace can connect, so every connection's SO_PEERCRED is checked against this policy
  * before a byte of its request is read (CONTRACT.md "Peer policy").
  */
-import type { PeerCredentials } from './binding.js';
-import { ngError } from './errors.js';
+import type { PeerCredentials } from '../native/binding.js';
+import { ngError } from '../core/errors.js';
 
 /** The kernel's overflow uid/gid (/proc/sys/kernel/overflowuid): an unmapped user, identity unknown. */
 export const OVERFLOW_ID = 65534;

@@ -3,9 +3,9 @@
  * NOTIFY_SOCKET is often an abstract name written `@name`, with raw bytes (no escapes); it is
  * sent with the native exact-length code, since Node has no datagram unix sockets at all.
  */
-import type { Address } from './address.js';
-import { native, systemError } from './binding.js';
-import { ngError } from './errors.js';
+import type { Address } from '../core/address.js';
+import { native, systemError } from '../native/binding.js';
+import { ngError } from '../core/errors.js';
 
 /** The first socket systemd passes (SD_LISTEN_FDS_START). */
 export const LISTEN_FDS_START = 3;

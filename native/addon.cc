@@ -1,6 +1,6 @@
 // Entry points of the nullgate addon. Each one checks its argument types (a mistake there is a
 // programmer error: TypeError "Usage: …"), calls one helper from socket_ops / fs_ops and returns
-// its result. Syscall failures come back as negative errno numbers; gateway/binding.ts turns them
+// its result. Syscall failures come back as negative errno numbers; native/binding.ts turns them
 // into Node-shaped errors. No policy lives here.
 //
 // The socket calls are synchronous on purpose: every socket is SOCK_NONBLOCK, so bind, listen,

@@ -17,7 +17,7 @@ namespace ng {
 
 namespace {
 
-// Indices into the caller's Float64Array (gateway/small-file.ts mirrors them).
+// Indices into the caller's Float64Array (native/small-file.ts mirrors them).
 enum StatSlot { kDev, kIno, kMode, kNlink, kUid, kGid, kSize, kMtimeSec, kMtimeNsec, kSlots };
 
 bool IsFloat64Array(const Napi::Value& v, size_t min_length) {

@@ -6,7 +6,7 @@
  * dependency of the project parses structured fields, and only dictionaries are needed.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { ngError } from '../gateway/errors.js';
+import { ngError } from '../core/errors.js';
 
 /** The algorithms nullgate computes and verifies, in tie-break order (RFC 9530 §5 lists both as "Active"). */
 export const DIGEST_ALGORITHMS = ['sha-256', 'sha-512'] as const;

@@ -7,9 +7,9 @@ import { createReadStream, constants as fsc, read as readCb } from 'node:fs';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { type BeneathRoot, type BeneathStat, closeFd, TMP_PREFIX } from '../gateway/beneath.js';
-import { fsError, ngError } from '../gateway/errors.js';
-import { readCached } from '../gateway/small-file.js';
+import { type BeneathRoot, type BeneathStat, closeFd, TMP_PREFIX } from '../native/beneath.js';
+import { fsError, ngError } from '../core/errors.js';
+import { readCached } from '../native/small-file.js';
 import { evaluatePreconditions, ifRangeAllows, type Representation } from './conditional.js';
 import { contentTypeFor } from './content-type.js';
 import {
@@ -22,7 +22,8 @@ import {
 import { lastModifiedHeader, strongEtag } from './etag.js';
 import { createBoundary, multipartContentType, multipartLength, multipartParts } from './multipart.js';
 import { contentRange, parseRange, unsatisfiedContentRange } from './range.js';
-import { displayPath, type FilePath } from './url-path.js';
+import { displayPath } from '../core/rel-path.js';
+import type { FilePath } from './url-path.js';
 import { sendFileRange, ZERO_COPY_MIN_BYTES, zeroCopyAvailable } from './zero-copy.js';
 
 /** Large enough for throughput on a unix socket, small enough for hundreds of downloads at once. */

@@ -1,7 +1,7 @@
 /**
  * PUT (atomic upload), PUT dir/ and MKCOL, DELETE and MOVE of /files. Every name is created,
  * replaced or removed through the beneath-root layer (openat2 + *at calls), never by host path,
- * and every errno reaches the client through `fsError` (gateway/errors.ts), with the wording
+ * and every errno reaches the client through `fsError` (core/errors.ts), with the wording
  * of the operation at hand.
  *
  * Uploads are written into an anonymous O_TMPFILE inode, fsynced, verified, and only then linked
@@ -28,14 +28,15 @@ import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { type BeneathRoot, type BeneathStat, closeFd } from '../gateway/beneath.js';
-import { BodyMemory } from '../gateway/memory.js';
-import { type ErrnoOverride, fsError, ngError, NullgateError } from '../gateway/errors.js';
-import type { UploadSlots } from '../gateway/limits.js';
+import { type BeneathRoot, type BeneathStat, closeFd } from '../native/beneath.js';
+import { BodyMemory } from '../native/memory.js';
+import { type ErrnoOverride, fsError, ngError, NullgateError } from '../core/errors.js';
+import type { UploadSlots } from '../core/limits.js';
 import { evaluatePreconditions, type Representation } from './conditional.js';
 import { createDigestHash, type DigestAlgorithm, parseDigestHeader, type ParsedDigest } from './digest.js';
 import { strongEtag } from './etag.js';
-import { decodeFilePath, displayPath, type FilePath, parentOf, targetPath } from './url-path.js';
+import { displayPath, parentOf } from '../core/rel-path.js';
+import { decodeFilePath, type FilePath, targetPath } from './url-path.js';
 
 export interface WriteContext {
   readonly root: BeneathRoot;

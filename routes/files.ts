@@ -5,8 +5,8 @@
  * percent-decoded exactly once and `..` is judged on what the client really sent.
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { ngError } from '../gateway/errors.js';
-import { closeAfterResponse } from '../gateway/linger.js';
+import { ngError } from '../core/errors.js';
+import { closeAfterResponse } from './linger.js';
 import { DigestCache } from './digest.js';
 import { getPath, type ReadContext } from './file-read.js';
 import { mkcol, move, remove, upload, type WriteContext } from './file-write.js';

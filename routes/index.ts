@@ -1,2 +1,2 @@
 export { filesRoutes, type FilesOptions } from './files.js';
-export { archiveRoutes, type ArchiveRoutesOptions, type ArchiveResult } from './archive.js';
+export { archiveRoutes, type ArchiveRoutesOptions, type ArchiveResult } from './archive/plugin.js';

@@ -4,8 +4,8 @@
  * earlier server killed mid-upload left (writable only), and take request bodies as raw streams.
  */
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
-import { BeneathRoot } from '../gateway/beneath.js';
-import { DEFAULT_LIMITS, UploadSlots } from '../gateway/limits.js';
+import { BeneathRoot } from '../native/beneath.js';
+import { DEFAULT_LIMITS, UploadSlots } from '../core/limits.js';
 
 export interface RoutesOptions {
   /** The directory to serve; every access is confined beneath it by the kernel. */

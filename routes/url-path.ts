@@ -3,25 +3,14 @@
  * of defence (CONTRACT.md "HTTP API": a NUL, a `..` or a malformed escape is a 400); confinement
  * itself is the kernel's job (openat2 RESOLVE_BENEATH), so this module never touches the disk.
  */
-import { ngError } from '../gateway/errors.js';
+import { ngError } from '../core/errors.js';
+import { isTempName, TEMP_NAME_PREFIX } from '../core/rel-path.js';
 
 export interface FilePath {
   /** Normalised path relative to the root: no leading or trailing slash, '' for the root. */
   readonly rel: string;
   /** The URL ended in '/' (or in a '.' segment), i.e. the client named a directory. */
   readonly trailingSlash: boolean;
-}
-
-/**
- * Names starting with this are nullgate's own temporaries (upload files, replace links, archive
- * staging directories; the native layer's kTmpPrefix, checked equal by the tests). No client
- * path may name one: a temporary is never served, listed, written or moved by a request.
- */
-export const TEMP_NAME_PREFIX = '.nullgate-tmp-';
-
-/** Is `name` (one path component) reserved for nullgate's temporaries? */
-export function isTempName(name: string): boolean {
-  return name.startsWith(TEMP_NAME_PREFIX);
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -117,12 +106,6 @@ export function decodeFilePath(rawUrlPathAfterPrefix: string): FilePath {
   return { rel: kept.join('/'), trailingSlash };
 }
 
-/** The client-visible form of a relative path: '/a/b', '/a/b/' for a directory, '/' for the root. */
-export function displayPath(rel: string, dir = false): string {
-  if (rel === '') return '/';
-  return dir ? `/${rel}/` : `/${rel}`;
-}
-
 /**
  * The path of a request target (or of a Destination header), still percent-encoded, query and
  * fragment cut off. The origin-form (`/files/a`) is taken as is; the absolute-form
@@ -146,10 +129,4 @@ export function targetPath(target: string): string {
 export function requestPath(prefix: string, url: string): FilePath {
   const path = targetPath(url);
   return decodeFilePath(path.startsWith(prefix) ? path.slice(prefix.length) : path);
-}
-
-/** The parent of a relative path ('' for a name at the root). */
-export function parentOf(rel: string): string {
-  const slash = rel.lastIndexOf('/');
-  return slash < 0 ? '' : rel.slice(0, slash);
 }

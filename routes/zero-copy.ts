@@ -12,7 +12,7 @@ import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { constants } from 'node:os';
 import { pipeline } from 'node:stream/promises';
-import { native, systemError } from '../gateway/binding.js';
+import { native, systemError } from '../native/binding.js';
 
 /**
  * Bodies smaller than this are cheaper through Node: a transfer costs a thread start, a

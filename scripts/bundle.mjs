@@ -2,7 +2,7 @@
 // `npm run bundle`: the chroot client as one ESM file plus the compiled addon, in bundle/:
 //   bundle/nullgate.mjs   every client verb (get, put, ls, …, request), undici included
 //   bundle/nullgate.node  the Node-API addon (loads in Node 20 and every later Node)
-// gateway/binding.ts finds nullgate.node beside the script, so the pair works from any directory.
+// native/binding.ts finds nullgate.node beside the script, so the pair works from any directory.
 import { copyFileSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -36,7 +36,7 @@ const lazyHttp2 = {
 };
 
 await build({
-  entryPoints: [path.join(root, 'gateway/cli/client-main.ts')],
+  entryPoints: [path.join(root, 'cli/client-main.ts')],
   outfile: path.join(out, 'nullgate.mjs'),
   bundle: true,
   platform: 'node',

@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect } from 'vitest';
-import { parseLdd } from '../../gateway/cli/install-client.js';
+import { parseLdd } from '../../cli/install-client.js';
 import { runCli, type Served, startServe } from '../helpers/cli.js';
 import { has, itNeeds, requireAll } from '../helpers/requirements.js';
 import { uniqueName } from '../helpers/sockets.js';

@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tar from 'tar-stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { TMP_PREFIX } from '../../gateway/beneath.js';
+import { TMP_PREFIX } from '../../native/beneath.js';
 import { BIN, type Served, startServe } from '../helpers/cli.js';
 import { itNeeds } from '../helpers/requirements.js';
 import { connectSocket, rawGet, rawRequest, uniqueName } from '../helpers/sockets.js';

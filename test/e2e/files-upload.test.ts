@@ -20,7 +20,7 @@ import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { TMP_PREFIX } from '../../gateway/beneath.js';
+import { TMP_PREFIX } from '../../native/beneath.js';
 import { createGateway, type Gateway } from '../../gateway/index.js';
 import { type Served, startServe } from '../helpers/cli.js';
 import { itNeeds } from '../helpers/requirements.js';

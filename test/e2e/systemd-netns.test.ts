@@ -1,9 +1,9 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { parseAddress } from '../../gateway/address.js';
-import { native } from '../../gateway/binding.js';
-import { bindListener } from '../../gateway/socket.js';
+import { parseAddress } from '../../core/address.js';
+import { native } from '../../native/binding.js';
+import { bindListener } from '../../native/socket.js';
 import {
   activatedSocket,
   listenFdName,

@@ -2,8 +2,8 @@
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { Socket } from 'node:net';
-import { parseAddress } from '../../gateway/address.js';
-import { connectFd } from '../../gateway/socket.js';
+import { parseAddress } from '../../core/address.js';
+import { connectFd } from '../../native/socket.js';
 
 /** A fresh abstract name in the contract's syntax, e.g. `@ng-test-3f2a…`. */
 export function uniqueName(tag = 'test'): string {

@@ -11,7 +11,7 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_PIPELINED_REQUESTS } from '../../gateway/limits.js';
+import { MAX_PIPELINED_REQUESTS } from '../../core/limits.js';
 import { openFdCount, parseResponse, rawGet } from '../helpers/sockets.js';
 import {
   closedWithin,

@@ -24,11 +24,11 @@ import path from 'node:path';
 
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
-import { native } from '../../gateway/binding.js';
-import type { SystemError } from '../../gateway/binding.js';
-import { BeneathRoot, TMP_PREFIX, closeFd, normalizeRel } from '../../gateway/beneath.js';
-import { fsError } from '../../gateway/errors.js';
-import { TEMP_NAME_PREFIX } from '../../routes/url-path.js';
+import { native } from '../../native/binding.js';
+import type { SystemError } from '../../native/binding.js';
+import { BeneathRoot, TMP_PREFIX, closeFd, normalizeRel } from '../../native/beneath.js';
+import { fsError } from '../../core/errors.js';
+import { TEMP_NAME_PREFIX } from '../../core/rel-path.js';
 import { itNeeds } from '../helpers/requirements.js';
 
 let base: string;
@@ -129,12 +129,16 @@ describe('open and stat beneath the root', () => {
     symlinkSync('../outside', path.join(rootDir, 'swap-out'));
     symlinkSync('real', path.join(rootDir, 'swap-in'));
     // Another process flips `swap` between the two (rename(2) over a symlink is atomic).
-    const flipper = spawn('sh', [
-      '-c',
-      'cd "$1" && while :; do cp -P swap-out s1 && mv -T s1 swap; cp -P swap-in s2 && mv -T s2 swap; done',
+    const flipper = spawn(
       'sh',
-      rootDir,
-    ]);
+      [
+        '-c',
+        'cd "$1" && while :; do cp -P swap-out s1 && mv -T s1 swap; cp -P swap-in s2 && mv -T s2 swap; done',
+        'sh',
+        rootDir,
+      ],
+      { detached: true },
+    );
     const seen = new Set<string>();
     try {
       for (let round = 0; round < 40; round++) {
@@ -149,8 +153,11 @@ describe('open and stat beneath the root', () => {
         );
       }
     } finally {
-      flipper.kill('SIGKILL');
-      await new Promise((resolve) => flipper.once('exit', resolve));
+      // The whole process group: a cp or mv the shell started would outlive it and write into
+      // the directory that afterEach is removing.
+      const exited = new Promise((resolve) => flipper.once('exit', resolve));
+      process.kill(-flipper.pid!, 'SIGKILL');
+      await exited;
     }
     expect(seen.has('SECRET')).toBe(false);
     for (const v of seen) expect(['INSIDE', 'EXDEV', 'ENOENT']).toContain(v);

@@ -13,7 +13,7 @@ import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { native } from '../../gateway/binding.js';
+import { native } from '../../native/binding.js';
 import { listenAbstract } from '../../gateway/listen.js';
 import { sendFileRange, zeroCopyAvailable } from '../../routes/zero-copy.js';
 import { itNeeds } from '../helpers/requirements.js';

@@ -12,9 +12,9 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BeneathRoot } from '../../gateway/beneath.js';
-import { native } from '../../gateway/binding.js';
-import { readCached, SMALL_FILE_MAX } from '../../gateway/small-file.js';
+import { BeneathRoot } from '../../native/beneath.js';
+import { native } from '../../native/binding.js';
+import { readCached, SMALL_FILE_MAX } from '../../native/small-file.js';
 import { openFdCount } from '../helpers/sockets.js';
 
 const { EAGAIN, EFBIG, EINVAL, EISDIR, EXDEV } = (await import('node:os')).constants.errno;
@@ -116,7 +116,7 @@ describe('readSmallCached: the small-file fast path (RESOLVE_CACHED + RWF_NOWAIT
   });
 });
 
-describe('readCached (gateway/small-file.ts): never a stale answer', () => {
+describe('readCached (native/small-file.ts): never a stale answer', () => {
   let dir: string;
   let root: BeneathRoot;
   beforeAll(async () => {

@@ -3,10 +3,10 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { formatAddress, parseAddress } from '../../gateway/address.js';
-import { native, systemError } from '../../gateway/binding.js';
+import { formatAddress, parseAddress } from '../../core/address.js';
+import { native, systemError } from '../../native/binding.js';
 import { listenAbstract } from '../../gateway/listen.js';
-import { adoptListener, bindListener, connectFd } from '../../gateway/socket.js';
+import { adoptListener, bindListener, connectFd } from '../../native/socket.js';
 import { connectSocket, openFdCount, uniqueName } from '../helpers/sockets.js';
 
 const servers: Server[] = [];

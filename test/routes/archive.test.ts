@@ -36,7 +36,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 
 import { buildApp } from '../../gateway/app.js';
 import { listenAbstract } from '../../gateway/listen.js';
-import { archiveRoutes, type ArchiveRoutesOptions } from '../../routes/archive.js';
+import { archiveRoutes, type ArchiveRoutesOptions } from '../../routes/archive/plugin.js';
 import { itNeeds } from '../helpers/requirements.js';
 import { connectSocket, rawRequest, uniqueName } from '../helpers/sockets.js';
 import { tree } from '../helpers/files.js';

@@ -23,7 +23,7 @@ import type { FastifyInstance } from 'fastify';
 import supertest, { type Test } from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../gateway/app.js';
-import { TMP_PREFIX } from '../../gateway/beneath.js';
+import { TMP_PREFIX } from '../../native/beneath.js';
 
 /** Collects the body as bytes whatever its type (supertest would otherwise parse or drop it). */
 const binary = ((res: NodeJS.ReadableStream, done: (err: Error | null, body: Buffer) => void): void => {

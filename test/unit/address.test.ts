@@ -6,7 +6,7 @@ import {
   fromSunPath,
   parseAddress,
   toSunPath,
-} from '../../gateway/address.js';
+} from '../../core/address.js';
 
 const abs = (bytes: number[] | string): Address => ({
   kind: 'abstract',

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { isNullgateError } from '../../gateway/errors.js';
+import { isNullgateError } from '../../core/errors.js';
 import {
   createDigestHash,
   DigestCache,

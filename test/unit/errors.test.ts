@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { errorCodes, fsError, ngError } from '../../gateway/errors.js';
+import { errorCodes, fsError, ngError } from '../../core/errors.js';
 
 const docs = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
 const documented = new Map<string, string>();

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { OVERFLOW_KEY, RateLimitedLog, resolveLimits } from '../../gateway/limits.js';
+import { OVERFLOW_KEY, RateLimitedLog, resolveLimits } from '../../core/limits.js';
 
 interface Ev {
   readonly uid: number;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { isNullgateError } from '../../gateway/errors.js';
-import { decodeFilePath, displayPath, targetPath } from '../../routes/url-path.js';
+import { isNullgateError } from '../../core/errors.js';
+import { displayPath } from '../../core/rel-path.js';
+import { decodeFilePath, targetPath } from '../../routes/url-path.js';
 
 function codeOf(fn: () => unknown): string | undefined {
   try {

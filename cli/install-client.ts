@@ -1,0 +1,150 @@
+/**
+ * `nullgate install-client DIR [--with-node]`: puts the client into a chroot so that
+ * `chroot DIR nullgate get …` works there. It copies the bundle (one ESM file plus the addon)
+ * to DIR/usr/local/lib/nullgate/ and a launcher to DIR/usr/local/bin/nullgate; with
+ * --with-node also this node binary, every shared library `ldd` lists for it, and the few
+ * device nodes Node expects (/dev/null and friends).
+ */
+import { execFileSync } from 'node:child_process';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  realpathSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { usageError } from '../core/errors.js';
+import { CliError, ExitCode } from './exit.js';
+
+const LIB_DIR = '/usr/local/lib/nullgate';
+const BIN = '/usr/local/bin/nullgate';
+const NODE = '/usr/local/bin/node';
+/** Devices Node (and the libraries it loads) may open at start-up: mem major 1. */
+const DEVICES: readonly [string, number][] = [
+  ['null', 3],
+  ['zero', 5],
+  ['random', 8],
+  ['urandom', 9],
+];
+
+/** The bundle: bundle/ at the package root, or the directory of a running bundle itself. */
+export function findBundle(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const candidates = [
+    here,
+    path.join(here, '..', '..', 'bundle'),
+    path.join(here, '..', '..', '..', 'bundle'),
+  ];
+  for (const dir of candidates) {
+    if (existsSync(path.join(dir, 'nullgate.mjs')) && existsSync(path.join(dir, 'nullgate.node'))) return dir;
+  }
+  throw new CliError(
+    'the client bundle is missing: run `npm run bundle` in the nullgate package',
+    ExitCode.FAILURE,
+  );
+}
+
+/** Library paths from `ldd` output: "libc.so.6 => /lib/…/libc.so.6 (0x…)" and "/lib64/ld-linux… (0x…)". */
+export function parseLdd(output: string): string[] {
+  const libs: string[] = [];
+  for (const line of output.split('\n')) {
+    const m = /=>\s*(\/\S+)/.exec(line) ?? /^\s*(\/\S+)\s+\(0x/.exec(line);
+    if (m?.[1]) libs.push(m[1]);
+  }
+  return [...new Set(libs)];
+}
+
+function copyInto(dir: string, hostPath: string, inside: string, mode?: number): void {
+  const target = path.join(dir, inside);
+  mkdirSync(path.dirname(target), { recursive: true });
+  // Library names are often symlinks (libc.so.6 → libc-2.36.so): copy the real bytes under the name.
+  copyFileSync(realpathSync(hostPath), target);
+  if (mode !== undefined) chmodSync(target, mode);
+}
+
+function installNode(dir: string): string[] {
+  const notes: string[] = [];
+  copyInto(dir, process.execPath, NODE, 0o755);
+  let ldd: string;
+  try {
+    ldd = execFileSync('ldd', [process.execPath], { encoding: 'utf8' });
+  } catch (err) {
+    throw new CliError(`cannot list node's libraries with ldd: ${(err as Error).message}`, ExitCode.FAILURE, {
+      cause: err,
+    });
+  }
+  const libs = parseLdd(ldd);
+  for (const lib of libs) copyInto(dir, lib, lib);
+  notes.push(`node and ${libs.length} libraries`);
+  mkdirSync(path.join(dir, 'dev'), { recursive: true });
+  for (const [name, minor] of DEVICES) {
+    const dev = path.join(dir, 'dev', name);
+    if (existsSync(dev)) continue;
+    try {
+      execFileSync('mknod', ['-m', '666', dev, 'c', '1', String(minor)], { stdio: 'ignore' });
+    } catch {
+      notes.push(`could not create /dev/${name} (needs root)`);
+    }
+  }
+  const tmp = path.join(dir, 'tmp');
+  if (!existsSync(tmp)) {
+    mkdirSync(tmp);
+    chmodSync(tmp, 0o1777);
+  }
+  return notes;
+}
+
+/** A node already inside the chroot, as the chroot will see it. */
+function nodeInside(dir: string): string | undefined {
+  return ['/usr/local/bin/node', '/usr/bin/node', '/bin/node'].find((p) => existsSync(path.join(dir, p)));
+}
+
+export async function installClientCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: { 'with-node': { type: 'boolean', default: false } },
+  });
+  if (positionals.length !== 1)
+    throw usageError('install-client takes one directory: nullgate install-client DIR [--with-node]');
+  const dir = path.resolve(positionals[0]!);
+  if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory())
+    throw usageError(`${positionals[0]}: not a directory`);
+  const bundle = findBundle();
+
+  const notes = values['with-node'] ? installNode(dir) : [];
+  copyInto(dir, path.join(bundle, 'nullgate.mjs'), `${LIB_DIR}/nullgate.mjs`, 0o644);
+  copyInto(dir, path.join(bundle, 'nullgate.node'), `${LIB_DIR}/nullgate.node`, 0o755);
+  const node = nodeInside(dir);
+  if (!node)
+    notes.push('no node in the chroot yet: the launcher uses `/usr/bin/env node` (or use --with-node)');
+  // The launcher is CommonJS (no extension, no package.json): a dynamic import loads the ESM
+  // bundle. A bundle that cannot load (missing, or a node too old for it) is one line, exit 1.
+  const launcher = [
+    `#!${node ?? '/usr/bin/env node'}`,
+    '// nullgate client launcher, written by `nullgate install-client`.',
+    `import(${JSON.stringify(`${LIB_DIR}/nullgate.mjs`)}).then(`,
+    '  async (m) => {',
+    '    process.exitCode = await m.main(process.argv.slice(2));',
+    '  },',
+    '  (err) => {',
+    '    process.stderr.write(`nullgate: cannot load the client: ${err && err.message ? err.message : err}\\n`);',
+    '    process.exitCode = 1;',
+    '  },',
+    ');',
+    '',
+  ].join('\n');
+  mkdirSync(path.join(dir, path.dirname(BIN)), { recursive: true });
+  writeFileSync(path.join(dir, BIN), launcher, { mode: 0o755 });
+  chmodSync(path.join(dir, BIN), 0o755);
+  process.stderr.write(
+    `nullgate: installed the client into ${dir}${notes.length ? ` (${notes.join('; ')})` : ''}: try chroot ${dir} ${BIN} request /health --socket @NAME (the name serve prints; default @nullgate)\n`,
+  );
+  return ExitCode.OK;
+}

@@ -1,0 +1,86 @@
+/**
+ * The CLI's dispatcher: picks the verb and loads only that verb's module, so a client verb never
+ * pays for Fastify and the server never loads undici. Returns the exit code; never calls
+ * process.exit (bin/nullgate.js and the client bundle's launcher are the one exit path).
+ */
+import { usageError } from '../core/errors.js';
+import { ExitCode, exitCodeOf } from './exit.js';
+
+/**
+ * The synopsis, one entry per line group, each with the verbs it documents: a dispatcher shows
+ * the entries whose verbs it has, so the chroot bundle (client verbs only) never offers `serve`.
+ * docs/cli.md opens with the same lines (test/cli/client-cli.test.ts keeps them equal).
+ */
+export const SYNOPSIS: readonly { readonly verbs: readonly string[]; readonly text: string }[] = [
+  {
+    verbs: ['serve'],
+    text: `nullgate serve [--socket @NAME] [--root DIR] [--writable] [--allow-uid N]... [--allow-gid N]...
+               [--allow-any-peer] [--max-upload SIZE] [--netns PATH] [--grace SECONDS] [--log-level L]
+               [--max-connections N] [--max-uploads N] [--max-header-size SIZE] [--headers-timeout S]
+               [--request-timeout S] [--idle-timeout S] [--keep-alive-timeout S]`,
+  },
+  { verbs: ['install-client'], text: 'nullgate install-client DIR [--with-node]' },
+  { verbs: ['get'], text: 'nullgate get REMOTE [-o FILE | -O] [-C -] [-r RANGE]' },
+  { verbs: ['put'], text: 'nullgate put [-n] LOCAL REMOTE | nullgate put [-n] - REMOTE' },
+  { verbs: ['ls'], text: 'nullgate ls [-l] [--json] [REMOTE]' },
+  {
+    verbs: ['rm', 'mkdir', 'mv'],
+    text: 'nullgate rm [-r] REMOTE...    nullgate mkdir REMOTE...    nullgate mv [-n] FROM TO',
+  },
+  {
+    verbs: ['pull', 'push'],
+    text: 'nullgate pull REMOTE_DIR LOCAL_DIR    nullgate push LOCAL_DIR REMOTE_DIR',
+  },
+  {
+    verbs: ['request'],
+    text: `nullgate request [-X METHOD] [-H 'K: V']... [-d DATA | --data-binary @FILE | -T FILE] [-o FILE]
+                 [-i] [-I] [-f] [-s] [-v] PATH`,
+  },
+];
+
+/** The help text for a dispatcher with these verbs. */
+export function usage(commands: CommandTable): string {
+  const lines = SYNOPSIS.filter((entry) => entry.verbs.every((verb) => verb in commands))
+    .flatMap((entry) => entry.text.split('\n'))
+    .map((line) => `  ${line}`);
+  return `Usage:
+${lines.join('\n')}
+Client commands take --socket @NAME (or --abstract-unix-socket NAME, --unix-socket PATH,
+NULLGATE_SOCKET; default @nullgate), --wait SECONDS and -s.
+See docs/cli.md for every flag and exit code.`;
+}
+
+/** A verb: resolves to its exit code, or to nothing for success. */
+export type Command = (argv: string[]) => Promise<number> | Promise<void>;
+export type CommandTable = Readonly<Record<string, () => Promise<Command>>>;
+
+export async function run(argv: string[], commands: CommandTable): Promise<number> {
+  const [verb, ...rest] = argv;
+  try {
+    if (verb === '-h' || verb === '--help' || verb === 'help') {
+      process.stdout.write(`${usage(commands)}\n`);
+      return ExitCode.OK;
+    }
+    if (verb === undefined) {
+      // A usage error: the help goes with the diagnostics, not into a pipe that expects data.
+      process.stderr.write(`${usage(commands)}\n`);
+      return ExitCode.USAGE;
+    }
+    if (verb === '--version' || verb === '-V') {
+      process.stdout.write(`${(await import('../core/version.js')).version}\n`);
+      return ExitCode.OK;
+    }
+    const load = Object.hasOwn(commands, verb) ? commands[verb] : undefined;
+    if (!load) throw usageError(`unknown command "${verb}" (try nullgate --help)`);
+    const code = await (await load())(rest);
+    return typeof code === 'number' ? code : ExitCode.OK;
+  } catch (err) {
+    return reportError(err);
+  }
+}
+
+/** Prints the one line of a failure and returns its exit code. */
+export function reportError(err: unknown): number {
+  process.stderr.write(`nullgate: ${(err as { message?: unknown } | null)?.message ?? String(err)}\n`);
+  return exitCodeOf(err);
+}

@@ -1,0 +1,205 @@
+/**
+ * The client's typed errors: ClientError for an HTTP error answer (the server's `code` from its
+ * `{statusCode, code, error, message}` body), LocalFileError for a failure on the local side of
+ * a transfer (the CLI maps them to curl's exit codes 23 and 26).
+ */
+import { existsSync } from 'node:fs';
+import { STATUS_CODES } from 'node:http';
+import path from 'node:path';
+import { getSystemErrorMap } from 'node:util';
+import type { Dispatcher } from 'undici';
+import type { ErrorCode } from '../core/errors.js';
+
+/** An error body larger than this is not nullgate's; read no further. */
+const MAX_ERROR_BODY = 64 * 1024;
+
+/**
+ * A HEAD answer has no body (RFC 9110 §9.3.2), so the server's code cannot arrive: the status
+ * alone says which registry code the same GET would have carried (core/errors.ts).
+ */
+const CODE_FOR_STATUS: Readonly<Partial<Record<number, ErrorCode>>> = {
+  400: 'NG_ERR_BAD_REQUEST',
+  403: 'NG_ERR_FORBIDDEN',
+  404: 'NG_ERR_NOT_FOUND',
+  405: 'NG_ERR_METHOD_NOT_ALLOWED',
+  408: 'NG_ERR_TIMEOUT',
+  409: 'NG_ERR_CONFLICT',
+  412: 'NG_ERR_PRECONDITION_FAILED',
+  413: 'NG_ERR_PAYLOAD_TOO_LARGE',
+  415: 'NG_ERR_UNSUPPORTED_MEDIA_TYPE',
+  416: 'NG_ERR_RANGE_NOT_SATISFIABLE',
+  429: 'NG_ERR_TOO_MANY_REQUESTS',
+  431: 'NG_ERR_HEADERS_TOO_LARGE',
+  500: 'NG_ERR_INTERNAL',
+  503: 'NG_ERR_SERVICE_UNAVAILABLE',
+  507: 'NG_ERR_INSUFFICIENT_STORAGE',
+};
+
+/**
+ * Lets go of a response body nobody will read. `destroy()` on an undici body that was not read
+ * emits UND_ERR_ABORTED as an 'error' event with no listener, which crashes the process;
+ * `dump()` reads a small rest and closes the body quietly (a large rest: the connection).
+ */
+export async function discardBody(body: Dispatcher.ResponseData['body']): Promise<void> {
+  await body.dump().catch(() => undefined);
+}
+
+export class ClientError extends Error {
+  /** The HTTP status. */
+  readonly statusCode: number;
+  /** The server's stable code (`NG_ERR_NOT_FOUND`), or `NG_ERR_HTTP` when the body had none. */
+  readonly code: string;
+  readonly method: string;
+  /** The URL path asked for (`/files/etc/motd`). */
+  readonly path: string;
+  /** The socket address as text (`@nullgate`). */
+  readonly socket: string;
+  /** The server's own message, without the request context that `message` adds. */
+  readonly serverMessage: string;
+
+  constructor(init: {
+    statusCode: number;
+    code: string;
+    method: string;
+    path: string;
+    socket: string;
+    serverMessage: string;
+  }) {
+    super(
+      `${init.method} ${init.path} on ${init.socket}: ${init.statusCode} ${init.code} ${init.serverMessage}`,
+    );
+    this.name = 'ClientError';
+    this.statusCode = init.statusCode;
+    this.code = init.code;
+    this.method = init.method;
+    this.path = init.path;
+    this.socket = init.socket;
+    this.serverMessage = init.serverMessage;
+  }
+}
+
+/** The system's description of an errno code (`ENOSPC` → "no space left on device"). */
+function errnoText(cause: unknown): string | undefined {
+  const e = cause as NodeJS.ErrnoException | null;
+  if (typeof e?.code !== 'string' || typeof e.errno !== 'number') return undefined;
+  return getSystemErrorMap().get(e.errno)?.[1];
+}
+
+/**
+ * A local file could not be read (`op: 'read'`) or written (`op: 'write'`); the fs error is the
+ * cause. The message names `file` as the user gave it and says what went wrong in words, not
+ * Node's `ENOENT: …, open '<path>'` (whose path may be an internal temporary name).
+ */
+/**
+ * A client verb's failure in one line for the user. What kind of failure it was (HTTP, local
+ * file, connection) is its `cause`; the CLI maps that to an exit code (cli/exit.ts).
+ */
+export class CommandError extends Error {
+  constructor(message: string, options: { cause: unknown }) {
+    super(message, options);
+    this.name = 'CommandError';
+  }
+}
+
+export class LocalFileError extends Error {
+  readonly op: 'read' | 'write';
+  readonly path: string;
+  readonly code: string;
+
+  constructor(op: 'read' | 'write', file: string, cause: unknown, reason?: string) {
+    const code = (cause as NodeJS.ErrnoException | null)?.code ?? 'EIO';
+    const why = reason ?? errnoText(cause) ?? (cause as Error | null)?.message ?? String(cause);
+    super(`cannot ${op} ${file}: ${why}`, { cause });
+    this.name = 'LocalFileError';
+    this.op = op;
+    this.path = file;
+    this.code = code;
+  }
+}
+
+/**
+ * The connection failed in the middle of a response body: fewer bytes arrived than the
+ * response announced (curl's CURLE_PARTIAL_FILE, exit 18). `code` is the underlying error's
+ * (`UND_ERR_SOCKET`, …), which rides on `cause`.
+ */
+export class PartialTransferError extends Error {
+  readonly code: string;
+  /** Bytes of the body that did arrive, when counted. */
+  readonly received: number | undefined;
+  /** The body's announced length (Content-Length), when there was one. */
+  readonly expected: number | undefined;
+
+  constructor(received: number | undefined, expected: number | undefined, cause: unknown) {
+    const why = (cause as Error | null)?.message ?? String(cause);
+    const of = expected === undefined ? '' : ` of ${expected}`;
+    const after = received === undefined ? '' : ` after ${received}${of} bytes`;
+    super(`transfer cut short${after}: ${why}`, { cause });
+    this.name = 'PartialTransferError';
+    const code = (cause as { code?: unknown } | null)?.code;
+    this.code = typeof code === 'string' ? code : 'UND_ERR_SOCKET';
+    this.received = received;
+    this.expected = expected;
+  }
+}
+
+/** True for the errors of an abort the caller asked for (AbortSignal), which are never "partial". */
+export function isAbort(err: unknown): boolean {
+  const e = err as { name?: unknown; code?: unknown } | null;
+  return e?.name === 'AbortError' || e?.code === 'ABORT_ERR' || e?.code === 'UND_ERR_ABORTED';
+}
+
+/**
+ * A failure to create or write `file` (a download's destination): ENOENT there means a missing
+ * directory, which is what the user needs to hear (`directory /etc does not exist`).
+ */
+export function writeError(file: string, cause: unknown): LocalFileError {
+  const code = (cause as NodeJS.ErrnoException | null)?.code;
+  if (code === 'ENOENT') {
+    const dir = path.dirname(path.resolve(file));
+    if (!existsSync(dir)) {
+      return new LocalFileError('write', file, cause, `directory ${path.dirname(file)} does not exist`);
+    }
+  }
+  return new LocalFileError('write', file, cause);
+}
+
+async function readBounded(body: Dispatcher.ResponseData['body']): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  // Leaving the loop early destroys the body; its abort error must not go unheard.
+  body.on('error', () => undefined);
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size >= MAX_ERROR_BODY) break;
+    }
+  } catch {
+    // A broken error body still leaves the status to report.
+  }
+  await discardBody(body);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Turns an error response (status >= 400) into a ClientError, consuming a bounded part of its body. */
+export async function responseError(
+  res: Dispatcher.ResponseData,
+  method: string,
+  urlPath: string,
+  socket: string,
+): Promise<ClientError> {
+  const head = method === 'HEAD';
+  const text = head ? '' : await readBounded(res.body);
+  if (head) await discardBody(res.body);
+  let code: string = (head && CODE_FOR_STATUS[res.statusCode]) || 'NG_ERR_HTTP';
+  let serverMessage = STATUS_CODES[res.statusCode] ?? 'HTTP error';
+  try {
+    const parsed = JSON.parse(text) as { code?: unknown; message?: unknown };
+    if (typeof parsed.code === 'string' && parsed.code !== '') code = parsed.code;
+    if (typeof parsed.message === 'string' && parsed.message !== '') serverMessage = parsed.message;
+  } catch {
+    const line = text.trim().split('\n')[0]?.slice(0, 200);
+    if (line) serverMessage = line;
+  }
+  return new ClientError({ statusCode: res.statusCode, code, method, path: urlPath, socket, serverMessage });
+}

@@ -1,0 +1,523 @@
+/**
+ * Client: the file API of CONTRACT.md ("HTTP API") as typed methods over one undici Agent on a
+ * nullgate socket. Bodies are streamed both ways; nothing buffers a whole file. Remote paths
+ * are paths in the served tree (`/etc/motd`), mapped to `/files/<percent-encoded segments>`.
+ */
+import type { PullResult } from './archive.js';
+import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { PassThrough, type Readable, Transform } from 'node:stream';
+import { inspect } from 'node:util';
+import type { Agent as AgentType, Dispatcher } from 'undici';
+import { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from '../core/address.js';
+import { ngError } from '../core/errors.js';
+import {
+  ClientError,
+  LocalFileError,
+  PartialTransferError,
+  discardBody,
+  isAbort,
+  responseError,
+} from './client-error.js';
+import { connector } from './connector.js';
+import { type ProgressCallback, localTarget, saveTo } from './local-file.js';
+import { Agent } from './undici-core.js';
+
+/** The host is irrelevant on a unix socket; undici needs an origin all the same. */
+export const ORIGIN = 'http://localhost';
+
+export interface ClientOptions {
+  /** `@name`, a socket path, or a parsed Address; default `@nullgate`. */
+  readonly socket?: string | Address | undefined;
+  /** Seconds to keep retrying while no server listens yet (`--wait`). Default 0. */
+  readonly wait?: number | undefined;
+  /** Milliseconds undici waits for response headers / between body chunks (undici's defaults otherwise). */
+  readonly headersTimeout?: number | undefined;
+  readonly bodyTimeout?: number | undefined;
+}
+
+export type { ProgressCallback } from './local-file.js';
+export type { PullResult } from './archive.js';
+
+export type Headers = Record<string, string | string[] | undefined>;
+
+export interface GetOptions {
+  /** `bytes=0-99`, `0-99` (curl's `-r`), or `{ start, end? }` (inclusive, RFC 9110 §14.1.2). */
+  readonly range?: string | { readonly start: number; readonly end?: number | undefined } | undefined;
+  readonly signal?: AbortSignal | undefined;
+  readonly headers?: Record<string, string> | undefined;
+}
+
+export interface GetResult {
+  readonly statusCode: number;
+  readonly headers: Headers;
+  /** The body, streamed: consume or destroy it. */
+  readonly body: Readable;
+  /** Content-Length of this response, when sent. */
+  readonly contentLength: number | undefined;
+}
+
+export interface DownloadOptions {
+  /** Continue a partial local file with `Range: bytes=<its size>-` (curl `-C -`). */
+  readonly resume?: boolean | undefined;
+  /** Download only this range (not with `resume`); see GetOptions.range. */
+  readonly range?: GetOptions['range'];
+  readonly signal?: AbortSignal | undefined;
+  readonly onProgress?: ProgressCallback | undefined;
+}
+
+export interface DownloadResult {
+  /** Bytes received in this call. */
+  readonly bytes: number;
+  /** Size of the local file now. */
+  readonly size: number;
+  /** True when a partial file was continued (206), false when it was written from the start. */
+  readonly resumed: boolean;
+}
+
+export interface PutOptions {
+  /** Content-Length for a stream source whose size the caller knows. */
+  readonly size?: number | undefined;
+  /** Fail with 412 instead of replacing an existing file (`If-None-Match: *`). */
+  readonly noClobber?: boolean | undefined;
+  readonly headers?: Record<string, string> | undefined;
+  readonly signal?: AbortSignal | undefined;
+  readonly onProgress?: ProgressCallback | undefined;
+}
+
+export interface PutResult {
+  readonly path: string;
+  readonly size: number;
+  readonly etag: string;
+  /** 201 (created) rather than 200 (replaced). */
+  readonly created: boolean;
+}
+
+export type EntryType = 'file' | 'dir' | 'symlink' | 'other';
+
+export interface ListEntry {
+  readonly name: string;
+  readonly type: EntryType;
+  readonly size: number;
+  /** As the server sends it (ISO 8601 text or milliseconds since the epoch). */
+  readonly mtime: string | number;
+  readonly mode: number;
+}
+
+export interface Listing {
+  readonly path: string;
+  readonly entries: ListEntry[];
+}
+
+export interface StatResult {
+  readonly size: number | undefined;
+  readonly mtime: Date | undefined;
+  readonly etag: string | undefined;
+  readonly contentType: string | undefined;
+}
+
+export interface RequestOptions {
+  readonly headers?: Record<string, string | string[]> | undefined;
+  readonly body?: string | Buffer | Uint8Array | Readable | null | undefined;
+  readonly signal?: AbortSignal | undefined;
+}
+
+export interface ArchiveOptions {
+  readonly signal?: AbortSignal | undefined;
+  readonly onProgress?: ProgressCallback | undefined;
+}
+
+export interface PushResult {
+  readonly files: number;
+  readonly dirs: number;
+  readonly bytes: number;
+  /** Local entries that are not files, directories or symlinks (sockets, FIFOs, devices). */
+  readonly skipped: string[];
+}
+
+/** `/etc/motd` → `etc/motd` with each segment percent-encoded; '/' kept, a trailing one too. */
+export function encodeRemotePath(remotePath: string): string {
+  if (remotePath.includes('\0')) {
+    throw ngError('NG_ERR_INVALID_OPTION', `remote path contains a NUL byte: ${inspect(remotePath)}`);
+  }
+  return remotePath.replace(/^\/+/, '').split('/').map(encodeURIComponent).join('/');
+}
+
+export function filesPath(remotePath: string): string {
+  return `/files/${encodeRemotePath(remotePath)}`;
+}
+
+export function archivePath(remoteDir: string): string {
+  return `/archive/${encodeRemotePath(remoteDir)}`;
+}
+
+function rangeHeader(range: NonNullable<GetOptions['range']>): string {
+  if (typeof range === 'string') return /^bytes=/i.test(range) ? range : `bytes=${range}`;
+  const { start, end } = range;
+  if (
+    !Number.isSafeInteger(start) ||
+    start < 0 ||
+    (end !== undefined && (!Number.isSafeInteger(end) || end < start))
+  ) {
+    throw ngError('NG_ERR_INVALID_OPTION', `invalid range: ${inspect(range)}`);
+  }
+  return `bytes=${start}-${end ?? ''}`;
+}
+
+function header(headers: Headers, name: string): string | undefined {
+  const v = headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function numberHeader(headers: Headers, name: string): number | undefined {
+  const v = header(headers, name);
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
+}
+
+/** The complete length in `Content-Range: bytes a-b/N` or `bytes *\/N` (RFC 9110 §14.4). */
+export function completeLength(contentRange: string | undefined): number | undefined {
+  const m = contentRange && /\/(\d+)\s*$/.exec(contentRange);
+  return m ? Number(m[1]) : undefined;
+}
+
+function rangeStart(contentRange: string | undefined): number | undefined {
+  const m = contentRange && /^\s*bytes\s+(\d+)-/i.exec(contentRange);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** A pass-through that reports the running byte count. */
+export function progressStream(
+  onProgress: ProgressCallback,
+  total: number | undefined,
+  offset = 0,
+): Transform {
+  let done = offset;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      done += chunk.length;
+      onProgress(done, total);
+      cb(null, chunk);
+    },
+  });
+}
+
+export class Client {
+  readonly address: Address;
+  /** The address as users write it (`@nullgate`), for messages. */
+  readonly socket: string;
+  readonly #agent: AgentType;
+
+  constructor(options: ClientOptions = {}) {
+    if (options === null || typeof options !== 'object') {
+      throw ngError(
+        'NG_ERR_INVALID_OPTION',
+        `invalid Client options: expected an object, got ${inspect(options)}`,
+      );
+    }
+    const wait = options.wait ?? 0;
+    if (typeof wait !== 'number' || !Number.isFinite(wait) || wait < 0) {
+      throw ngError(
+        'NG_ERR_INVALID_OPTION',
+        `invalid wait: expected a non-negative number of seconds, got ${inspect(wait)}`,
+      );
+    }
+    const socket = options.socket ?? DEFAULT_ADDRESS;
+    this.address = typeof socket === 'string' ? parseAddress(socket) : socket;
+    this.socket = formatAddress(this.address);
+    const agentOptions: AgentType.Options = { connect: connector(this.address, { waitMs: wait * 1000 }) };
+    if (options.headersTimeout !== undefined) agentOptions.headersTimeout = options.headersTimeout;
+    if (options.bodyTimeout !== undefined) agentOptions.bodyTimeout = options.bodyTimeout;
+    this.#agent = new Agent(agentOptions);
+  }
+
+  /** The undici dispatcher, for `request(url, { dispatcher })`, `fetch` and friends. */
+  get dispatcher(): Dispatcher {
+    return this.#agent;
+  }
+
+  /** A raw request: any method, any URL path (`/health`, `/files/x?y`). Error statuses are returned, not thrown. */
+  request(method: string, urlPath: string, options: RequestOptions = {}): Promise<Dispatcher.ResponseData> {
+    if (!urlPath.startsWith('/')) {
+      throw ngError(
+        'NG_ERR_INVALID_OPTION',
+        `invalid URL path: must start with '/', got ${inspect(urlPath)}`,
+      );
+    }
+    const opts: Dispatcher.RequestOptions = { origin: ORIGIN, path: urlPath, method };
+    if (options.headers) opts.headers = options.headers;
+    if (options.body !== undefined) opts.body = options.body;
+    if (options.signal) opts.signal = options.signal;
+    return this.#agent.request(opts);
+  }
+
+  /** Like request(), but an answer >= 400 becomes a thrown ClientError. */
+  async #checked(
+    method: string,
+    urlPath: string,
+    options: RequestOptions = {},
+  ): Promise<Dispatcher.ResponseData> {
+    const res = await this.request(method, urlPath, options);
+    if (res.statusCode >= 400) throw await responseError(res, method, urlPath, this.socket);
+    return res;
+  }
+
+  async #json<T>(res: Dispatcher.ResponseData): Promise<T> {
+    return (await res.body.json()) as T;
+  }
+
+  /** GET a file: status, headers and the streamed body (206 when a range was asked and granted). */
+  async get(remotePath: string, options: GetOptions = {}): Promise<GetResult> {
+    const headers: Record<string, string> = { ...options.headers };
+    if (options.range !== undefined) headers.range = rangeHeader(options.range);
+    const res = await this.#checked('GET', filesPath(remotePath), { headers, signal: options.signal });
+    return {
+      statusCode: res.statusCode,
+      headers: res.headers,
+      body: res.body,
+      contentLength: numberHeader(res.headers, 'content-length'),
+    };
+  }
+
+  /** HEAD a file: its size, mtime, ETag and type without the body. */
+  async stat(remotePath: string, options: { signal?: AbortSignal | undefined } = {}): Promise<StatResult> {
+    const res = await this.#checked('HEAD', filesPath(remotePath), { signal: options.signal });
+    await discardBody(res.body);
+    const lm = header(res.headers, 'last-modified');
+    return {
+      size: numberHeader(res.headers, 'content-length'),
+      mtime: lm === undefined ? undefined : new Date(lm),
+      etag: header(res.headers, 'etag'),
+      contentType: header(res.headers, 'content-type'),
+    };
+  }
+
+  /**
+   * Downloads to `localFile`. The body goes to a temporary name in the same directory, renamed
+   * over `localFile` only when complete: a failed download leaves the old file (or none) and no
+   * temporary file. With `resume` a partial `localFile` is continued from its size (`Range:
+   * bytes=N-`); a server that answers 200 instead sends the whole file, saved like a plain
+   * download. Not a regular file (`/dev/null`): written in place (see local-file.ts).
+   */
+  async download(
+    remotePath: string,
+    localFile: string,
+    options: DownloadOptions = {},
+  ): Promise<DownloadResult> {
+    const urlPath = filesPath(remotePath);
+    if (options.resume && options.range !== undefined) {
+      throw ngError('NG_ERR_INVALID_OPTION', 'invalid download options: resume and range exclude each other');
+    }
+    const target = await localTarget(localFile);
+    const offset = options.resume ? target.size : 0;
+    const headers: Record<string, string> = {};
+    if (offset > 0) headers.range = `bytes=${offset}-`;
+    else if (options.range !== undefined) headers.range = rangeHeader(options.range);
+    const res = await this.request('GET', urlPath, { headers, signal: options.signal });
+    if (offset > 0 && res.statusCode === 416) {
+      // RFC 9110 §15.5.17: `Content-Range: bytes */N` gives the size; equal means already complete
+      // (curl -C - treats it the same way).
+      const total = completeLength(header(res.headers, 'content-range'));
+      const error = await responseError(res, 'GET', urlPath, this.socket);
+      if (total === offset) return { bytes: 0, size: offset, resumed: true };
+      throw error;
+    }
+    if (res.statusCode >= 400) throw await responseError(res, 'GET', urlPath, this.socket);
+    const length = numberHeader(res.headers, 'content-length');
+    const body = res.body as AsyncIterable<Buffer>;
+    if (offset > 0 && res.statusCode === 206) {
+      if (rangeStart(header(res.headers, 'content-range')) !== offset) {
+        await discardBody(res.body);
+        throw ngError(
+          'NG_ERR_HTTP',
+          `GET ${urlPath} on ${this.socket}: 206 for a range that does not start at ${offset}`,
+        );
+      }
+      const bytes = await saveTo(target, body, 'append', { onProgress: options.onProgress, offset, length });
+      return { bytes, size: offset + bytes, resumed: true };
+    }
+    // 200, also when a resume's range was ignored (RFC 9110 §14.2: a server may), or the 206 of -r.
+    const bytes = await saveTo(target, body, 'replace', { onProgress: options.onProgress, length });
+    return { bytes, size: bytes, resumed: false };
+  }
+
+  /**
+   * Uploads a local file (path) or a stream. The server writes it atomically (CONTRACT.md: PUT
+   * /files). Content-Length is sent when the size is known, otherwise the body is chunked.
+   */
+  async put(source: string | Readable, remotePath: string, options: PutOptions = {}): Promise<PutResult> {
+    let body: Readable;
+    let size = options.size;
+    let localName = '<stream>';
+    if (typeof source === 'string') {
+      localName = source;
+      let fh: FileHandle;
+      try {
+        fh = await fsp.open(source, 'r');
+      } catch (err) {
+        throw new LocalFileError('read', source, err);
+      }
+      try {
+        const st = await fh.stat();
+        if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+        if (st.isFile()) size = st.size;
+      } catch (err) {
+        await fh.close();
+        throw new LocalFileError('read', source, err);
+      }
+      body = fh.createReadStream();
+    } else {
+      body = source;
+    }
+    // undici destroys the stream it was given when the request fails; handing it a pass-through
+    // keeps `body` errors (the local file) apart from connection errors.
+    let localErr: unknown;
+    const upload = options.onProgress ? progressStream(options.onProgress, size) : new PassThrough();
+    body.once('error', (err) => {
+      localErr ??= err;
+      upload.destroy(err);
+    });
+    body.pipe(upload);
+
+    const headers: Record<string, string> = {
+      'content-type': 'application/octet-stream',
+      ...options.headers,
+    };
+    if (size !== undefined) headers['content-length'] = String(size);
+    if (options.noClobber) headers['if-none-match'] = '*';
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.#checked('PUT', filesPath(remotePath), {
+        headers,
+        body: upload,
+        signal: options.signal,
+      });
+    } catch (err) {
+      body.unpipe(upload);
+      if (typeof source === 'string') body.destroy();
+      if (localErr !== undefined) throw new LocalFileError('read', localName, localErr);
+      throw err;
+    }
+    const out = await this.#json<{ path: string; size: number; etag: string }>(res);
+    return { path: out.path, size: out.size, etag: out.etag, created: res.statusCode === 201 };
+  }
+
+  /** The JSON listing of a directory, sorted by name (CONTRACT.md: GET /files/<dir>). */
+  async list(remotePath: string, options: { signal?: AbortSignal | undefined } = {}): Promise<Listing> {
+    const dir = remotePath.endsWith('/') ? remotePath : `${remotePath}/`;
+    const urlPath = filesPath(dir);
+    const res = await this.#checked('GET', urlPath, {
+      signal: options.signal,
+      headers: { accept: 'application/json' },
+    });
+    const type = header(res.headers, 'content-type') ?? '';
+    if (!/json/i.test(type)) {
+      await discardBody(res.body);
+      throw ngError(
+        'NG_ERR_HTTP',
+        `GET ${urlPath} on ${this.socket}: not a directory listing (${type || 'no content type'})`,
+      );
+    }
+    const listing = await this.#json<Partial<Listing>>(res);
+    if (!Array.isArray(listing.entries)) {
+      throw ngError('NG_ERR_HTTP', `GET ${urlPath} on ${this.socket}: not a directory listing`);
+    }
+    return { path: listing.path ?? dir, entries: listing.entries };
+  }
+
+  /** Deletes a file or an empty directory; `recursive` deletes a whole tree. */
+  async remove(
+    remotePath: string,
+    options: { recursive?: boolean | undefined; signal?: AbortSignal | undefined } = {},
+  ): Promise<void> {
+    const urlPath = filesPath(remotePath) + (options.recursive ? '?recursive=1' : '');
+    const res = await this.#checked('DELETE', urlPath, { signal: options.signal });
+    await res.body.dump();
+  }
+
+  /** Creates a directory and its parents; `created` is false when it already was one. */
+  async mkdir(
+    remotePath: string,
+    options: { signal?: AbortSignal | undefined } = {},
+  ): Promise<{ created: boolean }> {
+    const dir = remotePath.endsWith('/') ? remotePath : `${remotePath}/`;
+    const res = await this.#checked('PUT', filesPath(dir), {
+      body: '',
+      headers: { 'content-length': '0' },
+      signal: options.signal,
+    });
+    await res.body.dump();
+    return { created: res.statusCode === 201 };
+  }
+
+  /** Renames within the served tree; `overwrite: false` fails (412) when `to` exists. */
+  async move(
+    from: string,
+    to: string,
+    options: { overwrite?: boolean | undefined; signal?: AbortSignal | undefined } = {},
+  ): Promise<{ replaced: boolean }> {
+    const headers: Record<string, string> = { destination: filesPath(to) };
+    if (options.overwrite === false) headers.overwrite = 'F';
+    const res = await this.#checked('MOVE', filesPath(from), { headers, signal: options.signal });
+    await res.body.dump();
+    return { replaced: res.statusCode === 204 };
+  }
+
+  /** Puts the contents of REMOTE_DIR into LOCAL_DIR (created if missing), from GET /archive. */
+  async pull(remoteDir: string, localDir: string, options: ArchiveOptions = {}): Promise<PullResult> {
+    const urlPath = archivePath(remoteDir);
+    const res = await this.#checked('GET', urlPath, { signal: options.signal });
+    // tar-stream is loaded only by the verbs that need it (CLI startup time).
+    const { extractTar } = await import('./archive.js');
+    let cut: unknown;
+    res.body.once('error', (err) => (cut ??= err));
+    try {
+      return await extractTar(res.body, localDir, options.onProgress);
+    } catch (err) {
+      // The connection failing mid-archive (not an entry refused, not a local write).
+      if (cut !== undefined && err === cut && !isAbort(err)) {
+        throw new PartialTransferError(undefined, numberHeader(res.headers, 'content-length'), err);
+      }
+      throw err;
+    }
+  }
+
+  /** Puts the contents of LOCAL_DIR into REMOTE_DIR, as one tar stream to PUT /archive. */
+  async push(localDir: string, remoteDir: string, options: ArchiveOptions = {}): Promise<PushResult> {
+    const { packTar } = await import('./archive.js');
+    const packed = await packTar(localDir, options.onProgress);
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.#checked('PUT', archivePath(remoteDir), {
+        headers: { 'content-type': 'application/x-tar' },
+        body: packed.stream,
+        signal: options.signal,
+      });
+    } catch (err) {
+      packed.stream.destroy();
+      // A local read failure is the cause; anything else packing reports ("entry destroyed")
+      // is the consequence of the request failing.
+      const localErr = packed.error();
+      if (localErr instanceof LocalFileError) throw localErr;
+      throw err;
+    }
+    const localErr = packed.error();
+    if (localErr !== undefined) {
+      await res.body.dump();
+      throw localErr;
+    }
+    const out = await this.#json<{ files?: number; dirs?: number; bytes?: number }>(res);
+    return { files: out.files ?? 0, dirs: out.dirs ?? 0, bytes: out.bytes ?? 0, skipped: packed.skipped };
+  }
+
+  /** Waits for requests in flight, then closes the connections. */
+  close(): Promise<void> {
+    return this.#agent.close();
+  }
+
+  /** Closes at once, failing requests in flight. */
+  destroy(): Promise<void> {
+    return this.#agent.destroy();
+  }
+}
+
+export { ClientError, LocalFileError, PartialTransferError };

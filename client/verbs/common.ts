@@ -1,0 +1,317 @@
+/**
+ * What every client verb shares: the socket flags (`--socket @NAME`, curl's
+ * `--abstract-unix-socket NAME` / `--unix-socket PATH`, NULLGATE_SOCKET, default `@nullgate`),
+ * `--wait`, `-s`; the mapping of client errors to curl's exit codes; stdout writing; the
+ * progress bar. Parsing is pure (argv and env in, options out) so it is table-tested.
+ */
+import { usageError } from '../../core/errors.js';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import {
+  type Address,
+  DEFAULT_ADDRESS,
+  MAX_NAME_BYTES,
+  formatAddress,
+  parseAddress,
+} from '../../core/address.js';
+import { ClientError, CommandError, LocalFileError, PartialTransferError, isAbort } from '../client-error.js';
+import { Client, type ProgressCallback } from '../client.js';
+
+export const commonOptions = {
+  socket: { type: 'string' },
+  'abstract-unix-socket': { type: 'string' },
+  'unix-socket': { type: 'string' },
+  wait: { type: 'string' },
+  silent: { type: 'boolean', short: 's' },
+  // curl's -S (--show-error): nullgate always shows errors, so it is accepted and changes nothing.
+  'show-error': { type: 'boolean', short: 'S' },
+} as const satisfies ParseArgsConfig['options'];
+
+export interface CommonOptions {
+  readonly socket: Address;
+  /** Seconds to wait for the server (0: fail at once). */
+  readonly wait: number;
+  readonly silent: boolean;
+}
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** parseArgs, with its errors turned into usage errors that name the verb. */
+export function parseVerb<O extends NonNullable<ParseArgsConfig['options']>>(
+  verb: string,
+  argv: string[],
+  options: O,
+): {
+  values: ReturnType<typeof parseArgs<{ options: O; allowPositionals: true; strict: true }>>['values'];
+  positionals: string[];
+  /** In command-line order, for options whose order matters (curl joins -d values in order). */
+  tokens: { kind: string; name?: string; value?: string | undefined }[];
+} {
+  try {
+    const { values, positionals, tokens } = parseArgs({
+      args: argv,
+      options,
+      allowPositionals: true,
+      strict: true,
+      tokens: true,
+    });
+    return { values, positionals, tokens };
+  } catch (err) {
+    const e = err as { code?: string; message?: string };
+    if (typeof e.code === 'string' && e.code.startsWith('ERR_PARSE_ARGS')) {
+      throw usageError(`${verb}: ${(e.message ?? String(err)).split('\n')[0]}`);
+    }
+    throw err;
+  }
+}
+
+function abstractFromCurl(name: string): Address {
+  // curl passes the name as a C string, no escapes: the bytes are the name.
+  const bytes = Buffer.from(name, 'utf8');
+  if (bytes.length === 0) throw usageError('--abstract-unix-socket: empty name');
+  if (bytes.length > MAX_NAME_BYTES) {
+    throw usageError(`--abstract-unix-socket: name is ${bytes.length} bytes, at most ${MAX_NAME_BYTES} fit`);
+  }
+  return { kind: 'abstract', name: bytes };
+}
+
+function clientAddress(text: string, from: string): Address {
+  let address: Address;
+  try {
+    address = parseAddress(text);
+  } catch (err) {
+    throw usageError(`${from}: ${(err as Error).message}`);
+  }
+  if (address.kind !== 'abstract' && address.kind !== 'path') {
+    throw usageError(`${from}: a client connects to @NAME or a socket path, got "${text}"`);
+  }
+  return address;
+}
+
+export function parseWait(text: string | undefined): number {
+  if (text === undefined) return 0;
+  const seconds = Number(text);
+  if (text.trim() === '' || !Number.isFinite(seconds) || seconds < 0) {
+    throw usageError(`--wait takes a number of seconds, got "${text}"`);
+  }
+  return seconds;
+}
+
+export function parseCommon(
+  values: {
+    socket?: string | undefined;
+    'abstract-unix-socket'?: string | undefined;
+    'unix-socket'?: string | undefined;
+    wait?: string | undefined;
+    silent?: boolean | undefined;
+  },
+  env: Env,
+): CommonOptions {
+  const given = (['socket', 'abstract-unix-socket', 'unix-socket'] as const).filter(
+    (k) => values[k] !== undefined,
+  );
+  if (given.length > 1) throw usageError(`give one of --${given.join(', --')}, not several`);
+  let socket: Address;
+  if (values.socket !== undefined) socket = clientAddress(values.socket, '--socket');
+  else if (values['abstract-unix-socket'] !== undefined)
+    socket = abstractFromCurl(values['abstract-unix-socket']);
+  else if (values['unix-socket'] !== undefined) {
+    const p = values['unix-socket'];
+    if (p === '') throw usageError('--unix-socket: empty path');
+    if (Buffer.byteLength(p) > MAX_NAME_BYTES)
+      throw usageError(`--unix-socket: path longer than ${MAX_NAME_BYTES} bytes`);
+    socket = { kind: 'path', path: p };
+  } else if (env.NULLGATE_SOCKET !== undefined && env.NULLGATE_SOCKET !== '') {
+    socket = clientAddress(env.NULLGATE_SOCKET, 'NULLGATE_SOCKET');
+  } else socket = parseAddress(DEFAULT_ADDRESS);
+  return { socket, wait: parseWait(values.wait), silent: values.silent === true };
+}
+
+/** Exactly `count` positionals, or a usage error naming what is missing or extra. */
+export function expectPositionals(verb: string, positionals: string[], names: string[]): string[] {
+  if (positionals.length < names.length) {
+    throw usageError(
+      `${verb}: missing ${names.slice(positionals.length).join(' ')} (usage: nullgate ${verb} ${names.join(' ')})`,
+    );
+  }
+  if (positionals.length > names.length) {
+    throw usageError(
+      `${verb}: unexpected argument "${positionals[names.length]}" (usage: nullgate ${verb} ${names.join(' ')})`,
+    );
+  }
+  return positionals;
+}
+
+function causeChain(err: unknown): unknown[] {
+  const chain: unknown[] = [];
+  for (let e = err; e !== undefined && e !== null && chain.length < 8; e = (e as { cause?: unknown }).cause) {
+    chain.push(e);
+  }
+  return chain;
+}
+
+/** `context: message`, unless the message already starts with the context (Client messages do). */
+function inContext(context: string, message: string): string {
+  return message.startsWith(`${context}:`) ? message : `${context}: ${message}`;
+}
+
+/**
+ * The one line a user reads for a failed client verb, or undefined when the error speaks for
+ * itself. The kind of failure stays on the cause chain: cli/exit.ts maps it to curl's exit codes.
+ */
+export function describeFailure(err: unknown, context: string): string | undefined {
+  for (const e of causeChain(err)) {
+    if (e instanceof ClientError || e instanceof LocalFileError) return e.message;
+    if (e instanceof PartialTransferError) return inContext(context, e.message);
+    const code = (e as { code?: unknown } | null)?.code;
+    if (code === 'NG_ERR_NO_SERVER') return inContext(context, (e as Error).message);
+    if ((e as { syscall?: unknown } | null)?.syscall === 'connect') {
+      return `${context}: cannot connect: ${(e as Error).message}`;
+    }
+  }
+  const e = err as { code?: unknown; message?: unknown } | null;
+  if (typeof e?.code === 'string' && e.code.startsWith('UND_ERR'))
+    return inContext(context, String(e.message));
+  if (e?.code === 'NG_ERR_ARCHIVE_UNSAFE' || e?.code === 'NG_ERR_HTTP')
+    return inContext(context, String(e.message));
+  return undefined;
+}
+
+/** True when the failure is that no server could be reached (the CLI's exit 7). */
+export function isConnectFailure(err: unknown): boolean {
+  return causeChain(err).some(
+    (e) =>
+      (e as { code?: unknown } | null)?.code === 'NG_ERR_NO_SERVER' ||
+      (e as { syscall?: unknown } | null)?.syscall === 'connect',
+  );
+}
+
+/**
+ * `NULLGATE_SOCKET=name` means the socket file ./name; when there is no such file, the user most
+ * likely meant the abstract name.
+ */
+export function socketHint(socket: Address): string | undefined {
+  if (socket.kind !== 'path' || socket.path.includes('/') || existsSync(socket.path)) return undefined;
+  return `did you mean @${socket.path}?`;
+}
+
+/**
+ * Opens a Client for the verb, runs `fn`, closes the client, and words a failure in one line
+ * (CommandError, its cause the original error, from which cli/exit.ts takes the exit code).
+ */
+export async function withClient(
+  common: CommonOptions,
+  context: (socket: string) => string,
+  fn: (client: Client) => Promise<void>,
+): Promise<void> {
+  const client = new Client({ socket: common.socket, wait: common.wait });
+  try {
+    await fn(client);
+  } catch (err) {
+    if (err instanceof CommandError) throw err;
+    const message = describeFailure(err, context(formatAddress(common.socket)));
+    if (message === undefined) throw err;
+    const tip = isConnectFailure(err) ? socketHint(common.socket) : undefined;
+    throw new CommandError(tip === undefined ? message : `${message} (${tip})`, { cause: err });
+  } finally {
+    await client.destroy();
+  }
+}
+
+/**
+ * Writes a body to stdout with backpressure; a failing stdout (EPIPE, full disk) is exit 23, a
+ * body that fails midway (the connection) a PartialTransferError (exit 18). `expected` is the
+ * announced length, for that message.
+ */
+export async function toStdout(
+  body: AsyncIterable<Buffer | string> | Iterable<Buffer | string>,
+  out: NodeJS.WritableStream = process.stdout,
+  expected?: number,
+): Promise<number> {
+  let failure: unknown;
+  const onError = (err: unknown): void => {
+    failure ??= err;
+  };
+  out.on('error', onError);
+  // Leaving the loop early destroys an undici body, which then emits UND_ERR_ABORTED: heard here.
+  (body as Partial<Readable>).on?.('error', () => undefined);
+  let bytes = 0;
+  try {
+    for await (const chunk of body) {
+      if (failure !== undefined) break;
+      bytes += chunk.length;
+      if (!out.write(chunk)) {
+        await Promise.race([once(out, 'drain'), once(out, 'error')]).catch(() => undefined);
+      }
+    }
+  } catch (err) {
+    if (failure === undefined) {
+      if (isAbort(err)) throw err;
+      throw new PartialTransferError(bytes, expected, err);
+    }
+  } finally {
+    out.off('error', onError);
+  }
+  if (failure !== undefined) {
+    (body as Partial<Readable>).destroy?.();
+    throw new LocalFileError('write', 'standard output', failure);
+  }
+  return bytes;
+}
+
+/** Transfers smaller than this get no progress bar. */
+export const PROGRESS_THRESHOLD = 1024 * 1024;
+
+function human(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
+export interface Progress {
+  readonly update: ProgressCallback;
+  /** Clears the bar (call once the transfer ends, either way). */
+  end(): void;
+}
+
+/**
+ * A one-line progress bar on stderr, redrawn at most ten times a second; only when stderr is a
+ * terminal, not silenced, and the transfer is large.
+ */
+export function progressBar(
+  label: string,
+  silent: boolean,
+  stream: NodeJS.WriteStream = process.stderr,
+): Progress | undefined {
+  if (silent || !stream.isTTY) return undefined;
+  const started = Date.now();
+  let last = 0;
+  let shown = false;
+  return {
+    update(done, total) {
+      const now = Date.now();
+      if ((total ?? done) < PROGRESS_THRESHOLD || now - last < 100) return;
+      last = now;
+      shown = true;
+      const rate = done / Math.max((now - started) / 1000, 0.001);
+      const width = Math.max(10, Math.min(30, (stream.columns || 80) - 60));
+      let bar = '';
+      if (total !== undefined && total > 0) {
+        const frac = Math.min(done / total, 1);
+        const filled = Math.round(frac * width);
+        bar = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.floor(frac * 100)).padStart(3)}% `;
+      }
+      const of = total === undefined ? '' : ` / ${human(total)}`;
+      stream.write(`\r\x1b[K${label} ${bar}${human(done)}${of}  ${human(rate)}/s`);
+    },
+    end() {
+      if (shown) stream.write('\r\x1b[K');
+    },
+  };
+}

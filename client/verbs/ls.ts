@@ -1,0 +1,83 @@
+/** `nullgate ls [-l] [--json] [REMOTE]`: list a directory of the served tree (default `/`). */
+import { usageError } from '../../core/errors.js';
+import { type ListEntry, filesPath } from '../client.js';
+import {
+  type CommonOptions,
+  type Env,
+  commonOptions,
+  parseCommon,
+  parseVerb,
+  toStdout,
+  withClient,
+} from './common.js';
+
+export interface LsArgs {
+  readonly common: CommonOptions;
+  readonly remote: string;
+  readonly long: boolean;
+  readonly json: boolean;
+}
+
+export function parseLsArgs(argv: string[], env: Env = process.env): LsArgs {
+  const { values, positionals } = parseVerb('ls', argv, {
+    ...commonOptions,
+    long: { type: 'boolean', short: 'l' },
+    json: { type: 'boolean' },
+  });
+  if (positionals.length > 1)
+    throw usageError(`ls: unexpected argument "${positionals[1]}" (usage: nullgate ls [-l] [--json] REMOTE)`);
+  const common = parseCommon(values, env);
+  return { common, remote: positionals[0] ?? '/', long: values.long === true, json: values.json === true };
+}
+
+const TYPE_CHAR: Record<string, string> = { file: '-', dir: 'd', symlink: 'l', other: '?' };
+
+/** `drwxr-xr-x` from the entry's type and permission bits (with setuid, setgid, sticky as ls shows them). */
+export function modeString(type: string, mode: number): string {
+  const rwx = (bits: number, special: boolean, on: string, off: string): string =>
+    `${bits & 4 ? 'r' : '-'}${bits & 2 ? 'w' : '-'}${special ? (bits & 1 ? on : off) : bits & 1 ? 'x' : '-'}`;
+  return (
+    (TYPE_CHAR[type] ?? '?') +
+    rwx((mode >> 6) & 7, (mode & 0o4000) !== 0, 's', 'S') +
+    rwx((mode >> 3) & 7, (mode & 0o2000) !== 0, 's', 'S') +
+    rwx(mode & 7, (mode & 0o1000) !== 0, 't', 'T')
+  );
+}
+
+function pad2(n: number): string {
+  return String(n).padStart(2, '0');
+}
+
+/** Local time as `ls --time-style=long-iso` writes it. */
+export function formatTime(mtime: string | number): string {
+  const d = new Date(mtime);
+  if (Number.isNaN(d.getTime())) return '????-??-?? ??:??';
+  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+}
+
+export function formatListing(entries: readonly ListEntry[], long: boolean): string {
+  const name = (e: ListEntry): string => (e.type === 'dir' ? `${e.name}/` : e.name);
+  if (!long) return entries.map((e) => `${name(e)}\n`).join('');
+  const width = Math.max(0, ...entries.map((e) => String(e.size).length));
+  return entries
+    .map(
+      (e) =>
+        `${modeString(e.type, e.mode)} ${String(e.size).padStart(width)} ${formatTime(e.mtime)} ${name(e)}\n`,
+    )
+    .join('');
+}
+
+export async function lsCommand(argv: string[]): Promise<void> {
+  const args = parseLsArgs(argv);
+  const dir = args.remote.endsWith('/') ? args.remote : `${args.remote}/`;
+  return withClient(
+    args.common,
+    (socket) => `GET ${filesPath(dir)} on ${socket}`,
+    async (client) => {
+      const listing = await client.list(args.remote);
+      const text = args.json ? `${JSON.stringify(listing)}\n` : formatListing(listing.entries, args.long);
+      await toStdout([Buffer.from(text)]);
+      return;
+    },
+  );
+}

@@ -1,0 +1,79 @@
+/** `nullgate pull REMOTE_DIR LOCAL_DIR` and `nullgate push LOCAL_DIR REMOTE_DIR`: whole trees as tar streams. */
+import { usageError } from '../../core/errors.js';
+import path from 'node:path';
+import { archivePath } from '../client.js';
+import {
+  type CommonOptions,
+  type Env,
+  commonOptions,
+  expectPositionals,
+  parseCommon,
+  parseVerb,
+  progressBar,
+  withClient,
+} from './common.js';
+
+export interface TreeArgs {
+  readonly common: CommonOptions;
+  readonly remote: string;
+  readonly local: string;
+}
+
+export function parsePullArgs(argv: string[], env: Env = process.env): TreeArgs {
+  const { values, positionals } = parseVerb('pull', argv, commonOptions);
+  const [remote, local] = expectPositionals('pull', positionals, ['REMOTE_DIR', 'LOCAL_DIR']) as [
+    string,
+    string,
+  ];
+  if (remote === '' || local === '') throw usageError('pull: empty REMOTE_DIR or LOCAL_DIR');
+  return { common: parseCommon(values, env), remote, local };
+}
+
+export function parsePushArgs(argv: string[], env: Env = process.env): TreeArgs {
+  const { values, positionals } = parseVerb('push', argv, commonOptions);
+  const [local, remote] = expectPositionals('push', positionals, ['LOCAL_DIR', 'REMOTE_DIR']) as [
+    string,
+    string,
+  ];
+  if (remote === '' || local === '') throw usageError('push: empty LOCAL_DIR or REMOTE_DIR');
+  return { common: parseCommon(values, env), remote, local };
+}
+
+export async function pullCommand(argv: string[]): Promise<void> {
+  const args = parsePullArgs(argv);
+  return withClient(
+    args.common,
+    (socket) => `GET ${archivePath(args.remote)} on ${socket}`,
+    async (client) => {
+      const progress = progressBar(path.basename(args.local), args.common.silent);
+      try {
+        await client.pull(args.remote, args.local, { onProgress: progress?.update });
+      } finally {
+        progress?.end();
+      }
+      return;
+    },
+  );
+}
+
+export async function pushCommand(argv: string[]): Promise<void> {
+  const args = parsePushArgs(argv);
+  return withClient(
+    args.common,
+    (socket) => `PUT ${archivePath(args.remote)} on ${socket}`,
+    async (client) => {
+      const progress = progressBar(path.basename(path.resolve(args.local)), args.common.silent);
+      let skipped: string[];
+      try {
+        ({ skipped } = await client.push(args.local, args.remote, { onProgress: progress?.update }));
+      } finally {
+        progress?.end();
+      }
+      if (!args.common.silent) {
+        for (const name of skipped)
+          process.stderr.write(`nullgate: push: skipped ${name} (not a file, directory or symlink)\n`);
+      }
+      return;
+    },
+  );
+}

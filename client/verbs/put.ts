@@ -1,0 +1,65 @@
+/** `nullgate put LOCAL REMOTE` / `nullgate put - REMOTE`: upload a file or standard input. */
+import { usageError } from '../../core/errors.js';
+import path from 'node:path';
+import { filesPath } from '../client.js';
+import {
+  type CommonOptions,
+  type Env,
+  commonOptions,
+  expectPositionals,
+  parseCommon,
+  parseVerb,
+  progressBar,
+  withClient,
+} from './common.js';
+
+export interface PutArgs {
+  readonly common: CommonOptions;
+  /** A local path, or '-' for standard input. */
+  readonly local: string;
+  /** The remote file (a trailing '/' in REMOTE was completed with LOCAL's name). */
+  readonly remote: string;
+  /** Fail instead of replacing an existing file (`If-None-Match: *`). */
+  readonly noClobber: boolean;
+}
+
+export function parsePutArgs(argv: string[], env: Env = process.env): PutArgs {
+  const { values, positionals } = parseVerb('put', argv, {
+    ...commonOptions,
+    'no-clobber': { type: 'boolean', short: 'n' },
+  });
+  const [local, remoteArg] = expectPositionals('put', positionals, ['LOCAL', 'REMOTE']) as [string, string];
+  const common = parseCommon(values, env);
+  if (local === '') throw usageError('put: empty LOCAL (use - for standard input)');
+  let remote = remoteArg;
+  if (remote === '') throw usageError('put: empty REMOTE');
+  if (remote.endsWith('/')) {
+    // Like scp and curl -T: a directory target takes the local file's name.
+    if (local === '-') throw usageError('put - REMOTE: REMOTE must name a file when reading standard input');
+    remote += path.basename(local);
+  }
+  return { common, local, remote, noClobber: values['no-clobber'] === true };
+}
+
+export async function putCommand(argv: string[]): Promise<void> {
+  const args = parsePutArgs(argv);
+  return withClient(
+    args.common,
+    (socket) => `PUT ${filesPath(args.remote)} on ${socket}`,
+    async (client) => {
+      const progress = progressBar(
+        path.basename(args.local === '-' ? args.remote : args.local),
+        args.common.silent,
+      );
+      try {
+        await client.put(args.local === '-' ? process.stdin : args.local, args.remote, {
+          noClobber: args.noClobber,
+          onProgress: progress?.update,
+        });
+      } finally {
+        progress?.end();
+      }
+      return;
+    },
+  );
+}

@@ -1,0 +1,40 @@
+/**
+ * Paths relative to a tree's root, as every side writes them: no leading or trailing slash, ''
+ * for the root, '/' between names. The one place that joins, splits and shows them (the
+ * server's routes and archives, the client's archives); URL decoding is routes/url-path.ts.
+ */
+
+/**
+ * Names starting with this are nullgate's own temporaries (upload files, replace links, archive
+ * staging directories; the native layer's kTmpPrefix, checked equal by the tests). No client
+ * path may name one: a temporary is never served, listed, written or moved by a request.
+ */
+export const TEMP_NAME_PREFIX = '.nullgate-tmp-';
+
+/** Is `name` (one path component) reserved for nullgate's temporaries? */
+export function isTempName(name: string): boolean {
+  return name.startsWith(TEMP_NAME_PREFIX);
+}
+
+/** `dir` joined with one more `name` ('' is the root). */
+export function joinRel(dir: string, name: string): string {
+  return dir === '' ? name : `${dir}/${name}`;
+}
+
+/** The parent of a relative path ('' for a name at the root). */
+export function parentOf(rel: string): string {
+  const slash = rel.lastIndexOf('/');
+  return slash < 0 ? '' : rel.slice(0, slash);
+}
+
+/** The last name of a relative path (the whole path for a name at the root). */
+export function baseOf(rel: string): string {
+  const slash = rel.lastIndexOf('/');
+  return slash < 0 ? rel : rel.slice(slash + 1);
+}
+
+/** The client-visible form of a relative path: '/a/b', '/a/b/' for a directory, '/' for the root. */
+export function displayPath(rel: string, dir = false): string {
+  if (rel === '') return '/';
+  return dir ? `/${rel}/` : `/${rel}`;
+}

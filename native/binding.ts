@@ -1,0 +1,193 @@
+/**
+ * The only importer of the compiled addon (build/Release/nullgate.node, or nullgate.node beside
+ * the client bundle). It types the native surface and turns the native convention — a
+ * non-negative result or a negative errno — into Node-shaped system errors:
+ * `bind EADDRINUSE @name` with errno, code, syscall and address, like Node's own net errors.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { getSystemErrorMap, getSystemErrorName } from 'node:util';
+
+export interface PeerCredentials {
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+export interface SocketInfo {
+  readonly domain: number;
+  readonly type: number;
+  readonly listening: boolean;
+}
+
+/** The native module's exports, exactly (native/addon.cc, native/addon_fs.cc). */
+export interface NativeBinding {
+  socket(): number;
+  bind(fd: number, sunPath: Buffer): number;
+  listen(fd: number, backlog: number): number;
+  connect(fd: number, sunPath: Buffer): number;
+  sockName(fd: number): Buffer | number;
+  peerCred(fd: number): PeerCredentials | number;
+  sockInfo(fd: number): SocketInfo | number;
+  close(fd: number): number;
+  /** A listening fd made inside another network namespace, or the failing errno and syscall. */
+  listenInNetns(
+    nsPath: string,
+    sunPath: Buffer,
+    backlog: number,
+  ): number | { errno: number; syscall: string };
+  sendDatagram(sunPath: Buffer, data: Buffer): number;
+  /**
+   * napi_adjust_external_memory(+bytes) then (-bytes): tells V8 that much memory outside its
+   * heap came and went, which brings its collection of dead ArrayBuffers sooner (uploads).
+   */
+  reportTransientMemory(bytes: number): void;
+  /**
+   * Small-file fast path (native/small_file.h, native/small-file.ts): open `rel` beneath
+   * `dirFd`, fstat it and read it whole into `buf` — from the kernel's caches only. Returns the
+   * bytes read, or a negative errno: -EAGAIN when the caches cannot answer (take the async
+   * path); -EISDIR, -ENXIO (not a regular file) or -EFBIG (larger than `buf`) with `stat` filled
+   * (9 slots: dev, ino, mode, nlink, uid, gid, size, mtime s, mtime ns).
+   */
+  readSmallCached(dirFd: number, rel: string, buf: Buffer, stat: Float64Array): number;
+  // --- beneath-root filesystem layer (native/addon_fs.cc) ---
+  // Every fs* call runs on the libuv thread pool and resolves to its value or a negative errno
+  // (it never rejects). Paths are relative to `dirFd` and resolve beneath it with openat2(2)
+  // RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS; a path with a NUL byte resolves to -EINVAL.
+  // Returned fds belong to JS; fd arguments are borrowed until the promise settles.
+  fsOpen(dirFd: number, rel: string, flags: number, mode: number): Promise<number>;
+  fsOpenRoot(path: string): Promise<number>;
+  fsStat(
+    dirFd: number,
+    rel: string,
+    follow: boolean,
+  ): Promise<
+    | {
+        readonly dev: number;
+        readonly ino: number;
+        readonly mode: number;
+        readonly nlink: number;
+        readonly uid: number;
+        readonly gid: number;
+        readonly size: number;
+        readonly mtimeMs: number;
+        readonly mtimeNs: bigint;
+      }
+    | number
+  >;
+  fsMkdir(dirFd: number, rel: string, mode: number): Promise<number>;
+  fsUnlink(dirFd: number, rel: string, removeDir: boolean): Promise<number>;
+  fsRename(dirFd: number, from: string, to: string, flags: number): Promise<number>;
+  fsReadlink(dirFd: number, rel: string): Promise<string | number>;
+  fsLinkTmpfile(fd: number, dirFd: number, rel: string, replace: boolean): Promise<number>;
+  /** symlinkat(target, parent of `rel`): `target` is stored as is, never resolved. */
+  fsSymlink(dirFd: number, target: string, rel: string): Promise<number>;
+  /** utimensat(…, AT_SYMLINK_NOFOLLOW) of `rel` itself (a symlink is not followed); times in ms. */
+  fsLutimes(dirFd: number, rel: string, atimeMs: number | null, mtimeMs: number): Promise<number>;
+  /** statx STATX_MNT_ID of `rel` ('' is `dirFd` itself); -ENOSYS where the kernel has none. */
+  fsMountId(dirFd: number, rel: string): Promise<number>;
+  /**
+   * flock(fd, LOCK_EX | LOCK_NB), synchronous (it never waits): 0, or -EWOULDBLOCK when another
+   * open file holds the lock. Marks a temporary as in use for other servers' startup sweeps.
+   */
+  fsTryLock(fd: number): number;
+  /** sync_file_range(SYNC_FILE_RANGE_WRITE): start writing back `nbytes` at `offset` of `fd`. */
+  fsStartWriteback(fd: number, offset: number, nbytes: number): Promise<number>;
+  /** The next entries (one getdents64 of at most `bufferBytes` bytes); `type` is DT_*; [] at the end. */
+  fsReadDir(
+    dirFd: number,
+    bufferBytes: number,
+  ): Promise<{ readonly name: string; readonly type: number }[] | number>;
+  // --- zero-copy transfer (native/addon_sendfile.cc) ---
+  /**
+   * Sends `length` bytes of `fileFd` from `offset` to `socketFd` with sendfile(2) on a dedicated
+   * thread, working on duplicates of both fds (the caller keeps owning its fds). Returns a transfer
+   * id (> 0) or a negative errno. `callback(err, sent)` runs once, after the thread closed its fds:
+   * `err` is 0 or a negative errno (-ECANCELED after sendfileCancel, -EPIPE when the reader left,
+   * -ETIMEDOUT when the socket stayed full for `idleTimeoutMs`; 0 or omitted: no limit).
+   * Optional: an addon built before it existed lacks it.
+   */
+  sendfileStart?(
+    socketFd: number,
+    fileFd: number,
+    offset: number,
+    length: number,
+    callback: (err: number, sent: number) => void,
+    idleTimeoutMs?: number,
+  ): number;
+  /** Cancels a running transfer (its callback then gets -ECANCELED); false if it already ended. */
+  sendfileCancel?(id: number): boolean;
+  /** Linux flags Node's fs.constants lacks, and the temporary-name prefix. */
+  readonly fsConstants: {
+    readonly O_PATH: number;
+    readonly O_TMPFILE: number;
+    readonly O_NOFOLLOW: number;
+    readonly O_DIRECTORY: number;
+    readonly RENAME_NOREPLACE: number;
+    readonly RENAME_EXCHANGE: number;
+    readonly TMP_PREFIX: string;
+  };
+}
+
+function findAddon(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const candidates = [
+    process.env.NULLGATE_ADDON,
+    // The client bundle ships nullgate.node beside the bundled script.
+    path.join(here, 'nullgate.node'),
+    // Sources (native/) and compiled output (dist/native/) sit one or two levels below the root.
+    path.join(here, '..', 'build', 'Release', 'nullgate.node'),
+    path.join(here, '..', '..', 'build', 'Release', 'nullgate.node'),
+  ];
+  for (const candidate of candidates) if (candidate && existsSync(candidate)) return candidate;
+  throw new Error(
+    'nullgate native addon not found: run `npm install` (it builds build/Release/nullgate.node)',
+  );
+}
+
+const require = createRequire(import.meta.url);
+export const native = require(findAddon()) as NativeBinding;
+
+export interface SystemError extends Error {
+  errno: number;
+  code: string;
+  syscall: string;
+  address?: string;
+  path?: string;
+}
+
+/**
+ * A Node-shaped system error. `errno` may be given negative (the native convention) or
+ * positive; Node's own errors carry it negative, so that is what we store.
+ */
+export function systemError(
+  errno: number,
+  syscall: string,
+  target?: { address?: string; path?: string },
+): SystemError {
+  const neg = -Math.abs(errno);
+  const code = getSystemErrorName(neg);
+  const where = target?.address ?? target?.path;
+  const err = new Error(`${syscall} ${code}${where === undefined ? '' : ` ${where}`}`) as SystemError;
+  err.errno = neg;
+  err.code = code;
+  err.syscall = syscall;
+  if (target?.address !== undefined) err.address = target.address;
+  if (target?.path !== undefined) err.path = target.path;
+  Error.captureStackTrace(err, systemError);
+  return err;
+}
+
+/** The human description libuv has for an errno ("address already in use"). */
+export function errnoDescription(code: string): string | undefined {
+  for (const [, [name, description]] of getSystemErrorMap()) if (name === code) return description;
+  return undefined;
+}
+
+/** Returns `rc` when it is a success value, throws the system error otherwise. */
+export function check<T>(rc: T | number, syscall: string, target?: { address?: string; path?: string }): T {
+  if (typeof rc === 'number' && rc < 0) throw systemError(rc, syscall, target);
+  return rc as T;
+}

@@ -1,0 +1,136 @@
+/** pull's local extraction: safe entries land, unsafe ones are refused and never write outside. */
+import { existsSync } from 'node:fs';
+import { lstat, mkdir, mkdtemp, readFile, readlink, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import tar from 'tar-stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { extractTar, packTar, safeLinkTarget, safeRelative } from '../../client/archive.js';
+
+type Entry = Parameters<tar.Pack['entry']>[0] & { body?: string };
+
+function tarOf(entries: Entry[]): Readable {
+  const pack = tar.pack();
+  for (const { body, ...header } of entries) pack.entry(header, body ?? '');
+  pack.finalize();
+  return Readable.from(pack as AsyncIterable<Buffer>);
+}
+
+async function collect(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream as AsyncIterable<Buffer>) chunks.push(c);
+  return Buffer.concat(chunks);
+}
+
+describe('archive entry names', () => {
+  it.each([
+    ['a/b.txt', 'a/b.txt'],
+    ['./a//b/', 'a/b'],
+    ['.', ''],
+    ['./', ''],
+  ])('%s → %s', (name, rel) => {
+    expect(safeRelative(name)).toBe(rel);
+  });
+
+  it.each([['/etc/passwd'], ['../x'], ['a/../../x'], ['a/..'], ['a\0b']])('%s is refused', (name) => {
+    expect(() => safeRelative(name)).toThrow(expect.objectContaining({ code: 'NG_ERR_ARCHIVE_UNSAFE' }));
+  });
+
+  it.each([
+    ['l', 'target', true],
+    ['a/b/l', '../../x', true],
+    ['a/l', '../../x', false],
+    ['l', '/etc/passwd', false],
+    ['l', '..', false],
+  ])('link %s → %s allowed: %s', (rel, target, ok) => {
+    const check = () => safeLinkTarget('/root/dir', rel, target);
+    if (ok) expect(check).not.toThrow();
+    else expect(check).toThrow(/refusing/);
+  });
+});
+
+describe('extractTar / packTar', () => {
+  let base: string;
+  let dest: string;
+  beforeEach(async () => {
+    base = await mkdtemp(path.join(tmpdir(), 'ng-archive-'));
+    dest = path.join(base, 'dest');
+  });
+  afterEach(async () => {
+    await rm(base, { recursive: true, force: true });
+  });
+
+  it('extracts files, directories and symlinks, creating LOCAL_DIR', async () => {
+    const result = await extractTar(
+      tarOf([
+        { name: 'd', type: 'directory', mode: 0o750 },
+        { name: 'd/f.txt', body: 'hello', mode: 0o600 },
+        { name: 'top.txt', body: 'top' },
+        { name: 'l', type: 'symlink', linkname: 'd/f.txt' },
+      ]),
+      dest,
+    );
+    expect(result).toEqual({ files: 2, dirs: 1, symlinks: 1, bytes: 8 });
+    expect(await readFile(path.join(dest, 'd/f.txt'), 'utf8')).toBe('hello');
+    expect((await lstat(path.join(dest, 'd/f.txt'))).mode & 0o777).toBe(0o600);
+    expect(await readlink(path.join(dest, 'l'))).toBe('d/f.txt');
+  });
+
+  it.each([
+    ['an absolute name', [{ name: '/abs.txt', body: 'x' }]],
+    ['a .. name', [{ name: '../escape.txt', body: 'x' }]],
+    ['a symlink out', [{ name: 'out', type: 'symlink', linkname: '../..' }]],
+    ['an absolute symlink', [{ name: 'out', type: 'symlink', linkname: '/etc' }]],
+    [
+      'a write through a symlink an earlier entry planted',
+      [
+        { name: 'inner', type: 'directory' },
+        { name: 'via', type: 'symlink', linkname: 'inner' },
+        { name: 'via/file.txt', body: 'x' },
+      ],
+    ],
+    ['a FIFO', [{ name: 'fifo', type: 'fifo' }]],
+    ['a device', [{ name: 'dev', type: 'character-device', devmajor: 1, devminor: 3 }]],
+  ] as [string, Entry[]][])('refuses %s', async (_what, entries) => {
+    await expect(extractTar(tarOf(entries), dest)).rejects.toMatchObject({ code: 'NG_ERR_ARCHIVE_UNSAFE' });
+    expect(existsSync(path.join(base, 'abs.txt'))).toBe(false);
+    expect(existsSync(path.join(base, 'escape.txt'))).toBe(false);
+    expect(existsSync(path.join(dest, 'inner/file.txt'))).toBe(false);
+  });
+
+  it('never follows a symlink already in LOCAL_DIR', async () => {
+    const outside = path.join(base, 'outside');
+    await mkdir(outside);
+    await mkdir(dest);
+    await symlink(outside, path.join(dest, 'planted'));
+    await expect(extractTar(tarOf([{ name: 'planted/x', body: 'x' }]), dest)).rejects.toThrow(/symlink/);
+    // A file entry replaces a symlink at its own name instead of writing through it.
+    await extractTar(tarOf([{ name: 'planted', body: 'plain' }]), dest);
+    expect((await lstat(path.join(dest, 'planted'))).isFile()).toBe(true);
+    expect(existsSync(path.join(outside, 'x'))).toBe(false);
+  });
+
+  it('packTar round-trips through extractTar', async () => {
+    const src = path.join(base, 'src');
+    await mkdir(path.join(src, 'a/b'), { recursive: true });
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(path.join(src, 'a/b/c.bin'), Buffer.alloc(100_000, 1));
+    await writeFile(path.join(src, 'empty'), '');
+    await symlink('a/b/c.bin', path.join(src, 'link'));
+    const packed = await packTar(src);
+    const bytes = await collect(packed.stream);
+    expect(packed.error()).toBeUndefined();
+    const result = await extractTar(Readable.from([bytes]), dest);
+    expect(result).toMatchObject({ files: 2, dirs: 2, symlinks: 1, bytes: 100_000 });
+    expect((await readFile(path.join(dest, 'a/b/c.bin'))).length).toBe(100_000);
+    expect(await readlink(path.join(dest, 'link'))).toBe('a/b/c.bin');
+  });
+
+  it('packTar of a missing directory is a local read error', async () => {
+    await expect(packTar(path.join(base, 'nope'))).rejects.toMatchObject({
+      name: 'LocalFileError',
+      op: 'read',
+    });
+  });
+});

@@ -1,0 +1,681 @@
+/**
+ * The client side end to end: a real gateway in this process on a fresh abstract name, the real
+ * CLI spawned (bin/nullgate.js runs dist/: `npx tsc -p tsconfig.build.json` first, as `npm test`
+ * does), and the library's connector with undici's own request/stream/pipeline/fetch.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { lstat, mkdir, mkdtemp, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { pipeline as pipelineAsync } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import { Agent, fetch, pipeline, request, stream } from 'undici';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Client, ClientError, PartialTransferError, connector } from '../../client/index.js';
+import { createGateway, type Gateway } from '../../gateway/gateway.js';
+import { listenAbstract } from '../../gateway/listen.js';
+import { runCli, runFile, runNode } from '../helpers/cli.js';
+import { itNeeds } from '../helpers/requirements.js';
+import { uniqueName } from '../helpers/sockets.js';
+
+const BUNDLE = fileURLToPath(new URL('../../bundle/nullgate.mjs', import.meta.url));
+
+/** Temporary download names (`.NAME.<random>.part`) left in `dir`. */
+const leftovers = (dir: string): string[] => readdirSync(dir).filter((f) => f.endsWith('.part'));
+
+/**
+ * A deliberately broken HTTP server for what nullgate's own server never does: bodies cut
+ * short, Range ignored, a 206 for the wrong range. The URL path picks the behaviour.
+ */
+async function startRawServer(name: string, full: Buffer): Promise<net.Server> {
+  const server = net.createServer((socket) => {
+    let head = '';
+    socket.on('error', () => undefined);
+    socket.on('data', (chunk: Buffer) => {
+      head += chunk.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      const [method = '', target = ''] = head.split(' ');
+      head = '';
+      const send = (status: string, headers: Record<string, string | number>, body: Buffer): void => {
+        const lines = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`);
+        socket.write(`HTTP/1.1 ${status}\r\n${lines.join('')}\r\n`);
+        if (method !== 'HEAD') socket.write(body);
+      };
+      if (target === '/files/cut') {
+        // Announces the whole file, sends a tenth, then the connection dies.
+        send('200 OK', { 'content-length': full.length }, full.subarray(0, full.length / 10));
+        setTimeout(() => socket.destroy(), 50);
+      } else if (target === '/files/ignores-range') {
+        send('200 OK', { 'content-length': full.length }, full);
+      } else if (target === '/files/ignores-range-then-cut') {
+        send('200 OK', { 'content-length': full.length }, full.subarray(0, 3));
+        setTimeout(() => socket.destroy(), 50);
+      } else if (target === '/files/wrong-206') {
+        send(
+          '206 Partial Content',
+          { 'content-length': full.length, 'content-range': `bytes 0-${full.length - 1}/${full.length}` },
+          full,
+        );
+      } else {
+        send('404 Not Found', { 'content-length': 0 }, Buffer.alloc(0));
+      }
+    });
+  });
+  await listenAbstract(server, name);
+  return server;
+}
+
+async function startGateway(root: string, socket = uniqueName('client')): Promise<Gateway> {
+  const gateway = createGateway({ socket, root, writable: true, logLevel: false });
+  await gateway.listen();
+  return gateway;
+}
+
+describe('nullgate client (real CLI, real abstract socket)', () => {
+  let root: string;
+  let work: string;
+  let gateway: Gateway;
+  let name: string;
+  const cli = (args: string[], options: Parameters<typeof runCli>[1] = {}) =>
+    runCli([...args, '--socket', name], { cwd: work, ...options });
+
+  beforeAll(async () => {
+    root = await mkdtemp(path.join(tmpdir(), 'ng-client-root-'));
+    work = await mkdtemp(path.join(tmpdir(), 'ng-client-work-'));
+    name = uniqueName('client');
+    gateway = await startGateway(root, name);
+  });
+  afterAll(async () => {
+    await gateway.close();
+    await rm(root, { recursive: true, force: true });
+    await rm(work, { recursive: true, force: true });
+  });
+
+  describe('the bundle (npm run bundle)', () => {
+    it('runs as a script from any directory: node bundle/nullgate.mjs get …', async () => {
+      await writeFile(path.join(root, 'bundled.txt'), 'from the bundle\n');
+      const r = await runFile(BUNDLE, ['get', '/bundled.txt', '--socket', name], { cwd: tmpdir() });
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout.toString()).toBe('from the bundle\n');
+    });
+
+    it('exits 7 with one line when no server listens', async () => {
+      const r = await runFile(BUNDLE, ['request', '/health', '--socket', uniqueName('nobody')]);
+      expect(r.code).toBe(7);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    });
+
+    it('carries only the undici it uses: no fetch, EventSource, mock or cache layers', async () => {
+      const text = await readFile(BUNDLE, 'utf8');
+      for (const absent of [
+        'UND_MOCK_ERR_MOCK_NOT_MATCHED',
+        'EventSource',
+        'MockAgent',
+        'SqliteCacheStore',
+      ]) {
+        expect(text.includes(absent), absent).toBe(false);
+      }
+    });
+
+    it('exits as soon as its work is done (no wait for V8 to tier up the wasm HTTP parser)', async () => {
+      await writeFile(path.join(root, 'quick.bin'), Buffer.alloc(1024, 3));
+      // main() returns, then the time until the process really exits is measured.
+      const script = `
+        const m = await import(${JSON.stringify(BUNDLE)});
+        const code = await m.main(['get', '/quick.bin', '--socket', ${JSON.stringify(name)}]);
+        const done = performance.now();
+        process.on('exit', () => process.stderr.write('exit after ' + (performance.now() - done).toFixed(1) + ' ms, code ' + code + '\\n'));
+      `;
+      const r = await runNode(['--input-type=module', '-e', script]);
+      const m = /exit after ([\d.]+) ms, code 0/.exec(r.stderr);
+      expect(m, r.stderr).not.toBeNull();
+      // Without the flag this is ~100 ms (Node drains V8's background TurboFan jobs before exit).
+      expect(Number(m?.[1])).toBeLessThan(40);
+    });
+
+    it('--help lists the client verbs only, on stdout; no verb is a usage error, usage on stderr', async () => {
+      const help = await runFile(BUNDLE, ['--help']);
+      expect(help.code).toBe(0);
+      expect(help.stderr).toBe('');
+      expect(help.stdout.toString()).toContain('nullgate get REMOTE');
+      expect(help.stdout.toString()).not.toMatch(/serve|install-client/);
+      const bare = await runFile(BUNDLE, []);
+      expect(bare.code).toBe(2);
+      expect(bare.stdout.length).toBe(0);
+      expect(bare.stderr).toContain('nullgate get REMOTE');
+      expect(bare.stderr).not.toMatch(/serve|install-client/);
+      const unknown = await runFile(BUNDLE, ['serve']);
+      expect(unknown.code).toBe(2);
+      expect(unknown.stderr).toBe('nullgate: unknown command "serve" (try nullgate --help)\n');
+    });
+
+    it('the full CLI: --help on stdout with serve; no verb: usage on stderr, exit 2', async () => {
+      const help = await runCli(['--help']);
+      expect(help.code).toBe(0);
+      expect(help.stdout.toString()).toMatch(/nullgate serve .*\n[\s\S]*nullgate install-client DIR/);
+      const bare = await runCli([]);
+      expect(bare.code).toBe(2);
+      expect(bare.stdout.length).toBe(0);
+      expect(bare.stderr).toContain('nullgate serve');
+    });
+  });
+
+  describe('request', () => {
+    it('request -i /health prints the status line, headers and body', async () => {
+      const r = await cli(['request', '-i', '/health']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const out = r.stdout.toString();
+      expect(out).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      expect(out).toMatch(/\r\ncontent-type: application\/json/i);
+      expect(out.split('\r\n\r\n')[1]).toBe('{"status":"ok"}');
+    });
+
+    it('request /health prints only the body', async () => {
+      const r = await cli(['request', '/health']);
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout.toString())).toEqual({ status: 'ok' });
+    });
+
+    it('request -I /health sends HEAD and prints the headers only', async () => {
+      const r = await cli(['request', '-I', '/health']);
+      expect(r.code).toBe(0);
+      const out = r.stdout.toString();
+      expect(out).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      expect(out.endsWith('\r\n\r\n')).toBe(true);
+    });
+
+    it('request -f /nope exits 22 with one line naming method, path, socket and code', async () => {
+      const r = await cli(['request', '-f', '/nope']);
+      expect(r.code).toBe(22);
+      expect(r.stdout.length).toBe(0);
+      expect(r.stderr).toBe(
+        `nullgate: GET /nope on ${name}: 404 NG_ERR_ROUTE_NOT_FOUND no route for GET /nope\n`,
+      );
+    });
+
+    it('request -I -f of a missing file exits 22 naming the registry code (a HEAD has no body)', async () => {
+      const r = await cli(['request', '-I', '-f', '/files/nope']);
+      expect(r.stderr).toBe(`nullgate: HEAD /files/nope on ${name}: 404 NG_ERR_NOT_FOUND Not Found\n`);
+      expect(r.code).toBe(22);
+      expect(r.stdout.length).toBe(0);
+    });
+
+    it('request /nope without -f prints the error body and exits 0 (like curl)', async () => {
+      const r = await cli(['request', '/nope']);
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout.toString())).toMatchObject({
+        statusCode: 404,
+        code: 'NG_ERR_ROUTE_NOT_FOUND',
+      });
+    });
+
+    it('request -v -d prints the request and response headers to stderr; -d means POST, form-encoded', async () => {
+      const r = await cli(['request', '-v', '-d', 'a=1', '-d', 'b=2', '/health']);
+      expect(r.code).toBe(0);
+      expect(r.stderr).toContain('> POST /health HTTP/1.1\n');
+      expect(r.stderr).toContain('> content-type: application/x-www-form-urlencoded\n');
+      expect(r.stderr).toContain('> content-length: 7\n');
+      expect(r.stderr).toMatch(/^< HTTP\/1\.1 404 Not Found$/m);
+    });
+
+    it('request -o FILE writes the body to the file', async () => {
+      const r = await cli(['request', '-o', 'health.json', '/health']);
+      expect(r.code).toBe(0);
+      expect(r.stdout.length).toBe(0);
+      expect(JSON.parse(await readFile(path.join(work, 'health.json'), 'utf8'))).toEqual({ status: 'ok' });
+    });
+
+    it('takes the socket from NULLGATE_SOCKET and from curl-style --abstract-unix-socket', async () => {
+      const viaEnv = await runCli(['request', '/health'], { env: { NULLGATE_SOCKET: name } });
+      expect(viaEnv.code).toBe(0);
+      const viaCurlFlag = await runCli(['request', '/health', '--abstract-unix-socket', name.slice(1)]);
+      expect(viaCurlFlag.code).toBe(0);
+      expect(JSON.parse(viaCurlFlag.stdout.toString())).toEqual({ status: 'ok' });
+    });
+
+    it('a usage error exits 2', async () => {
+      expect((await cli(['request'])).code).toBe(2);
+      expect((await cli(['request', 'health'])).code).toBe(2);
+      expect((await cli(['get'])).code).toBe(2);
+      expect((await cli(['request', '--bogus', '/health'])).code).toBe(2);
+    });
+  });
+
+  describe('connecting', () => {
+    it('no server on the name: exit 7, "no server on @name"', async () => {
+      const nobody = uniqueName('nobody');
+      const r = await runCli(['request', '/health', '--socket', nobody]);
+      expect(r.code).toBe(7);
+      expect(r.stderr).toBe(`nullgate: GET /health on ${nobody}: no server on ${nobody}\n`);
+      const g = await runCli(['get', '/x', '--socket', nobody]);
+      expect(g.code).toBe(7);
+    });
+
+    it('NULLGATE_SOCKET=name (no @, no such socket file) exits 7 with a hint to write @name', async () => {
+      const bare = uniqueName('nobody').slice(1);
+      const r = await runCli(['request', '/health'], { env: { NULLGATE_SOCKET: bare }, cwd: work });
+      expect(r.code).toBe(7);
+      expect(r.stderr).toBe(
+        `nullgate: GET /health on ${bare}: no server on ${bare} (did you mean @${bare}?)\n`,
+      );
+    });
+
+    it('--wait 5 succeeds when the server starts a second later', async () => {
+      const later = uniqueName('later');
+      const started = Date.now();
+      const run = runCli(['request', '/health', '--socket', later, '--wait', '5']);
+      await new Promise((r) => setTimeout(r, 1000));
+      const g = await startGateway(root, later);
+      try {
+        const r = await run;
+        expect(r.stderr).toBe('');
+        expect(r.code).toBe(0);
+        expect(JSON.parse(r.stdout.toString())).toEqual({ status: 'ok' });
+        expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+      } finally {
+        await g.close();
+      }
+    });
+
+    it('--wait gives up after its time: exit 7', async () => {
+      const nobody = uniqueName('nobody');
+      const started = Date.now();
+      const r = await runCli(['request', '/health', '--socket', nobody, '--wait', '0.5']);
+      expect(r.code).toBe(7);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(500);
+    });
+  });
+
+  describe('connector with undici', () => {
+    let agent: Agent;
+    beforeAll(() => {
+      agent = new Agent({ connect: connector(name) });
+    });
+    afterAll(async () => {
+      await agent.close();
+    });
+
+    it('works with fetch', async () => {
+      const res = await fetch('http://localhost/health', { dispatcher: agent });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ status: 'ok' });
+    });
+
+    it('works with request, and keeps the connection alive between requests', async () => {
+      for (let i = 0; i < 3; i++) {
+        const { statusCode, body } = await request('http://localhost/whoami', { dispatcher: agent });
+        expect(statusCode).toBe(200);
+        expect(await body.json()).toMatchObject({ pid: process.pid, allowed: true });
+      }
+    });
+
+    it('works with stream and pipeline', async () => {
+      const chunks: Buffer[] = [];
+      await stream(
+        'http://localhost/health',
+        { dispatcher: agent, method: 'GET' },
+        () =>
+          new Writable({
+            write(chunk: Buffer, _enc, cb) {
+              chunks.push(chunk);
+              cb();
+            },
+          }),
+      );
+      expect(Buffer.concat(chunks).toString()).toBe('{"status":"ok"}');
+
+      const piped: Buffer[] = [];
+      const duplex = pipeline(
+        'http://localhost/health',
+        { dispatcher: agent, method: 'GET' },
+        ({ body }) => body,
+      );
+      duplex.end(); // a GET has no request body: end the writable side
+      await pipelineAsync(
+        duplex,
+        new Writable({
+          write(chunk: Buffer, _enc, cb) {
+            piped.push(chunk);
+            cb();
+          },
+        }),
+      );
+      expect(Buffer.concat(piped).toString()).toBe('{"status":"ok"}');
+    });
+
+    it('reports a missing server as NG_ERR_NO_SERVER with the system error as cause', async () => {
+      const nobody = uniqueName('nobody');
+      const lonely = new Agent({ connect: connector(nobody) });
+      try {
+        const err = await request('http://localhost/health', { dispatcher: lonely }).then(
+          () => undefined,
+          (e: unknown) => e as Error & { code?: string; cause?: { code?: string } },
+        );
+        expect(err?.code).toBe('NG_ERR_NO_SERVER');
+        expect(err?.message).toBe(`no server on ${nobody}`);
+        expect(err?.cause?.code).toBe('ECONNREFUSED');
+        const fetched = await fetch('http://localhost/health', { dispatcher: lonely }).catch(
+          (e: unknown) => e,
+        );
+        expect((fetched as { cause?: { code?: string } }).cause?.code).toBe('NG_ERR_NO_SERVER');
+      } finally {
+        await lonely.close();
+      }
+    });
+
+    it('validates its options once, naming the option and the value', () => {
+      expect(() => connector(name, { waitMs: -1 })).toThrow(/invalid waitMs: .* got -1/);
+      expect(() => connector(name, { busyMs: Number.NaN })).toThrow(/invalid busyMs: .* got NaN/);
+      expect(() => connector('@')).toThrow(/invalid address/);
+      expect(() => connector('@bad\\x')).toThrow(expect.objectContaining({ code: 'NG_ERR_ADDRESS_INVALID' }));
+    });
+
+    it('Client.request returns raw responses, error statuses included', async () => {
+      const client = new Client({ socket: name });
+      try {
+        const ok = await client.request('GET', '/health');
+        expect(await ok.body.json()).toEqual({ status: 'ok' });
+        const missing = await client.request('GET', '/nope');
+        expect(missing.statusCode).toBe(404);
+        await missing.body.dump();
+      } finally {
+        await client.close();
+      }
+    });
+  });
+
+  describe('file verbs', () => {
+    afterEach(async () => {
+      for (const entry of ['out.bin', 'got', 'pulled', 'partial.bin']) {
+        await rm(path.join(work, entry), { recursive: true, force: true });
+      }
+    });
+
+    it('put then get round-trips a file (stdout, -o, -O)', async () => {
+      const data = Buffer.from('hello, chroot\n');
+      await writeFile(path.join(work, 'local.txt'), data);
+      expect((await cli(['put', 'local.txt', '/dir/remote.txt'])).code).toBe(0);
+      expect(await readFile(path.join(root, 'dir/remote.txt'))).toEqual(data);
+
+      const out = await cli(['get', '/dir/remote.txt']);
+      expect(out.code).toBe(0);
+      expect(out.stdout).toEqual(data);
+
+      expect((await cli(['get', '/dir/remote.txt', '-o', 'out.bin'])).code).toBe(0);
+      expect(await readFile(path.join(work, 'out.bin'))).toEqual(data);
+
+      expect((await cli(['get', '-O', '/dir/remote.txt'])).code).toBe(0);
+      expect(await readFile(path.join(work, 'remote.txt'))).toEqual(data);
+    });
+
+    it('put - REMOTE reads standard input; put LOCAL DIR/ takes the local name', async () => {
+      expect((await cli(['put', '-', '/stdin.txt'], { input: 'from stdin' })).code).toBe(0);
+      expect(await readFile(path.join(root, 'stdin.txt'), 'utf8')).toBe('from stdin');
+      await writeFile(path.join(work, 'named.txt'), 'named');
+      expect((await cli(['put', 'named.txt', '/into/'])).code).toBe(0);
+      expect(await readFile(path.join(root, 'into/named.txt'), 'utf8')).toBe('named');
+    });
+
+    it('put of a missing local file exits 26', async () => {
+      const r = await cli(['put', 'does-not-exist', '/x']);
+      expect(r.code).toBe(26);
+      expect(r.stderr).toContain('does-not-exist');
+    });
+
+    it('get of a missing file exits 22 with the server code, and leaves no file behind', async () => {
+      const r = await cli(['get', '/missing.txt', '-o', 'got']);
+      expect(r.code).toBe(22);
+      expect(r.stderr).toBe(
+        `nullgate: GET /files/missing.txt on ${name}: 404 NG_ERR_NOT_FOUND no such file: /missing.txt\n`,
+      );
+      expect(existsSync(path.join(work, 'got'))).toBe(false);
+      const leftovers = (await import('node:fs')).readdirSync(work).filter((f) => f.endsWith('.part'));
+      expect(leftovers).toEqual([]);
+    });
+
+    it('get -r RANGE and get -C - (resume from the local size)', async () => {
+      const data = Buffer.from('0123456789abcdef');
+      await writeFile(path.join(root, 'ranged.bin'), data);
+      const part = await cli(['get', '-r', '2-5', '/ranged.bin']);
+      expect(part.code).toBe(0);
+      expect(part.stdout.toString()).toBe('2345');
+
+      await writeFile(path.join(work, 'partial.bin'), data.subarray(0, 7));
+      expect((await cli(['get', '-C', '-', '-o', 'partial.bin', '/ranged.bin'])).code).toBe(0);
+      expect(await readFile(path.join(work, 'partial.bin'))).toEqual(data);
+      // Already complete: the server answers 416 and that is success, as with curl.
+      expect((await cli(['get', '-C', '-', '-o', 'partial.bin', '/ranged.bin'])).code).toBe(0);
+      expect(await readFile(path.join(work, 'partial.bin'))).toEqual(data);
+    });
+
+    it('ls, ls -l, ls --json', async () => {
+      await mkdir(path.join(root, 'list/sub'), { recursive: true });
+      await writeFile(path.join(root, 'list/a.txt'), 'aaa');
+      const plain = await cli(['ls', '/list']);
+      expect(plain.code).toBe(0);
+      expect(plain.stdout.toString()).toBe('a.txt\nsub/\n');
+      const long = await cli(['ls', '-l', '/list']);
+      expect(long.stdout.toString()).toMatch(/^-rw.+ 3 \d{4}-\d\d-\d\d \d\d:\d\d a\.txt\nd.+ sub\/\n$/);
+      const json = JSON.parse((await cli(['ls', '--json', '/list/'])).stdout.toString()) as {
+        entries: { name: string; type: string }[];
+      };
+      expect(json.entries.map((e) => [e.name, e.type])).toEqual([
+        ['a.txt', 'file'],
+        ['sub', 'dir'],
+      ]);
+      expect((await cli(['ls', '/no/such/dir'])).code).toBe(22);
+    });
+
+    it('mkdir, mv, rm, rm -r', async () => {
+      expect((await cli(['mkdir', '/m/a/b'])).code).toBe(0);
+      expect((await stat(path.join(root, 'm/a/b'))).isDirectory()).toBe(true);
+      await writeFile(path.join(root, 'm/f.txt'), 'f');
+      expect((await cli(['mv', '/m/f.txt', '/m/g.txt'])).code).toBe(0);
+      expect(await readFile(path.join(root, 'm/g.txt'), 'utf8')).toBe('f');
+      expect((await cli(['rm', '/m/g.txt'])).code).toBe(0);
+      expect(existsSync(path.join(root, 'm/g.txt'))).toBe(false);
+      const notEmpty = await cli(['rm', '/m']);
+      expect(notEmpty.code).toBe(22);
+      expect(notEmpty.stderr).toBe(
+        `nullgate: DELETE /files/m on ${name}: 409 NG_ERR_CONFLICT /m is a directory that is not empty: use rm -r to delete it with its contents\n`,
+      );
+      expect((await cli(['rm', '-r', '/m'])).code).toBe(0);
+      expect(existsSync(path.join(root, 'm'))).toBe(false);
+    });
+
+    it('push then pull round-trips a tree with a symlink', async () => {
+      const src = path.join(work, 'tree');
+      await mkdir(path.join(src, 'sub/deeper'), { recursive: true });
+      await writeFile(path.join(src, 'top.txt'), 'top');
+      await writeFile(path.join(src, 'sub/deeper/leaf.bin'), Buffer.alloc(70_000, 7));
+      await symlink('top.txt', path.join(src, 'link'));
+      expect((await cli(['push', 'tree', '/pushed'])).code).toBe(0);
+      expect(await readFile(path.join(root, 'pushed/top.txt'), 'utf8')).toBe('top');
+
+      const r = await cli(['pull', '/pushed', 'pulled']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const dest = path.join(work, 'pulled');
+      expect(await readFile(path.join(dest, 'top.txt'), 'utf8')).toBe('top');
+      expect((await readFile(path.join(dest, 'sub/deeper/leaf.bin'))).length).toBe(70_000);
+      expect((await lstat(path.join(dest, 'link'))).isSymbolicLink()).toBe(true);
+      expect(await readlink(path.join(dest, 'link'))).toBe('top.txt');
+    });
+
+    itNeeds(
+      ['root', 'mount'],
+      'get -o on a full disk mid-download exits 23, keeps the old file and leaves no temporary',
+      async () => {
+        const small = await mkdtemp(path.join(tmpdir(), 'ng-client-full-'));
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', small]);
+        try {
+          await writeFile(path.join(root, 'big-for-tmpfs.bin'), Buffer.alloc(8 << 20, 5));
+          await writeFile(path.join(small, 'keep.bin'), 'old content');
+          const r = await cli(['get', '/big-for-tmpfs.bin', '-o', path.join(small, 'keep.bin')]);
+          expect(r.code).toBe(23);
+          expect(r.stderr).toMatch(/cannot write .*keep\.bin: no space left on device/);
+          expect(await readFile(path.join(small, 'keep.bin'), 'utf8')).toBe('old content');
+          expect(readdirSync(small)).toEqual(['keep.bin']);
+        } finally {
+          execFileSync('umount', [small]);
+          await rm(small, { recursive: true, force: true });
+        }
+      },
+    );
+
+    it('get -o into a missing directory exits 23 naming the destination, not the temporary file', async () => {
+      await writeFile(path.join(root, 'small.txt'), 'small');
+      const r = await cli(['get', '/small.txt', '-o', 'no-such-dir/app.conf']);
+      expect(r.code).toBe(23);
+      expect(r.stderr).toBe(
+        'nullgate: cannot write no-such-dir/app.conf: directory no-such-dir does not exist\n',
+      );
+    });
+
+    it.skipIf(!statSync('/dev/full', { throwIfNoEntry: false })?.isCharacterDevice())(
+      'get -o /dev/full exits 23 (no space); the device is written in place, never replaced',
+      async () => {
+        await writeFile(path.join(root, 'small.txt'), 'small');
+        const r = await cli(['get', '/small.txt', '-o', '/dev/full']);
+        expect(r.stderr).toBe('nullgate: cannot write /dev/full: no space left on device\n');
+        expect(r.code).toBe(23);
+        expect(statSync('/dev/full').isCharacterDevice()).toBe(true);
+        const ok = await cli(['get', '/small.txt', '-o', '/dev/null']);
+        expect(ok.code).toBe(0);
+        expect(statSync('/dev/null').isCharacterDevice()).toBe(true);
+        expect(leftovers('/dev')).toEqual([]);
+      },
+    );
+
+    it('get -o through a symlink replaces the file it points to and keeps the link', async () => {
+      await writeFile(path.join(root, 'small.txt'), 'small');
+      await writeFile(path.join(work, 'real.txt'), 'old');
+      await symlink('real.txt', path.join(work, 'out.bin'));
+      expect((await cli(['get', '/small.txt', '-o', 'out.bin'])).code).toBe(0);
+      expect((await lstat(path.join(work, 'out.bin'))).isSymbolicLink()).toBe(true);
+      expect(await readFile(path.join(work, 'real.txt'), 'utf8')).toBe('small');
+      await rm(path.join(work, 'real.txt'));
+    });
+
+    it('Client.stat: HEAD metadata, a typed 404, and no crash on the unread body', async () => {
+      await writeFile(path.join(root, 'stat.bin'), Buffer.alloc(1234, 1));
+      const client = new Client({ socket: name });
+      try {
+        const st = await client.stat('/stat.bin');
+        expect(st).toMatchObject({ size: 1234, contentType: 'application/octet-stream' });
+        expect(st.etag).toMatch(/^"/);
+        expect(st.mtime).toBeInstanceOf(Date);
+        const err = await client.stat('/nope.bin').catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(ClientError);
+        expect(err).toMatchObject({ statusCode: 404, code: 'NG_ERR_NOT_FOUND', method: 'HEAD' });
+        // An unhandled UND_ERR_ABORTED would surface here, a tick or two later.
+        await new Promise((r) => setTimeout(r, 50));
+      } finally {
+        await client.close();
+      }
+    });
+
+    it('the library Client: typed results and a typed error', async () => {
+      const client = new Client({ socket: name });
+      try {
+        const { Readable } = await import('node:stream');
+        const created = await client.put(Readable.from([Buffer.from('lib')]), '/lib.txt', { size: 3 });
+        expect(created).toMatchObject({ size: 3 });
+        const got = await client.get('/lib.txt');
+        const chunks: Buffer[] = [];
+        for await (const c of got.body as AsyncIterable<Buffer>) chunks.push(c);
+        expect(Buffer.concat(chunks).toString()).toBe('lib');
+        const listing = await client.list('/');
+        expect(listing.entries.some((e) => e.name === 'lib.txt')).toBe(true);
+        const err = await client.get('/nope.txt').catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(ClientError);
+        expect(err).toMatchObject({ statusCode: 404, code: 'NG_ERR_NOT_FOUND' });
+      } finally {
+        await client.close();
+      }
+    });
+  });
+
+  describe('a server that misbehaves (raw)', () => {
+    const full = Buffer.from('0123456789'.repeat(10)); // 100 bytes: a tenth is 10
+    let raw: net.Server;
+    let rawName: string;
+    const rawCli = (args: string[]) => runCli([...args, '--socket', rawName], { cwd: work });
+    beforeAll(async () => {
+      rawName = uniqueName('raw');
+      raw = await startRawServer(rawName, full);
+    });
+    afterAll(async () => {
+      await new Promise((r) => raw.close(r));
+    });
+    afterEach(async () => {
+      await rm(path.join(work, 'keep.txt'), { force: true });
+    });
+
+    it('get -o cut mid-body: exit 18, the old file untouched, no temporary file', async () => {
+      await writeFile(path.join(work, 'keep.txt'), 'the old contents');
+      const r = await rawCli(['get', '/cut', '-o', 'keep.txt']);
+      expect(r.stderr).toBe(
+        `nullgate: GET /files/cut on ${rawName}: transfer cut short after ${full.length / 10} of ${full.length} bytes: other side closed\n`,
+      );
+      expect(r.code).toBe(18);
+      expect(await readFile(path.join(work, 'keep.txt'), 'utf8')).toBe('the old contents');
+      expect(leftovers(work)).toEqual([]);
+    });
+
+    it('get to stdout and request cut mid-body: exit 18 too', async () => {
+      expect((await rawCli(['get', '/cut'])).code).toBe(18);
+      const r = await rawCli(['request', '-o', 'keep.txt', '/files/cut']);
+      expect(r.code).toBe(18);
+      expect(existsSync(path.join(work, 'keep.txt'))).toBe(false);
+      expect(leftovers(work)).toEqual([]);
+    });
+
+    it('get -C - when the server ignores the range (200): the whole file, like a plain download', async () => {
+      await writeFile(path.join(work, 'keep.txt'), full.subarray(0, 7));
+      const r = await rawCli(['get', '-C', '-', '-o', 'keep.txt', '/ignores-range']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(await readFile(path.join(work, 'keep.txt'))).toEqual(full);
+      expect(leftovers(work)).toEqual([]);
+    });
+
+    it('get -C - with a 200 that is cut: the partial file keeps what it had', async () => {
+      await writeFile(path.join(work, 'keep.txt'), full.subarray(0, 7));
+      const r = await rawCli(['get', '-C', '-', '-o', 'keep.txt', '/ignores-range-then-cut']);
+      expect(r.code).toBe(18);
+      expect(await readFile(path.join(work, 'keep.txt'))).toEqual(full.subarray(0, 7));
+      expect(leftovers(work)).toEqual([]);
+    });
+
+    it('a 206 for the wrong range names the request once', async () => {
+      await writeFile(path.join(work, 'keep.txt'), full.subarray(0, 4));
+      const r = await rawCli(['get', '-C', '-', '-o', 'keep.txt', '/wrong-206']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(
+        `nullgate: GET /files/wrong-206 on ${rawName}: 206 for a range that does not start at 4\n`,
+      );
+      expect(await readFile(path.join(work, 'keep.txt'))).toEqual(full.subarray(0, 4));
+    });
+
+    it('Client.download reports the cut as a PartialTransferError with the byte counts', async () => {
+      const client = new Client({ socket: rawName });
+      try {
+        const err = await client.download('/cut', path.join(work, 'keep.txt')).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(PartialTransferError);
+        expect(err).toMatchObject({
+          received: full.length / 10,
+          expected: full.length,
+          code: 'UND_ERR_SOCKET',
+        });
+      } finally {
+        await client.close();
+      }
+    });
+  });
+});
