@@ -49,7 +49,12 @@ export function exitCodeOf(err: unknown): ExitCode {
     if (USAGE_CODES.has(code) || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
       return ExitCode.USAGE;
     }
-    if (code === 'NG_ERR_NO_SERVER' || (e as { syscall?: unknown }).syscall === 'connect')
+    // A name held by an untrusted uid is no server to talk to: "cannot connect" too.
+    if (
+      code === 'NG_ERR_NO_SERVER' ||
+      code === 'NG_ERR_SERVER_UNTRUSTED' ||
+      (e as { syscall?: unknown }).syscall === 'connect'
+    )
       return ExitCode.CONNECT;
   }
   return ExitCode.FAILURE;

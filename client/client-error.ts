@@ -118,6 +118,41 @@ export class LocalFileError extends Error {
 }
 
 /**
+ * The server on the address runs as a uid the client does not trust (CONTRACT.md, "The client
+ * checks the server too"): the connection was closed before a byte was sent. The CLI exits 7, as
+ * for no server at all: the name is held by someone else, so there is no server to talk to.
+ */
+export class UntrustedServerError extends Error {
+  readonly code = 'NG_ERR_SERVER_UNTRUSTED';
+  /** The address as users write it (`@nullgate`). */
+  readonly socket: string;
+  /** What the kernel reported for the listening socket (SO_PEERCRED); pid 0: not in our PID namespace. */
+  readonly uid: number;
+  readonly gid: number;
+  readonly pid: number;
+
+  constructor(
+    socket: string,
+    server: { readonly uid: number; readonly gid: number; readonly pid: number },
+    trusted: readonly number[],
+  ) {
+    const own = process.geteuid?.() ?? 0;
+    const others = [...new Set(trusted)].filter((uid) => uid !== 0 && uid !== own);
+    const yours = own === 0 ? '' : `, as your uid ${own}`;
+    const extra = others.length === 0 ? '' : ` or as uid ${others.join(', ')}`;
+    const pid = server.pid > 0 ? `pid ${server.pid}` : 'its pid is not visible here';
+    super(
+      `refusing the server on ${socket}: it runs as uid ${server.uid} (${pid}), not as root${yours}${extra}`,
+    );
+    this.name = 'UntrustedServerError';
+    this.socket = socket;
+    this.uid = server.uid;
+    this.gid = server.gid;
+    this.pid = server.pid;
+  }
+}
+
+/**
  * The connection failed in the middle of a response body: fewer bytes arrived than the
  * response announced (curl's CURLE_PARTIAL_FILE, exit 18). `code` is the underlying error's
  * (`UND_ERR_SOCKET`, …), which rides on `cause`.

@@ -31,6 +31,11 @@ export interface ClientOptions {
   readonly socket?: string | Address | undefined;
   /** Seconds to keep retrying while no server listens yet (`--wait`). Default 0. */
   readonly wait?: number | undefined;
+  /**
+   * Uids besides root and the client's own whose server is trusted (connector's `serverUids`);
+   * a server run by anyone else is refused before a byte is sent (NG_ERR_SERVER_UNTRUSTED).
+   */
+  readonly serverUids?: readonly number[] | undefined;
   /** Milliseconds undici waits for response headers / between body chunks (undici's defaults otherwise). */
   readonly headersTimeout?: number | undefined;
   readonly bodyTimeout?: number | undefined;
@@ -224,7 +229,9 @@ export class Client {
     const socket = options.socket ?? DEFAULT_ADDRESS;
     this.address = typeof socket === 'string' ? parseAddress(socket) : socket;
     this.socket = formatAddress(this.address);
-    const agentOptions: AgentType.Options = { connect: connector(this.address, { waitMs: wait * 1000 }) };
+    const agentOptions: AgentType.Options = {
+      connect: connector(this.address, { waitMs: wait * 1000, serverUids: options.serverUids }),
+    };
     if (options.headersTimeout !== undefined) agentOptions.headersTimeout = options.headersTimeout;
     if (options.bodyTimeout !== undefined) agentOptions.bodyTimeout = options.bodyTimeout;
     this.#agent = new Agent(agentOptions);

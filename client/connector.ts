@@ -6,14 +6,21 @@
  * the native exact-length connect (socket.ts) and handed to a `net.Socket`, which owns it from
  * then on. Use it as `new Agent({ connect: connector('@name') })`; the URL host is irrelevant
  * (`http://localhost`).
+ *
+ * Before the socket is handed over, the server is vetted (CONTRACT.md, "The client checks the
+ * server too"): an abstract name has no file to own, so any user can bind it first. The kernel
+ * reports who made the listening socket (SO_PEERCRED, fixed at its listen(2)); only root, this
+ * process's own uid or a uid in `serverUids` is talked to. Anything else is closed before a
+ * byte is written (NG_ERR_SERVER_UNTRUSTED).
  */
 import net from 'node:net';
 import { inspect } from 'node:util';
 import type { buildConnector } from 'undici';
 import { type Address, formatAddress, parseAddress } from '../core/address.js';
-import { native } from '../native/binding.js';
+import { native, systemError } from '../native/binding.js';
 import { ngError } from '../core/errors.js';
 import { connectFd } from '../native/socket.js';
+import { UntrustedServerError } from './client-error.js';
 
 export interface ConnectorOptions {
   /**
@@ -23,6 +30,11 @@ export interface ConnectorOptions {
   readonly waitMs?: number | undefined;
   /** How long to retry a full listen backlog (EAGAIN), in milliseconds. Default 2000. */
   readonly busyMs?: number | undefined;
+  /**
+   * Uids besides root and this process's own uid whose server this connector talks to (the
+   * uid that created the listening socket, as SO_PEERCRED reports it). Default none.
+   */
+  readonly serverUids?: readonly number[] | undefined;
 }
 
 export type Connector = buildConnector.connector;
@@ -54,6 +66,49 @@ function toAddress(address: string | Address): Address {
   return parsed;
 }
 
+/** The largest uid: (uid_t)-1 is "no uid" to the kernel, never a process's. */
+const MAX_UID = 0xfffffffe;
+
+function checkUids(value: unknown): readonly number[] {
+  if (value === undefined) return [];
+  const ok =
+    Array.isArray(value) &&
+    value.every((uid) => typeof uid === 'number' && Number.isInteger(uid) && uid >= 0 && uid <= MAX_UID);
+  if (!ok) {
+    throw ngError(
+      'NG_ERR_INVALID_OPTION',
+      `invalid serverUids: expected an array of uids (integers 0-${MAX_UID}), got ${inspect(value)}`,
+    );
+  }
+  return [...(value as number[])];
+}
+
+/**
+ * Root and the client's own (effective) uid are always trusted: root could read and write
+ * anything the server serves anyway, and a server of one's own uid is one's own. SO_PEERCRED
+ * reports the effective uid of the process that called listen(2) (unix(7)).
+ */
+export function trustedServerUids(serverUids: readonly number[] = []): ReadonlySet<number> {
+  return new Set([0, process.geteuid?.() ?? 0, ...serverUids]);
+}
+
+/**
+ * Vets the server at the other end of the connected `fd`: returns undefined when its uid is
+ * trusted, else the error to fail the connection with (also when the kernel cannot say who it is).
+ */
+function vetServer(fd: number, trusted: ReadonlySet<number>, shown: string): Error | undefined {
+  const cred = native.peerCred(fd);
+  if (typeof cred === 'number') {
+    return ngError(
+      'NG_ERR_SERVER_UNTRUSTED',
+      `cannot tell who runs the server on ${shown}`,
+      systemError(cred, 'getsockopt', { address: shown }),
+    );
+  }
+  if (trusted.has(cred.uid)) return undefined;
+  return new UntrustedServerError(shown, cred, [...trusted]);
+}
+
 /** True for the connect errors that mean "nobody listens there (yet)". */
 function isNoServer(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | null)?.code;
@@ -70,6 +125,7 @@ export function connector(address: string | Address, opts: ConnectorOptions = {}
   const target = toAddress(address);
   const waitMs = checkMs('waitMs', opts.waitMs) ?? 0;
   const busyMs = checkMs('busyMs', opts.busyMs) ?? DEFAULT_BUSY_MS;
+  const trusted = trustedServerUids(checkUids(opts.serverUids));
   const shown = formatAddress(target);
 
   return function connect(options, callback) {
@@ -106,6 +162,12 @@ export function connector(address: string | Address, opts: ConnectorOptions = {}
           isNoServer(err) ? ngError('NG_ERR_NO_SERVER', `no server on ${shown}`, err) : (err as Error),
           null,
         );
+        return;
+      }
+      const untrusted = vetServer(fd, trusted, shown);
+      if (untrusted !== undefined) {
+        native.close(fd);
+        callback(untrusted, null);
         return;
       }
       let socket: net.Socket;

@@ -23,4 +23,4 @@ export {
   type RequestOptions,
   type StatResult,
 } from './client.js';
-export { ClientError, LocalFileError, PartialTransferError } from './client-error.js';
+export { ClientError, LocalFileError, PartialTransferError, UntrustedServerError } from './client-error.js';

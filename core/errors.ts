@@ -120,6 +120,11 @@ export const errorCodes = {
       'An inherited socket (systemd `LISTEN_FDS`, `fd:N`) is missing or is not a listening AF_UNIX stream socket.',
   },
   NG_ERR_NO_SERVER: { statusCode: 0, description: 'The client found no server listening on the address.' },
+  NG_ERR_SERVER_UNTRUSTED: {
+    statusCode: 0,
+    description:
+      'The server runs as a uid the client does not trust (not root, its own uid or a `--server-uid`); nothing was sent.',
+  },
   NG_ERR_HTTP: {
     statusCode: 0,
     description: 'The client got an HTTP error whose body carried no nullgate code.',

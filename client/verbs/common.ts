@@ -16,14 +16,23 @@ import {
   formatAddress,
   parseAddress,
 } from '../../core/address.js';
-import { ClientError, CommandError, LocalFileError, PartialTransferError, isAbort } from '../client-error.js';
+import {
+  ClientError,
+  CommandError,
+  LocalFileError,
+  PartialTransferError,
+  UntrustedServerError,
+  isAbort,
+} from '../client-error.js';
 import { Client, type ProgressCallback } from '../client.js';
+import { parseServerUids } from './server-uids.js';
 
 export const commonOptions = {
   socket: { type: 'string' },
   'abstract-unix-socket': { type: 'string' },
   'unix-socket': { type: 'string' },
   wait: { type: 'string' },
+  'server-uid': { type: 'string', multiple: true },
   silent: { type: 'boolean', short: 's' },
   // curl's -S (--show-error): nullgate always shows errors, so it is accepted and changes nothing.
   'show-error': { type: 'boolean', short: 'S' },
@@ -33,6 +42,8 @@ export interface CommonOptions {
   readonly socket: Address;
   /** Seconds to wait for the server (0: fail at once). */
   readonly wait: number;
+  /** Uids besides root and the client's own whose server is trusted (--server-uid, NULLGATE_SERVER_UID). */
+  readonly serverUids: readonly number[];
   readonly silent: boolean;
 }
 
@@ -105,6 +116,7 @@ export function parseCommon(
     'abstract-unix-socket'?: string | undefined;
     'unix-socket'?: string | undefined;
     wait?: string | undefined;
+    'server-uid'?: string[] | undefined;
     silent?: boolean | undefined;
   },
   env: Env,
@@ -126,7 +138,12 @@ export function parseCommon(
   } else if (env.NULLGATE_SOCKET !== undefined && env.NULLGATE_SOCKET !== '') {
     socket = clientAddress(env.NULLGATE_SOCKET, 'NULLGATE_SOCKET');
   } else socket = parseAddress(DEFAULT_ADDRESS);
-  return { socket, wait: parseWait(values.wait), silent: values.silent === true };
+  return {
+    socket,
+    wait: parseWait(values.wait),
+    serverUids: parseServerUids(values['server-uid'], env),
+    silent: values.silent === true,
+  };
 }
 
 /** Exactly `count` positionals, or a usage error naming what is missing or extra. */
@@ -165,8 +182,12 @@ export function describeFailure(err: unknown, context: string): string | undefin
   for (const e of causeChain(err)) {
     if (e instanceof ClientError || e instanceof LocalFileError) return e.message;
     if (e instanceof PartialTransferError) return inContext(context, e.message);
+    if (e instanceof UntrustedServerError) {
+      return inContext(context, `${e.message} (if you trust it: --server-uid ${e.uid})`);
+    }
     const code = (e as { code?: unknown } | null)?.code;
-    if (code === 'NG_ERR_NO_SERVER') return inContext(context, (e as Error).message);
+    if (code === 'NG_ERR_NO_SERVER' || code === 'NG_ERR_SERVER_UNTRUSTED')
+      return inContext(context, (e as Error).message);
     if ((e as { syscall?: unknown } | null)?.syscall === 'connect') {
       return `${context}: cannot connect: ${(e as Error).message}`;
     }
@@ -206,7 +227,7 @@ export async function withClient(
   context: (socket: string) => string,
   fn: (client: Client) => Promise<void>,
 ): Promise<void> {
-  const client = new Client({ socket: common.socket, wait: common.wait });
+  const client = new Client({ socket: common.socket, wait: common.wait, serverUids: common.serverUids });
   try {
     await fn(client);
   } catch (err) {
