@@ -131,23 +131,33 @@ export interface NativeBinding {
   };
 }
 
+const require = createRequire(import.meta.url);
+
+/**
+ * Where the addon is, first match wins: NULLGATE_ADDON; nullgate.node beside the script (the
+ * client bundle ships it there); else node-gyp-build's search of the package root (sources in
+ * native/, compiled output in dist/native/): build/Release (built here by `npm install`), then
+ * prebuilds/linux-x64 (shipped in the npm package, so no compiler is needed to install it).
+ */
 function findAddon(): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  const candidates = [
-    process.env.NULLGATE_ADDON,
-    // The client bundle ships nullgate.node beside the bundled script.
-    path.join(here, 'nullgate.node'),
-    // Sources (native/) and compiled output (dist/native/) sit one or two levels below the root.
-    path.join(here, '..', 'build', 'Release', 'nullgate.node'),
-    path.join(here, '..', '..', 'build', 'Release', 'nullgate.node'),
-  ];
-  for (const candidate of candidates) if (candidate && existsSync(candidate)) return candidate;
+  for (const candidate of [process.env.NULLGATE_ADDON, path.join(here, 'nullgate.node')]) {
+    if (candidate && existsSync(candidate)) return candidate;
+  }
+  const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+  for (const root of [path.join(here, '..'), path.join(here, '..', '..')]) {
+    if (!existsSync(path.join(root, 'binding.gyp'))) continue;
+    try {
+      return nodeGypBuild.path(root);
+    } catch {
+      // Neither a build nor a matching prebuild under this root.
+    }
+  }
   throw new Error(
-    'nullgate native addon not found: run `npm install` (it builds build/Release/nullgate.node)',
+    'nullgate native addon not found: no prebuilt addon matches this machine; run `npm install` with python3, make and g++ installed (it builds build/Release/nullgate.node)',
   );
 }
 
-const require = createRequire(import.meta.url);
 export const native = require(findAddon()) as NativeBinding;
 
 export interface SystemError extends Error {

@@ -1,23 +1,35 @@
 #!/usr/bin/env node
-// Builds the native addon with node-gyp against the headers of the Node that runs this script.
-// npm's `nodedir` config (npm_config_nodedir) wins; otherwise we point node-gyp at the running
-// Node's own prefix when its headers are there, so no header download is ever attempted
-// (the machines this builds on reach the npm registry only).
+// `npm install`'s step for the native addon (and `npm run build`'s, with --force).
+//
+// An installed package carries a prebuilt addon (prebuilds/linux-x64/, made by
+// scripts/prebuild.mjs when the package is packed): Node-API is ABI-stable, so one build loads in
+// Node 20 and every later Node. When it loads here, there is nothing to compile, and hosts
+// without a C++ toolchain can install nullgate. Otherwise (another platform, a git checkout,
+// --force) node-gyp builds build/Release/nullgate.node against the headers of the Node that runs
+// this script, never downloading them (scripts/node-headers.mjs).
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nodeDir } from './node-headers.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(path.join(root, 'package.json'));
 
-function nodeDir() {
-  const fromNpm = process.env.npm_config_nodedir;
-  if (fromNpm) return fromNpm;
-  const prefix = path.resolve(path.dirname(process.execPath), '..');
-  if (existsSync(path.join(prefix, 'include', 'node', 'node_api.h'))) return prefix;
-  return undefined;
+/** The shipped prebuild for this machine, when there is one and it loads in this Node. */
+function usablePrebuild() {
+  const dir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  if (!existsSync(dir) || readdirSync(dir).length === 0) return undefined;
+  let file;
+  try {
+    file = require('node-gyp-build').path(root);
+  } catch {
+    return undefined;
+  }
+  if (!file.startsWith(dir)) return undefined;
+  const probe = spawnSync(process.execPath, ['-e', 'require(process.argv[1])', file], { stdio: 'ignore' });
+  return probe.status === 0 ? file : undefined;
 }
 
 function nodeGypBin() {
@@ -31,7 +43,12 @@ function nodeGypBin() {
   }
 }
 
-const dir = nodeDir();
-const args = [nodeGypBin(), 'rebuild', ...(dir ? [`--nodedir=${dir}`] : [])];
-const result = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
-process.exit(result.status ?? 1);
+const prebuild = process.argv.includes('--force') ? undefined : usablePrebuild();
+if (prebuild) {
+  process.stdout.write(`nullgate: using the prebuilt addon ${path.relative(root, prebuild)}\n`);
+} else {
+  const dir = nodeDir();
+  const args = [nodeGypBin(), 'rebuild', ...(dir ? [`--nodedir=${dir}`] : [])];
+  const result = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
+  process.exitCode = result.status ?? 1;
+}

@@ -5,6 +5,7 @@
 // native/binding.ts finds nullgate.node beside the script, so the pair works from any directory.
 import { copyFileSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -52,7 +53,10 @@ await build({
   plugins: [lazyHttp2],
   logLevel: 'warning',
 });
-copyFileSync(path.join(root, 'build/Release/nullgate.node'), path.join(out, 'nullgate.node'));
+// The addon this checkout or package uses: build/Release when built here, else the prebuild
+// (node-gyp-build's own search, as native/binding.ts does).
+const addon = createRequire(path.join(root, 'package.json'))('node-gyp-build').path(root);
+copyFileSync(addon, path.join(out, 'nullgate.node'));
 const kib = (f) => Math.round(statSync(path.join(out, f)).size / 1024);
 process.stdout.write(
   `bundle: bundle/nullgate.mjs (${kib('nullgate.mjs')} KiB) + bundle/nullgate.node (${kib('nullgate.node')} KiB)\n`,
