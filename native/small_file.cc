@@ -23,8 +23,9 @@ long fs_read_small_cached(int dir, const std::string& rel, char* buf, size_t max
   if (rel.find('\0') != std::string::npos) return -EINVAL;
   open_how how;
   memset(&how, 0, sizeof(how));
-  // O_NONBLOCK: a FIFO must not block the JS thread waiting for a writer.
-  how.flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC;
+  // O_NONBLOCK: a FIFO (or a device) must not block the JS thread waiting for a writer;
+  // O_NOCTTY: a terminal device must not become the server's controlling terminal.
+  how.flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_CACHED;
   const char* path = rel.empty() ? "." : rel.c_str();
   long rc = syscall(SYS_openat2, dir, path, &how, sizeof(how));

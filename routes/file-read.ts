@@ -54,10 +54,14 @@ export async function getPath(
   }
   let fd: number;
   try {
-    // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below anyway).
-    fd = await ctx.root.open(path.rel, fsc.O_RDONLY | fsc.O_NONBLOCK);
+    // O_NONBLOCK: opening a FIFO must not wait for a writer, nor a device for its line (both are
+    // refused below anyway); O_NOCTTY: a terminal must not become the server's controlling one.
+    fd = await ctx.root.open(path.rel, fsc.O_RDONLY | fsc.O_NONBLOCK | fsc.O_NOCTTY);
   } catch (err) {
-    throw fsError(err, shown);
+    // open(2) of a unix socket, or of a device no driver answers, is ENXIO (ENODEV for some
+    // devices): not a file to serve, as the FIFO and devices that do open are refused below.
+    const notRegular = { code: 'NG_ERR_FORBIDDEN', message: `not a regular file: ${shown}` } as const;
+    throw fsError(err, shown, { ENXIO: notRegular, ENODEV: notRegular });
   }
   let owned = true;
   try {

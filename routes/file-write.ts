@@ -35,7 +35,7 @@ import type { UploadSlots } from '../core/limits.js';
 import { evaluatePreconditions, type Representation } from './conditional.js';
 import { createDigestHash, type DigestAlgorithm, parseDigestHeader, type ParsedDigest } from './digest.js';
 import { strongEtag } from './etag.js';
-import { displayPath, parentOf } from '../core/rel-path.js';
+import { baseOf, displayPath, joinRel, parentOf } from '../core/rel-path.js';
 import { decodeFilePath, type FilePath, targetPath } from './url-path.js';
 
 export interface WriteContext {
@@ -411,6 +411,17 @@ export function destinationPath(header: string | undefined, prefix: string): Fil
   return decodeFilePath(pathname.slice(prefix.length));
 }
 
+/** Is `to`, its symlinks resolved, `from` or beneath it? (false when either cannot be resolved) */
+async function leadsInto(root: BeneathRoot, from: string, to: string): Promise<boolean> {
+  try {
+    const realFrom = joinRel(await root.resolveLinks(parentOf(from)), baseOf(from));
+    const realTo = joinRel(await root.resolveLinks(parentOf(to)), baseOf(to));
+    return realTo === realFrom || realTo.startsWith(`${realFrom}/`);
+  } catch {
+    return false;
+  }
+}
+
 export async function move(
   ctx: WriteContext,
   from: FilePath,
@@ -452,6 +463,11 @@ export async function move(
     await ctx.root.rename(from.rel, to.rel, { noReplace: !overwrite });
     await ctx.root.fsyncDir(parentOf(to.rel));
   } catch (err) {
+    // rename(2) is EINVAL for a directory moved beneath itself, which the check above cannot
+    // see when the Destination gets there through a symlink (`d` to `dl/x`, with dl -> d).
+    if ((err as NodeJS.ErrnoException).code === 'EINVAL' && (await leadsInto(ctx.root, from.rel, to.rel))) {
+      throw ngError('NG_ERR_CONFLICT', `cannot move ${shownFrom} into itself (${shownTo})`, err);
+    }
     const cannotReplace = conflict(`cannot replace ${shownTo} with ${shownFrom}`);
     const noParent = conflict(`the parent directory of ${shownTo} does not exist`);
     throw fsError(err, shownTo, {

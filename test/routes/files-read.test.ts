@@ -16,7 +16,7 @@ import {
   utimesSync,
   writeFileSync,
 } from 'node:fs';
-import { type AddressInfo, connect } from 'node:net';
+import { type AddressInfo, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -24,6 +24,7 @@ import supertest, { type Test } from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../gateway/app.js';
 import { TMP_PREFIX } from '../../native/beneath.js';
+import { itNeeds } from '../helpers/requirements.js';
 
 /** Collects the body as bytes whatever its type (supertest would otherwise parse or drop it). */
 const binary = ((res: NodeJS.ReadableStream, done: (err: Error | null, body: Buffer) => void): void => {
@@ -131,6 +132,39 @@ describe('GET/HEAD /files', () => {
       const res = await app.inject({ url: '/files/sub/fifo' });
       expect(res.statusCode).toBe(403);
       expectErrorBody(res.json(), 403, 'NG_ERR_FORBIDDEN');
+    });
+
+    describe('special files are refused (403), never opened blocking, never a 500', () => {
+      const refused = async (name: string): Promise<void> => {
+        for (const method of ['GET', 'HEAD'] as const) {
+          const res = await app.inject({ method, url: `/files/special/${name}` });
+          expect(res.statusCode, `${method} ${name}`).toBe(403);
+          if (method === 'GET') {
+            expectErrorBody(res.json(), 403, 'NG_ERR_FORBIDDEN');
+            expect(res.json<{ message: string }>().message).toBe(`not a regular file: /special/${name}`);
+          }
+        }
+      };
+
+      it('a unix socket file (open gives ENXIO)', async () => {
+        mkdirSync(join(dir, 'special'), { recursive: true });
+        const server = createServer();
+        await new Promise<void>((resolve) => server.listen(join(dir, 'special/sock'), resolve));
+        try {
+          await refused('sock');
+        } finally {
+          await new Promise((resolve) => server.close(resolve));
+        }
+      });
+
+      itNeeds(['root'], 'character devices: one with a driver, one without (ENXIO)', async () => {
+        mkdirSync(join(dir, 'special'), { recursive: true });
+        // 1,3 is /dev/null; major 240 is reserved for local use, so nothing answers it.
+        execFileSync('mknod', [join(dir, 'special/null'), 'c', '1', '3']);
+        execFileSync('mknod', [join(dir, 'special/nodev'), 'c', '240', '7']);
+        await refused('null');
+        await refused('nodev');
+      });
     });
 
     it('a symlink that stays inside the root is followed', async () => {

@@ -512,6 +512,24 @@ describe('writes to /files (--writable)', () => {
       expect(readFileSync(join(dir, 'src.txt'), 'utf8')).toBe('src');
     });
 
+    it.each([
+      ['dl -> d', 'dl', 'd', '/files/dl/x'],
+      ['dl -> d, deeper', 'dl', 'd', '/files/dl/sub/x'],
+      ['in -> d/sub', 'in', 'd/sub', '/files/in/x'],
+    ])(
+      'a directory into itself through a symlink (%s) is 409, nothing moves',
+      async (_, link, target, to) => {
+        mkdirSync(join(dir, 'd/sub'), { recursive: true });
+        writeFileSync(join(dir, 'd/sub/f'), 'f');
+        symlinkSync(target, join(dir, link));
+        const res = await app.inject({ method: MOVE, url: '/files/d', headers: { destination: to } });
+        expect(res.statusCode).toBe(409);
+        expectErrorBody(res.json(), 409, 'NG_ERR_CONFLICT');
+        expect(res.json<{ message: string }>().message).toMatch(/^cannot move \/d into itself/);
+        expect(readFileSync(join(dir, 'd/sub/f'), 'utf8')).toBe('f');
+      },
+    );
+
     it('a missing source is 404', async () => {
       const res = await app.inject({
         method: MOVE,
