@@ -38,3 +38,20 @@ export function displayPath(rel: string, dir = false): string {
   if (rel === '') return '/';
   return dir ? `/${rel}/` : `/${rel}`;
 }
+
+/** Bytes of a name or path an error message shows at most (see `shortened`). */
+export const SHOWN_NAME_MAX = 100;
+
+/**
+ * `text` as an error message shows it: whole when it is at most `max` bytes of UTF-8, else its
+ * first `max` bytes (cut between characters) and "…". A name a client sent is echoed back, and
+ * one of 5,000 bytes would bury the message (or fill a log line).
+ */
+export function shortened(text: string, max = SHOWN_NAME_MAX): string {
+  const bytes = Buffer.from(text, 'utf8');
+  if (bytes.length <= max) return text;
+  let end = max;
+  // Back to the start of the character the cut falls in (continuation bytes are 10xxxxxx).
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  return `${bytes.subarray(0, end).toString('utf8')}…`;
+}

@@ -6,19 +6,25 @@
  * handling, which does no filtering at all.
  */
 import { ngError, type NullgateError } from './errors.js';
-import { isTempName, TEMP_NAME_PREFIX } from './rel-path.js';
+import { isTempName, shortened, TEMP_NAME_PREFIX } from './rel-path.js';
 
 /** The largest value an 11-digit octal ustar field holds: 8 GiB - 1 (POSIX.1-2001 ustar). */
 export const USTAR_MAX_OCTAL11 = 0o77777777777;
 /** The largest value a 7-digit octal ustar field (uid, gid) holds. */
 export const USTAR_MAX_OCTAL7 = 0o7777777;
 
+/** An entry's name as messages show it: quoted, and shortened when long (with its length). */
+export function entryLabel(name: string): string {
+  const shown = shortened(name);
+  return shown === name ? `"${name}"` : `"${shown}" (${Buffer.byteLength(name)} bytes)`;
+}
+
 export function unsafeEntry(name: string, why: string, cause?: unknown): NullgateError {
-  return ngError('NG_ERR_ARCHIVE_UNSAFE', `refusing archive entry "${name}": ${why}`, cause);
+  return ngError('NG_ERR_ARCHIVE_UNSAFE', `refusing archive entry ${entryLabel(name)}: ${why}`, cause);
 }
 
 export function invalidEntry(name: string, why: string): NullgateError {
-  return ngError('NG_ERR_ARCHIVE_INVALID', `bad archive entry "${name}": ${why}`);
+  return ngError('NG_ERR_ARCHIVE_INVALID', `bad archive entry ${entryLabel(name)}: ${why}`);
 }
 
 /**
@@ -95,13 +101,14 @@ export function symlinkLeavesRoot(finalRel: string, linkname: string): boolean {
 export function checkSymlink(name: string, finalRel: string, linkname: string): void {
   if (linkname === '') throw invalidEntry(name, 'symlink with an empty target');
   if (linkname.includes('\0')) throw unsafeEntry(name, 'NUL byte in link target');
-  if (linkname.startsWith('/')) throw unsafeEntry(name, `symlink to an absolute path (${linkname})`);
+  if (linkname.startsWith('/'))
+    throw unsafeEntry(name, `symlink to an absolute path (${shortened(linkname)})`);
   // A link into a temporary would serve a half-written upload under an ordinary name.
   if (linkname.split('/').some(isTempName)) {
-    throw unsafeEntry(name, `symlink into a name reserved for the server (${linkname})`);
+    throw unsafeEntry(name, `symlink into a name reserved for the server (${shortened(linkname)})`);
   }
   if (symlinkLeavesRoot(finalRel, linkname)) {
-    throw unsafeEntry(name, `symlink leads outside the served root (${linkname})`);
+    throw unsafeEntry(name, `symlink leads outside the served root (${shortened(linkname)})`);
   }
 }
 

@@ -51,6 +51,7 @@ import {
   blockAlign,
   checkSymlink,
   entryKind,
+  entryLabel,
   entryPath,
   extractedMode,
   hasEndOfArchive,
@@ -62,7 +63,7 @@ import {
 } from '../../core/tar-entry.js';
 import { methodNotAllowed } from '../files.js';
 import { type RoutesOptions, setUpRoutes } from '../plugin.js';
-import { baseOf, displayPath, joinRel, parentOf } from '../../core/rel-path.js';
+import { baseOf, displayPath, joinRel, parentOf, shortened } from '../../core/rel-path.js';
 import { requestPath } from '../url-path.js';
 
 const closeAsync = promisify(closeCb);
@@ -435,7 +436,13 @@ class Stager {
       }
     } catch (err) {
       if (isNullgateError(err)) throw err;
-      throw fsError(err, this.#shown(rel));
+      // ENAMETOOLONG: a name over NAME_MAX (255 bytes) or a path over PATH_MAX (4096) here.
+      throw fsError(err, shortened(this.#shown(rel)), {
+        ENAMETOOLONG: {
+          code: 'NG_ERR_BAD_PATH',
+          message: `archive entry ${entryLabel(name)}: name too long (at most 255 bytes a name, 4096 a path)`,
+        },
+      });
     }
   }
 
@@ -510,7 +517,8 @@ class Stager {
         }
         pos += chunk.length;
       }
-      if (pos !== size) throw ngError('NG_ERR_ARCHIVE_INVALID', `archive ends inside entry "${name}"`);
+      if (pos !== size)
+        throw ngError('NG_ERR_ARCHIVE_INVALID', `archive ends inside entry ${entryLabel(name)}`);
       await ftruncateAsync(fd, size);
       await fchmodAsync(fd, extractedMode('file', header.mode));
       if (mtime) await futimesAsync(fd, mtime, mtime);
@@ -541,22 +549,23 @@ class Stager {
     try {
       target = entryPath(linkname);
     } catch (err) {
-      throw unsafeEntry(name, `hard link leading outside the target (${linkname})`, err);
+      throw unsafeEntry(name, `hard link leading outside the target (${shortened(linkname)})`, err);
     }
     if (target === '') throw unsafeEntry(name, 'hard link to the target directory');
     if (symlinkPrefix(target, this.#symlinks) !== undefined || this.#symlinks.has(target)) {
-      throw unsafeEntry(name, `hard link through or to a symlink (${linkname})`);
+      throw unsafeEntry(name, `hard link through or to a symlink (${shortened(linkname)})`);
     }
     let fd: number;
     try {
       fd = await this.#root.open(this.#at(target), beneathConstants.O_PATH | fsc.O_NOFOLLOW);
     } catch (err) {
       if (errnoOf(err) !== 'ENOENT' && errnoOf(err) !== 'ENOTDIR') throw err;
-      throw unsafeEntry(name, `hard link to a file not in this archive (${linkname})`);
+      throw unsafeEntry(name, `hard link to a file not in this archive (${shortened(linkname)})`);
     }
     try {
       const st = await this.#root.fstat(fd, target);
-      if (st.type !== 'file') throw unsafeEntry(name, `hard link to something not a file (${linkname})`);
+      if (st.type !== 'file')
+        throw unsafeEntry(name, `hard link to something not a file (${shortened(linkname)})`);
       await this.#clear(rel, name);
       await this.#root.linkTmpfile(fd, this.#at(rel));
     } finally {
@@ -676,7 +685,7 @@ async function planMerge(
     } else if (stagedIsDir || existing.type === 'dir') {
       throw ngError(
         'NG_ERR_CONFLICT',
-        `archive entry "${childRel}" is ${stagedIsDir ? 'a directory' : 'not a directory'} but ${displayPath(to)} ${
+        `archive entry ${entryLabel(childRel)} is ${stagedIsDir ? 'a directory' : 'not a directory'} but ${shortened(displayPath(to))} ${
           stagedIsDir ? 'is not' : 'is'
         }`,
       );

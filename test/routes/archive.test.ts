@@ -636,6 +636,23 @@ describe('PUT /archive refuses unsafe entries and leaves the tree byte-identical
     expect(readdirSync(outside)).toEqual(before);
   });
 
+  it.each([
+    ['a path over PATH_MAX', Array.from({ length: 25 }, () => 'a'.repeat(200)).join('/'), 'NG_ERR_BAD_PATH'],
+    ['a name over NAME_MAX', `dir/${'n'.repeat(300)}`, 'NG_ERR_BAD_PATH'],
+    ['an unsafe long name', `${'u'.repeat(4000)}/../x`, 'NG_ERR_ARCHIVE_UNSAFE'],
+  ])('%s is refused naming the entry shortened, not echoed whole', async (_what, name, code) => {
+    const before = treeDigest(root);
+    const res = await put(app, '/archive/dst', await packEntries([ok, { header: { name }, body: 'x' }]));
+    expect(res.statusCode).toBe(400);
+    const body = res.json<{ code: string; message: string }>();
+    expect(body.code).toBe(code);
+    // The first 100 bytes of the name, "…", and how long it was.
+    expect(body.message).toContain(`"${name.slice(0, 100)}…" (${name.length} bytes)`);
+    expect(res.body.length).toBeLessThan(400);
+    expect(treeDigest(root)).toEqual(before);
+    expect(stagingLeft(root)).toEqual([]);
+  });
+
   it('set-id bits are dropped, other permission bits kept', async () => {
     const entries = [
       { header: { name: 'suid', mode: 0o4755 }, body: 'x' },

@@ -4,6 +4,7 @@ import { NullgateError } from '../../core/errors.js';
 import {
   checkSymlink,
   entryKind,
+  entryLabel,
   entryPath,
   extractedMode,
   hasEndOfArchive,
@@ -12,6 +13,7 @@ import {
   symlinkLeavesRoot,
   symlinkPrefix,
 } from '../../core/tar-entry.js';
+import { shortened } from '../../core/rel-path.js';
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -192,5 +194,26 @@ describe('hasEndOfArchive: two zero blocks after the last entry', () => {
     [2048, 2048, false],
   ])('total %d, last entry ends at %d → %s', (total, lastEnd, ok) => {
     expect(hasEndOfArchive(total, lastEnd)).toBe(ok);
+  });
+});
+
+describe('entryLabel and shortened: names in messages are cut to 100 bytes', () => {
+  it.each([
+    ['short', '"short"'],
+    ['x'.repeat(100), `"${'x'.repeat(100)}"`],
+    ['x'.repeat(101), `"${'x'.repeat(100)}…" (101 bytes)`],
+    // 99 ASCII bytes, then a 3-byte character that the cut at 100 would split: it is left out.
+    [`${'x'.repeat(99)}日本`, `"${'x'.repeat(99)}…" (105 bytes)`],
+  ])('%s', (name, label) => {
+    expect(entryLabel(name)).toBe(label);
+  });
+
+  it('never splits a character', () => {
+    for (let n = 0; n < 8; n++) {
+      const text = `${'a'.repeat(n)}${'é'.repeat(100)}`;
+      const cut = shortened(text, 50);
+      expect(Buffer.byteLength(cut.slice(0, -1))).toBeLessThanOrEqual(50);
+      expect(cut.slice(0, -1)).toBe(text.slice(0, cut.length - 1));
+    }
   });
 });
