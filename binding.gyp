@@ -6,6 +6,7 @@
         "native/addon.cc",
         "native/addon_fs.cc",
         "native/socket_ops.cc",
+        "native/peer_root.cc",
         "native/fs_ops.cc",
         "native/sendfile.cc",
         "native/addon_sendfile.cc",

@@ -15,6 +15,7 @@
 #include "addon_fs.h"
 #include "addon_sendfile.h"
 #include "addon_small.h"
+#include "peer_root.h"
 #include "socket_ops.h"
 
 namespace {
@@ -69,6 +70,20 @@ Napi::Value PeerCred(const Napi::CallbackInfo& info) {
   out.Set("pid", static_cast<double>(cred.pid));
   out.Set("uid", static_cast<double>(cred.uid));
   out.Set("gid", static_cast<double>(cred.gid));
+  return out;
+}
+
+// Synchronous: a few procfs calls answered from memory (native/peer_root.h), once per connection.
+Napi::Value PeerRoot(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "Usage: peerRoot(fd: number)");
+  ng::PeerRoot root;
+  int rc = ng::peer_root(fd, &root);
+  if (rc < 0) return Napi::Number::New(info.Env(), rc);
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("pid", static_cast<double>(root.pid));
+  out.Set("dev", Napi::BigInt::New(info.Env(), root.dev));
+  out.Set("ino", Napi::BigInt::New(info.Env(), root.ino));
+  out.Set("viaPidfd", root.via_pidfd);
   return out;
 }
 
@@ -146,6 +161,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("connect", Napi::Function::New(env, Connect, "connect"));
   exports.Set("sockName", Napi::Function::New(env, SockName, "sockName"));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
+  exports.Set("peerRoot", Napi::Function::New(env, PeerRoot, "peerRoot"));
   exports.Set("sockInfo", Napi::Function::New(env, SockInfo, "sockInfo"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("listenInNetns", Napi::Function::New(env, ListenInNetns, "listenInNetns"));

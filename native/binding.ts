@@ -16,6 +16,17 @@ export interface PeerCredentials {
   readonly gid: number;
 }
 
+/** The root directory the peer of a connection sees (native/peer_root.h). */
+export interface PeerRoot {
+  /** The peer's pid as this process's /proc sees it. */
+  readonly pid: number;
+  /** st_dev and st_ino of its root directory (/proc/PID/root). */
+  readonly dev: bigint;
+  readonly ino: bigint;
+  /** Found through SO_PEERPIDFD (race-free), not SO_PEERCRED's pid (kernels before 6.5). */
+  readonly viaPidfd: boolean;
+}
+
 export interface SocketInfo {
   readonly domain: number;
   readonly type: number;
@@ -30,6 +41,12 @@ export interface NativeBinding {
   connect(fd: number, sunPath: Buffer): number;
   sockName(fd: number): Buffer | number;
   peerCred(fd: number): PeerCredentials | number;
+  /**
+   * The peer's root directory, found race-free through its pidfd; -ESRCH when the peer has
+   * exited, -EREMOTE when its pid namespace is not visible from here, -EACCES without the
+   * right to read its /proc entry.
+   */
+  peerRoot(fd: number): PeerRoot | number;
   sockInfo(fd: number): SocketInfo | number;
   close(fd: number): number;
   /** A listening fd made inside another network namespace, or the failing errno and syscall. */
