@@ -2,8 +2,6 @@
  * buildApp(options): the Fastify instance with nullgate's core endpoints, error shape and peer
  * decoration. It never listens: gateway.ts (or the user) puts its server on a socket.
  */
-import type { ServerResponse } from 'node:http';
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import Fastify, {
   LogController,
@@ -14,6 +12,7 @@ import Fastify, {
   type FastifyServerOptions,
 } from 'fastify';
 import type { PeerCredentials } from '../native/binding.js';
+import { inFlightResponse, requireFromFastify } from '../native/node-internals.js';
 import { type ErrorCode, errorBody, errorCodes, isNullgateError } from '../core/errors.js';
 import { lingeringClose } from '../routes/linger.js';
 import { peerOf } from './listen.js';
@@ -112,8 +111,7 @@ const lazySerializerFactory: SerializerFactory = (externalSchemas, serializerOpt
   let compile: SerializerCompiler | undefined;
   return (route) => {
     if (compile === undefined) {
-      const fromFastify = createRequire(createRequire(import.meta.url).resolve('fastify'));
-      const { SerializerSelector } = fromFastify('@fastify/fast-json-stringify-compiler') as {
+      const { SerializerSelector } = requireFromFastify('@fastify/fast-json-stringify-compiler') as {
         SerializerSelector: () => SerializerFactory;
       };
       compile = SerializerSelector()(externalSchemas, serializerOptions);
@@ -222,7 +220,7 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
     // Errors in the HTTP parser (before Fastify has a request) get the nullgate error shape too.
     clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket) {
       if (err.code === 'ECONNRESET' || socket.destroyed) return;
-      const inflight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+      const inflight = inFlightResponse(socket);
       if (inflight?.req.complete && err.code !== 'ERR_HTTP_REQUEST_TIMEOUT') {
         // Bad bytes pipelined after a whole request: that request's response is on the socket
         // (or about to be). A raw 400 written now would be read as its answer, or land in the

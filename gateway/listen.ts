@@ -7,11 +7,12 @@
  * abstract name from the kernel).
  */
 import { unlinkSync, lstatSync } from 'node:fs';
-import type { Server as HttpServer, ServerResponse } from 'node:http';
+import type { Server as HttpServer } from 'node:http';
 import type { Server, Socket } from 'node:net';
 import { type Address, formatAddress, parseAddress } from '../core/address.js';
 import { native, type PeerCredentials } from '../native/binding.js';
 import { errorBody } from '../core/errors.js';
+import { inFlightResponse, socketFd } from '../native/node-internals.js';
 import { lingeringClose } from '../routes/linger.js';
 import { createPeerPolicy, type PeerPolicy } from './peer-policy.js';
 import { type BoundSocket, bindListener, bindListenerInNetns, DEFAULT_BACKLOG } from '../native/socket.js';
@@ -55,16 +56,6 @@ const gates = new WeakMap<Server, GateState>();
 /** The credentials the kernel reported for an accepted connection (undefined if not gated). */
 export function peerOf(socket: Socket): PeerCredentials | undefined {
   return peers.get(socket);
-}
-
-interface HandleWithFd {
-  readonly fd?: number;
-}
-
-function socketFd(socket: Socket): number {
-  // net.Socket keeps its libuv handle on `_handle`; for pipes it exposes the fd (Unix only).
-  const handle = (socket as unknown as { _handle?: HandleWithFd | null })._handle;
-  return handle?.fd ?? -1;
 }
 
 /**
@@ -154,11 +145,6 @@ export function installPeerGate(
   });
 }
 
-/** The response a connection is writing (http.Server keeps it on the socket). */
-interface WritingSocket extends Socket {
-  _httpMessage?: ServerResponse | null;
-}
-
 /**
  * One step of draining a server whose listener is closed (call it until the server has closed):
  * cuts the connections no request is coming on, and lets those with a request in flight finish.
@@ -178,12 +164,12 @@ export function drainStep(server: Server): number {
   if (!state) return 0;
   for (const socket of state.denied) socket.destroy();
   let flushing = false;
-  for (const socket of state.served as Set<WritingSocket>) {
+  for (const socket of state.served) {
     if (socket.bytesRead === 0) {
       socket.destroy();
       continue;
     }
-    const res = socket._httpMessage;
+    const res = inFlightResponse(socket);
     if (!res) continue;
     if (!res.headersSent) res.shouldKeepAlive = false;
     else if (res.writableEnded && !res.writableFinished) flushing = true;

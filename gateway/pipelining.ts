@@ -15,9 +15,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-
-/** Node's own read-pause state on a server socket (_http_server.js). */
-type HttpSocket = Socket & { _paused?: boolean; parser?: { resume(): void } | null };
+import { closeResponse, pauseHttpReading, resumeHttpReading } from '../native/node-internals.js';
 
 interface Connection {
   /** Requests started and not yet closed. */
@@ -44,7 +42,7 @@ export function pipelineTurn(
   max: number,
   go: (run: boolean) => void,
 ): void {
-  const conn = connectionOf(socket as HttpSocket);
+  const conn = connectionOf(socket);
   if (conn.closed) {
     closeQueued(res);
     go(false);
@@ -63,17 +61,17 @@ export function pipelineTurn(
     conn.responses.delete(res);
     if (!started) return;
     conn.running--;
-    next(socket as HttpSocket, conn, max);
+    next(socket, conn, max);
   });
   if (conn.running < max && conn.waiting.length === 0) {
     start(true);
     return;
   }
   conn.waiting.push(start);
-  stopReading(socket as HttpSocket, conn);
+  stopReading(socket, conn);
 }
 
-function connectionOf(socket: HttpSocket): Connection {
+function connectionOf(socket: Socket): Connection {
   const known = connections.get(socket);
   if (known !== undefined) return known;
   const created: Connection = { running: 0, waiting: [], responses: new Set(), paused: false, closed: false };
@@ -91,28 +89,21 @@ function connectionOf(socket: HttpSocket): Connection {
   return created;
 }
 
-function next(socket: HttpSocket, conn: Connection, max: number): void {
+function next(socket: Socket, conn: Connection, max: number): void {
   if (conn.closed) return;
   while (conn.running < max && conn.waiting.length > 0) conn.waiting.shift()!(true);
   if (conn.waiting.length === 0 && conn.paused) startReading(socket, conn);
 }
 
-// Node's own flag, so that its other resume paths (a request body being read) leave the socket
-// paused too, and its parser pauses after the buffer it is in; the reverse is its socketOnDrain.
-function stopReading(socket: HttpSocket, conn: Connection): void {
-  if (typeof socket.pause !== 'function') return;
-  conn.paused = true;
-  socket._paused = true;
-  socket.pause();
+// With Node's own pause flag (native/node-internals.ts), so that its other resume paths leave
+// the socket paused too; resuming waits, as Node's does, for the socket's write buffer to drain.
+function stopReading(socket: Socket, conn: Connection): void {
+  if (pauseHttpReading(socket)) conn.paused = true;
 }
 
-function startReading(socket: HttpSocket, conn: Connection): void {
+function startReading(socket: Socket, conn: Connection): void {
   conn.paused = false;
-  // Node pauses too while the socket's own buffer is full; its 'drain' handler resumes then.
-  if (socket._paused !== true || socket.writableNeedDrain) return;
-  socket._paused = false;
-  socket.parser?.resume();
-  socket.resume();
+  resumeHttpReading(socket);
 }
 
 /**
@@ -123,7 +114,5 @@ function startReading(socket: HttpSocket, conn: Connection): void {
  */
 function closeQueued(res: ServerResponse): void {
   if (res.socket !== null || res.writableFinished || res.closed) return;
-  res.destroy();
-  (res as ServerResponse & { _closed: boolean })._closed = true;
-  res.emit('close');
+  closeResponse(res);
 }

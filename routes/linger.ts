@@ -7,6 +7,7 @@
  */
 import type { Socket } from 'node:net';
 import type { FastifyReply } from 'fastify';
+import { replaceDestroySoon } from '../native/node-internals.js';
 
 /** How long a refused connection is drained at most (bounds what a hostile client can hold). */
 export const LINGER_MS = 2000;
@@ -46,6 +47,6 @@ export function lingeringClose(socket: Socket, data?: string | Buffer, maxMs = L
  */
 export function closeAfterResponse(reply: FastifyReply): void {
   void reply.header('connection', 'close');
-  const socket = reply.raw.socket as (Socket & { destroySoon?: () => void }) | null;
-  if (socket && !socket.destroyed) socket.destroySoon = () => lingeringClose(socket);
+  const socket = reply.raw.socket;
+  if (socket && !socket.destroyed) replaceDestroySoon(socket, () => lingeringClose(socket));
 }

@@ -13,6 +13,7 @@ import type { Socket } from 'node:net';
 import { constants } from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { native, systemError } from '../native/binding.js';
+import { inFlightResponse, socketFd } from '../native/node-internals.js';
 
 /**
  * Bodies smaller than this are cheaper through Node: a transfer costs a thread start, a
@@ -24,18 +25,6 @@ export const ZERO_COPY_MIN_BYTES = 256 * 1024;
 /** True when the addon has the sendfile entry points (an older build may not). */
 export function zeroCopyAvailable(): boolean {
   return typeof native.sendfileStart === 'function' && typeof native.sendfileCancel === 'function';
-}
-
-interface HandleWithFd {
-  readonly fd?: number;
-}
-
-/** The socket's own fd, or -1 when it has none (TLS, a mock socket, a closed handle). */
-function socketFd(socket: Socket): number {
-  if ('encrypted' in socket) return -1;
-  const handle = (socket as unknown as { _handle?: HandleWithFd | null })._handle;
-  const fd = handle?.fd;
-  return typeof fd === 'number' && fd >= 0 ? fd : -1;
 }
 
 const { ECONNRESET, ENODATA } = constants.errno;
@@ -53,7 +42,7 @@ function gone(): Error {
  */
 function ownSocket(res: ServerResponse): Promise<Socket> {
   const current = res.socket;
-  if (current && (current as Socket & { _httpMessage?: unknown })._httpMessage === res) {
+  if (current && inFlightResponse(current) === res) {
     return Promise.resolve(current);
   }
   const connection = res.req.socket;

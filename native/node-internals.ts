@@ -1,0 +1,114 @@
+/**
+ * The one place that reaches into Node's and Fastify's private internals: fields and files that
+ * no documented API offers, each behind a small named function. Nothing else in the product may
+ * read an underscore field of a Node object or resolve a package from inside another one; a
+ * Node or Fastify upgrade that moves one of these breaks here alone, and
+ * test/native/node-internals.test.ts checks every shape used below on the Node version it runs
+ * under (CI runs it under Node 20, 22 and 24), so the upgrade fails there first.
+ *
+ * It lives in native/ because that is the layer that deals with what sits beneath the public
+ * API (the fds, the addon) and the lowest folder that every side importing it may use (routes/,
+ * gateway/); core/ stays rules every side shares, with no tie to a runtime's private state.
+ * undici's internals are not here: the client may import only native/ and core/, and its one
+ * reach into undici (client/undici-core.ts) already has a file of its own (the test above
+ * checks that one too).
+ */
+import type { ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
+
+/** A libuv handle as net.Socket keeps it on `_handle` (Pipe or TCP from pipe_wrap/tcp_wrap). */
+interface HandleWithFd {
+  readonly fd?: number;
+}
+
+/** The private fields of net.Socket that http.Server sets on a connection (_http_server.js). */
+interface HttpServerSocket extends Socket {
+  /** The libuv handle; null once closed. */
+  _handle?: HandleWithFd | null;
+  /** The response being written on the connection (its socket is this one). */
+  _httpMessage?: ServerResponse | null;
+  /** Set while http.Server has stopped reading (pipelined responses piled up). */
+  _paused?: boolean;
+  /** The connection's HTTP parser while http.Server owns the socket. */
+  parser?: { resume(): void } | null;
+}
+
+function internal(socket: Socket): HttpServerSocket {
+  return socket as HttpServerSocket;
+}
+
+/**
+ * The connection's own fd, or -1 when it has none: a TLS socket (its bytes are not the fd's),
+ * a mock socket (inject()), a closed handle. net.Socket keeps its libuv handle on `_handle`,
+ * whose `fd` getter is defined on Unix (libuv's uv_fileno).
+ */
+export function socketFd(socket: Socket): number {
+  if ('encrypted' in socket) return -1;
+  const fd = internal(socket)._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : -1;
+}
+
+/**
+ * The response http.Server is writing on `socket` (`socket._httpMessage`), if any. Responses
+ * queued behind it by pipelining are not it: their `socket` is still null.
+ */
+export function inFlightResponse(socket: Socket): ServerResponse | undefined {
+  return internal(socket)._httpMessage ?? undefined;
+}
+
+/**
+ * Stops reading a server connection the way http.Server does when responses pile up: its own
+ * `_paused` flag, so its other resume paths (a request body being read) leave the socket
+ * paused too and its parser pauses after the buffer it is in. Undone by resumeHttpReading.
+ * Returns false for a socket that cannot pause (inject()'s mock).
+ */
+export function pauseHttpReading(socket: Socket): boolean {
+  if (typeof socket.pause !== 'function') return false;
+  internal(socket)._paused = true;
+  socket.pause();
+  return true;
+}
+
+/**
+ * Resumes what pauseHttpReading stopped, as http.Server's socketOnDrain does: not while the
+ * socket's own write buffer is still full (its 'drain' handler resumes then) or when http.Server
+ * did not pause it. Returns whether reading was resumed.
+ */
+export function resumeHttpReading(socket: Socket): boolean {
+  const s = internal(socket);
+  if (s._paused !== true || socket.writableNeedDrain) return false;
+  s._paused = false;
+  s.parser?.resume();
+  socket.resume();
+  return true;
+}
+
+/**
+ * Closes a response the way http.Server closes the one it was writing when its connection
+ * closes (emitCloseNT in _http_server.js): destroyed, `closed` (the `_closed` field behind the
+ * read-only getter, which stream.finished reads), then 'close'.
+ */
+export function closeResponse(res: ServerResponse): void {
+  res.destroy();
+  (res as ServerResponse & { _closed: boolean })._closed = true;
+  res.emit('close');
+}
+
+/**
+ * Replaces how http.Server closes `socket` after its last response (`socket.destroySoon()`,
+ * net.Socket's undocumented end-then-destroy) with `close`.
+ */
+export function replaceDestroySoon(socket: Socket, close: () => void): void {
+  socket.destroySoon = close;
+}
+
+/**
+ * A package Fastify itself depends on (`@fastify/fast-json-stringify-compiler`), loaded from
+ * where Fastify resolves it: it is not nullgate's dependency, so npm may nest it under
+ * node_modules/fastify/ rather than hoist it.
+ */
+export function requireFromFastify(id: string): unknown {
+  const fastifyEntry = createRequire(import.meta.url).resolve('fastify');
+  return createRequire(fastifyEntry)(id);
+}

@@ -1,0 +1,161 @@
+/**
+ * Every private shape of Node, Fastify and undici that nullgate relies on, checked on the Node
+ * version this runs under (CI: 20, 22 and 24), so that an upgrade that moves one fails here
+ * first, by name, rather than somewhere in the gateway. Node's and Fastify's are reached through
+ * native/node-internals.ts; undici's through client/undici-core.ts. Real sockets throughout:
+ * an http.Server on an abstract socket, spoken to in raw HTTP.
+ */
+import { createServer, IncomingMessage, type Server, ServerResponse } from 'node:http';
+import { Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as undici from 'undici';
+import { parseAddress } from '../../core/address.js';
+import { native } from '../../native/binding.js';
+import {
+  closeResponse,
+  inFlightResponse,
+  pauseHttpReading,
+  replaceDestroySoon,
+  requireFromFastify,
+  resumeHttpReading,
+  socketFd,
+} from '../../native/node-internals.js';
+import { connectFd } from '../../native/socket.js';
+import { listenAbstract } from '../../gateway/listen.js';
+import { rawRequest, uniqueName } from '../helpers/sockets.js';
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+let server: Server;
+let address = '';
+/** The handler for the next requests; each test sets its own. */
+let handler: Handler = (_req, res) => res.end();
+
+beforeAll(async () => {
+  server = createServer((req, res) => handler(req, res));
+  address = uniqueName('internals');
+  await listenAbstract(server, address);
+});
+
+afterAll(async () => {
+  await new Promise((resolve) => server.close(resolve));
+});
+
+function get(path: string, close = true): string {
+  return `GET ${path} HTTP/1.1\r\nHost: x\r\n${close ? 'Connection: close\r\n' : ''}\r\n`;
+}
+
+describe(`Node ${process.version}: the shapes native/node-internals.ts relies on`, () => {
+  it('socketFd: a net.Socket over an fd has it on _handle.fd; -1 once closed and for a mock', async () => {
+    const fd = connectFd(parseAddress(address));
+    const socket = new Socket({ fd, readable: true, writable: true });
+    expect(socketFd(socket)).toBe(fd);
+    socket.destroy();
+    await new Promise((resolve) => socket.once('close', resolve));
+    expect(socketFd(socket)).toBe(-1);
+    expect(socketFd({} as Socket)).toBe(-1);
+  });
+
+  it("socketFd: a connection http.Server accepted has its fd, the one the peer gate's SO_PEERCRED reads", async () => {
+    let seen: unknown;
+    handler = (req, res) => {
+      seen = native.peerCred(socketFd(req.socket));
+      res.end();
+    };
+    expect((await rawRequest(address, get('/'))).status).toBe(200);
+    expect(seen).toEqual({ pid: process.pid, uid: process.getuid?.(), gid: process.getgid?.() });
+  });
+
+  it('inFlightResponse: the response being written; a pipelined one waits with no socket', async () => {
+    const seen: { first?: ServerResponse; inFlight?: ServerResponse | undefined; queuedSocket?: unknown } =
+      {};
+    handler = (req, res) => {
+      if (req.url === '/first') {
+        seen.first = res;
+        seen.inFlight = inFlightResponse(req.socket);
+        // Answered once the second request is seen, so that one is queued behind it.
+        return;
+      }
+      seen.queuedSocket = res.socket;
+      expect(inFlightResponse(req.socket)).toBe(seen.first);
+      res.end('second');
+      seen.first?.end('first');
+    };
+    const reply = await rawRequest(address, get('/first', false) + get('/second'));
+    expect(reply.raw.toString('latin1')).toMatch(/first[\s\S]*second$/);
+    expect(seen.inFlight).toBe(seen.first);
+    expect(seen.queuedSocket).toBeNull();
+    expect(inFlightResponse(new Socket())).toBeUndefined();
+  });
+
+  it('pauseHttpReading / resumeHttpReading: http.Server keeps _paused and parser on its connections', async () => {
+    const seen: { flag?: unknown; parser?: unknown; paused?: boolean; resumed?: boolean; after?: unknown } =
+      {};
+    handler = (req, res) => {
+      const socket = req.socket as Socket & { _paused?: unknown; parser?: { resume?: unknown } | null };
+      seen.flag = socket._paused;
+      seen.parser = typeof socket.parser?.resume;
+      pauseHttpReading(socket);
+      seen.paused = socket.isPaused();
+      seen.resumed = resumeHttpReading(socket);
+      seen.after = socket._paused;
+      res.end();
+    };
+    expect((await rawRequest(address, get('/'))).status).toBe(200);
+    expect(seen).toEqual({ flag: false, parser: 'function', paused: true, resumed: true, after: false });
+  });
+
+  it("closeResponse: a response's closed getter reads _closed; it ends destroyed and emits 'close'", () => {
+    const res = new ServerResponse(new IncomingMessage(new Socket()));
+    let closes = 0;
+    res.on('close', () => closes++);
+    expect(res.closed).toBe(false);
+    closeResponse(res);
+    expect({ closed: res.closed, destroyed: res.destroyed, closes }).toEqual({
+      closed: true,
+      destroyed: true,
+      closes: 1,
+    });
+  });
+
+  it('replaceDestroySoon: http.Server closes a Connection: close connection through socket.destroySoon', async () => {
+    let called = 0;
+    handler = (req, res) => {
+      const socket = req.socket;
+      const original = socket.destroySoon.bind(socket);
+      replaceDestroySoon(socket, () => {
+        called++;
+        original();
+      });
+      res.end('bye');
+    };
+    const reply = await rawRequest(address, get('/'));
+    expect(reply.body.toString()).toBe('bye');
+    expect(called).toBe(1);
+  });
+});
+
+describe("Fastify's nested package", () => {
+  it('requireFromFastify: @fastify/fast-json-stringify-compiler resolves and has SerializerSelector', () => {
+    const compiler = requireFromFastify('@fastify/fast-json-stringify-compiler') as {
+      SerializerSelector?: unknown;
+    };
+    expect(typeof compiler.SerializerSelector).toBe('function');
+  });
+});
+
+describe("undici's lib/* files that client/undici-core.ts imports", () => {
+  it('exist and export what the index does: Agent, Dispatcher and the request API', async () => {
+    const { default: agent } = await import('undici/lib/dispatcher/agent.js');
+    const { default: dispatcher } = await import('undici/lib/dispatcher/dispatcher.js');
+    const { default: api } = await import('undici/lib/api/index.js');
+    expect(agent).toBe(undici.Agent);
+    expect(dispatcher).toBe(undici.Dispatcher);
+    for (const name of ['request', 'stream', 'pipeline', 'upgrade', 'connect'] as const) {
+      expect(typeof api[name], name).toBe('function');
+      expect(dispatcher.prototype[name], name).toBe(api[name]);
+    }
+    const { Agent } = await import('../../client/undici-core.js');
+    expect(Agent).toBe(undici.Agent);
+  });
+});
