@@ -8,32 +8,10 @@ import { STATUS_CODES } from 'node:http';
 import path from 'node:path';
 import { getSystemErrorMap } from 'node:util';
 import type { Dispatcher } from 'undici';
-import type { ErrorCode } from '../core/errors.js';
+import { codeForStatus } from '../core/errors.js';
 
 /** An error body larger than this is not nullgate's; read no further. */
 const MAX_ERROR_BODY = 64 * 1024;
-
-/**
- * A HEAD answer has no body (RFC 9110 §9.3.2), so the server's code cannot arrive: the status
- * alone says which registry code the same GET would have carried (core/errors.ts).
- */
-const CODE_FOR_STATUS: Readonly<Partial<Record<number, ErrorCode>>> = {
-  400: 'NG_ERR_BAD_REQUEST',
-  403: 'NG_ERR_FORBIDDEN',
-  404: 'NG_ERR_NOT_FOUND',
-  405: 'NG_ERR_METHOD_NOT_ALLOWED',
-  408: 'NG_ERR_TIMEOUT',
-  409: 'NG_ERR_CONFLICT',
-  412: 'NG_ERR_PRECONDITION_FAILED',
-  413: 'NG_ERR_PAYLOAD_TOO_LARGE',
-  415: 'NG_ERR_UNSUPPORTED_MEDIA_TYPE',
-  416: 'NG_ERR_RANGE_NOT_SATISFIABLE',
-  429: 'NG_ERR_TOO_MANY_REQUESTS',
-  431: 'NG_ERR_HEADERS_TOO_LARGE',
-  500: 'NG_ERR_INTERNAL',
-  503: 'NG_ERR_SERVICE_UNAVAILABLE',
-  507: 'NG_ERR_INSUFFICIENT_STORAGE',
-};
 
 /**
  * Lets go of a response body nobody will read. `destroy()` on an undici body that was not read
@@ -226,7 +204,9 @@ export async function responseError(
   const head = method === 'HEAD';
   const text = head ? '' : await readBounded(res.body);
   if (head) await discardBody(res.body);
-  let code: string = (head && CODE_FOR_STATUS[res.statusCode]) || 'NG_ERR_HTTP';
+  // A HEAD answer has no body (RFC 9110 §9.3.2), so the server's code cannot arrive: the status
+  // alone says which code the same GET would have carried, when it is one the registry has.
+  let code: string = (head ? codeForStatus(res.statusCode) : undefined) ?? 'NG_ERR_HTTP';
   let serverMessage = STATUS_CODES[res.statusCode] ?? 'HTTP error';
   try {
     const parsed = JSON.parse(text) as { code?: unknown; message?: unknown };

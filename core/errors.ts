@@ -133,6 +133,38 @@ export const errorCodes = {
 
 export type ErrorCode = keyof typeof errorCodes;
 
+/**
+ * The generic code of each status the registry has: what an answer with that status carries when
+ * nothing more specific was raised (a Fastify or framework error, a HEAD answer whose body could
+ * not carry its code). A specific code of the same status — a peer denial, a read-only server, a
+ * path leading outside the root — is always raised with its code, never guessed from a status.
+ */
+const GENERIC_CODES: Readonly<Partial<Record<number, ErrorCode>>> = {
+  400: 'NG_ERR_BAD_REQUEST',
+  403: 'NG_ERR_FORBIDDEN',
+  404: 'NG_ERR_NOT_FOUND',
+  405: 'NG_ERR_METHOD_NOT_ALLOWED',
+  408: 'NG_ERR_TIMEOUT',
+  409: 'NG_ERR_CONFLICT',
+  412: 'NG_ERR_PRECONDITION_FAILED',
+  413: 'NG_ERR_PAYLOAD_TOO_LARGE',
+  415: 'NG_ERR_UNSUPPORTED_MEDIA_TYPE',
+  416: 'NG_ERR_RANGE_NOT_SATISFIABLE',
+  429: 'NG_ERR_TOO_MANY_REQUESTS',
+  431: 'NG_ERR_HEADERS_TOO_LARGE',
+  500: 'NG_ERR_INTERNAL',
+  503: 'NG_ERR_SERVICE_UNAVAILABLE',
+  507: 'NG_ERR_INSUFFICIENT_STORAGE',
+};
+
+/**
+ * The one status → code fallback (the server's error handler and the client's HEAD answers use
+ * it): the generic code of `status`, or undefined for a status no registry code has.
+ */
+export function codeForStatus(status: number): ErrorCode | undefined {
+  return GENERIC_CODES[status];
+}
+
 export interface ErrorBody {
   statusCode: number;
   code: string;

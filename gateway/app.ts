@@ -13,7 +13,7 @@ import Fastify, {
 } from 'fastify';
 import type { PeerCredentials } from '../native/binding.js';
 import { inFlightResponse, requireFromFastify } from '../native/node-internals.js';
-import { type ErrorCode, errorBody, errorCodes, isNullgateError } from '../core/errors.js';
+import { codeForStatus, type ErrorCode, errorBody, isNullgateError } from '../core/errors.js';
 import { lingeringClose } from '../routes/linger.js';
 import { peerOf } from './listen.js';
 import {
@@ -51,15 +51,9 @@ export interface AppOptions {
   readonly fastify?: Omit<FastifyServerOptions, 'logger' | 'loggerInstance'> | undefined;
 }
 
-/** Maps a status to the registry code used when an error carries no nullgate code. */
-const codeForStatus = new Map<number, ErrorCode>();
-for (const [code, spec] of Object.entries(errorCodes) as [ErrorCode, { statusCode: number }][]) {
-  if (spec.statusCode !== 0 && !codeForStatus.has(spec.statusCode)) codeForStatus.set(spec.statusCode, code);
-}
-codeForStatus.set(404, 'NG_ERR_NOT_FOUND');
-
-export function statusCode(status: number): string {
-  return codeForStatus.get(status) ?? (status >= 500 ? 'NG_ERR_INTERNAL' : 'NG_ERR_BAD_REQUEST');
+/** The code of an error that carries no nullgate code: its status's generic code (core/errors.ts). */
+function statusCode(status: number): ErrorCode {
+  return codeForStatus(status) ?? (status >= 500 ? 'NG_ERR_INTERNAL' : 'NG_ERR_BAD_REQUEST');
 }
 
 /** The process itself: what `inject()` requests (no socket, same process) report as peer. */

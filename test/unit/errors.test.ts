@@ -1,7 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
+import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { errorCodes, fsError, ngError } from '../../core/errors.js';
+import { buildApp } from '../../gateway/app.js';
+import { responseError } from '../../client/client-error.js';
+import { codeForStatus, errorCodes, fsError, ngError } from '../../core/errors.js';
 
 const docs = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
 const documented = new Map<string, string>();
@@ -91,5 +94,67 @@ describe('fsError overrides: the call site words (and may recode) an errno, neve
   it('a NullgateError passes through unchanged', () => {
     const original = ngError('NG_ERR_DIGEST_MISMATCH', 'mismatch');
     expect(fsError(original, '/a')).toBe(original);
+  });
+});
+
+describe('codeForStatus: the one status → code fallback (server errors without a code, HEAD answers)', () => {
+  it.each<[number, string | undefined]>([
+    [400, 'NG_ERR_BAD_REQUEST'],
+    // A generic 403 is FORBIDDEN: a peer denial, a read-only server and a path outside the
+    // root are always raised with their own code.
+    [403, 'NG_ERR_FORBIDDEN'],
+    [404, 'NG_ERR_NOT_FOUND'],
+    [405, 'NG_ERR_METHOD_NOT_ALLOWED'],
+    [408, 'NG_ERR_TIMEOUT'],
+    [409, 'NG_ERR_CONFLICT'],
+    [412, 'NG_ERR_PRECONDITION_FAILED'],
+    [413, 'NG_ERR_PAYLOAD_TOO_LARGE'],
+    [415, 'NG_ERR_UNSUPPORTED_MEDIA_TYPE'],
+    [416, 'NG_ERR_RANGE_NOT_SATISFIABLE'],
+    [429, 'NG_ERR_TOO_MANY_REQUESTS'],
+    [431, 'NG_ERR_HEADERS_TOO_LARGE'],
+    [500, 'NG_ERR_INTERNAL'],
+    [503, 'NG_ERR_SERVICE_UNAVAILABLE'],
+    [507, 'NG_ERR_INSUFFICIENT_STORAGE'],
+    [200, undefined],
+    [418, undefined],
+    [502, undefined],
+  ])('%i → %s', (status, code) => {
+    expect(codeForStatus(status)).toBe(code);
+  });
+
+  it('every status a registry code has maps to a code of that status', () => {
+    const statuses = new Set(Object.values(errorCodes).map((spec) => spec.statusCode as number));
+    statuses.delete(0);
+    for (const status of statuses) {
+      const code = codeForStatus(status);
+      expect(code, String(status)).toBeDefined();
+      expect(errorCodes[code!].statusCode, String(status)).toBe(status);
+    }
+  });
+
+  it('the server and the client agree: a generic 403 is NG_ERR_FORBIDDEN on both sides', async () => {
+    const app = buildApp({ logLevel: false });
+    app.get('/generic-403', () => {
+      throw Object.assign(new Error('no'), { statusCode: 403 });
+    });
+    try {
+      for (const method of ['GET', 'HEAD'] as const) {
+        const res = await app.inject({ method, url: '/generic-403' });
+        expect(res.statusCode).toBe(403);
+        if (method === 'GET') expect(res.json()).toMatchObject({ code: 'NG_ERR_FORBIDDEN' });
+        // What undici hands the client: the body as a stream, with dump().
+        const body = Object.assign(Readable.from([res.rawPayload]), { dump: () => Promise.resolve() });
+        const fromClient = await responseError(
+          { statusCode: res.statusCode, headers: {}, body } as never,
+          method,
+          '/generic-403',
+          '@s',
+        );
+        expect(fromClient.code, method).toBe('NG_ERR_FORBIDDEN');
+      }
+    } finally {
+      await app.close();
+    }
   });
 });
