@@ -14,7 +14,7 @@ import Fastify, {
 import type { PeerCredentials } from '../native/binding.js';
 import { inFlightResponse, requireFromFastify } from '../native/node-internals.js';
 import { codeForStatus, type ErrorCode, errorBody, isNullgateError } from '../core/errors.js';
-import { lingeringClose } from '../routes/linger.js';
+import { closeWithError, rawErrorResponse } from '../routes/raw-error.js';
 import { peerOf } from './listen.js';
 import {
   type Limits,
@@ -82,7 +82,7 @@ interface LimitHit {
 /** A flood of limit hits logs one line per window, status and uid (with the count of the rest). */
 const LIMIT_LOG_WINDOW_MS = 10_000;
 
-function clientErrorBody(err: NodeJS.ErrnoException): [number, string, string] {
+function clientErrorBody(err: NodeJS.ErrnoException): [number, ErrorCode, string] {
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return [408, 'NG_ERR_TIMEOUT', 'request timed out'];
   if (err.code === 'HPE_HEADER_OVERFLOW')
     return [431, 'NG_ERR_HEADERS_TOO_LARGE', 'request headers too large'];
@@ -235,14 +235,10 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
       if (lingering.has(socket)) return;
       const [status, code, message] = clientErrorBody(err);
       limitHit(status, message, peerOf(socket));
-      const body = JSON.stringify(errorBody(status, code, message));
-      const raw =
-        `HTTP/1.1 ${status} ${errorBody(status, code, message).error}\r\ncontent-type: application/json; charset=utf-8\r\n` +
-        `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
       if (inflight) {
         // The request being answered is itself broken (a bad or too slow body): its handler may
         // still write, so cut the connection now, with the error only if nothing was sent yet.
-        if (socket.writable && !inflight.headersSent) socket.write(raw);
+        if (socket.writable && !inflight.headersSent) socket.write(rawErrorResponse(status, code, message));
         socket.destroy();
         return;
       }
@@ -254,7 +250,7 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
       // client is still sending for a bounded time. Destroying at once, with the rest of a 1 MiB
       // header unread, resets the connection and the client never reads the 431.
       lingering.add(socket);
-      lingeringClose(socket, raw);
+      closeWithError(socket, status, code, message);
     },
   });
 

@@ -11,9 +11,8 @@ import type { Server as HttpServer } from 'node:http';
 import type { Server, Socket } from 'node:net';
 import { type Address, formatAddress, parseAddress } from '../core/address.js';
 import { native, type PeerCredentials } from '../native/binding.js';
-import { errorBody } from '../core/errors.js';
 import { inFlightResponse, socketFd } from '../native/node-internals.js';
-import { lingeringClose } from '../routes/linger.js';
+import { closeWithError } from '../routes/raw-error.js';
 import { createPeerPolicy, type PeerPolicy } from './peer-policy.js';
 import { type BoundSocket, bindListener, bindListenerInNetns, DEFAULT_BACKLOG } from '../native/socket.js';
 
@@ -82,20 +81,14 @@ function deny(state: GateState, socket: Socket, peer: PeerCredentials | undefine
   }
   state.denied.add(socket);
   state.deniedPerUid.set(uid, perUid + 1);
-  const body = JSON.stringify(
-    errorBody(
-      403,
-      'NG_ERR_PEER_DENIED',
-      `peer not allowed: ${peer ? `uid ${peer.uid} gid ${peer.gid}` : DENY_NO_CREDENTIALS}`,
-    ),
-  );
   // The HTTP parser is never attached to this socket, so no request is read: the answer is
   // written raw, then the connection is closed lingering (routes/linger.ts): the client's
   // request must not sit unread in our receive queue, which would turn our close into a reset.
-  lingeringClose(
+  closeWithError(
     socket,
-    `HTTP/1.1 403 Forbidden\r\ncontent-type: application/json; charset=utf-8\r\n` +
-      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    403,
+    'NG_ERR_PEER_DENIED',
+    `peer not allowed: ${peer ? `uid ${peer.uid} gid ${peer.gid}` : DENY_NO_CREDENTIALS}`,
     DENIED_LINGER_MS,
   );
   socket.once('close', () => {
