@@ -7,6 +7,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Address, curlArgs, formatAddress, parseAddress } from '../core/address.js';
 import { errnoDescription } from '../native/binding.js';
+import { parseExport } from '../routes/exports.js';
 import { createGateway, DEFAULT_GRACE_MS } from '../gateway/gateway.js';
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import { findSocketOwner } from '../gateway/owner.js';
@@ -91,7 +92,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     allowPositionals: false,
     options: {
       socket: { type: 'string' },
-      root: { type: 'string', default: '.' },
+      root: { type: 'string' },
+      export: { type: 'string', multiple: true, default: [] },
       writable: { type: 'boolean', default: false },
       'allow-uid': { type: 'string', multiple: true, default: [] },
       'allow-gid': { type: 'string', multiple: true, default: [] },
@@ -121,9 +123,28 @@ export async function serveCommand(argv: string[]): Promise<number> {
       ? parseAddress(socketText)
       : (activatedSocket(listenFds)?.address ?? parseAddress('@nullgate'));
   const fdName = target.kind === 'fd' ? listenFdName(listenFds, target.fd) : undefined;
-  const root = path.resolve(values.root);
-  const st = statSync(root, { throwIfNoEntry: false });
-  if (!st?.isDirectory()) throw usageError(`--root ${values.root}: not a directory`);
+  const exports = values.export.map((text) => {
+    const spec = parseExport(text);
+    const chroot = path.resolve(spec.chroot);
+    const root = path.resolve(spec.root);
+    for (const [what, dir] of [
+      ['CHROOT_DIR', chroot],
+      ['ROOT_DIR', root],
+    ] as const) {
+      const st = statSync(dir, { throwIfNoEntry: false });
+      if (!st?.isDirectory()) {
+        throw usageError(`--export ${text}: ${what} ${dir}: ${st ? 'not a directory' : 'no such directory'}`);
+      }
+    }
+    return { chroot, root, writable: spec.writable === true };
+  });
+  // With exports, the plain root serves only peers outside them, and only when given.
+  const rootText = values.root ?? (exports.length > 0 ? undefined : '.');
+  const root = rootText === undefined ? undefined : path.resolve(rootText);
+  if (root !== undefined) {
+    const st = statSync(root, { throwIfNoEntry: false });
+    if (!st?.isDirectory()) throw usageError(`--root ${rootText}: not a directory`);
+  }
   const logLevel = values['log-level'];
   if (!LOG_LEVELS.includes(logLevel))
     throw usageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
@@ -158,6 +179,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     socket: target,
     root,
     writable: values.writable,
+    exports,
     maxUpload,
     graceMs,
     logLevel,
@@ -213,7 +235,18 @@ export async function serveCommand(argv: string[]): Promise<number> {
         : values.netns !== undefined
           ? ` in network namespace ${values.netns} — try: nsenter --net=${shellWord(values.netns)} curl ${curl} http://localhost/files/`
           : ` — try: curl ${curl} http://localhost/files/`;
-    process.stderr.write(`nullgate: serving ${root} (${mode}) on ${shown}${from}${tryIt}\n`);
+    for (const spec of exports) {
+      process.stderr.write(
+        `nullgate: export: processes chrooted in ${spec.chroot} get ${spec.root} (${spec.writable ? 'read-write' : 'read-only'})\n`,
+      );
+    }
+    const what =
+      root === undefined
+        ? 'no tree to processes outside the exports'
+        : exports.length > 0
+          ? `${root} to others`
+          : root;
+    process.stderr.write(`nullgate: serving ${what} (${mode}) on ${shown}${from}${tryIt}\n`);
   };
 
   return new Promise<number>((resolve) => {

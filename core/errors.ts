@@ -40,6 +40,11 @@ export const errorCodes = {
     description:
       "The connecting process's credentials (SO_PEERCRED) are not on the allow-list; the connection is closed.",
   },
+  NG_ERR_NO_EXPORT: {
+    statusCode: 403,
+    description:
+      'The connecting process is inside no exported chroot (`--export`) and the server serves no tree (`--root`) to others.',
+  },
   NG_ERR_READ_ONLY: {
     statusCode: 403,
     description: 'A write was asked of a server started without `--writable`.',

@@ -27,12 +27,16 @@ import {
 import { pipelineTurn } from './pipelining.js';
 import { archiveRoutes } from '../routes/archive/plugin.js';
 import { filesRoutes } from '../routes/files.js';
+import { type ExportSpec, ExportTable } from '../routes/exports.js';
 import { version } from '../core/version.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** SO_PEERCRED of the connection this request came on. */
-    peer: PeerCredentials;
+    /**
+     * SO_PEERCRED of the connection this request came on; with exports, `root` is the matched
+     * CHROOT_DIR (or '/' for a peer outside every export).
+     */
+    peer: PeerCredentials & { readonly root?: string };
   }
 }
 
@@ -40,6 +44,8 @@ export interface AppOptions {
   /** Directory to serve; when set, the file routes are mounted under /files and /archive. */
   readonly root?: string | undefined;
   readonly writable?: boolean | undefined;
+  /** One server, many chroots (routes/exports.ts): each export's chroot gets its own tree. */
+  readonly exports?: readonly ExportSpec[] | undefined;
   readonly maxUpload?: number | undefined;
   /** A pino level, or false for no logs. */
   readonly logLevel?: string | false | undefined;
@@ -135,7 +141,7 @@ function accessLine(request: FastifyRequest, reply: FastifyReply, socket: Counte
   // that leave Fastify's lifecycle (zero-copy downloads hijack the reply) or are cut short.
   res.on('close', () => {
     settle();
-    const { pid, uid, gid } = request.peer;
+    const { pid, uid, gid, root } = request.peer;
     const finished = res.writableFinished;
     if (finished && request.method !== 'HEAD' && res.statusCode !== 304) {
       // A zero-copy body (sendfile, routes/zero-copy.ts) goes around the socket's count. A
@@ -149,6 +155,7 @@ function accessLine(request: FastifyRequest, reply: FastifyReply, socket: Counte
     request.log.info(
       {
         peer: { pid, uid, gid },
+        ...(root === undefined ? {} : { export: root }),
         method: request.method,
         path: query === -1 ? url : url.slice(0, query),
         status: res.statusCode,
@@ -263,9 +270,24 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
   // (Node 20 would otherwise cut it to exactly the limit; see the onRequest hook).
   app.server.maxHeadersCount = MAX_HEADER_FIELDS + 1;
   app.decorateRequest('peer', null as unknown as PeerCredentials);
+  // With exports, the peer also says which chroot it is in: looked up once per connection.
+  const exports = new ExportTable(
+    (options.exports ?? []).map((spec) => ({ chroot: spec.chroot, value: spec })),
+  );
+  const exportPeers = new WeakMap<Socket, FastifyRequest['peer']>();
+  const exportPeer = (socket: Socket): FastifyRequest['peer'] => {
+    let peer = exportPeers.get(socket);
+    if (peer === undefined) {
+      peer = Object.freeze({ ...(peerOf(socket) ?? selfPeer), root: exports.match(socket)?.chroot ?? '/' });
+      exportPeers.set(socket, peer);
+    }
+    return peer;
+  };
+  const exportOf = (request: FastifyRequest): ExportSpec | undefined =>
+    options.exports?.find((spec) => spec.chroot === request.peer.root);
   app.addHook('onRequest', (request, reply, done) => {
     const socket = request.raw.socket as CountedSocket;
-    request.peer = peerOf(socket) ?? selfPeer;
+    request.peer = exports.size === 0 ? (peerOf(socket) ?? selfPeer) : exportPeer(socket);
     // The access line costs two listeners a request: none when it would not be written.
     if ((request.log as { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled?.('info') === true) {
       accessLine(request, reply, socket);
@@ -343,21 +365,33 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
   app.get('/', (request) => ({
     name: 'nullgate',
     version,
-    writable,
+    writable:
+      exports.size === 0
+        ? writable
+        : (exportOf(request)?.writable ?? (options.root !== undefined && writable)),
     root: '/',
     peer: request.peer,
   }));
   app.get('/health', () => ({ status: 'ok' }));
-  app.get('/whoami', (request) => ({ ...request.peer, allowed: true }));
+  app.get('/whoami', (request) => {
+    const { root, ...peer } = request.peer;
+    return { ...peer, allowed: true, ...(exports.size === 0 ? {} : { chroot: root }) };
+  });
 
   // Expect: 100-continue (curl -T sends it) is answered by the upload handler once it has
   // accepted the request, so a refused upload (403, 413, 412) is refused before the body is sent.
   app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res));
 
-  if (options.root !== undefined) {
+  if (options.root !== undefined || exports.size > 0) {
     // One pool of upload slots for both, so --max-uploads bounds PUT /files and PUT /archive together.
     const uploadSlots = new UploadSlots(limits.maxUploads);
-    const mounted = { root: options.root, writable, maxUpload: options.maxUpload, uploadSlots };
+    const mounted = {
+      root: options.root,
+      writable,
+      exports: options.exports,
+      maxUpload: options.maxUpload,
+      uploadSlots,
+    };
     void app.register(filesRoutes, { prefix: '/files', ...mounted });
     void app.register(archiveRoutes, { prefix: '/archive', ...mounted });
   }

@@ -20,17 +20,23 @@ const WRITE_METHODS = ['PUT', 'MKCOL', 'DELETE', 'MOVE'];
 const METHODS = ['GET', 'HEAD', 'PUT', 'DELETE', 'MKCOL', 'MOVE'];
 
 export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options) => {
-  const { root, writable, maxUpload, uploads } = await setUpRoutes(app, options);
+  const { trees, treeOf, maxUpload, uploads } = await setUpRoutes(app, options);
   const prefix = app.prefix;
-  const read: ReadContext = { root, digests: new DigestCache() };
-  const write: WriteContext = { root, maxUpload, uploads };
+  // Each tree's contexts, made once: a request picks its connection's (routes/exports.ts).
+  const contexts = new Map(
+    trees.map((tree) => {
+      const read: ReadContext = { root: tree.root, digests: new DigestCache() };
+      const write: WriteContext = { root: tree.root, maxUpload, uploads };
+      return [tree, { read, write, writable: tree.writable }] as const;
+    }),
+  );
 
   for (const method of ['MKCOL', 'MOVE']) {
     if (!app.supportedMethods.includes(method)) app.addHttpMethod(method, { hasBody: method === 'MKCOL' });
   }
   // The raw target: origin-form, or absolute-form (RFC 9112 §3.2.2) cut to its path.
   const pathOf = (request: FastifyRequest): FilePath => requestPath(prefix, request.raw.url ?? '/');
-  const guard = (request: FastifyRequest): FilePath => {
+  const guard = (request: FastifyRequest, writable: boolean): FilePath => {
     const path = pathOf(request);
     if (!writable && WRITE_METHODS.includes(request.method)) {
       throw ngError(
@@ -54,7 +60,8 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
     }
   };
   const dispatch = async (request: FastifyRequest, reply: FastifyReply) => {
-    const path = guard(request);
+    const { read, write, writable } = contexts.get(treeOf(request))!;
+    const path = guard(request, writable);
     switch (request.method) {
       case 'GET':
       case 'HEAD':

@@ -779,10 +779,11 @@ async function applyMoves(
 }
 
 export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (app, options) => {
-  const { root, writable, maxUpload, uploads: slots } = await setUpRoutes(app, options);
+  const { treeOf, maxUpload, uploads: slots } = await setUpRoutes(app, options);
   const prefix = app.prefix;
 
   const getArchive = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+    const { root } = treeOf(request);
     const { rel } = requestPath(prefix, request.raw.url ?? '/');
     const shown = displayPath(rel, true);
     let st: BeneathStat;
@@ -828,8 +829,12 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
   const putArchive = async (request: FastifyRequest, reply: FastifyReply): Promise<ArchiveResult> => {
     let release: () => void;
     let rel: string;
+    let root: BeneathRoot;
     try {
-      if (!writable) throw ngError('NG_ERR_READ_ONLY', 'the server is read-only (start it with --writable)');
+      const tree = treeOf(request);
+      root = tree.root;
+      if (!tree.writable)
+        throw ngError('NG_ERR_READ_ONLY', 'the server is read-only (start it with --writable)');
       rel = requestPath(prefix, request.raw.url ?? '/').rel;
       const declared = Number(request.headers['content-length'] ?? 0);
       if (declared > maxUpload) throw tooLarge(maxUpload);
@@ -841,7 +846,7 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
       throw err;
     }
     try {
-      return await stageAndCommit(request, reply, rel);
+      return await stageAndCommit(request, reply, root, rel);
     } finally {
       release();
     }
@@ -850,6 +855,7 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
   const stageAndCommit = async (
     request: FastifyRequest,
     reply: FastifyReply,
+    root: BeneathRoot,
     rel: string,
   ): Promise<ArchiveResult> => {
     const { exists, near } = await locate(root, rel);
