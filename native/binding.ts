@@ -33,7 +33,10 @@ export interface SocketInfo {
   readonly listening: boolean;
 }
 
-/** The native module's exports, exactly (native/addon.cc, native/addon_fs.cc). */
+/**
+ * The native module's exports, exactly (native/addon*.cc): test/native/binding-exports.test.ts
+ * fails when the two differ.
+ */
 export interface NativeBinding {
   socket(): number;
   bind(fd: number, sunPath: Buffer): number;
