@@ -4,6 +4,7 @@
  * process.exit (bin/nullgate.js and the client bundle's launcher are the one exit path).
  */
 import { usageError } from '../core/errors.js';
+import { escapeControls } from '../core/terminal-text.js';
 import { ExitCode, exitCodeOf } from './exit.js';
 
 /**
@@ -79,8 +80,13 @@ export async function run(argv: string[], commands: CommandTable): Promise<numbe
   }
 }
 
-/** Prints the one line of a failure and returns its exit code. */
+/**
+ * Prints the one line of a failure and returns its exit code. Messages carry text from the server
+ * (its error message, archive entry names): control characters in it are escaped, so it can
+ * neither drive the terminal nor forge more lines.
+ */
 export function reportError(err: unknown): number {
-  process.stderr.write(`nullgate: ${(err as { message?: unknown } | null)?.message ?? String(err)}\n`);
+  const message = (err as { message?: unknown } | null)?.message ?? String(err);
+  process.stderr.write(`nullgate: ${escapeControls(String(message))}\n`);
   return exitCodeOf(err);
 }

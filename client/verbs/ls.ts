@@ -1,5 +1,6 @@
 /** `nullgate ls [-l] [--json] [REMOTE]`: list a directory of the served tree (default `/`). */
 import { usageError } from '../../core/errors.js';
+import { escapeControls, escapeJsonControls } from '../../core/terminal-text.js';
 import { type ListEntry, filesPath } from '../client.js';
 import {
   type CommonOptions,
@@ -37,7 +38,7 @@ export function modeString(type: string, mode: number): string {
   const rwx = (bits: number, special: boolean, on: string, off: string): string =>
     `${bits & 4 ? 'r' : '-'}${bits & 2 ? 'w' : '-'}${special ? (bits & 1 ? on : off) : bits & 1 ? 'x' : '-'}`;
   return (
-    (TYPE_CHAR[type] ?? '?') +
+    (Object.hasOwn(TYPE_CHAR, type) ? TYPE_CHAR[type]! : '?') +
     rwx((mode >> 6) & 7, (mode & 0o4000) !== 0, 's', 'S') +
     rwx((mode >> 3) & 7, (mode & 0o2000) !== 0, 's', 'S') +
     rwx(mode & 7, (mode & 0o1000) !== 0, 't', 'T')
@@ -55,14 +56,24 @@ export function formatTime(mtime: string | number): string {
   return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
 }
 
+/** The name as printed: control characters escaped (the server chose them), directories with a '/'. */
+function shownName(e: ListEntry): string {
+  const name = escapeControls(String(e.name));
+  return e.type === 'dir' ? `${name}/` : name;
+}
+
+/** The size as printed: a number, or '?' for whatever else a server sent. */
+function shownSize(e: ListEntry): string {
+  return Number.isSafeInteger(e.size) ? String(e.size) : '?';
+}
+
 export function formatListing(entries: readonly ListEntry[], long: boolean): string {
-  const name = (e: ListEntry): string => (e.type === 'dir' ? `${e.name}/` : e.name);
-  if (!long) return entries.map((e) => `${name(e)}\n`).join('');
-  const width = Math.max(0, ...entries.map((e) => String(e.size).length));
+  if (!long) return entries.map((e) => `${shownName(e)}\n`).join('');
+  const width = Math.max(0, ...entries.map((e) => shownSize(e).length));
   return entries
     .map(
       (e) =>
-        `${modeString(e.type, e.mode)} ${String(e.size).padStart(width)} ${formatTime(e.mtime)} ${name(e)}\n`,
+        `${modeString(e.type, e.mode)} ${shownSize(e).padStart(width)} ${formatTime(e.mtime)} ${shownName(e)}\n`,
     )
     .join('');
 }
@@ -75,7 +86,9 @@ export async function lsCommand(argv: string[]): Promise<void> {
     (socket) => `GET ${filesPath(dir)} on ${socket}`,
     async (client) => {
       const listing = await client.list(args.remote);
-      const text = args.json ? `${JSON.stringify(listing)}\n` : formatListing(listing.entries, args.long);
+      const text = args.json
+        ? `${escapeJsonControls(JSON.stringify(listing))}\n`
+        : formatListing(listing.entries, args.long);
       await toStdout([Buffer.from(text)]);
       return;
     },

@@ -10,6 +10,7 @@ import { STATUS_CODES } from 'node:http';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import { escapeControls } from '../../core/terminal-text.js';
 import { LocalFileError, responseError } from '../client-error.js';
 import { localTarget, saveTo } from '../local-file.js';
 import {
@@ -239,11 +240,17 @@ export async function resolveBody(body: RequestBody): Promise<ResolvedBody> {
   return { body: data, length: data.length, type: form };
 }
 
+/**
+ * The status line and header fields as curl -i prints them. Field values may carry obs-text
+ * (RFC 9110 §5.5), which arrives as C1 characters: escaped, as everything printed from the server.
+ */
 export function formatHead(statusCode: number, headers: Dispatcher.ResponseData['headers']): string {
   let text = `HTTP/1.1 ${statusCode} ${STATUS_CODES[statusCode] ?? ''}`.trimEnd() + '\r\n';
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined) continue;
-    for (const v of Array.isArray(value) ? value : [value]) text += `${name}: ${v}\r\n`;
+    for (const v of Array.isArray(value) ? value : [value]) {
+      text += `${escapeControls(name)}: ${escapeControls(v)}\r\n`;
+    }
   }
   return `${text}\r\n`;
 }

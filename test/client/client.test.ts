@@ -59,6 +59,36 @@ async function startRawServer(name: string, full: Buffer): Promise<net.Server> {
           { 'content-length': full.length, 'content-range': `bytes 0-${full.length - 1}/${full.length}` },
           full,
         );
+      } else if (target === '/files/evil/') {
+        // Names and fields that would drive a terminal: clear screen, set the title, 8-bit CSI.
+        const listing = JSON.stringify({
+          path: '/evil/',
+          entries: [
+            { name: '\x1b[2J\x1b]0;owned\x07', type: 'file', size: 1, mtime: 0, mode: 0o644 },
+            { name: 'line\nnullgate: forged', type: 'dir', size: 0, mtime: 0, mode: 0o755 },
+            { name: 'c1\u009b2J\x7f', type: 'file', size: '\x1b[31m', mtime: 0, mode: 0o644 },
+          ],
+        });
+        send(
+          '200 OK',
+          { 'content-type': 'application/json', 'content-length': Buffer.byteLength(listing) },
+          Buffer.from(listing),
+        );
+      } else if (target === '/evil-header') {
+        // obs-text (RFC 9110 §5.5): the UTF-8 bytes of U+009B, an 8-bit CSI.
+        socket.write(Buffer.from('HTTP/1.1 200 OK\r\nx-evil: a\u009b2Jb\r\ncontent-length: 2\r\n\r\nok'));
+      } else if (target === '/files/evil-error') {
+        const body = JSON.stringify({
+          statusCode: 404,
+          code: 'NG_ERR_NOT_FOUND',
+          error: 'Not Found',
+          message: 'gone\x1b[2J\r\nnullgate: all good\u009b',
+        });
+        send(
+          '404 Not Found',
+          { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+          Buffer.from(body),
+        );
       } else {
         send('404 Not Found', { 'content-length': 0 }, Buffer.alloc(0));
       }
@@ -661,6 +691,33 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
         `nullgate: GET /files/wrong-206 on ${rawName}: 206 for a range that does not start at 4\n`,
       );
       expect(await readFile(path.join(work, 'keep.txt'))).toEqual(full.subarray(0, 4));
+    });
+
+    it('names and messages from the server reach the terminal with their control characters escaped', async () => {
+      // Anything a terminal acts on except the newline that ends each line.
+      // eslint-disable-next-line no-control-regex -- matching control characters is the point
+      const controls = /[\x00-\x09\x0b-\x1f\x7f-\x9f]/;
+      let r = await rawCli(['ls', '/evil']);
+      expect(r.code).toBe(0);
+      expect(r.stdout.toString()).toBe(
+        '\\x1b[2J\\x1b]0;owned\\x07\nline\\nnullgate: forged/\nc1\\u009b2J\\x7f\n',
+      );
+      r = await rawCli(['ls', '-l', '/evil']);
+      expect(r.code).toBe(0);
+      expect(r.stdout.toString()).not.toMatch(controls);
+      expect(r.stdout.toString().split('\n')[2]).toMatch(/^-rw-r--r-- \? .* c1\\u009b2J\\x7f$/);
+      r = await rawCli(['ls', '--json', '/evil']);
+      expect(r.stdout.toString()).not.toMatch(controls);
+      expect(JSON.parse(r.stdout.toString()).entries[2].name).toBe('c1\u009b2J\x7f');
+      r = await rawCli(['request', '-i', '-v', '/evil-header']);
+      expect(r.code).toBe(0);
+      expect(r.stdout.toString()).toContain('x-evil: a\\u009b2Jb\r\n');
+      expect(r.stderr).toContain('< x-evil: a\\u009b2Jb\n');
+      r = await rawCli(['get', '/evil-error']);
+      expect(r.code).toBe(22);
+      expect(r.stderr).toBe(
+        `nullgate: GET /files/evil-error on ${rawName}: 404 NG_ERR_NOT_FOUND gone\\x1b[2J\\r\\nnullgate: all good\\u009b\n`,
+      );
     });
 
     it('Client.download reports the cut as a PartialTransferError with the byte counts', async () => {
