@@ -194,7 +194,7 @@ async function readBounded(body: Dispatcher.ResponseData['body']): Promise<strin
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** Turns an error response (status >= 400) into a ClientError, consuming a bounded part of its body. */
+/** Turns an answer that is not a success (a 3xx, 4xx or 5xx) into a ClientError, consuming a bounded part of its body. */
 export async function responseError(
   res: Dispatcher.ResponseData,
   method: string,

@@ -190,6 +190,11 @@ function rangeStart(contentRange: string | undefined): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+/** 2xx (RFC 9110 §15.3): the only answers the file methods take as done. */
+function isSuccess(statusCode: number): boolean {
+  return statusCode >= 200 && statusCode <= 299;
+}
+
 /** A pass-through that reports the running byte count. */
 export function progressStream(
   onProgress: ProgressCallback,
@@ -257,14 +262,18 @@ export class Client {
     return this.#agent.request(opts);
   }
 
-  /** Like request(), but an answer >= 400 becomes a thrown ClientError. */
+  /**
+   * Like request(), but any answer that is not 2xx becomes a thrown ClientError. A redirect is an
+   * error too: the file API never sends one, and following it (or saving its empty body as the
+   * file, exit 0) would be trusting the server more than the user asked to.
+   */
   async #checked(
     method: string,
     urlPath: string,
     options: RequestOptions = {},
   ): Promise<Dispatcher.ResponseData> {
     const res = await this.request(method, urlPath, options);
-    if (res.statusCode >= 400) throw await responseError(res, method, urlPath, this.socket);
+    if (!isSuccess(res.statusCode)) throw await responseError(res, method, urlPath, this.socket);
     return res;
   }
 
@@ -328,7 +337,7 @@ export class Client {
       if (total === offset) return { bytes: 0, size: offset, resumed: true };
       throw error;
     }
-    if (res.statusCode >= 400) throw await responseError(res, 'GET', urlPath, this.socket);
+    if (!isSuccess(res.statusCode)) throw await responseError(res, 'GET', urlPath, this.socket);
     const length = numberHeader(res.headers, 'content-length');
     const body = res.body as AsyncIterable<Buffer>;
     if (offset > 0 && res.statusCode === 206) {

@@ -74,6 +74,8 @@ async function startRawServer(name: string, full: Buffer): Promise<net.Server> {
           { 'content-type': 'application/json', 'content-length': Buffer.byteLength(listing) },
           Buffer.from(listing),
         );
+      } else if (/^\/(files|archive)\/redirect/.test(target)) {
+        send('302 Found', { location: '/files/elsewhere', 'content-length': 0 }, Buffer.alloc(0));
       } else if (target === '/evil-header') {
         // obs-text (RFC 9110 §5.5): the UTF-8 bytes of U+009B, an 8-bit CSI.
         socket.write(Buffer.from('HTTP/1.1 200 OK\r\nx-evil: a\u009b2Jb\r\ncontent-length: 2\r\n\r\nok'));
@@ -691,6 +693,35 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
         `nullgate: GET /files/wrong-206 on ${rawName}: 206 for a range that does not start at 4\n`,
       );
       expect(await readFile(path.join(work, 'keep.txt'))).toEqual(full.subarray(0, 4));
+    });
+
+    it('a 302 (any answer that is not 2xx) is an error for every file verb; request keeps curl manners', async () => {
+      await writeFile(path.join(work, 'keep.txt'), 'the old contents');
+      await mkdir(path.join(work, 'tree'), { recursive: true });
+      await writeFile(path.join(work, 'tree', 'f'), 'f');
+      const verbs = [
+        ['get', '/redirect', '-o', 'keep.txt'],
+        ['get', '-C', '-', '/redirect', '-o', 'keep.txt'],
+        ['get', '/redirect'],
+        ['ls', '/redirect'],
+        ['rm', '/redirect'],
+        ['mkdir', '/redirect'],
+        ['mv', '/redirect', '/other'],
+        ['put', 'keep.txt', '/redirect'],
+        ['pull', '/redirect', 'pulled'],
+        ['push', 'tree', '/redirect'],
+      ];
+      for (const args of verbs) {
+        const r = await rawCli(args);
+        expect(r.code, args.join(' ')).toBe(22);
+        expect(r.stdout.toString(), args.join(' ')).toBe('');
+        expect(r.stderr, args.join(' ')).toMatch(/: 302 NG_ERR_HTTP Found\n$/);
+      }
+      expect(await readFile(path.join(work, 'keep.txt'), 'utf8')).toBe('the old contents');
+      expect(leftovers(work)).toEqual([]);
+      const r = await rawCli(['request', '-i', '/files/redirect']);
+      expect(r.code).toBe(0);
+      expect(r.stdout.toString()).toMatch(/^HTTP\/1.1 302 Found\r\n/);
     });
 
     it('names and messages from the server reach the terminal with their control characters escaped', async () => {
