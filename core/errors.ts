@@ -88,6 +88,11 @@ export const errorCodes = {
     statusCode: 416,
     description: 'No requested range overlaps the file; `Content-Range: bytes */size` tells the size.',
   },
+  NG_ERR_EXPECTATION_FAILED: {
+    statusCode: 417,
+    description:
+      'The request has an `Expect` other than `100-continue`, the only expectation the server meets.',
+  },
   NG_ERR_TOO_MANY_REQUESTS: {
     statusCode: 429,
     description: 'A server limit (connections, concurrent uploads) is reached; try again.',
@@ -99,6 +104,11 @@ export const errorCodes = {
   NG_ERR_INTERNAL: {
     statusCode: 500,
     description: 'An unexpected failure; the server logs the cause, the response never carries host paths.',
+  },
+  NG_ERR_NOT_IMPLEMENTED: {
+    statusCode: 501,
+    description:
+      'The request uses a `Transfer-Encoding` other than `chunked` (send the body as is); nothing was read or kept.',
   },
   NG_ERR_SERVICE_UNAVAILABLE: { statusCode: 503, description: 'The server is shutting down.' },
   NG_ERR_INSUFFICIENT_STORAGE: {
@@ -155,9 +165,11 @@ const GENERIC_CODES: Readonly<Partial<Record<number, ErrorCode>>> = {
   413: 'NG_ERR_PAYLOAD_TOO_LARGE',
   415: 'NG_ERR_UNSUPPORTED_MEDIA_TYPE',
   416: 'NG_ERR_RANGE_NOT_SATISFIABLE',
+  417: 'NG_ERR_EXPECTATION_FAILED',
   429: 'NG_ERR_TOO_MANY_REQUESTS',
   431: 'NG_ERR_HEADERS_TOO_LARGE',
   500: 'NG_ERR_INTERNAL',
+  501: 'NG_ERR_NOT_IMPLEMENTED',
   503: 'NG_ERR_SERVICE_UNAVAILABLE',
   507: 'NG_ERR_INSUFFICIENT_STORAGE',
 };

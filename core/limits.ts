@@ -3,12 +3,12 @@
  * connections to an abstract name. Slowloris is defeated by headersTimeout (the whole header
  * block within 10 s, checked every second), idle connections by the idle timeout, floods by
  * maxConnections (counted over allowed peers by the peer gate, gateway/listen.ts: beyond it new
- * connections are closed at once; refused peers have caps of their own).
+ * connections are answered 429 and closed; refused peers have caps of their own).
  */
 import { ngError } from './errors.js';
 
 export interface Limits {
-  /** Open connections from allowed peers at most; more are closed at once (counted and logged). */
+  /** Open connections from allowed peers at most; more are answered 429 and closed (and logged). */
   readonly maxConnections: number;
   /** Concurrent uploads (PUT bodies, archive extractions) at most; more get 429. */
   readonly maxUploads: number;

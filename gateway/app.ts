@@ -15,6 +15,8 @@ import type { PeerCredentials } from '../native/binding.js';
 import { inFlightResponse, requireFromFastify } from '../native/node-internals.js';
 import { codeForStatus, type ErrorCode, errorBody, isNullgateError } from '../core/errors.js';
 import { closeWithError, rawErrorResponse } from '../routes/raw-error.js';
+import { closeAfterResponse } from '../routes/linger.js';
+import { framingRefusal, refuseConnect } from './framing.js';
 import { peerOf } from './listen.js';
 import {
   type Limits,
@@ -312,6 +314,13 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
         .send(errorBody(400, 'NG_ERR_BAD_REQUEST', 'HTTP/1.1 request without a Host header'));
       return;
     }
+    // A transfer coding or an expectation nullgate does not do (gateway/framing.ts).
+    const refused = framingRefusal(request.headers, request.raw.httpVersion);
+    if (refused !== undefined) {
+      if (!request.raw.complete) closeAfterResponse(reply);
+      void reply.code(refused.statusCode).send(refused.toJSON());
+      return;
+    }
     done();
   });
   // At most MAX_PIPELINED_REQUESTS requests of a connection run at once, and what a closed
@@ -381,6 +390,10 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
   // Expect: 100-continue (curl -T sends it) is answered by the upload handler once it has
   // accepted the request, so a refused upload (403, 413, 412) is refused before the body is sent.
   app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res));
+  // Other expectations too, to be refused 417 in the JSON shape (gateway/framing.ts), and CONNECT
+  // (which Node would otherwise close without a word).
+  app.server.on('checkExpectation', (req, res) => app.server.emit('request', req, res));
+  app.server.on('connect', refuseConnect);
 
   if (options.root !== undefined || exports.size > 0) {
     // One pool of upload slots for both, so --max-uploads bounds PUT /files and PUT /archive together.

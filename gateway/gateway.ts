@@ -69,7 +69,7 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
       const logDropped = new RateLimitedLog<PeerCredentials>(LOG_WINDOW_MS, (peer, suppressed) =>
         app.log.warn(
           { peer, reason: 'max connections', maxConnections: limits.maxConnections, suppressed },
-          'connection limit reached: closing new connections',
+          'connection limit reached: new connections are refused (429)',
         ),
       );
       logs.push(logDenied, logDropped);

@@ -11,6 +11,7 @@ import type { Server as HttpServer } from 'node:http';
 import type { Server, Socket } from 'node:net';
 import { type Address, formatAddress, parseAddress } from '../core/address.js';
 import { native, type PeerCredentials } from '../native/binding.js';
+import type { ErrorCode } from '../core/errors.js';
 import { inFlightResponse, socketFd } from '../native/node-internals.js';
 import { closeWithError } from '../routes/raw-error.js';
 import { createPeerPolicy, type PeerPolicy } from './peer-policy.js';
@@ -32,13 +33,13 @@ export interface ListenOptions extends GateOptions {
 
 export interface GateOptions {
   /**
-   * Open connections from allowed peers at most; beyond it a new one is closed at once (and
-   * `onDropped` told). Denied peers never count against it. Use this rather than Node's
+   * Open connections from allowed peers at most; beyond it a new one is answered 429
+   * NG_ERR_TOO_MANY_REQUESTS and closed (and `onDropped` told). Denied peers never count against it. Use this rather than Node's
    * `server.maxConnections`, which counts every accepted connection, so a flood of denied
    * connections would lock allowed peers out.
    */
   readonly maxConnections?: number | undefined;
-  /** Told about each allowed connection closed because `maxConnections` were open. */
+  /** Told about each allowed connection refused because `maxConnections` were open. */
   readonly onDropped?: ((peer: PeerCredentials) => void) | undefined;
 }
 
@@ -58,7 +59,7 @@ export function peerOf(socket: Socket): PeerCredentials | undefined {
 }
 
 /**
- * How long a refused connection is kept for the client to read its 403 and close. A client that
+ * How long a refused connection is kept for the client to read its 403 (or 429) and close. A client that
  * does close (curl, Python) is let go at its EOF, long before; this bounds one that never does.
  */
 export const DENIED_LINGER_MS = 1000;
@@ -70,8 +71,19 @@ export const DENIED_TOTAL = 256;
 export const DENY_NO_CREDENTIALS = 'no peer credentials';
 export const DENY_POLICY = 'uid/gid not allowed';
 
-function deny(state: GateState, socket: Socket, peer: PeerCredentials | undefined): void {
-  const uid = peer?.uid ?? -1;
+/**
+ * Answers a connection the server will not serve (a denied peer, one over the connection limit)
+ * with `response` and closes it, within the caps per uid and in all; beyond them it is cut
+ * unanswered.
+ */
+function refuse(
+  state: GateState,
+  socket: Socket,
+  uid: number,
+  status: number,
+  code: ErrorCode,
+  message: string,
+): void {
   const perUid = state.deniedPerUid.get(uid) ?? 0;
   socket.on('error', () => socket.destroy());
   if (perUid >= DENIED_PER_UID || state.denied.size >= DENIED_TOTAL) {
@@ -84,19 +96,18 @@ function deny(state: GateState, socket: Socket, peer: PeerCredentials | undefine
   // The HTTP parser is never attached to this socket, so no request is read: the answer is
   // written raw, then the connection is closed lingering (routes/linger.ts): the client's
   // request must not sit unread in our receive queue, which would turn our close into a reset.
-  closeWithError(
-    socket,
-    403,
-    'NG_ERR_PEER_DENIED',
-    `peer not allowed: ${peer ? `uid ${peer.uid} gid ${peer.gid}` : DENY_NO_CREDENTIALS}`,
-    DENIED_LINGER_MS,
-  );
+  closeWithError(socket, status, code, message, DENIED_LINGER_MS);
   socket.once('close', () => {
     state.denied.delete(socket);
     const left = (state.deniedPerUid.get(uid) ?? 1) - 1;
     if (left > 0) state.deniedPerUid.set(uid, left);
     else state.deniedPerUid.delete(uid);
   });
+}
+
+function deny(state: GateState, socket: Socket, peer: PeerCredentials | undefined): void {
+  const who = peer ? `uid ${peer.uid} gid ${peer.gid}` : DENY_NO_CREDENTIALS;
+  refuse(state, socket, peer?.uid ?? -1, 403, 'NG_ERR_PEER_DENIED', `peer not allowed: ${who}`);
 }
 
 /**
@@ -128,7 +139,8 @@ export function installPeerGate(
     }
     if (state.served.size >= maxConnections) {
       onDropped?.(cred);
-      socket.destroy();
+      const message = `${maxConnections} connections are open, the most this server takes; try again`;
+      refuse(state, socket, cred.uid, 429, 'NG_ERR_TOO_MANY_REQUESTS', message);
       return;
     }
     state.served.add(socket);
@@ -142,7 +154,7 @@ export function installPeerGate(
  * One step of draining a server whose listener is closed (call it until the server has closed):
  * cuts the connections no request is coming on, and lets those with a request in flight finish.
  *
- * - Refused connections still lingering over their 403 are cut.
+ * - Refused connections still lingering over their 403 or 429 are cut.
  * - Connections that have not sent a byte are cut: Node's closeIdleConnections() leaves them
  *   open, since it counts a fresh connection as a request in progress (so would its timers).
  * - A response not started yet is told to close its connection when done (`Connection: close`).

@@ -17,7 +17,8 @@ import { type FilePath, requestPath } from './url-path.js';
 export type FilesOptions = RoutesOptions;
 
 const WRITE_METHODS = ['PUT', 'MKCOL', 'DELETE', 'MOVE'];
-const METHODS = ['GET', 'HEAD', 'PUT', 'DELETE', 'MKCOL', 'MOVE'];
+/** The methods of every /files resource (the `Allow` of a 405). */
+export const FILES_METHODS: readonly string[] = ['GET', 'HEAD', 'PUT', 'DELETE', 'MKCOL', 'MOVE'];
 
 export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options) => {
   const { trees, treeOf, maxUpload, uploads } = await setUpRoutes(app, options);
@@ -75,16 +76,16 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
       case 'MOVE':
         return move(write, path, request, reply, prefix);
       default:
-        return methodNotAllowed(request, reply, METHODS, prefix);
+        return methodNotAllowed(request, reply, FILES_METHODS, prefix);
     }
   };
-  app.route({ method: METHODS, url: '/', handler });
-  app.route({ method: METHODS, url: '/*', handler });
+  app.route({ method: [...FILES_METHODS], url: '/', handler });
+  app.route({ method: [...FILES_METHODS], url: '/*', handler });
   // Every other method Fastify knows is answered 405 with the Allow list (RFC 9110 §15.5.6),
   // not the 404 "no route" the gateway gives unknown URLs: the resource exists.
-  const others = app.supportedMethods.filter((m) => !METHODS.includes(m));
+  const others = app.supportedMethods.filter((m) => !FILES_METHODS.includes(m));
   const refuse = (request: FastifyRequest, reply: FastifyReply) =>
-    methodNotAllowed(request, reply, METHODS, prefix);
+    methodNotAllowed(request, reply, FILES_METHODS, prefix);
   app.route({ method: others, url: '/', handler: refuse });
   app.route({ method: others, url: '/*', handler: refuse });
 };

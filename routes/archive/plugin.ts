@@ -778,6 +778,9 @@ async function applyMoves(
   }
 }
 
+/** The methods of every /archive resource (the `Allow` of a 405). */
+export const ARCHIVE_METHODS: readonly string[] = ['GET', 'HEAD', 'PUT'];
+
 export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (app, options) => {
   const { treeOf, maxUpload, uploads: slots } = await setUpRoutes(app, options);
   const prefix = app.prefix;
@@ -900,10 +903,9 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
   app.put('/', putArchive);
   app.put('/*', putArchive);
   // Other methods: 405 with Allow (GET brings HEAD along), not the gateway's 404 "no route".
-  const allowed = ['GET', 'HEAD', 'PUT'];
-  const others = app.supportedMethods.filter((m) => !allowed.includes(m));
+  const others = app.supportedMethods.filter((m) => !ARCHIVE_METHODS.includes(m));
   const refuse = (request: FastifyRequest, reply: FastifyReply) =>
-    methodNotAllowed(request, reply, allowed, prefix);
+    methodNotAllowed(request, reply, ARCHIVE_METHODS, prefix);
   app.route({ method: others, url: '/', handler: refuse });
   app.route({ method: others, url: '/*', handler: refuse });
 };

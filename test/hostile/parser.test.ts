@@ -189,16 +189,25 @@ describe('hostile bytes on the wire', () => {
       );
       const label = JSON.stringify(method.slice(0, 16));
       expect(() => expectRefusedOrClosed(res), label).not.toThrow();
-      // Node closes CONNECT connections at once when no one handles tunnels: closed is fine.
-      if (method !== 'CONNECT') expect(res.raw.length, label).toBeGreaterThan(0);
+      expect(res.raw.length, label).toBeGreaterThan(0);
     }
-    // CONNECT with an authority-form target (what a proxy client would send).
-    const res = await sendHostile(
-      server.name,
-      'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n',
-      PROMPT_MS,
-    );
-    expectRefusedOrClosed(res);
+    // CONNECT (Node hands the socket over for a tunnel; nullgate is no proxy): 405 with the
+    // target's Allow, for a path of ours and for an authority-form target (a proxy client's).
+    const connects: [string, string][] = [
+      ['/files/a.txt', 'GET, HEAD, PUT, DELETE, MKCOL, MOVE'],
+      ['/archive/', 'GET, HEAD, PUT'],
+      ['example.com:443', 'GET, HEAD'],
+    ];
+    for (const [target, allow] of connects) {
+      const res = await sendHostile(
+        server.name,
+        `CONNECT ${target} HTTP/1.1\r\nHost: example.com:443\r\n\r\nbytes of a tunnel`,
+        PROMPT_MS,
+      );
+      expectErrorShape(res, 405);
+      expect(JSON.parse(res.body.toString()), target).toMatchObject({ code: 'NG_ERR_METHOD_NOT_ALLOWED' });
+      expect(res.headers.allow, target).toBe(allow);
+    }
     // An absolute-form and an asterisk-form target.
     for (const target of ['http://evil.example/files/a.txt', '*']) {
       const r = await sendHostile(
@@ -209,4 +218,43 @@ describe('hostile bytes on the wire', () => {
       if (r.status !== 200) expectRefusedOrClosed(r);
     }
   }, 30_000);
+
+  it('an Expect other than 100-continue is 417 in the JSON shape (RFC 9110 §10.1.1); HTTP/1.0 ignores it', async () => {
+    for (const expectation of ['999-x', '100-continue, 999-x', '']) {
+      const res = await sendHostile(
+        server.name,
+        `GET /files/a.txt HTTP/1.1\r\nHost: x\r\nExpect: ${expectation}\r\n\r\n`,
+        PROMPT_MS,
+      );
+      expectErrorShape(res, 417);
+      expect(JSON.parse(res.body.toString())).toMatchObject({ code: 'NG_ERR_EXPECTATION_FAILED' });
+    }
+    // With a body the server did not read: answered, then closed (not read as a next request).
+    const withBody = await sendHostile(
+      server.name,
+      'PUT /files/b.txt HTTP/1.1\r\nHost: x\r\nExpect: 999-x\r\nContent-Length: 5\r\n\r\nGET /',
+      PROMPT_MS,
+    );
+    expectErrorShape(withBody, 417);
+    expect(withBody.headers.connection).toBe('close');
+    const old = await sendHostile(
+      server.name,
+      'GET /files/a.txt HTTP/1.0\r\nExpect: 999-x\r\n\r\n',
+      PROMPT_MS,
+    );
+    expect(old.status).toBe(200);
+    expect(old.body.toString()).toBe('hello\n');
+  });
+
+  it('a transfer coding other than chunked is 501 in the JSON shape (RFC 9112 §6.1)', async () => {
+    for (const coding of ['gzip, chunked', 'deflate,chunked', 'chunked, chunked']) {
+      const res = await sendHostile(
+        server.name,
+        `PUT /files/b.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ${coding}\r\n\r\n5\r\nhello\r\n0\r\n\r\n`,
+        PROMPT_MS,
+      );
+      expectErrorShape(res, coding === 'chunked, chunked' ? 400 : 501);
+      expect(res.headers.connection).toBe('close');
+    }
+  });
 });

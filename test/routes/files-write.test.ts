@@ -21,6 +21,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import supertest from 'supertest';
@@ -239,6 +240,16 @@ describe('writes to /files (--writable)', () => {
       expect(res.status).toBe(201);
       expect(JSON.parse(res.body)).toMatchObject({ path: '/chunked.bin', size: 300_000 });
       expect(readFileSync(join(dir, 'chunked.bin')).equals(Buffer.alloc(300_000, 0x61))).toBe(true);
+    });
+
+    it('Transfer-Encoding: gzip, chunked is 501 and stores nothing (RFC 9112 §6.1), not the gzip bytes', async () => {
+      const res = await send(port, 'PUT', '/files/coded.txt', { 'transfer-encoding': 'gzip, chunked' }, [
+        gzipSync('hello\n'),
+      ]);
+      expect(res.status).toBe(501);
+      expectErrorBody(JSON.parse(res.body), 501, 'NG_ERR_NOT_IMPLEMENTED');
+      expect(res.headers.connection).toBe('close');
+      expect(existsSync(join(dir, 'coded.txt'))).toBe(false);
     });
 
     it('a chunked body with a correct digest is accepted', async () => {

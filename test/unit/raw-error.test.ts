@@ -22,4 +22,13 @@ describe('rawErrorResponse: the one error response written as raw bytes', () => 
     });
     expect(JSON.parse(res.body.toString('utf8'))).toEqual(errorBody(status, code, message));
   });
+
+  it('adds the headers it is given (the Allow of a 405)', () => {
+    const res = parseResponse(
+      Buffer.from(rawErrorResponse(405, 'NG_ERR_METHOD_NOT_ALLOWED', 'no', { allow: 'GET, HEAD' })),
+    );
+    expect(res.status).toBe(405);
+    expect(res.headers.allow).toBe('GET, HEAD');
+    expect(res.headers['content-length']).toBe(String(res.body.length));
+  });
 });
