@@ -24,6 +24,14 @@ import { CliError, ExitCode } from './exit.js';
 const LIB_DIR = '/usr/local/lib/nullgate';
 const BIN = '/usr/local/bin/nullgate';
 const NODE = '/usr/local/bin/node';
+/**
+ * With --with-node the launcher starts node through this copy of the host's env(1), which clears
+ * the variables that name host paths a chroot cannot see: node reads them before any script runs,
+ * so a JavaScript launcher is too late (NODE_EXTRA_CA_CERTS: "Warning: Ignoring extra certs" on
+ * every call; NODE_OPTIONS: a --require of a host file fails the start).
+ */
+const ENV = `${LIB_DIR}/env`;
+export const CLEARED_VARIABLES = ['NODE_EXTRA_CA_CERTS', 'NODE_OPTIONS'] as const;
 /** Devices Node (and the libraries it loads) may open at start-up: mem major 1. */
 const DEVICES: readonly [string, number][] = [
   ['null', 3],
@@ -67,6 +75,26 @@ function copyInto(dir: string, hostPath: string, inside: string, mode?: number):
   if (mode !== undefined) chmodSync(target, mode);
 }
 
+/** Copies the host's env(1) with its libraries, if it splits a shebang line (`-S`, GNU coreutils 8.30+). */
+function installEnv(dir: string): boolean {
+  const host = '/usr/bin/env';
+  try {
+    execFileSync(host, ['-S', '-u NODE_OPTIONS true'], { stdio: 'ignore' });
+    copyInto(dir, host, ENV, 0o755);
+    for (const lib of parseLdd(execFileSync('ldd', [host], { encoding: 'utf8' }))) copyInto(dir, lib, lib);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The launcher's first line: node, through the copied env(1) when there is one. */
+export function shebang(node: string | undefined, env: boolean): string {
+  if (node === undefined) return '#!/usr/bin/env node';
+  if (!env) return `#!${node}`;
+  return `#!${ENV} -S ${CLEARED_VARIABLES.map((name) => `-u ${name}`).join(' ')} ${node}`;
+}
+
 function installNode(dir: string): string[] {
   const notes: string[] = [];
   copyInto(dir, process.execPath, NODE, 0o755);
@@ -81,6 +109,8 @@ function installNode(dir: string): string[] {
   const libs = parseLdd(ldd);
   for (const lib of libs) copyInto(dir, lib, lib);
   notes.push(`node and ${libs.length} libraries`);
+  if (!installEnv(dir))
+    notes.push('no env(1) with -S on this host: the launcher keeps NODE_EXTRA_CA_CERTS and NODE_OPTIONS');
   mkdirSync(path.join(dir, 'dev'), { recursive: true });
   for (const [name, minor] of DEVICES) {
     const dev = path.join(dir, 'dev', name);
@@ -127,7 +157,7 @@ export async function installClientCommand(argv: string[]): Promise<number> {
   // The launcher is CommonJS (no extension, no package.json): a dynamic import loads the ESM
   // bundle. A bundle that cannot load (missing, or a node too old for it) is one line, exit 1.
   const launcher = [
-    `#!${node ?? '/usr/bin/env node'}`,
+    shebang(node, node === NODE && existsSync(path.join(dir, ENV))),
     '// nullgate client launcher, written by `nullgate install-client`.',
     `import(${JSON.stringify(`${LIB_DIR}/nullgate.mjs`)}).then(`,
     '  async (m) => {',

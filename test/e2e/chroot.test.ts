@@ -36,9 +36,14 @@ interface Run {
   stderr: string;
 }
 
-function inChroot(dir: string, args: string[], timeoutMs = 20_000): Promise<Run> {
+function inChroot(
+  dir: string,
+  args: string[],
+  timeoutMs = 20_000,
+  env: NodeJS.ProcessEnv = chrootEnv,
+): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn('chroot', [dir, ...args], { env: chrootEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('chroot', [dir, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     let err = '';
     child.stdout.on('data', (c: Buffer) => out.push(c));
@@ -107,6 +112,28 @@ describe.skipIf(!canChroot && !requireAll)('a bare chroot with only the installe
     expect(r.code, r.stderr).toBe(0);
     expect(sha256(readFileSync(path.join(chroot, 'tmp', 'motd')))).toBe(sha256(payload));
   });
+
+  itNeeds(
+    ['root', 'chroot'],
+    'host variables naming host paths do not reach node: no warning, no failed start',
+    async () => {
+      // What a script run from a host shell inherits: a CA file and a --require the chroot lacks.
+      const env = {
+        ...chrootEnv,
+        NODE_EXTRA_CA_CERTS: '/host/only/ca.pem',
+        NODE_OPTIONS: '--require /host/only/preload.js',
+      };
+      const r = await inChroot(
+        chroot,
+        ['nullgate', 'get', '/config/app.conf', '--socket', socket],
+        20_000,
+        env,
+      );
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.toString()).toBe('key = value\n');
+      expect(r.stderr).toBe('');
+    },
+  );
 
   itNeeds(['root', 'chroot'], 'get to stdout, ls and request -i /health', async () => {
     const get = await inChroot(chroot, ['nullgate', 'get', '/config/app.conf', '--socket', socket]);
