@@ -279,3 +279,9 @@ function defaultError(code: string | undefined): { code: ErrorCode; message: str
       return { code: 'NG_ERR_INTERNAL', message: 'internal error on' };
   }
 }
+
+/** The `code` of any thrown value: an errno name ('ENOENT') or an NG_ERR_* code; else undefined. */
+export function codeOf(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
