@@ -5,7 +5,8 @@
  *
  * Extraction refuses what a hostile or confused archive could use to write outside LOCAL_DIR:
  * absolute names, `..`, symlinks pointing outside, entries that lead through a symlink that an
- * earlier entry (or the local tree) put there, devices and FIFOs. Files are created with
+ * earlier entry (or the local tree) put there, devices and FIFOs — the server's rules for an
+ * upload (core/tar-entry.ts), with LOCAL_DIR as the root. Files are created with
  * O_NOFOLLOW | O_EXCL after removing whatever non-directory stood there, so a planted symlink
  * at the final name is never followed.
  */
@@ -15,7 +16,15 @@ import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
-import { ngError } from '../core/errors.js';
+import { ancestorsOf, joinRel, shortened } from '../core/rel-path.js';
+import {
+  checkSymlink,
+  entryKind,
+  entryPath,
+  extractedMode,
+  hardlinkTarget,
+  unsafeEntry,
+} from '../core/tar-entry.js';
 import type { ProgressCallback } from './local-file.js';
 import { LocalFileError } from './client-error.js';
 
@@ -29,33 +38,6 @@ export interface PullResult {
   readonly bytes: number;
 }
 
-function unsafe(name: string, why: string): Error {
-  return ngError('NG_ERR_ARCHIVE_UNSAFE', `refusing archive entry "${name}": ${why}`);
-}
-
-/** The entry name as a clean relative path ('' for the directory itself); throws when unsafe. */
-export function safeRelative(name: string): string {
-  if (name.includes('\0')) throw unsafe(name, 'NUL byte in name');
-  if (name.startsWith('/')) throw unsafe(name, 'absolute path');
-  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..')) throw unsafe(name, "'..' in path");
-  return parts.join('/');
-}
-
-/** True when `target` is `root` or beneath it (both absolute and normalised). */
-function within(root: string, target: string): boolean {
-  const rel = path.relative(root, target);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
-}
-
-/** A symlink's target must stay inside LOCAL_DIR when resolved from the link's directory. */
-export function safeLinkTarget(root: string, rel: string, linkname: string): void {
-  if (linkname.includes('\0')) throw unsafe(rel, 'NUL byte in link target');
-  if (path.isAbsolute(linkname)) throw unsafe(rel, `link to an absolute path (${linkname})`);
-  const resolved = path.resolve(root, path.dirname(rel), linkname);
-  if (!within(root, resolved)) throw unsafe(rel, `link leads outside the target directory (${linkname})`);
-}
-
 async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
   try {
     return await fsp.lstat(p);
@@ -67,8 +49,8 @@ async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
 
 class Extractor {
   readonly root: string;
-  /** Directories known to be real directories (not symlinks) under root. */
-  readonly #dirs = new Set<string>();
+  /** Directories known to be real directories (not symlinks), relative to root ('' is root). */
+  readonly #dirs = new Set<string>(['']);
   readonly #dirTimes: [string, Date][] = [];
   files = 0;
   dirs = 0;
@@ -77,23 +59,23 @@ class Extractor {
 
   constructor(root: string) {
     this.root = root;
-    this.#dirs.add(root);
+  }
+
+  #at(rel: string): string {
+    return path.join(this.root, rel);
   }
 
   /** Makes sure every parent of `rel` is a real directory (creating missing ones). */
-  async parents(rel: string): Promise<void> {
-    const parts = rel.split('/').slice(0, -1);
-    let dir = this.root;
-    for (const part of parts) {
-      dir = path.join(dir, part);
+  async parents(rel: string, name: string): Promise<void> {
+    for (const dir of ancestorsOf(rel)) {
       if (this.#dirs.has(dir)) continue;
-      const st = await lstatOrUndefined(dir);
+      const st = await lstatOrUndefined(this.#at(dir));
       if (st === undefined) {
-        await this.#mkdir(dir, 0o755);
+        await this.#mkdir(this.#at(dir), 0o755);
       } else if (st.isSymbolicLink()) {
-        throw unsafe(rel, `leads through a symlink (${path.relative(this.root, dir)})`);
+        throw unsafeEntry(name, `leads through a symlink (${shortened(dir)})`);
       } else if (!st.isDirectory()) {
-        throw unsafe(rel, `a parent is not a directory (${path.relative(this.root, dir)})`);
+        throw unsafeEntry(name, `a parent is not a directory (${shortened(dir)})`);
       }
       this.#dirs.add(dir);
     }
@@ -107,11 +89,12 @@ class Extractor {
     }
   }
 
-  /** Removes a non-directory at `dest` so the entry replaces it; a directory in the way is a conflict. */
-  async #clear(dest: string, rel: string): Promise<void> {
+  /** Removes a non-directory at `rel` so the entry replaces it; a directory in the way is a conflict. */
+  async #clear(rel: string, name: string): Promise<void> {
+    const dest = this.#at(rel);
     const st = await lstatOrUndefined(dest);
     if (st === undefined) return;
-    if (st.isDirectory()) throw unsafe(rel, 'a directory is in the way');
+    if (st.isDirectory()) throw unsafeEntry(name, 'a directory is in the way');
     try {
       await fsp.unlink(dest);
     } catch (err) {
@@ -119,33 +102,35 @@ class Extractor {
     }
   }
 
-  async directory(rel: string, dest: string, header: TarHeader): Promise<void> {
-    const mode = (header.mode ?? 0o755) & 0o777;
+  async directory(rel: string, name: string, header: TarHeader): Promise<void> {
+    const dest = this.#at(rel);
+    const mode = extractedMode('dir', header.mode);
     const st = await lstatOrUndefined(dest);
     if (st?.isSymbolicLink() || (st && !st.isDirectory())) {
-      await this.#clear(dest, rel);
+      await this.#clear(rel, name);
       await this.#mkdir(dest, mode);
     } else if (st === undefined) {
       await this.#mkdir(dest, mode);
       this.dirs++;
     }
-    this.#dirs.add(dest);
+    this.#dirs.add(rel);
     // Directory times are set last: writing entries into a directory changes its mtime.
     if (header.mtime) this.#dirTimes.push([dest, header.mtime]);
   }
 
   async file(
-    dest: string,
     rel: string,
+    name: string,
     header: TarHeader,
     entry: AsyncIterable<Buffer>,
     onProgress: ProgressCallback | undefined,
   ): Promise<void> {
-    await this.#clear(dest, rel);
-    const mode = (header.mode ?? 0o644) & 0o777;
+    const dest = this.#at(rel);
+    await this.#clear(rel, name);
     let fh: FileHandle;
     try {
-      fh = await fsp.open(dest, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode);
+      const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
+      fh = await fsp.open(dest, flags, extractedMode('file', header.mode));
     } catch (err) {
       throw new LocalFileError('write', dest, err);
     }
@@ -166,10 +151,12 @@ class Extractor {
     this.files++;
   }
 
-  async symlink(dest: string, rel: string, header: TarHeader): Promise<void> {
+  async symlink(rel: string, name: string, header: TarHeader): Promise<void> {
+    const dest = this.#at(rel);
     const linkname = header.linkname ?? '';
-    safeLinkTarget(this.root, rel, linkname);
-    await this.#clear(dest, rel);
+    // LOCAL_DIR is the root the link must stay beneath.
+    checkSymlink(name, rel, linkname);
+    await this.#clear(rel, name);
     try {
       await fsp.symlink(linkname, dest);
     } catch (err) {
@@ -179,15 +166,18 @@ class Extractor {
     this.symlinks++;
   }
 
-  async hardlink(dest: string, rel: string, header: TarHeader): Promise<void> {
-    const targetRel = safeRelative(header.linkname ?? '');
-    if (targetRel === '') throw unsafe(rel, 'hard link to the directory itself');
-    await this.parents(targetRel);
-    const target = path.join(this.root, targetRel);
+  async hardlink(rel: string, name: string, header: TarHeader): Promise<void> {
+    const dest = this.#at(rel);
+    const targetRel = hardlinkTarget(name, header.linkname ?? '');
+    await this.parents(targetRel, name);
+    const target = this.#at(targetRel);
     const st = await lstatOrUndefined(target);
     if (!st?.isFile())
-      throw unsafe(rel, `hard link to something that is not an extracted file (${header.linkname})`);
-    await this.#clear(dest, rel);
+      throw unsafeEntry(
+        name,
+        `hard link to something that is not an extracted file (${shortened(header.linkname ?? '')})`,
+      );
+    await this.#clear(rel, name);
     try {
       await fsp.link(target, dest);
     } catch (err) {
@@ -222,31 +212,28 @@ export async function extractTar(
   try {
     for await (const entry of extract) {
       const { header } = entry;
-      const rel = safeRelative(header.name);
-      const type = header.type ?? 'file';
+      const name = header.name;
+      const rel = entryPath(name);
+      const kind = entryKind(name, header.type);
       if (rel === '') {
-        if (type !== 'directory') throw unsafe(header.name, 'names the target directory itself');
+        if (kind !== 'dir') throw unsafeEntry(name, 'names the target directory itself');
         entry.resume();
         continue;
       }
-      await x.parents(rel);
-      const dest = path.join(x.root, rel);
-      switch (type) {
-        case 'directory':
-          await x.directory(rel, dest, header);
+      await x.parents(rel, name);
+      switch (kind) {
+        case 'dir':
+          await x.directory(rel, name, header);
           break;
         case 'file':
-        case 'contiguous-file':
-          await x.file(dest, rel, header, entry as AsyncIterable<Buffer>, onProgress);
+          await x.file(rel, name, header, entry as AsyncIterable<Buffer>, onProgress);
           break;
         case 'symlink':
-          await x.symlink(dest, rel, header);
+          await x.symlink(rel, name, header);
           break;
-        case 'link':
-          await x.hardlink(dest, rel, header);
+        case 'hardlink':
+          await x.hardlink(rel, name, header);
           break;
-        default:
-          throw unsafe(header.name, `${type} entries are not extracted`);
       }
       entry.resume();
     }
@@ -324,7 +311,7 @@ export async function packTar(localDir: string, onProgress?: ProgressCallback): 
       throw new LocalFileError('read', dir, err);
     }
     for (const name of names) {
-      const childRel = rel === '' ? name : `${rel}/${name}`;
+      const childRel = joinRel(rel, name);
       const full = path.join(root, childRel);
       let s: Stats;
       try {

@@ -33,6 +33,13 @@ export function baseOf(rel: string): string {
   return slash < 0 ? rel : rel.slice(slash + 1);
 }
 
+/** The proper ancestors of a relative path, outermost first: 'a/b/c' → ['a', 'a/b']; none for '' or a name at the root. */
+export function ancestorsOf(rel: string): string[] {
+  const out: string[] = [];
+  for (let at = rel.indexOf('/'); at !== -1; at = rel.indexOf('/', at + 1)) out.push(rel.slice(0, at));
+  return out;
+}
+
 /** The client-visible form of a relative path: '/a/b', '/a/b/' for a directory, '/' for the root. */
 export function displayPath(rel: string, dir = false): string {
   if (rel === '') return '/';

@@ -1,6 +1,7 @@
 /**
- * Pure rules for tar entries, shared by `GET /archive` (what goes into a header) and
- * `PUT /archive` (what an uploaded entry may do). None of this touches the disk: the checks
+ * Pure rules for tar entries, shared by `GET /archive` (what goes into a header), `PUT /archive`
+ * (what an uploaded entry may do) and the client's `pull` (what a downloaded entry may do to
+ * LOCAL_DIR, client/archive.ts). None of this touches the disk: the checks
  * here give early, precise refusals naming the entry; confinement itself stays the kernel's
  * (openat2 RESOLVE_BENEATH in native/beneath.ts). They never rely on tar-stream's own name
  * handling, which does no filtering at all.
@@ -72,6 +73,22 @@ export function entryKind(name: string, type: string | null | undefined): EntryK
     default:
       throw invalidEntry(name, `unsupported entry type ${type === null ? '(unknown)' : type}`);
   }
+}
+
+/**
+ * The member a hard-link entry names, as a clean relative path. GNU tar and pax name a hard
+ * link's target by its member name, relative to the archive's top, so the target obeys the
+ * same rules as an entry name; the target directory itself is never one.
+ */
+export function hardlinkTarget(name: string, linkname: string): string {
+  let target: string;
+  try {
+    target = entryPath(linkname);
+  } catch (err) {
+    throw unsafeEntry(name, `hard link leading outside the target (${shortened(linkname)})`, err);
+  }
+  if (target === '') throw unsafeEntry(name, 'hard link to the target directory');
+  return target;
 }
 
 /**

@@ -39,6 +39,7 @@ import {
   entryLabel,
   entryPath,
   extractedMode,
+  hardlinkTarget,
   hasEndOfArchive,
   invalidEntry,
   isAllZero,
@@ -323,15 +324,8 @@ export class Stager {
   }
 
   async #hardlink(rel: string, name: string, linkname: string): Promise<void> {
-    // GNU tar and pax name a hard link's target by its member name, relative to the archive's
-    // top, so it must be a file this archive already put in the staging directory.
-    let target: string;
-    try {
-      target = entryPath(linkname);
-    } catch (err) {
-      throw unsafeEntry(name, `hard link leading outside the target (${linkname})`, err);
-    }
-    if (target === '') throw unsafeEntry(name, 'hard link to the target directory');
+    // The target must be a file this archive already put in the staging directory.
+    const target = hardlinkTarget(name, linkname);
     if (symlinkPrefix(target, this.#symlinks) !== undefined || this.#symlinks.has(target)) {
       throw unsafeEntry(name, `hard link through or to a symlink (${shortened(linkname)})`);
     }

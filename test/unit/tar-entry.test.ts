@@ -7,6 +7,7 @@ import {
   entryLabel,
   entryPath,
   extractedMode,
+  hardlinkTarget,
   hasEndOfArchive,
   isAllZero,
   paxRecords,
@@ -28,7 +29,9 @@ function codeOf(fn: () => unknown): string | undefined {
 describe('entryPath: archive member names', () => {
   it.each([
     ['a', 'a'],
+    ['a/b.txt', 'a/b.txt'],
     ['a/b/c', 'a/b/c'],
+    ['./a//b/', 'a/b'],
     ['./a/b/', 'a/b'],
     ['a//b/./c', 'a/b/c'],
     ['.', ''],
@@ -87,9 +90,31 @@ describe('entryKind', () => {
   });
 });
 
+describe('hardlinkTarget: a member of the same archive, by its name', () => {
+  it.each([
+    ['f', 'f'],
+    ['./d//f', 'd/f'],
+  ])('%j → %j', (linkname, target) => {
+    expect(hardlinkTarget('h', linkname)).toBe(target);
+  });
+
+  it.each([
+    ['../outside', 'leading outside'],
+    ['/etc/passwd', 'leading outside'],
+    ['.nullgate-tmp-x/f', 'leading outside'],
+    ['.', 'target directory'],
+    ['', 'target directory'],
+  ])('%j is refused (%s)', (linkname, why) => {
+    expect(codeOf(() => hardlinkTarget('h', linkname))).toBe('NG_ERR_ARCHIVE_UNSAFE');
+    expect(() => hardlinkTarget('h', linkname)).toThrow(why);
+  });
+});
+
 describe('symlinkLeavesRoot: targets resolved lexically from the final location', () => {
   it.each([
     // [final location of the link, target, leaves?]
+    ['link', 'target', false],
+    ['a/b/link', '../../x', false],
     ['a/link', 'b', false],
     ['a/link', '../b', false],
     ['a/link', '..', false],
