@@ -242,16 +242,20 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
       }
       // Already answered: the parser reports each further chunk the client sends while lingering.
       if (lingering.has(socket)) return;
+      if (!inflight && !socket.writable) {
+        // Our side is closed already, after a response that refused its request's body (curl -T
+        // refused 403 or 413 sends no body and hangs up; routes/linger.ts): the parser reports
+        // the end of that body never sent (HPE_INVALID_EOF_STATE), which is no malformed request
+        // to answer or log. Whoever ended the socket closes it; once our answer is out, now.
+        if (socket.writableFinished) socket.destroy();
+        return;
+      }
       const [status, code, message] = clientErrorBody(err);
       limitHit(status, message, peerOf(socket));
       if (inflight) {
         // The request being answered is itself broken (a bad or too slow body): its handler may
         // still write, so cut the connection now, with the error only if nothing was sent yet.
         if (socket.writable && !inflight.headersSent) socket.write(rawErrorResponse(status, code, message));
-        socket.destroy();
-        return;
-      }
-      if (!socket.writable) {
         socket.destroy();
         return;
       }

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { type Served, startServe } from '../helpers/cli.js';
 import { itNeeds } from '../helpers/requirements.js';
-import { uniqueName } from '../helpers/sockets.js';
+import { openFdCount, rawGet, uniqueName } from '../helpers/sockets.js';
+import { waitFor } from '../hostile/harness.js';
 
 const MiB = 1024 * 1024;
 
@@ -148,4 +149,61 @@ describe('downloads and uploads with curl through the abstract socket', () => {
       message: expect.any(String),
     });
   });
+});
+
+describe('a refused curl -T upload', () => {
+  interface LogLine {
+    msg: string;
+    path?: string;
+    status?: number;
+    reason?: string;
+  }
+  const cases = [
+    ['403, a read-only server', [] as string[], 403],
+    ['413, over --max-upload', ['--writable', '--max-upload', '1K'], 413],
+  ] as const;
+  for (const [label, flags, status] of cases) {
+    itNeeds(['curl'], `${label}: logs its access line and no false parser warning`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'ng-refused-curl-'));
+      const name = uniqueName('refused-curl');
+      const src = join(dir, 'upload.bin');
+      writeFileSync(src, randomBytes(64 * 1024));
+      const served = await startServe(['--socket', name, '--root', dir, '--log-level', 'info', ...flags]);
+      const logLines = (): LogLine[] =>
+        served
+          .stderr()
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map((l) => JSON.parse(l) as LogLine);
+      try {
+        const pid = served.child.pid!;
+        // Warm-up: the fds opened on first use exist from here on.
+        expect((await rawGet(name, '/health')).status).toBe(200);
+        const idleFds = openFdCount(pid);
+        // curl -T sends Expect: 100-continue; refused, it sends no body and hangs up.
+        const res = await curl([
+          '-T',
+          src,
+          '--abstract-unix-socket',
+          name.slice(1),
+          'http://localhost/files/x.bin',
+        ]);
+        expect(res.code).toBe(0);
+        // The server has seen the end of that connection once it has closed it; a request after
+        // that, once logged, shows that everything logged before it has reached us.
+        expect(await waitFor(() => openFdCount(pid) <= idleFds, 5000)).toBe(true);
+        expect((await rawGet(name, '/whoami')).status).toBe(200);
+        expect(await waitFor(() => logLines().some((l) => l.path === '/whoami'), 5000)).toBe(true);
+        const lines = logLines().filter((l) => l.path !== '/health' && l.path !== '/whoami');
+        expect(lines.filter((l) => l.msg === 'access').map((l) => l.status)).toEqual([status]);
+        const warnings = lines.filter((l) => l.msg.startsWith('request refused'));
+        // Only the limit an operator sizes (413) is a warning, with its own reason.
+        expect(warnings.map((l) => l.status)).toEqual(status === 413 ? [413] : []);
+        expect(served.stderr()).not.toMatch(/malformed request|HPE_/);
+      } finally {
+        await served.stop();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
 });
