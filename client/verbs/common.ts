@@ -269,7 +269,8 @@ export async function toStdout(
     }
   } catch (err) {
     if (failure === undefined) {
-      if (isAbort(err)) throw err;
+      // An abort, or the body refused on our side (refuseBinaryToTerminal), is not a cut transfer.
+      if (isAbort(err) || err instanceof LocalFileError) throw err;
       throw new PartialTransferError(bytes, expected, err);
     }
   } finally {
@@ -292,18 +293,69 @@ function human(n: number): string {
     n /= 1024;
     i++;
   }
-  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+  return `${i === 0 ? Math.round(n) : n.toFixed(1)} ${units[i]}`;
 }
 
 export interface Progress {
   readonly update: ProgressCallback;
-  /** Clears the bar (call once the transfer ends, either way). */
+  /** The transfer succeeded: draw the final line (100%, size, time, rate) and end it with a newline. */
+  done(): void;
+  /** The transfer is over either way: erase a bar that was not finished by done(). */
   end(): void;
+}
+
+function seconds(s: number): string {
+  if (s < 60) return `${s.toFixed(1)}s`;
+  const m = Math.floor(s / 60);
+  return m < 60
+    ? `${m}m${String(Math.floor(s % 60)).padStart(2, '0')}s`
+    : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}
+
+/** `label`, cut to `width` columns with a trailing '…' when longer (code points, not bytes). */
+function fitLabel(label: string, width: number): string {
+  const chars = [...label];
+  if (chars.length <= width) return label;
+  return width <= 1 ? '…'.slice(0, width) : `${chars.slice(0, width - 1).join('')}…`;
+}
+
+/**
+ * One frame of the progress bar, never wider than `columns - 1` (writing the last column makes
+ * some terminals wrap): the numbers keep their place, the bar shrinks first, then the name is cut.
+ * `final` is the closing line curl also leaves: 100%, size, elapsed time and mean rate.
+ */
+export function progressLine(p: {
+  readonly label: string;
+  readonly done: number;
+  readonly total: number | undefined;
+  readonly elapsed: number;
+  readonly columns: number;
+  readonly final?: boolean;
+}): string {
+  const rate = p.done / Math.max(p.elapsed, 0.001);
+  const known = p.total !== undefined && p.total > 0;
+  const frac = known ? Math.min(p.done / p.total!, 1) : 1;
+  const pct = known || p.final ? `${String(Math.floor(frac * 100)).padStart(3)}% ` : '';
+  const size = p.final || !known ? human(p.done) : `${human(p.done)} / ${human(p.total!)}`;
+  const tail = p.final
+    ? `${pct}${size}  ${seconds(p.elapsed)}  ${human(rate)}/s`
+    : `${pct}${size}  ${human(rate)}/s`;
+  const room = Math.max(p.columns - 1, 20);
+  // label + ' ' + [bar] + ' ' + tail; the bar gets what is left beyond a 12-column name, 30 at most.
+  const barWidth = known || p.final ? Math.min(30, room - tail.length - 2 - 12 - 3) : 0;
+  const bar =
+    barWidth >= 5
+      ? `[${'#'.repeat(Math.round(frac * barWidth))}${'.'.repeat(barWidth - Math.round(frac * barWidth))}] `
+      : '';
+  const labelWidth = Math.max(room - tail.length - bar.length - 1, 0);
+  const line = `${fitLabel(p.label, labelWidth)} ${bar}${tail}`;
+  return [...line].length > room ? [...line].slice(0, room).join('') : line;
 }
 
 /**
  * A one-line progress bar on stderr, redrawn at most ten times a second; only when stderr is a
- * terminal, not silenced, and the transfer is large.
+ * terminal, not silenced, and the transfer is large. It fits the terminal's width as it is at
+ * each frame, and a finished transfer leaves one final line (done()), as curl does.
  */
 export function progressBar(
   label: string,
@@ -314,25 +366,34 @@ export function progressBar(
   const started = Date.now();
   let last = 0;
   let shown = false;
+  let finished = false;
+  let latest = { done: 0, total: undefined as number | undefined };
+  const frame = (final: boolean): string =>
+    progressLine({
+      label,
+      done: latest.done,
+      total: latest.total,
+      elapsed: (Date.now() - started) / 1000,
+      columns: stream.columns || 80,
+      final,
+    });
   return {
     update(done, total) {
+      latest = { done, total };
       const now = Date.now();
       if ((total ?? done) < PROGRESS_THRESHOLD || now - last < 100) return;
       last = now;
       shown = true;
-      const rate = done / Math.max((now - started) / 1000, 0.001);
-      const width = Math.max(10, Math.min(30, (stream.columns || 80) - 60));
-      let bar = '';
-      if (total !== undefined && total > 0) {
-        const frac = Math.min(done / total, 1);
-        const filled = Math.round(frac * width);
-        bar = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.floor(frac * 100)).padStart(3)}% `;
-      }
-      const of = total === undefined ? '' : ` / ${human(total)}`;
-      stream.write(`\r\x1b[K${label} ${bar}${human(done)}${of}  ${human(rate)}/s`);
+      stream.write(`\r\x1b[K${frame(false)}`);
+    },
+    done() {
+      if (!shown || finished) return;
+      finished = true;
+      stream.write(`\r\x1b[K${frame(true)}\n`);
     },
     end() {
-      if (shown) stream.write('\r\x1b[K');
+      if (shown && !finished) stream.write('\r\x1b[K');
+      finished = true;
     },
   };
 }

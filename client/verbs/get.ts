@@ -12,6 +12,7 @@ import {
   toStdout,
   withClient,
 } from './common.js';
+import { LocalFileError } from '../client-error.js';
 import { filesPath, progressStream } from '../client.js';
 
 export interface GetArgs {
@@ -19,6 +20,8 @@ export interface GetArgs {
   readonly remote: string;
   /** undefined: standard output. */
   readonly output: string | undefined;
+  /** `-o -`: standard output even when it is a terminal and the body is binary. */
+  readonly forceStdout: boolean;
   readonly resume: boolean;
   /** As given to -r (`0-499`, `500-`, `-500`, `0-1,5-9`). */
   readonly range: string | undefined;
@@ -61,7 +64,7 @@ export function parseGetArgs(argv: string[], env: Env = process.env): GetArgs {
     throw usageError(`get -r takes byte ranges like 0-499, 500- or -500 (comma-separated), got "${range}"`);
   }
   if (resume && range !== undefined) throw usageError('get: -C - and -r exclude each other');
-  return { common, remote, output, resume, range };
+  return { common, remote, output, forceStdout: values.output === '-', resume, range };
 }
 
 export async function getCommand(argv: string[]): Promise<void> {
@@ -78,7 +81,8 @@ export async function getCommand(argv: string[]): Promise<void> {
             ? res.body.pipe(progressStream(progress.update, res.contentLength))
             : res.body;
           if (body !== res.body) res.body.once('error', (err) => body.destroy(err));
-          await toStdout(body, process.stdout, res.contentLength);
+          const out = args.forceStdout ? body : refuseBinaryToTerminal(body, process.stdout);
+          await toStdout(out, process.stdout, res.contentLength);
         } else {
           await client.download(args.remote, args.output, {
             resume: args.resume,
@@ -86,10 +90,36 @@ export async function getCommand(argv: string[]): Promise<void> {
             onProgress: progress?.update,
           });
         }
+        progress?.done();
       } finally {
         progress?.end();
       }
       return;
     },
   );
+}
+
+/**
+ * Binary bytes written to a terminal can change its state (curl refuses them the same way): when
+ * stdout is a terminal, a body whose first chunk holds a NUL byte stops before anything is
+ * written. `-o -` writes it anyway; `-o FILE` saves it.
+ */
+export async function* refuseBinaryToTerminal(
+  body: AsyncIterable<Buffer>,
+  out: { readonly isTTY?: boolean | undefined },
+): AsyncGenerator<Buffer> {
+  let first = true;
+  for await (const chunk of body) {
+    if (first && out.isTTY === true && chunk.includes(0)) {
+      throw new LocalFileError(
+        'write',
+        'standard output',
+        new Error(
+          'binary output can mess up your terminal: use -o FILE to save it, or -o - to write it anyway',
+        ),
+      );
+    }
+    first = false;
+    yield chunk;
+  }
 }

@@ -48,6 +48,7 @@ export async function pullCommand(argv: string[]): Promise<void> {
       const progress = progressBar(path.basename(args.local), args.common.silent);
       try {
         await client.pull(args.remote, args.local, { onProgress: progress?.update });
+        progress?.done();
       } finally {
         progress?.end();
       }
@@ -66,6 +67,7 @@ export async function pushCommand(argv: string[]): Promise<void> {
       let skipped: string[];
       try {
         ({ skipped } = await client.push(args.local, args.remote, { onProgress: progress?.update }));
+        progress?.done();
       } finally {
         progress?.end();
       }

@@ -56,6 +56,7 @@ export async function putCommand(argv: string[]): Promise<void> {
           noClobber: args.noClobber,
           onProgress: progress?.update,
         });
+        progress?.done();
       } finally {
         progress?.end();
       }
