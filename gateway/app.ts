@@ -1,20 +1,26 @@
 /**
  * buildApp(options): the Fastify instance with nullgate's core endpoints, error shape and peer
  * decoration. It never listens: gateway.ts (or the user) puts its server on a socket.
+ *
+ * buildApp only puts the parts together, each a function below (or a file beside this one):
+ * Fastify's options (limits, timeouts, logging, framework and parser errors), the per-request
+ * hooks (peer, access log, malformed requests, pipelining), the error handlers, the core
+ * endpoints and the file routes.
  */
+import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, {
   LogController,
   type FastifyError,
+  type FastifyHttpOptions,
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
   type FastifyServerOptions,
 } from 'fastify';
 import type { PeerCredentials } from '../native/binding.js';
-import { inFlightResponse, requireFromFastify } from '../native/node-internals.js';
+import { requireFromFastify } from '../native/node-internals.js';
 import { codeForStatus, type ErrorCode, errorBody, isNullgateError } from '../core/errors.js';
-import { closeWithError, rawErrorResponse } from '../routes/raw-error.js';
 import { closeAfterResponse } from '../routes/linger.js';
 import { framingRefusal, refuseConnect } from './framing.js';
 import { peerOf } from './listen.js';
@@ -22,10 +28,12 @@ import {
   type Limits,
   MAX_HEADER_FIELDS,
   MAX_PIPELINED_REQUESTS,
-  RateLimitedLog,
   resolveLimits,
   UploadSlots,
 } from '../core/limits.js';
+import { accessLine, accessLogged } from './access-log.js';
+import { clientErrorHandler } from './client-error.js';
+import { type LimitHit, limitLog } from './limit-log.js';
 import { pipelineTurn } from './pipelining.js';
 import { archiveRoutes } from '../routes/archive/plugin.js';
 import { filesRoutes } from '../routes/files.js';
@@ -71,32 +79,6 @@ const selfPeer: PeerCredentials = Object.freeze({
   gid: process.getgid?.() ?? 0,
 });
 
-/** Bytes already counted in an access line, per connection (see the onRequest hook). */
-const loggedBytes = Symbol('nullgate.loggedBytes');
-type CountedSocket = Socket & { [loggedBytes]?: number };
-
-/** Connections whose parser failed while a response was in flight: closed once it is sent. */
-const closingAfterResponse = new WeakSet<Socket>();
-/** Connections answered with a parser error, draining the client's input before closing. */
-const lingering = new WeakSet<Socket>();
-
-/** A request refused by a limit or the parser, as logged (rate-limited per status and uid). */
-interface LimitHit {
-  readonly status: number;
-  readonly reason: string;
-  readonly peer: PeerCredentials | undefined;
-}
-
-/** A flood of limit hits logs one line per window, status and uid (with the count of the rest). */
-const LIMIT_LOG_WINDOW_MS = 10_000;
-
-function clientErrorBody(err: NodeJS.ErrnoException): [number, ErrorCode, string] {
-  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return [408, 'NG_ERR_TIMEOUT', 'request timed out'];
-  if (err.code === 'HPE_HEADER_OVERFLOW')
-    return [431, 'NG_ERR_HEADERS_TOO_LARGE', 'request headers too large'];
-  return [400, 'NG_ERR_BAD_REQUEST', `malformed request (${err.code ?? 'parse error'})`];
-}
-
 type SerializerFactory = NonNullable<
   NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>['buildSerializer']
 >;
@@ -122,69 +104,14 @@ const lazySerializerFactory: SerializerFactory = (externalSchemas, serializerOpt
   };
 };
 
-/** One access line per request, written when the response is over (see the onRequest hook). */
-function accessLine(request: FastifyRequest, reply: FastifyReply, socket: CountedSocket): void {
-  // What this response put on the wire, headers included (nginx's $bytes_sent), however it
-  // was sent: the socket's bytesWritten from here to the response's last write (inject()
-  // sockets have no count: 0). 'prefinish' is that last write; waiting for 'close' would also
-  // count a pipelined successor, which Node starts writing before this one's 'close'.
-  const startBytes = socket.bytesWritten ?? 0;
-  const res = reply.raw;
-  let bytes = -1;
-  const settle = (): void => {
-    if (bytes >= 0) return;
-    const endBytes = socket.bytesWritten ?? 0;
-    // Pipelined responses share the socket: each counts from where the previous one's ended.
-    bytes = endBytes - Math.max(startBytes, socket[loggedBytes] ?? 0);
-    socket[loggedBytes] = endBytes;
-  };
-  res.on('prefinish', settle);
-  // One access line per request, written when the response is over — also for responses
-  // that leave Fastify's lifecycle (zero-copy downloads hijack the reply) or are cut short.
-  res.on('close', () => {
-    settle();
-    const { pid, uid, gid, root } = request.peer;
-    const finished = res.writableFinished;
-    if (finished && request.method !== 'HEAD' && res.statusCode !== 304) {
-      // A zero-copy body (sendfile, routes/zero-copy.ts) goes around the socket's count. A
-      // finished response that wrote fewer bytes than its Content-Length through Node can only
-      // be one of those, and it was sent whole.
-      const length = Number(res.getHeader('content-length') ?? 0);
-      if (bytes < length) bytes += length;
-    }
-    const url = request.url;
-    const query = url.indexOf('?');
-    request.log.info(
-      {
-        peer: { pid, uid, gid },
-        ...(root === undefined ? {} : { export: root }),
-        method: request.method,
-        path: query === -1 ? url : url.slice(0, query),
-        status: res.statusCode,
-        bytes,
-        ms: Math.round(reply.elapsedTime * 10) / 10,
-        ...(finished ? {} : { aborted: true }),
-      },
-      'access',
-    );
-  });
-}
-
-export function buildApp(options: AppOptions = {}): FastifyInstance {
+/**
+ * Fastify's options: the limits and timeouts, the logger, and the nullgate error shape for the
+ * errors Fastify and the HTTP parser raise before a route runs. The operator's `fastify` options
+ * go over the defaults, but not over logging, draining or the parser's error shape.
+ */
+function fastifyOptions(options: AppOptions, limits: Limits, limitHit: LimitHit): FastifyHttpOptions<Server> {
   const logLevel = options.logLevel ?? 'info';
-  const limits = resolveLimits(options.limits);
-  // Parser errors and limit hits, logged through `app` (its logger exists by the time one comes).
-  const limitLog = new RateLimitedLog<LimitHit>(LIMIT_LOG_WINDOW_MS, ({ status, reason, peer }, suppressed) =>
-    app.log.warn(
-      { peer, status, reason, suppressed },
-      suppressed === 0
-        ? `request refused: ${reason}`
-        : `request refused: ${suppressed} more like the last one`,
-    ),
-  );
-  const limitHit = (status: number, reason: string, peer: PeerCredentials | undefined): void =>
-    limitLog.event(`${status}:${peer?.uid ?? '-'}`, { status, reason, peer });
-  const app = Fastify({
+  return {
     schemaController: { compilersFactory: { buildSerializer: lazySerializerFactory } },
     connectionTimeout: limits.idleTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
@@ -195,7 +122,7 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
       // Check the header/request timers every second (Node's default, 30 s, lets a slowloris
       // flood hold connections far past headersTimeout).
       connectionsCheckingInterval: 1000,
-      // Node answers a Host-less HTTP/1.1 request with an empty 400; the onRequest hook below
+      // Node answers a Host-less HTTP/1.1 request with an empty 400; refuseMalformed below
       // refuses it in the contract's JSON shape instead.
       requireHostHeader: false,
     },
@@ -215,73 +142,24 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
     },
     ...options.fastify,
     logger: logLevel === false ? false : { level: logLevel, stream: options.logStream ?? process.stderr },
-    // One access line per request (see onRequest below) instead of Fastify's two.
+    // One access line per request (gateway/access-log.ts) instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     // While draining, requests on open keep-alive connections are still served (with
     // `Connection: close`, which Fastify adds); only the listener stops accepting.
     return503OnClosing: false,
     // Errors in the HTTP parser (before Fastify has a request) get the nullgate error shape too.
-    clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket) {
-      if (err.code === 'ECONNRESET' || socket.destroyed) return;
-      const inflight = inFlightResponse(socket);
-      if (inflight?.req.complete && err.code !== 'ERR_HTTP_REQUEST_TIMEOUT') {
-        // Bad bytes pipelined after a whole request: that request's response is on the socket
-        // (or about to be). A raw 400 written now would be read as its answer, or land in the
-        // middle of its body; let it finish, then close (RFC 9112 §9.3.2: answers keep order).
-        if (!closingAfterResponse.has(socket)) {
-          closingAfterResponse.add(socket);
-          limitHit(
-            400,
-            `malformed request after a complete one (${err.code ?? 'parse error'})`,
-            peerOf(socket),
-          );
-          // end() first: destroy() would drop response bytes still queued in userland.
-          inflight.once('close', () => socket.end(() => socket.destroy()));
-        }
-        return;
-      }
-      // Already answered: the parser reports each further chunk the client sends while lingering.
-      if (lingering.has(socket)) return;
-      if (!inflight && !socket.writable) {
-        // Our side is closed already, after a response that refused its request's body (curl -T
-        // refused 403 or 413 sends no body and hangs up; routes/linger.ts): the parser reports
-        // the end of that body never sent (HPE_INVALID_EOF_STATE), which is no malformed request
-        // to answer or log. Whoever ended the socket closes it; once our answer is out, now.
-        if (socket.writableFinished) socket.destroy();
-        return;
-      }
-      const [status, code, message] = clientErrorBody(err);
-      limitHit(status, message, peerOf(socket));
-      if (inflight) {
-        // The request being answered is itself broken (a bad or too slow body): its handler may
-        // still write, so cut the connection now, with the error only if nothing was sent yet.
-        if (socket.writable && !inflight.headersSent) socket.write(rawErrorResponse(status, code, message));
-        socket.destroy();
-        return;
-      }
-      // Lingering close (what nginx does): answer, send FIN, and read and discard what the
-      // client is still sending for a bounded time. Destroying at once, with the rest of a 1 MiB
-      // header unread, resets the connection and the client never reads the 431.
-      lingering.add(socket);
-      closeWithError(socket, status, code, message);
-    },
-  });
+    clientErrorHandler: clientErrorHandler(limitHit),
+  };
+}
 
-  app.addHook('onClose', (_instance, done) => {
-    limitLog.flush();
-    done();
-  });
-
-  // One more than the limit, so that a request over it is seen whole enough to be refused
-  // (Node 20 would otherwise cut it to exactly the limit; see the onRequest hook).
-  app.server.maxHeadersCount = MAX_HEADER_FIELDS + 1;
-  app.decorateRequest('peer', null as unknown as PeerCredentials);
-  // With exports, the peer also says which chroot it is in: looked up once per connection.
-  const exports = new ExportTable(
-    (options.exports ?? []).map((spec) => ({ chroot: spec.chroot, value: spec })),
-  );
+/**
+ * What request.peer is for a connection: its SO_PEERCRED (the process itself for inject()); with
+ * exports also the chroot it is in, looked up once per connection.
+ */
+function peerLookup(exports: ExportTable<ExportSpec>): (socket: Socket) => FastifyRequest['peer'] {
+  if (exports.size === 0) return (socket) => peerOf(socket) ?? selfPeer;
   const exportPeers = new WeakMap<Socket, FastifyRequest['peer']>();
-  const exportPeer = (socket: Socket): FastifyRequest['peer'] => {
+  return (socket) => {
     let peer = exportPeers.get(socket);
     if (peer === undefined) {
       peer = Object.freeze({ ...(peerOf(socket) ?? selfPeer), root: exports.match(socket)?.chroot ?? '/' });
@@ -289,43 +167,57 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
     }
     return peer;
   };
-  const exportOf = (request: FastifyRequest): ExportSpec | undefined =>
-    options.exports?.find((spec) => spec.chroot === request.peer.root);
+}
+
+/**
+ * Refuses what Node's parser lets through but the contract does not (true when it answered):
+ * more than MAX_HEADER_FIELDS header fields, an HTTP/1.1 request without Host, a transfer coding
+ * or an expectation nullgate does not do.
+ */
+function refuseMalformed(request: FastifyRequest, reply: FastifyReply, limitHit: LimitHit): boolean {
+  // Too many header fields: Node 22+ refuses them in the parser (431, via the client error
+  // handler), Node 20 keeps the first maxHeadersCount and drops the rest silently. One rule on
+  // every version: more than MAX_HEADER_FIELDS is 431, and the connection is closed.
+  if (request.raw.rawHeaders.length > 2 * MAX_HEADER_FIELDS) {
+    limitHit(431, 'too many header fields', request.peer);
+    void reply
+      .code(431)
+      .header('connection', 'close')
+      .send(
+        errorBody(431, 'NG_ERR_HEADERS_TOO_LARGE', `more than ${MAX_HEADER_FIELDS} request header fields`),
+      );
+    return true;
+  }
+  // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without a Host field.
+  if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
+    void reply.code(400).send(errorBody(400, 'NG_ERR_BAD_REQUEST', 'HTTP/1.1 request without a Host header'));
+    return true;
+  }
+  // A transfer coding or an expectation nullgate does not do (gateway/framing.ts).
+  const refused = framingRefusal(request.headers, request.raw.httpVersion);
+  if (refused !== undefined) {
+    if (!request.raw.complete) closeAfterResponse(reply);
+    void reply.code(refused.statusCode).send(refused.toJSON());
+    return true;
+  }
+  return false;
+}
+
+/** The onRequest hooks: peer, access line and refusals first, then the connection's pipelining turn. */
+function addRequestHooks(
+  app: FastifyInstance,
+  peerFor: (socket: Socket) => FastifyRequest['peer'],
+  limitHit: LimitHit,
+): void {
+  // One more than the limit, so that a request over it is seen whole enough to be refused
+  // (Node 20 would otherwise cut it to exactly the limit; see refuseMalformed).
+  app.server.maxHeadersCount = MAX_HEADER_FIELDS + 1;
+  app.decorateRequest('peer', null as unknown as PeerCredentials);
   app.addHook('onRequest', (request, reply, done) => {
-    const socket = request.raw.socket as CountedSocket;
-    request.peer = exports.size === 0 ? (peerOf(socket) ?? selfPeer) : exportPeer(socket);
+    request.peer = peerFor(request.raw.socket);
     // The access line costs two listeners a request: none when it would not be written.
-    if ((request.log as { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled?.('info') === true) {
-      accessLine(request, reply, socket);
-    }
-    // Too many header fields: Node 22+ refuses them in the parser (431, via the client error
-    // handler), Node 20 keeps the first maxHeadersCount and drops the rest silently. One rule on
-    // every version: more than MAX_HEADER_FIELDS is 431, and the connection is closed.
-    if (request.raw.rawHeaders.length > 2 * MAX_HEADER_FIELDS) {
-      limitHit(431, 'too many header fields', request.peer);
-      void reply
-        .code(431)
-        .header('connection', 'close')
-        .send(
-          errorBody(431, 'NG_ERR_HEADERS_TOO_LARGE', `more than ${MAX_HEADER_FIELDS} request header fields`),
-        );
-      return;
-    }
-    // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without a Host field.
-    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
-      void reply
-        .code(400)
-        .send(errorBody(400, 'NG_ERR_BAD_REQUEST', 'HTTP/1.1 request without a Host header'));
-      return;
-    }
-    // A transfer coding or an expectation nullgate does not do (gateway/framing.ts).
-    const refused = framingRefusal(request.headers, request.raw.httpVersion);
-    if (refused !== undefined) {
-      if (!request.raw.complete) closeAfterResponse(reply);
-      void reply.code(refused.statusCode).send(refused.toJSON());
-      return;
-    }
-    done();
+    if (accessLogged(request)) accessLine(request, reply);
+    if (!refuseMalformed(request, reply, limitHit)) done();
   });
   // At most MAX_PIPELINED_REQUESTS requests of a connection run at once, and what a closed
   // connection leaves queued is closed with it (gateway/pipelining.ts).
@@ -335,7 +227,10 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
       done();
     });
   });
+}
 
+/** Every error a route throws, and every unknown route, in the `{statusCode, code, error, message}` shape. */
+function setErrorHandlers(app: FastifyInstance, limitHit: LimitHit): void {
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {
     let status: number;
     let code: string;
@@ -373,8 +268,13 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
         ),
       );
   });
+}
 
+/** GET / (what this server is), /health and /whoami. */
+function coreRoutes(app: FastifyInstance, options: AppOptions, exports: ExportTable<ExportSpec>): void {
   const writable = options.writable === true;
+  const exportOf = (request: FastifyRequest): ExportSpec | undefined =>
+    options.exports?.find((spec) => spec.chroot === request.peer.root);
   app.get('/', (request) => ({
     name: 'nullgate',
     version,
@@ -390,7 +290,10 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
     const { root, ...peer } = request.peer;
     return { ...peer, allowed: true, ...(exports.size === 0 ? {} : { chroot: root }) };
   });
+}
 
+/** Requests Node's http.Server would answer on its own, handed to the app or refused in the JSON shape. */
+function routeServerEvents(app: FastifyInstance): void {
   // Expect: 100-continue (curl -T sends it) is answered by the upload handler once it has
   // accepted the request, so a refused upload (403, 413, 412) is refused before the body is sent.
   app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res));
@@ -398,20 +301,45 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
   // (which Node would otherwise close without a word).
   app.server.on('checkExpectation', (req, res) => app.server.emit('request', req, res));
   app.server.on('connect', refuseConnect);
+}
 
-  if (options.root !== undefined || exports.size > 0) {
-    // One pool of upload slots for both, so --max-uploads bounds PUT /files and PUT /archive together.
-    const uploadSlots = new UploadSlots(limits.maxUploads);
-    const mounted = {
-      root: options.root,
-      writable,
-      exports: options.exports,
-      maxUpload: options.maxUpload,
-      uploadSlots,
-    };
-    void app.register(filesRoutes, { prefix: '/files', ...mounted });
-    void app.register(archiveRoutes, { prefix: '/archive', ...mounted });
-  }
+/** /files and /archive, when there is a root or an export to serve. */
+function fileRoutes(
+  app: FastifyInstance,
+  options: AppOptions,
+  limits: Limits,
+  exports: ExportTable<ExportSpec>,
+): void {
+  if (options.root === undefined && exports.size === 0) return;
+  // One pool of upload slots for both, so --max-uploads bounds PUT /files and PUT /archive together.
+  const uploadSlots = new UploadSlots(limits.maxUploads);
+  const mounted = {
+    root: options.root,
+    writable: options.writable === true,
+    exports: options.exports,
+    maxUpload: options.maxUpload,
+    uploadSlots,
+  };
+  void app.register(filesRoutes, { prefix: '/files', ...mounted });
+  void app.register(archiveRoutes, { prefix: '/archive', ...mounted });
+}
 
+export function buildApp(options: AppOptions = {}): FastifyInstance {
+  const limits = resolveLimits(options.limits);
+  // Parser errors and limit hits, logged through `app` (its logger exists by the time one comes).
+  const refusals = limitLog(() => app.log);
+  const app = Fastify(fastifyOptions(options, limits, refusals.hit));
+  app.addHook('onClose', (_instance, done) => {
+    refusals.flush();
+    done();
+  });
+  const exports = new ExportTable(
+    (options.exports ?? []).map((spec) => ({ chroot: spec.chroot, value: spec })),
+  );
+  addRequestHooks(app, peerLookup(exports), refusals.hit);
+  setErrorHandlers(app, refusals.hit);
+  coreRoutes(app, options, exports);
+  routeServerEvents(app);
+  fileRoutes(app, options, limits, exports);
   return app;
 }
