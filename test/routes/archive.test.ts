@@ -510,7 +510,7 @@ describe('round trip', () => {
       expect(readAt(join(root, 'bigcopy/big'), size - 8, 8)).toBe(Buffer.from('TAILTAIL').toString('hex'));
       expect(readFileSync(join(root, 'bigcopy/after'), 'utf8')).toBe('after the giant\n');
     },
-    300_000,
+    600_000,
   );
 });
 
