@@ -32,6 +32,7 @@ import { type BeneathRoot, type BeneathStat, closeFd } from '../native/beneath.j
 import { BodyMemory } from '../native/memory.js';
 import { type ErrnoOverride, fsError, ngError, NullgateError } from '../core/errors.js';
 import type { UploadSlots } from '../core/limits.js';
+import { continueBody } from './plugin.js';
 import { evaluatePreconditions, type Representation } from './conditional.js';
 import { createDigestHash, type DigestAlgorithm, parseDigestHeader, type ParsedDigest } from './digest.js';
 import { strongEtag } from './etag.js';
@@ -316,7 +317,7 @@ async function atomicUpload(
 
   let linked = false;
   try {
-    if (request.headers.expect?.toLowerCase() === '100-continue') reply.raw.writeContinue();
+    continueBody(request, reply);
     const meter = new UploadMeter(ctx.maxUpload, shown, [...new Set(expected.map((d) => d.algorithm))]);
     try {
       await pipeline(request.raw, meter, fdWriter(root, fd));

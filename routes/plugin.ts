@@ -3,7 +3,7 @@
  * when registered — open the root beneath which it works (closed with the app), sweep what an
  * earlier server killed mid-upload left (writable only), and take request bodies as raw streams.
  */
-import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ngError } from '../core/errors.js';
 import { BeneathRoot } from '../native/beneath.js';
 import { DEFAULT_LIMITS, UploadSlots } from '../core/limits.js';
@@ -94,4 +94,15 @@ async function sweepTemporaries(root: BeneathRoot, log: FastifyBaseLogger): Prom
   } catch (err) {
     log.warn({ err }, 'could not sweep the temporaries of an earlier server');
   }
+}
+
+/**
+ * Asks for the body once the request is admitted: a client that sent `Expect: 100-continue`
+ * (curl -T does) waits for this before sending it, so a request refused earlier (403, 409, 413,
+ * 429) is refused before its body travels. Only to HTTP/1.1: RFC 9110 §10.1.1 forbids a 1xx to
+ * HTTP/1.0 (any other expectation was refused with 417 before the route, gateway/framing.ts).
+ */
+export function continueBody(request: FastifyRequest, reply: FastifyReply): void {
+  if (request.raw.httpVersion !== '1.1' || request.headers.expect === undefined) return;
+  if (request.headers.expect.trim().toLowerCase() === '100-continue') reply.raw.writeContinue();
 }

@@ -17,7 +17,7 @@ import { baseOf, displayPath } from '../../core/rel-path.js';
 import { type BeneathRoot, type BeneathStat, closeFd } from '../../native/beneath.js';
 import { methodNotAllowed } from '../files.js';
 import { closeAfterResponse } from '../linger.js';
-import { type RoutesOptions, setUpRoutes } from '../plugin.js';
+import { continueBody, type RoutesOptions, setUpRoutes } from '../plugin.js';
 import { requestPath } from '../url-path.js';
 import { commit, locate } from './merge.js';
 import { packTree } from './pack.js';
@@ -120,17 +120,23 @@ async function stageAndCommit(
   reply: FastifyReply,
   rel: string,
 ): Promise<ArchiveResult> {
-  const { exists, near } = await locate(root, rel);
+  let exists: boolean;
   let staging: string;
   let lockFd: number;
   try {
+    let near: string;
+    ({ exists, near } = await locate(root, rel));
     ({ dir: staging, lockFd } = await makeStaging(root, near));
   } catch (err) {
+    // Refused before the body was asked for (409 a file in the way, 403 leading out): close
+    // after the answer, as for the refusals above.
+    if (!request.raw.complete) closeAfterResponse(reply);
     throw fsError(err, displayPath(rel, true));
   }
   const req = request.raw;
   try {
     const stager = new Stager(root, staging, rel, maxUpload);
+    continueBody(request, reply);
     await extract(req, stager, maxUpload);
     const created = await commit(root, stager, staging, rel, exists, request.log);
     void reply.code(created ? 201 : 200);

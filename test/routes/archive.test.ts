@@ -1062,3 +1062,76 @@ describe('PUT /archive merging into an existing directory is undone when a renam
     },
   );
 });
+
+describe('PUT /archive with Expect: 100-continue (curl -T sends it)', () => {
+  let app: FastifyInstance;
+  afterEach(async () => {
+    await app.close();
+  });
+
+  /** Sends the head, waits (bounded) for what the server says first, then the body if asked. */
+  async function putExpecting(
+    address: string,
+    target: string,
+    body: Buffer,
+  ): Promise<{ first: string; final: string }> {
+    const socket = connectSocket(address);
+    socket.on('error', () => undefined);
+    let received = '';
+    const seen = (pattern: RegExp): Promise<void> =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`no ${String(pattern)} within 5 s: ${received}`)),
+          5000,
+        );
+        const check = (): void => {
+          if (!pattern.test(received)) return;
+          clearTimeout(timer);
+          socket.off('data', onData);
+          resolve();
+        };
+        const onData = (c: Buffer): void => {
+          received += c.toString('latin1');
+          check();
+        };
+        socket.on('data', onData);
+        check();
+      });
+    try {
+      socket.write(
+        `PUT ${target} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: ${body.length}\r\n\r\n`,
+      );
+      await seen(/^HTTP\/1\.1 \d{3} [^\r]*\r\n/);
+      const first = received.split('\r\n')[0]!;
+      if (first.startsWith('HTTP/1.1 100')) socket.write(body);
+      await seen(/HTTP\/1\.1 [2-5]\d\d [^]*\r\n\r\n\{[^]*\}$/);
+      return { first, final: received };
+    } finally {
+      socket.destroy();
+    }
+  }
+
+  it('is answered 100 Continue, then the archive is extracted', async () => {
+    app = await makeApp();
+    const { address } = await serve(app);
+    const body = await packEntries([{ header: { name: 'f.txt' }, body: 'continued' }]);
+    const { first, final } = await putExpecting(address, '/archive/cont', body);
+    expect(first).toBe('HTTP/1.1 100 Continue');
+    expect(final).toMatch(/HTTP\/1\.1 201 Created/);
+    expect(readFileSync(join(root, 'cont/f.txt'), 'utf8')).toBe('continued');
+  });
+
+  it.each([
+    ['a file in the way (409)', 409, 10, () => writeFileSync(join(root, 'cont'), 'a file')],
+    ['over --max-upload (413)', 413, 20_000, () => undefined],
+  ])('refused before the body, without 100 Continue: %s', async (_what, status, size, prepare) => {
+    prepare();
+    app = await makeApp({ maxUpload: 8192 });
+    const { address } = await serve(app);
+    const body = await packEntries([{ header: { name: 'f.txt' }, body: 'x'.repeat(size) }]);
+    const { first, final } = await putExpecting(address, '/archive/cont', body);
+    expect(first).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+    expect(final.toLowerCase()).toContain('connection: close');
+    expect(stagingLeft(root)).toEqual([]);
+  });
+});
