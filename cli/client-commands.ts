@@ -3,7 +3,7 @@
  * which esbuild follows import by import, never contains Fastify.
  */
 import { setFlagsFromString } from 'node:v8';
-import type { Command, CommandTable } from './run.js';
+import type { CommandTable, Verb } from './run.js';
 
 /**
  * A client verb is a short-lived process. V8 tiers hot wasm functions (undici's llhttp parser)
@@ -16,7 +16,7 @@ import type { Command, CommandTable } from './run.js';
  */
 const SHORT_LIVED_V8_FLAGS = '--wasm-tiering-budget=2147483647';
 
-function clientVerb(load: () => Promise<Command>): () => Promise<Command> {
+function clientVerb(load: () => Promise<Verb>): () => Promise<Verb> {
   return () => {
     setFlagsFromString(SHORT_LIVED_V8_FLAGS);
     return load();
@@ -24,13 +24,40 @@ function clientVerb(load: () => Promise<Command>): () => Promise<Command> {
 }
 
 export const clientCommands: CommandTable = {
-  get: clientVerb(async () => (await import('../client/verbs/get.js')).getCommand),
-  put: clientVerb(async () => (await import('../client/verbs/put.js')).putCommand),
-  ls: clientVerb(async () => (await import('../client/verbs/ls.js')).lsCommand),
-  rm: clientVerb(async () => (await import('../client/verbs/rm.js')).rmCommand),
-  mkdir: clientVerb(async () => (await import('../client/verbs/mkdir.js')).mkdirCommand),
-  mv: clientVerb(async () => (await import('../client/verbs/mv.js')).mvCommand),
-  pull: clientVerb(async () => (await import('../client/verbs/pull.js')).pullCommand),
-  push: clientVerb(async () => (await import('../client/verbs/pull.js')).pushCommand),
-  request: clientVerb(async () => (await import('../client/verbs/request.js')).requestCommand),
+  get: clientVerb(async () => {
+    const m = await import('../client/verbs/get.js');
+    return { spec: m.getSpec, run: m.getCommand };
+  }),
+  put: clientVerb(async () => {
+    const m = await import('../client/verbs/put.js');
+    return { spec: m.putSpec, run: m.putCommand };
+  }),
+  ls: clientVerb(async () => {
+    const m = await import('../client/verbs/ls.js');
+    return { spec: m.lsSpec, run: m.lsCommand };
+  }),
+  rm: clientVerb(async () => {
+    const m = await import('../client/verbs/rm.js');
+    return { spec: m.rmSpec, run: m.rmCommand };
+  }),
+  mkdir: clientVerb(async () => {
+    const m = await import('../client/verbs/mkdir.js');
+    return { spec: m.mkdirSpec, run: m.mkdirCommand };
+  }),
+  mv: clientVerb(async () => {
+    const m = await import('../client/verbs/mv.js');
+    return { spec: m.mvSpec, run: m.mvCommand };
+  }),
+  pull: clientVerb(async () => {
+    const m = await import('../client/verbs/pull.js');
+    return { spec: m.pullSpec, run: m.pullCommand };
+  }),
+  push: clientVerb(async () => {
+    const m = await import('../client/verbs/pull.js');
+    return { spec: m.pushSpec, run: m.pushCommand };
+  }),
+  request: clientVerb(async () => {
+    const m = await import('../client/verbs/request.js');
+    return { spec: m.requestSpec, run: m.requestCommand };
+  }),
 };

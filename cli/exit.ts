@@ -18,6 +18,18 @@ export const ExitCode = {
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
+/** Each code in a few words, for --help (docs/cli.md's table says more). */
+export const EXIT_CODE_SUMMARY: Readonly<Record<ExitCode, string>> = {
+  0: 'success',
+  1: 'other failure',
+  2: 'usage error',
+  7: 'cannot connect',
+  18: 'partial transfer',
+  22: 'HTTP error',
+  23: 'local write error',
+  26: 'local read error',
+};
+
 /** A failure of the CLI itself (serve, install-client) with the exit code it means. */
 export class CliError extends Error {
   readonly exitCode: ExitCode;

@@ -17,9 +17,24 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { type CommandSpec, parseCommand } from '../core/argv.js';
 import { usageError } from '../core/errors.js';
 import { CliError, ExitCode } from './exit.js';
+import type { Verb } from './run.js';
+
+export const installClientSpec = {
+  name: 'install-client',
+  usage: ['nullgate install-client DIR [--with-node]'],
+  summary:
+    'Puts the client into a chroot, so that `chroot DIR nullgate get …` works there: the bundle (one ESM file and the addon) in DIR/usr/local/lib/nullgate/ and a launcher in DIR/usr/local/bin/nullgate.',
+  operands: [['DIR', 'the chroot']],
+  options: {
+    'with-node': {
+      type: 'boolean',
+      help: 'also copy this node, the libraries ldd lists for it, /dev/null, zero, random, urandom and /tmp: enough for an empty chroot',
+    },
+  },
+} as const satisfies CommandSpec;
 
 const LIB_DIR = '/usr/local/lib/nullgate';
 const BIN = '/usr/local/bin/nullgate';
@@ -135,12 +150,7 @@ function nodeInside(dir: string): string | undefined {
 }
 
 export async function installClientCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: { 'with-node': { type: 'boolean', default: false } },
-  });
+  const { values, positionals } = parseCommand(installClientSpec, argv);
   if (positionals.length !== 1)
     throw usageError('install-client takes one directory: nullgate install-client DIR [--with-node]');
   const dir = path.resolve(positionals[0]!);
@@ -148,7 +158,7 @@ export async function installClientCommand(argv: string[]): Promise<number> {
     throw usageError(`${positionals[0]}: not a directory`);
   const bundle = findBundle();
 
-  const notes = values['with-node'] ? installNode(dir) : [];
+  const notes = values['with-node'] === true ? installNode(dir) : [];
   copyInto(dir, path.join(bundle, 'nullgate.mjs'), `${LIB_DIR}/nullgate.mjs`, 0o644);
   copyInto(dir, path.join(bundle, 'nullgate.node'), `${LIB_DIR}/nullgate.node`, 0o755);
   const node = nodeInside(dir);
@@ -178,3 +188,5 @@ export async function installClientCommand(argv: string[]): Promise<number> {
   );
   return ExitCode.OK;
 }
+
+export const installClientVerb: Verb = { spec: installClientSpec, run: installClientCommand };

@@ -2,9 +2,9 @@
 import { clientCommands } from './client-commands.js';
 import { type CommandTable, run } from './run.js';
 
-const commands: CommandTable = {
-  serve: async () => (await import('./serve.js')).serveCommand,
-  'install-client': async () => (await import('./install-client.js')).installClientCommand,
+export const commands: CommandTable = {
+  serve: async () => (await import('./serve.js')).serveVerb,
+  'install-client': async () => (await import('./install-client.js')).installClientVerb,
   ...clientCommands,
 };
 

@@ -3,9 +3,12 @@
  * pays for Fastify and the server never loads undici. Returns the exit code; never calls
  * process.exit (bin/nullgate.js and the client bundle's launcher are the one exit path).
  */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { type CommandSpec, formatHelp, wantsHelp } from '../core/argv.js';
 import { usageError } from '../core/errors.js';
 import { escapeControls } from '../core/terminal-text.js';
-import { ExitCode, exitCodeOf } from './exit.js';
+import { EXIT_CODE_SUMMARY, ExitCode, exitCodeOf } from './exit.js';
 
 /**
  * The synopsis, one entry per line group, each with the verbs it documents: a dispatcher shows
@@ -15,10 +18,11 @@ import { ExitCode, exitCodeOf } from './exit.js';
 export const SYNOPSIS: readonly { readonly verbs: readonly string[]; readonly text: string }[] = [
   {
     verbs: ['serve'],
-    text: `nullgate serve [--socket @NAME] [--root DIR] [--writable] [--allow-uid N]... [--allow-gid N]...
-               [--allow-any-peer] [--max-upload SIZE] [--netns PATH] [--grace SECONDS] [--log-level L]
-               [--max-connections N] [--max-uploads N] [--max-header-size SIZE] [--headers-timeout S]
-               [--request-timeout S] [--idle-timeout S] [--keep-alive-timeout S]`,
+    text: `nullgate serve [--socket @NAME] [--root DIR] [--writable] [--export CHROOT_DIR=ROOT_DIR[:rw]]...
+               [--allow-uid N]... [--allow-gid N]... [--allow-any-peer] [--max-upload SIZE] [--netns PATH]
+               [--grace SECONDS] [--log-level L] [--max-connections N] [--max-uploads N]
+               [--max-header-size SIZE] [--headers-timeout S] [--request-timeout S] [--idle-timeout S]
+               [--keep-alive-timeout S]`,
   },
   { verbs: ['install-client'], text: 'nullgate install-client DIR [--with-node]' },
   { verbs: ['get'], text: 'nullgate get REMOTE [-o FILE | -O] [-C -] [-r RANGE]' },
@@ -39,27 +43,89 @@ export const SYNOPSIS: readonly { readonly verbs: readonly string[]; readonly te
   },
 ];
 
+/** The reference beside this install (dist/cli/ or bundle/ in the package), if it is there. */
+function referenceDoc(): string | undefined {
+  for (const rel of ['../../docs/cli.md', '../docs/cli.md']) {
+    const file = fileURLToPath(new URL(rel, import.meta.url));
+    try {
+      // A chroot has the bundle alone: whatever sits at these paths there is not ours.
+      if (readFileSync(file, 'utf8').startsWith('# nullgate command line')) return file;
+    } catch {
+      // Not at this level.
+    }
+  }
+  return undefined;
+}
+
+/** Where to read more, from a command's help or the general one. */
+function moreHelp(general: boolean): string[] {
+  const doc = referenceDoc();
+  const lines = general
+    ? ["nullgate help CMD (or nullgate CMD --help) shows a command's options and operands."]
+    : ['nullgate --help lists every command and the exit codes.'];
+  if (doc !== undefined) lines.push(`The full reference: ${doc}`);
+  return lines;
+}
+
+/** `0 success, 1 other failure, …`, wrapped. */
+function exitCodeLines(width = 96): string[] {
+  const lines: string[] = [];
+  let line = 'Exit codes:';
+  const items = Object.entries(EXIT_CODE_SUMMARY).map(([code, meaning]) => `${code} ${meaning}`);
+  items.forEach((item, i) => {
+    const text = `${item}${i === items.length - 1 ? '.' : ','}`;
+    if (line.length + 1 + text.length > width) {
+      lines.push(line);
+      line = text;
+    } else line = `${line} ${text}`;
+  });
+  lines.push(line);
+  return lines;
+}
+
 /** The help text for a dispatcher with these verbs. */
 export function usage(commands: CommandTable): string {
   const lines = SYNOPSIS.filter((entry) => entry.verbs.every((verb) => verb in commands))
     .flatMap((entry) => entry.text.split('\n'))
     .map((line) => `  ${line}`);
-  return `Usage:
-${lines.join('\n')}
-Client commands take --socket @NAME (or --abstract-unix-socket NAME, --unix-socket PATH,
-NULLGATE_SOCKET; default @nullgate), --wait SECONDS and -s.
-See docs/cli.md for every flag and exit code.`;
+  return [
+    'Usage:',
+    ...lines,
+    'Client commands take --socket @NAME (or --abstract-unix-socket NAME, --unix-socket PATH,',
+    'NULLGATE_SOCKET; default @nullgate), --wait SECONDS and -s.',
+    ...exitCodeLines(),
+    ...moreHelp(true),
+  ].join('\n');
 }
 
-/** A verb: resolves to its exit code, or to nothing for success. */
-export type Command = (argv: string[]) => Promise<number> | Promise<void>;
-export type CommandTable = Readonly<Record<string, () => Promise<Command>>>;
+/** `nullgate CMD --help` and `nullgate help CMD`. */
+export function commandHelp(spec: CommandSpec): string {
+  return formatHelp(spec, moreHelp(false));
+}
+
+/** A verb: its table (for --help) and what runs it, resolving to its exit code or to nothing. */
+export interface Verb {
+  readonly spec: CommandSpec;
+  readonly run: (argv: string[]) => Promise<number> | Promise<void>;
+}
+export type CommandTable = Readonly<Record<string, () => Promise<Verb>>>;
+
+function load(commands: CommandTable, verb: string): Promise<Verb> {
+  const loader = Object.hasOwn(commands, verb) ? commands[verb] : undefined;
+  if (!loader) throw usageError(`unknown command "${verb}" (try nullgate --help)`);
+  return loader();
+}
 
 export async function run(argv: string[], commands: CommandTable): Promise<number> {
   const [verb, ...rest] = argv;
   try {
-    if (verb === '-h' || verb === '--help' || verb === 'help') {
+    if (verb === '-h' || verb === '--help' || (verb === 'help' && rest.length === 0)) {
       process.stdout.write(`${usage(commands)}\n`);
+      return ExitCode.OK;
+    }
+    if (verb === 'help') {
+      if (rest.length > 1) throw usageError(`help takes one command, got ${rest.length}: nullgate help CMD`);
+      process.stdout.write(commandHelp((await load(commands, rest[0]!)).spec));
       return ExitCode.OK;
     }
     if (verb === undefined) {
@@ -71,9 +137,12 @@ export async function run(argv: string[], commands: CommandTable): Promise<numbe
       process.stdout.write(`${(await import('../core/version.js')).version}\n`);
       return ExitCode.OK;
     }
-    const load = Object.hasOwn(commands, verb) ? commands[verb] : undefined;
-    if (!load) throw usageError(`unknown command "${verb}" (try nullgate --help)`);
-    const code = await (await load())(rest);
+    const command = await load(commands, verb);
+    if (wantsHelp(command.spec, rest)) {
+      process.stdout.write(commandHelp(command.spec));
+      return ExitCode.OK;
+    }
+    const code = await command.run(rest);
     return typeof code === 'number' ? code : ExitCode.OK;
   } catch (err) {
     return reportError(err);

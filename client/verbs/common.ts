@@ -4,11 +4,11 @@
  * `--wait`, `-s`; the mapping of client errors to curl's exit codes; stdout writing; the
  * progress bar. Parsing is pure (argv and env in, options out) so it is table-tested.
  */
+import type { OptionTable } from '../../core/argv.js';
 import { usageError } from '../../core/errors.js';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import {
   type Address,
   DEFAULT_ADDRESS,
@@ -27,16 +27,39 @@ import {
 import { Client, type ProgressCallback } from '../client.js';
 import { parseServerUids } from './server-uids.js';
 
+const SERVER = 'Finding the server (every client verb)';
+
 export const commonOptions = {
-  socket: { type: 'string' },
-  'abstract-unix-socket': { type: 'string' },
-  'unix-socket': { type: 'string' },
-  wait: { type: 'string' },
-  'server-uid': { type: 'string', multiple: true },
-  silent: { type: 'boolean', short: 's' },
+  socket: {
+    type: 'string',
+    value: 'ADDRESS',
+    help: '@NAME (abstract, \\xHH escapes, as serve prints it) or a socket file; default $NULLGATE_SOCKET, else @nullgate',
+    group: SERVER,
+  },
+  'abstract-unix-socket': {
+    type: 'string',
+    value: 'NAME',
+    help: "curl's flag: the abstract name, taken literally (no @, no escapes)",
+    group: SERVER,
+  },
+  'unix-socket': { type: 'string', value: 'PATH', help: "curl's flag: a socket file", group: SERVER },
+  wait: {
+    type: 'string',
+    value: 'SECONDS',
+    help: 'keep retrying while nobody listens yet (without it a missing server fails at once)',
+    group: SERVER,
+  },
+  'server-uid': {
+    type: 'string',
+    multiple: true,
+    value: 'N',
+    help: 'also talk to a server run by uid N (repeatable; default $NULLGATE_SERVER_UID); root and your own uid always are trusted',
+    group: SERVER,
+  },
+  silent: { type: 'boolean', short: 's', help: 'no progress bar (errors are still printed)', group: SERVER },
   // curl's -S (--show-error): nullgate always shows errors, so it is accepted and changes nothing.
-  'show-error': { type: 'boolean', short: 'S' },
-} as const satisfies ParseArgsConfig['options'];
+  'show-error': { type: 'boolean', short: 'S', help: "curl's -S: errors are always shown", hidden: true },
+} as const satisfies OptionTable;
 
 export interface CommonOptions {
   readonly socket: Address;
@@ -48,35 +71,6 @@ export interface CommonOptions {
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
-
-/** parseArgs, with its errors turned into usage errors that name the verb. */
-export function parseVerb<O extends NonNullable<ParseArgsConfig['options']>>(
-  verb: string,
-  argv: string[],
-  options: O,
-): {
-  values: ReturnType<typeof parseArgs<{ options: O; allowPositionals: true; strict: true }>>['values'];
-  positionals: string[];
-  /** In command-line order, for options whose order matters (curl joins -d values in order). */
-  tokens: { kind: string; name?: string; value?: string | undefined }[];
-} {
-  try {
-    const { values, positionals, tokens } = parseArgs({
-      args: argv,
-      options,
-      allowPositionals: true,
-      strict: true,
-      tokens: true,
-    });
-    return { values, positionals, tokens };
-  } catch (err) {
-    const e = err as { code?: string; message?: string };
-    if (typeof e.code === 'string' && e.code.startsWith('ERR_PARSE_ARGS')) {
-      throw usageError(`${verb}: ${(e.message ?? String(err)).split('\n')[0]}`);
-    }
-    throw err;
-  }
-}
 
 function abstractFromCurl(name: string): Address {
   // curl passes the name as a C string, no escapes: the bytes are the name.

@@ -1,4 +1,5 @@
 /** `nullgate get REMOTE [-o FILE | -O] [-C -] [-r RANGE]`: a file to stdout or to a local file. */
+import { type CommandSpec, parseCommand } from '../../core/argv.js';
 import { usageError } from '../../core/errors.js';
 import path from 'node:path';
 import {
@@ -7,7 +8,6 @@ import {
   commonOptions,
   expectPositionals,
   parseCommon,
-  parseVerb,
   progressBar,
   toStdout,
   withClient,
@@ -27,16 +27,43 @@ export interface GetArgs {
   readonly range: string | undefined;
 }
 
+export const getSpec = {
+  name: 'get',
+  usage: ['nullgate get REMOTE [-o FILE | -O] [-C -] [-r RANGE]'],
+  summary: 'Downloads a file of the served tree to standard output, or to a local file.',
+  operands: [['REMOTE', 'a file in the served tree: /etc/motd asks for GET /files/etc/motd']],
+  options: {
+    output: {
+      type: 'string',
+      short: 'o',
+      value: 'FILE',
+      help: 'write to FILE (- is standard output): to a temporary name, renamed over FILE when complete',
+    },
+    'remote-name': {
+      type: 'boolean',
+      short: 'O',
+      help: "like -o, with the remote file's name, in the current directory",
+    },
+    'continue-at': {
+      type: 'string',
+      short: 'C',
+      value: '-',
+      help: 'resume: append to FILE from its current size (needs -o or -O; only - is accepted)',
+    },
+    range: {
+      type: 'string',
+      short: 'r',
+      value: 'RANGE',
+      help: 'only these bytes: 0-499, 500-, -500 (the last 500), or several, comma-separated; attach one that starts with -: -r-500',
+    },
+    ...commonOptions,
+  },
+} as const satisfies CommandSpec;
+
 const RANGE = /^(\d+-\d*|-\d+)(,(\d+-\d*|-\d+))*$/;
 
 export function parseGetArgs(argv: string[], env: Env = process.env): GetArgs {
-  const { values, positionals } = parseVerb('get', argv, {
-    ...commonOptions,
-    output: { type: 'string', short: 'o' },
-    'remote-name': { type: 'boolean', short: 'O' },
-    'continue-at': { type: 'string', short: 'C' },
-    range: { type: 'string', short: 'r' },
-  });
+  const { values, positionals } = parseCommand(getSpec, argv);
   const [remote] = expectPositionals('get', positionals, ['REMOTE']) as [string];
   const common = parseCommon(values, env);
   if (values.output !== undefined && values['remote-name'])

@@ -1,16 +1,9 @@
 /** `nullgate ls [-l] [--json] [REMOTE]`: list a directory of the served tree (default `/`). */
+import { type CommandSpec, parseCommand } from '../../core/argv.js';
 import { usageError } from '../../core/errors.js';
 import { escapeControls, escapeJsonControls } from '../../core/terminal-text.js';
 import { type ListEntry, filesPath } from '../client.js';
-import {
-  type CommonOptions,
-  type Env,
-  commonOptions,
-  parseCommon,
-  parseVerb,
-  toStdout,
-  withClient,
-} from './common.js';
+import { type CommonOptions, type Env, commonOptions, parseCommon, toStdout, withClient } from './common.js';
 
 export interface LsArgs {
   readonly common: CommonOptions;
@@ -19,12 +12,27 @@ export interface LsArgs {
   readonly json: boolean;
 }
 
-export function parseLsArgs(argv: string[], env: Env = process.env): LsArgs {
-  const { values, positionals } = parseVerb('ls', argv, {
+export const lsSpec = {
+  name: 'ls',
+  usage: ['nullgate ls [-l] [--json] [REMOTE]'],
+  summary: 'Lists a directory of the served tree, sorted by name; directories end in /.',
+  operands: [['REMOTE', 'a directory in the served tree (default /)']],
+  options: {
+    long: {
+      type: 'boolean',
+      short: 'l',
+      help: 'mode, size, mtime and name, like ls -l --time-style=long-iso',
+    },
+    json: {
+      type: 'boolean',
+      help: "the server's listing as JSON: {path, entries: [{name, type, size, mtime, mode}]}",
+    },
     ...commonOptions,
-    long: { type: 'boolean', short: 'l' },
-    json: { type: 'boolean' },
-  });
+  },
+} as const satisfies CommandSpec;
+
+export function parseLsArgs(argv: string[], env: Env = process.env): LsArgs {
+  const { values, positionals } = parseCommand(lsSpec, argv);
   if (positionals.length > 1)
     throw usageError(`ls: unexpected argument "${positionals[1]}" (usage: nullgate ls [-l] [--json] REMOTE)`);
   const common = parseCommon(values, env);

@@ -1,19 +1,28 @@
 /** `nullgate mkdir REMOTE...`: create directories with their parents (like mkdir -p). */
+import { type CommandSpec, parseCommand } from '../../core/argv.js';
 import { usageError } from '../../core/errors.js';
 import { filesPath } from '../client.js';
-import { type CommonOptions, type Env, commonOptions, parseCommon, parseVerb, withClient } from './common.js';
+import { type CommonOptions, type Env, commonOptions, parseCommon, withClient } from './common.js';
 
 export interface MkdirArgs {
   readonly common: CommonOptions;
   readonly remotes: string[];
 }
 
-export function parseMkdirArgs(argv: string[], env: Env = process.env): MkdirArgs {
-  const { values, positionals } = parseVerb('mkdir', argv, {
-    ...commonOptions,
+export const mkdirSpec = {
+  name: 'mkdir',
+  usage: ['nullgate mkdir REMOTE...'],
+  summary:
+    'Creates directories of the served tree with their parents, like mkdir -p; an existing directory is fine.',
+  options: {
     // mkdir -p is what the server always does; accepted so muscle memory works.
-    parents: { type: 'boolean', short: 'p' },
-  });
+    parents: { type: 'boolean', short: 'p', help: 'accepted for habit: parents are always created' },
+    ...commonOptions,
+  },
+} as const satisfies CommandSpec;
+
+export function parseMkdirArgs(argv: string[], env: Env = process.env): MkdirArgs {
+  const { values, positionals } = parseCommand(mkdirSpec, argv);
   if (positionals.length === 0) throw usageError('mkdir: missing REMOTE (usage: nullgate mkdir REMOTE)');
   if (positionals.includes('')) throw usageError('mkdir: empty REMOTE');
   return { common: parseCommon(values, env), remotes: positionals };

@@ -1,4 +1,5 @@
 /** `nullgate mv [-n] FROM TO`: rename within the served tree. */
+import { type CommandSpec, parseCommand } from '../../core/argv.js';
 import { usageError } from '../../core/errors.js';
 import { filesPath } from '../client.js';
 import {
@@ -7,7 +8,6 @@ import {
   commonOptions,
   expectPositionals,
   parseCommon,
-  parseVerb,
   withClient,
 } from './common.js';
 
@@ -19,11 +19,22 @@ export interface MvArgs {
   readonly noClobber: boolean;
 }
 
-export function parseMvArgs(argv: string[], env: Env = process.env): MvArgs {
-  const { values, positionals } = parseVerb('mv', argv, {
+export const mvSpec = {
+  name: 'mv',
+  usage: ['nullgate mv [-n] FROM TO'],
+  summary: 'Renames FROM to TO within the served tree (HTTP MOVE), replacing TO.',
+  options: {
+    'no-clobber': {
+      type: 'boolean',
+      short: 'n',
+      help: 'fail (412, exit 22) instead of replacing an existing TO',
+    },
     ...commonOptions,
-    'no-clobber': { type: 'boolean', short: 'n' },
-  });
+  },
+} as const satisfies CommandSpec;
+
+export function parseMvArgs(argv: string[], env: Env = process.env): MvArgs {
+  const { values, positionals } = parseCommand(mvSpec, argv);
   const [from, to] = expectPositionals('mv', positionals, ['FROM', 'TO']) as [string, string];
   if (from === '' || to === '') throw usageError('mv: empty FROM or TO');
   return { common: parseCommon(values, env), from, to, noClobber: values['no-clobber'] === true };

@@ -1,4 +1,5 @@
 /** `nullgate pull REMOTE_DIR LOCAL_DIR` and `nullgate push LOCAL_DIR REMOTE_DIR`: whole trees as tar streams. */
+import { type CommandSpec, parseCommand } from '../../core/argv.js';
 import { usageError } from '../../core/errors.js';
 import path from 'node:path';
 import { archivePath } from '../client.js';
@@ -8,7 +9,6 @@ import {
   commonOptions,
   expectPositionals,
   parseCommon,
-  parseVerb,
   progressBar,
   withClient,
 } from './common.js';
@@ -19,8 +19,24 @@ export interface TreeArgs {
   readonly local: string;
 }
 
+export const pullSpec = {
+  name: 'pull',
+  usage: ['nullgate pull REMOTE_DIR LOCAL_DIR'],
+  summary:
+    'Copies the contents of a directory of the served tree into LOCAL_DIR (created if missing), in one tar stream. Files, directories and symlinks keep their mode and mtime; unsafe entries (absolute names, .., symlinks that lead out, devices) are refused.',
+  options: commonOptions,
+} as const satisfies CommandSpec;
+
+export const pushSpec = {
+  name: 'push',
+  usage: ['nullgate push LOCAL_DIR REMOTE_DIR'],
+  summary:
+    'Copies the contents of LOCAL_DIR into a directory of the served tree, in one tar stream that the server extracts all or nothing. Sockets, FIFOs and devices are skipped with a warning.',
+  options: commonOptions,
+} as const satisfies CommandSpec;
+
 export function parsePullArgs(argv: string[], env: Env = process.env): TreeArgs {
-  const { values, positionals } = parseVerb('pull', argv, commonOptions);
+  const { values, positionals } = parseCommand(pullSpec, argv);
   const [remote, local] = expectPositionals('pull', positionals, ['REMOTE_DIR', 'LOCAL_DIR']) as [
     string,
     string,
@@ -30,7 +46,7 @@ export function parsePullArgs(argv: string[], env: Env = process.env): TreeArgs 
 }
 
 export function parsePushArgs(argv: string[], env: Env = process.env): TreeArgs {
-  const { values, positionals } = parseVerb('push', argv, commonOptions);
+  const { values, positionals } = parseCommand(pushSpec, argv);
   const [local, remote] = expectPositionals('push', positionals, ['LOCAL_DIR', 'REMOTE_DIR']) as [
     string,
     string,

@@ -1,4 +1,5 @@
 /** `nullgate put LOCAL REMOTE` / `nullgate put - REMOTE`: upload a file or standard input. */
+import { type CommandSpec, parseCommand } from '../../core/argv.js';
 import { usageError } from '../../core/errors.js';
 import path from 'node:path';
 import { filesPath } from '../client.js';
@@ -8,7 +9,6 @@ import {
   commonOptions,
   expectPositionals,
   parseCommon,
-  parseVerb,
   progressBar,
   withClient,
 } from './common.js';
@@ -23,11 +23,27 @@ export interface PutArgs {
   readonly noClobber: boolean;
 }
 
-export function parsePutArgs(argv: string[], env: Env = process.env): PutArgs {
-  const { values, positionals } = parseVerb('put', argv, {
+export const putSpec = {
+  name: 'put',
+  usage: ['nullgate put [-n] LOCAL REMOTE', 'nullgate put [-n] - REMOTE'],
+  summary:
+    'Uploads a local file, or standard input, into the served tree. The server writes it atomically and creates missing parent directories.',
+  operands: [
+    ['LOCAL', 'a local file; - reads standard input'],
+    ['REMOTE', "the file in the served tree; one that ends in / takes LOCAL's name"],
+  ],
+  options: {
+    'no-clobber': {
+      type: 'boolean',
+      short: 'n',
+      help: 'fail (412, exit 22) instead of replacing an existing file',
+    },
     ...commonOptions,
-    'no-clobber': { type: 'boolean', short: 'n' },
-  });
+  },
+} as const satisfies CommandSpec;
+
+export function parsePutArgs(argv: string[], env: Env = process.env): PutArgs {
+  const { values, positionals } = parseCommand(putSpec, argv);
   const [local, remoteArg] = expectPositionals('put', positionals, ['LOCAL', 'REMOTE']) as [string, string];
   const common = parseCommon(values, env);
   if (local === '') throw usageError('put: empty LOCAL (use - for standard input)');

@@ -4,6 +4,7 @@
  * the endpoints that are not files (`/health`, `/whoami`) and for anything the file verbs do not
  * cover. Parsing is pure; files named by `@FILE` and `-T` are read only when the request runs.
  */
+import { type CommandSpec, parseCommand } from '../../core/argv.js';
 import { usageError } from '../../core/errors.js';
 import { promises as fsp } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
@@ -19,7 +20,6 @@ import {
   commonOptions,
   expectPositionals,
   parseCommon,
-  parseVerb,
   toStdout,
   withClient,
 } from './common.js';
@@ -95,8 +95,80 @@ function dataPart(text: string, binary: boolean, raw: boolean): DataPart {
   return { kind: 'text', text };
 }
 
+export const requestSpec = {
+  name: 'request',
+  usage: [
+    `nullgate request [-X METHOD] [-H 'K: V']... [-d DATA | --data-binary @FILE | -T FILE] [-o FILE]
+                 [-i] [-I] [-f] [-s] [-v] PATH`,
+  ],
+  summary:
+    "One raw HTTP request, with curl's flags and semantics: for the endpoints that are not files (/health, /whoami) and anything the file verbs do not cover. Without -f an error status is printed like any other answer, and the exit code is 0.",
+  operands: [
+    ['PATH', 'the URL path with its query (/health, /files/x?y=1), or a full http://localhost/... URL'],
+  ],
+  options: {
+    request: {
+      type: 'string',
+      short: 'X',
+      value: 'METHOD',
+      help: 'the method (default GET; POST with -d, PUT with -T, HEAD with -I)',
+    },
+    header: {
+      type: 'string',
+      short: 'H',
+      multiple: true,
+      value: "'K: V'",
+      help: "add a header (repeatable); 'Name:' removes a default header, 'Name;' sends it empty",
+    },
+    data: {
+      type: 'string',
+      short: 'd',
+      multiple: true,
+      value: 'DATA',
+      help: 'a POST body (application/x-www-form-urlencoded); repeated ones are joined with &; @FILE reads FILE without CR/LF, @- standard input',
+    },
+    'data-binary': {
+      type: 'string',
+      multiple: true,
+      value: 'DATA',
+      help: 'like -d, but @FILE is sent byte for byte (streamed when it is the only data)',
+    },
+    'data-raw': {
+      type: 'string',
+      multiple: true,
+      value: 'DATA',
+      help: 'like -d, but a leading @ is literal',
+    },
+    'upload-file': {
+      type: 'string',
+      short: 'T',
+      value: 'FILE',
+      help: "stream FILE (- for standard input) as a PUT body; a PATH ending in / gets FILE's name appended",
+    },
+    output: {
+      type: 'string',
+      short: 'o',
+      value: 'FILE',
+      help: 'write the output to FILE (a temporary name, then rename)',
+    },
+    include: { type: 'boolean', short: 'i', help: 'print the status line and headers before the body' },
+    head: { type: 'boolean', short: 'I', help: 'HEAD; print the status line and headers' },
+    fail: {
+      type: 'boolean',
+      short: 'f',
+      help: 'an HTTP status >= 400 prints one error line and exits 22, with no body output',
+    },
+    verbose: {
+      type: 'boolean',
+      short: 'v',
+      help: 'print the request (> ) and response (< ) headers to standard error',
+    },
+    ...commonOptions,
+  },
+} as const satisfies CommandSpec;
+
 export function parseRequestArgs(argv: string[], env: Env = process.env): RequestArgs {
-  const { values, positionals, tokens } = parseVerbWithTokens(argv);
+  const { values, positionals, tokens } = parseCommand(requestSpec, argv);
   const [target] = expectPositionals('request', positionals, ['PATH']) as [string];
   const common = parseCommon(values, env);
   let urlPath = parseTarget(target);
@@ -155,25 +227,6 @@ export function parseRequestArgs(argv: string[], env: Env = process.env): Reques
     fail: values.fail === true,
     verbose: values.verbose === true,
   };
-}
-
-const requestOptions = {
-  ...commonOptions,
-  request: { type: 'string', short: 'X' },
-  header: { type: 'string', short: 'H', multiple: true },
-  data: { type: 'string', short: 'd', multiple: true },
-  'data-binary': { type: 'string', multiple: true },
-  'data-raw': { type: 'string', multiple: true },
-  'upload-file': { type: 'string', short: 'T' },
-  output: { type: 'string', short: 'o' },
-  include: { type: 'boolean', short: 'i' },
-  head: { type: 'boolean', short: 'I' },
-  fail: { type: 'boolean', short: 'f' },
-  verbose: { type: 'boolean', short: 'v' },
-} as const;
-
-function parseVerbWithTokens(argv: string[]): ReturnType<typeof parseVerb<typeof requestOptions>> {
-  return parseVerb('request', argv, requestOptions);
 }
 
 async function readAll(file: string): Promise<Buffer> {

@@ -1,8 +1,9 @@
 /** `nullgate rm [-r] REMOTE...`: delete files, empty directories, or (with -r) trees. */
+import { type CommandSpec, parseCommand } from '../../core/argv.js';
 import { usageError } from '../../core/errors.js';
 import { ClientError, CommandError } from '../client-error.js';
 import { filesPath } from '../client.js';
-import { type CommonOptions, type Env, commonOptions, parseCommon, parseVerb, withClient } from './common.js';
+import { type CommonOptions, type Env, commonOptions, parseCommon, withClient } from './common.js';
 
 export interface RmArgs {
   readonly common: CommonOptions;
@@ -10,11 +11,18 @@ export interface RmArgs {
   readonly recursive: boolean;
 }
 
-export function parseRmArgs(argv: string[], env: Env = process.env): RmArgs {
-  const { values, positionals } = parseVerb('rm', argv, {
+export const rmSpec = {
+  name: 'rm',
+  usage: ['nullgate rm [-r] REMOTE...'],
+  summary: 'Deletes files and empty directories of the served tree; the root cannot be deleted.',
+  options: {
+    recursive: { type: 'boolean', short: 'r', help: 'delete directories with everything in them' },
     ...commonOptions,
-    recursive: { type: 'boolean', short: 'r' },
-  });
+  },
+} as const satisfies CommandSpec;
+
+export function parseRmArgs(argv: string[], env: Env = process.env): RmArgs {
+  const { values, positionals } = parseCommand(rmSpec, argv);
   if (positionals.length === 0) throw usageError('rm: missing REMOTE (usage: nullgate rm [-r] REMOTE)');
   if (positionals.includes('')) throw usageError('rm: empty REMOTE');
   return { common: parseCommon(values, env), remotes: positionals, recursive: values.recursive === true };

@@ -2,7 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { parseAddress } from '../../core/address.js';
 import { ExitCode, exitCodeOf } from '../../cli/exit.js';
-import { parseCommon, parseVerb, commonOptions } from '../../client/verbs/common.js';
+import { parseCommand } from '../../core/argv.js';
+import { parseCommon, commonOptions } from '../../client/verbs/common.js';
 import { parseGetArgs } from '../../client/verbs/get.js';
 import { formatListing, modeString, parseLsArgs } from '../../client/verbs/ls.js';
 import { parseMkdirArgs } from '../../client/verbs/mkdir.js';
@@ -26,7 +27,7 @@ function usage(fn: () => unknown): string {
 }
 
 function common(argv: string[], env: Record<string, string> = {}) {
-  const { values } = parseVerb('x', argv, commonOptions);
+  const { values } = parseCommand({ name: 'x', usage: [], summary: '', options: commonOptions }, argv);
   return parseCommon(values, env);
 }
 
@@ -107,7 +108,7 @@ describe('get', () => {
     [['/a', '-C', '-'], /standard output cannot be resumed/],
     [['/a', '-r', 'abc'], /byte ranges/],
     [['/a', '-C', '-', '-o', 'x', '-r', '0-1'], /exclude/],
-    [['/a', '--bogus'], /get: Unknown option '--bogus'/],
+    [['/a', '--bogus'], /^get: unknown option --bogus \(see nullgate get --help\)$/],
   ] as const)('%j is a usage error', (argv, message) => {
     expect(usage(() => parseGetArgs([...argv], noEnv))).toMatch(message);
   });
@@ -231,7 +232,7 @@ describe('request (curl semantics)', () => {
     [['-H', 'Bad Name: v', '/x'], /not a valid header name/],
     [['-X', 'GE T', '/x'], /not a valid method/],
     [['-d', '@', '/x'], /@ needs a file name/],
-    [['--nope', '/x'], /request: Unknown option '--nope'/],
+    [['--nope', '/x'], /^request: unknown option --nope \(see nullgate request --help\)$/],
   ] as const)('%j is a usage error', (argv, message) => {
     expect(usage(() => parseRequestArgs([...argv], noEnv))).toMatch(message);
   });

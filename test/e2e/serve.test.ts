@@ -269,8 +269,12 @@ describe('serve: start-up and shutdown', () => {
     [['--allow-uid', '65534'], /65534 .* can never be allowed/],
     [['--allow-uid', 'root'], /numeric id/],
     [['--max-upload', '12Q'], /--max-upload takes a size/],
-    [['--root', '/nonexistent/dir'], /not a directory/],
-    [['--frobnicate'], /Unknown option/],
+    [['--root', '/nonexistent/dir'], /--root \/nonexistent\/dir: no such directory$/m],
+    [['--root', '/etc/passwd'], /--root \/etc\/passwd: not a directory$/m],
+    [['--root', '/etc/passwd/x'], /--root \/etc\/passwd\/x: no such directory$/m],
+    [['--frobnicate'], /serve: unknown option --frobnicate/],
+    [['--writable=yes'], /serve: --writable takes no value/],
+    [['/srv/x'], /serve: unexpected argument "\/srv\/x" \(the directory is --root DIR\)/],
   ])('usage error %j exits 2 with one line', async (args, message) => {
     const r = await runCli(['serve', ...args]);
     expect(r.code).toBe(2);
@@ -308,7 +312,8 @@ describe('serve: start-up and shutdown', () => {
       client.write('GET /files/big.bin HTTP/1.1\r\nHost: x\r\n\r\n');
       // The listener goes at once, while the download goes on.
       expect(await eventually(() => signalled && refused(name), 5000)).toBe(true);
-      expect(s.stderr()).toContain('SIGTERM: draining');
+      // Written before the listener closes, but read here through a pipe of its own: wait for it.
+      expect(await eventually(() => s.stderr().includes('SIGTERM: draining'), 5000)).toBe(true);
       const { data, lingerMs } = await body;
       const res = parseResponse(data);
       expect(res.status).toBe(200);
