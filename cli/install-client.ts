@@ -27,7 +27,7 @@ export const installClientSpec = {
   usage: ['nullgate install-client DIR [--with-node]'],
   summary:
     'Puts the client into a chroot, so that `chroot DIR nullgate get …` works there: the bundle (one ESM file and the addon) in DIR/usr/local/lib/nullgate/ and a launcher in DIR/usr/local/bin/nullgate.',
-  operands: [['DIR', 'the chroot']],
+  operands: [['DIR', 'the chroot; created (with its parents) when it does not exist']],
   options: {
     'with-node': {
       type: 'boolean',
@@ -144,6 +144,21 @@ function installNode(dir: string): string[] {
   return notes;
 }
 
+/** DIR, created like `mkdir -p` (as debootstrap does with its target) when it does not exist. */
+function makeTarget(text: string): string {
+  const dir = path.resolve(text);
+  try {
+    if (statSync(dir, { throwIfNoEntry: false })?.isDirectory()) return dir;
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // EEXIST: a file where DIR would be; ENOTDIR: a file on the way to it.
+    if (code === 'EEXIST' || code === 'ENOTDIR') throw usageError(`${text}: not a directory`);
+    throw new CliError(`cannot create ${text}: ${(err as Error).message}`, ExitCode.FAILURE, { cause: err });
+  }
+  return dir;
+}
+
 /** A node already inside the chroot, as the chroot will see it. */
 function nodeInside(dir: string): string | undefined {
   return ['/usr/local/bin/node', '/usr/bin/node', '/bin/node'].find((p) => existsSync(path.join(dir, p)));
@@ -153,10 +168,8 @@ export async function installClientCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommand(installClientSpec, argv);
   if (positionals.length !== 1)
     throw usageError('install-client takes one directory: nullgate install-client DIR [--with-node]');
-  const dir = path.resolve(positionals[0]!);
-  if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory())
-    throw usageError(`${positionals[0]}: not a directory`);
   const bundle = findBundle();
+  const dir = makeTarget(positionals[0]!);
 
   const notes = values['with-node'] === true ? installNode(dir) : [];
   copyInto(dir, path.join(bundle, 'nullgate.mjs'), `${LIB_DIR}/nullgate.mjs`, 0o644);
