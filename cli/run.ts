@@ -30,7 +30,7 @@ export const SYNOPSIS: readonly { readonly verbs: readonly string[]; readonly te
   { verbs: ['ls'], text: 'nullgate ls [-l] [--json] [REMOTE]' },
   {
     verbs: ['rm', 'mkdir', 'mv'],
-    text: 'nullgate rm [-r] REMOTE...    nullgate mkdir REMOTE...    nullgate mv [-n] FROM TO',
+    text: 'nullgate rm [-r] REMOTE...    nullgate mkdir REMOTE...    nullgate mv [-n] [-T] FROM TO',
   },
   {
     verbs: ['pull', 'push'],

@@ -520,6 +520,28 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
       expect(existsSync(path.join(root, 'm'))).toBe(false);
     });
 
+    it('mv FILE DIR moves into the directory like mv(1) and says so; -T takes DIR as the name', async () => {
+      await mkdir(path.join(root, 'mvd/into'), { recursive: true });
+      await writeFile(path.join(root, 'mvd/f.txt'), 'f');
+      const into = await cli(['mv', '/mvd/f.txt', '/mvd/into']);
+      expect(into.code, into.stderr).toBe(0);
+      expect(await readFile(path.join(root, 'mvd/into/f.txt'), 'utf8')).toBe('f');
+      expect(into.stderr).toBe('nullgate: moved /mvd/f.txt to /mvd/into/f.txt\n');
+      // A trailing slash on TO says the same; -s keeps quiet.
+      const back = await cli(['mv', '-s', '/mvd/into/f.txt', '/mvd/']);
+      expect(back.code, back.stderr).toBe(0);
+      expect(back.stderr).toBe('');
+      expect(await readFile(path.join(root, 'mvd/f.txt'), 'utf8')).toBe('f');
+      // -T: the directory itself is the target name (an empty directory is replaced, as rename(2) does).
+      await mkdir(path.join(root, 'mvd/d1'));
+      await mkdir(path.join(root, 'mvd/d2'));
+      await writeFile(path.join(root, 'mvd/d1/x'), 'x');
+      const named = await cli(['mv', '-T', '/mvd/d1', '/mvd/d2']);
+      expect(named.code, named.stderr).toBe(0);
+      expect(await readFile(path.join(root, 'mvd/d2/x'), 'utf8')).toBe('x');
+      expect(existsSync(path.join(root, 'mvd/d2/d1'))).toBe(false);
+    });
+
     it('push then pull round-trips a tree with a symlink', async () => {
       const src = path.join(work, 'tree');
       await mkdir(path.join(src, 'sub/deeper'), { recursive: true });
