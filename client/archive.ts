@@ -303,7 +303,7 @@ export async function packTar(localDir: string, onProgress?: ProgressCallback): 
   let bytes = 0;
 
   const walk = async (rel: string): Promise<void> => {
-    const dir = rel === '' ? root : path.join(root, rel);
+    const dir = path.join(root, rel);
     let names: string[];
     try {
       names = (await fsp.readdir(dir)).sort();

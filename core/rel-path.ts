@@ -1,7 +1,8 @@
 /**
  * Paths relative to a tree's root, as every side writes them: no leading or trailing slash, ''
- * for the root, '/' between names. The one place that joins, splits and shows them (the
- * server's routes and archives, the client's archives); URL decoding is routes/url-path.ts.
+ * for the root, '/' between names. The one place that normalises, joins, splits and shows them
+ * (the beneath-root layer, the server's routes and archives, the tar entry rules, the client's
+ * archives); URL decoding is routes/url-path.ts, a client's remote path is a URL path.
  */
 
 /**
@@ -14,6 +15,21 @@ export const TEMP_NAME_PREFIX = '.nullgate-tmp-';
 /** Is `name` (one path component) reserved for nullgate's temporaries? */
 export function isTempName(name: string): boolean {
   return name.startsWith(TEMP_NAME_PREFIX);
+}
+
+/**
+ * `p` as a clean relative path, resolved lexically: leading, trailing and repeated slashes and
+ * '.' dropped, each '..' taking back the name before it. Undefined when a '..' would climb
+ * above the root. NUL bytes are left to the caller, which refuses them in its own words.
+ */
+export function normalizeRel(p: string): string | undefined {
+  const out: string[] = [];
+  for (const part of p.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part !== '..') out.push(part);
+    else if (out.pop() === undefined) return undefined;
+  }
+  return out.join('/');
 }
 
 /** `dir` joined with one more `name` ('' is the root). */
@@ -31,6 +47,11 @@ export function parentOf(rel: string): string {
 export function baseOf(rel: string): string {
   const slash = rel.lastIndexOf('/');
   return slash < 0 ? rel : rel.slice(slash + 1);
+}
+
+/** Is `rel` the directory `dir` or beneath it? (Everything is beneath the root, ''.) */
+export function isWithin(rel: string, dir: string): boolean {
+  return dir === '' || rel === dir || rel.startsWith(`${dir}/`);
 }
 
 /** The proper ancestors of a relative path, outermost first: 'a/b/c' → ['a', 'a/b']; none for '' or a name at the root. */

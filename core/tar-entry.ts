@@ -7,7 +7,15 @@
  * handling, which does no filtering at all.
  */
 import { ngError, type NullgateError } from './errors.js';
-import { isTempName, shortened, TEMP_NAME_PREFIX } from './rel-path.js';
+import {
+  ancestorsOf,
+  isTempName,
+  joinRel,
+  normalizeRel,
+  parentOf,
+  shortened,
+  TEMP_NAME_PREFIX,
+} from './rel-path.js';
 
 /** The largest value an 11-digit octal ustar field holds: 8 GiB - 1 (POSIX.1-2001 ustar). */
 export const USTAR_MAX_OCTAL11 = 0o77777777777;
@@ -100,18 +108,7 @@ export function hardlinkTarget(name: string, linkname: string): string {
  */
 export function symlinkLeavesRoot(finalRel: string, linkname: string): boolean {
   if (linkname.startsWith('/')) return true;
-  const dir = finalRel.split('/').filter((p) => p !== '');
-  dir.pop();
-  for (const part of linkname.split('/')) {
-    if (part === '' || part === '.') continue;
-    if (part === '..') {
-      if (dir.length === 0) return true;
-      dir.pop();
-    } else {
-      dir.push(part);
-    }
-  }
-  return false;
+  return normalizeRel(joinRel(parentOf(finalRel), linkname)) === undefined;
 }
 
 /** The checks on a symlink entry; `finalRel` is where it will live relative to the root. */
@@ -136,13 +133,7 @@ export function checkSymlink(name: string, finalRel: string, linkname: string): 
  */
 export function symlinkPrefix(rel: string, symlinks: ReadonlySet<string>): string | undefined {
   if (symlinks.size === 0) return undefined;
-  let at = rel.indexOf('/');
-  while (at !== -1) {
-    const prefix = rel.slice(0, at);
-    if (symlinks.has(prefix)) return prefix;
-    at = rel.indexOf('/', at + 1);
-  }
-  return undefined;
+  return ancestorsOf(rel).find((dir) => symlinks.has(dir));
 }
 
 /**

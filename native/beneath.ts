@@ -17,6 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { constants as osc } from 'node:os';
 import { promisify } from 'node:util';
 
+import { baseOf, displayPath, isTempName, joinRel, normalizeRel, parentOf } from '../core/rel-path.js';
 import { check, native, systemError } from './binding.js';
 import type { NativeBinding, SystemError } from './binding.js';
 
@@ -85,33 +86,19 @@ function toStat(st: NativeStat): BeneathStat {
 }
 
 /**
- * The lexical first filter: strips leading/duplicate slashes and '.', resolves '..' against the
- * components before it, and returns '' for the root. A NUL byte is EINVAL; a '..' above the root
- * is EXDEV (what RESOLVE_BENEATH itself would answer).
+ * The lexical first filter (core/rel-path.ts normalizeRel): '' for the root. A NUL byte is
+ * EINVAL; a '..' above the root is EXDEV (what RESOLVE_BENEATH itself would answer).
  */
-export function normalizeRel(p: string, syscall = 'open'): string {
-  if (p.includes('\0')) throw systemError(-EINVAL, syscall, { path: showPath(p.replaceAll('\0', '\\0')) });
-  const out: string[] = [];
-  for (const part of p.split('/')) {
-    if (part === '' || part === '.') continue;
-    if (part === '..') {
-      if (out.length === 0) throw systemError(-EXDEV, syscall, { path: showPath(p) });
-      out.pop();
-    } else {
-      out.push(part);
-    }
-  }
-  return out.join('/');
+function relFor(p: string, syscall: string): string {
+  if (p.includes('\0')) throw systemError(-EINVAL, syscall, { path: shownRaw(p.replaceAll('\0', '\\0')) });
+  const rel = normalizeRel(p);
+  if (rel === undefined) throw systemError(-EXDEV, syscall, { path: shownRaw(p) });
+  return rel;
 }
 
-/** How a relative path is shown to clients: '/' + rel. */
-export function showPath(rel: string): string {
-  return rel.startsWith('/') ? rel : `/${rel}`;
-}
-
-function splitParent(rel: string): [parent: string, name: string] {
-  const slash = rel.lastIndexOf('/');
-  return slash < 0 ? ['', rel] : [rel.slice(0, slash), rel.slice(slash + 1)];
+/** A path as the caller wrote it, shown to clients ('/' added when it has none). */
+function shownRaw(p: string): string {
+  return p.startsWith('/') ? p : displayPath(p);
 }
 
 export class BeneathRoot {
@@ -148,32 +135,32 @@ export class BeneathRoot {
    * `fstat` when the path is not trusted.
    */
   async open(rel: string, flags: number, mode = 0o666): Promise<number> {
-    const r = normalizeRel(rel, 'open');
-    return check(await native.fsOpen(this.fd, r, flags, mode), 'open', { path: showPath(r) });
+    const r = relFor(rel, 'open');
+    return check(await native.fsOpen(this.fd, r, flags, mode), 'open', { path: displayPath(r) });
   }
 
   /** stat, following a final symlink (beneath the root only). */
   async stat(rel: string): Promise<BeneathStat> {
-    const r = normalizeRel(rel, 'stat');
-    return toStat(check(await native.fsStat(this.fd, r, true), 'stat', { path: showPath(r) }));
+    const r = relFor(rel, 'stat');
+    return toStat(check(await native.fsStat(this.fd, r, true), 'stat', { path: displayPath(r) }));
   }
 
   /** lstat: a final symlink is reported as itself. */
   async lstat(rel: string): Promise<BeneathStat> {
-    const r = normalizeRel(rel, 'lstat');
-    return toStat(check(await native.fsStat(this.fd, r, false), 'lstat', { path: showPath(r) }));
+    const r = relFor(rel, 'lstat');
+    return toStat(check(await native.fsStat(this.fd, r, false), 'lstat', { path: displayPath(r) }));
   }
 
-  /** fstat of any fd (for example one from `open`); `shown` names it in errors. */
-  async fstat(fd: number, shown = ''): Promise<BeneathStat> {
-    return toStat(check(await native.fsStat(fd, '', true), 'fstat', { path: showPath(shown) }));
+  /** fstat of any fd (for example one from `open`); `rel` names it in errors. */
+  async fstat(fd: number, rel = ''): Promise<BeneathStat> {
+    return toStat(check(await native.fsStat(fd, '', true), 'fstat', { path: displayPath(rel) }));
   }
 
   /** One level; EEXIST when the name exists, ENOENT when the parent does not. */
   async mkdir(rel: string, mode = 0o777): Promise<void> {
-    const r = normalizeRel(rel, 'mkdir');
+    const r = relFor(rel, 'mkdir');
     if (r === '') throw systemError(-EEXIST, 'mkdir', { path: '/' });
-    check(await native.fsMkdir(this.fd, r, mode), 'mkdir', { path: showPath(r) });
+    check(await native.fsMkdir(this.fd, r, mode), 'mkdir', { path: displayPath(r) });
   }
 
   /**
@@ -181,32 +168,32 @@ export class BeneathRoot {
    * directory (or a symlink to one beneath the root); EEXIST when something else is in the way.
    */
   async mkdirp(rel: string, mode = 0o777): Promise<boolean> {
-    const r = normalizeRel(rel, 'mkdir');
+    const r = relFor(rel, 'mkdir');
     if (r === '') return false;
     let rc = await native.fsMkdir(this.fd, r, mode);
     if (rc === -ENOENT) {
-      await this.mkdirp(splitParent(r)[0], mode);
+      await this.mkdirp(parentOf(r), mode);
       rc = await native.fsMkdir(this.fd, r, mode);
     }
     if (rc === -EEXIST) {
       const st = await native.fsStat(this.fd, r, true);
       if (typeof st !== 'number' && typeFromMode(st.mode) === 'dir') return false;
     }
-    check(rc, 'mkdir', { path: showPath(r) });
+    check(rc, 'mkdir', { path: displayPath(r) });
     return true;
   }
 
   /** unlink a non-directory (a symlink itself, never its target). */
   async unlink(rel: string): Promise<void> {
-    const r = normalizeRel(rel, 'unlink');
+    const r = relFor(rel, 'unlink');
     if (r === '') throw systemError(-EBUSY, 'unlink', { path: '/' });
-    check(await native.fsUnlink(this.fd, r, false), 'unlink', { path: showPath(r) });
+    check(await native.fsUnlink(this.fd, r, false), 'unlink', { path: displayPath(r) });
   }
 
   async rmdir(rel: string): Promise<void> {
-    const r = normalizeRel(rel, 'rmdir');
+    const r = relFor(rel, 'rmdir');
     if (r === '') throw systemError(-EBUSY, 'rmdir', { path: '/' });
-    check(await native.fsUnlink(this.fd, r, true), 'rmdir', { path: showPath(r) });
+    check(await native.fsUnlink(this.fd, r, true), 'rmdir', { path: displayPath(r) });
   }
 
   /**
@@ -215,17 +202,17 @@ export class BeneathRoot {
    * beneath its parent. The root itself is refused (EBUSY). `force` ignores ENOENT.
    */
   async rm(rel: string, options: { recursive?: boolean; force?: boolean } = {}): Promise<void> {
-    const r = normalizeRel(rel, 'rm');
+    const r = relFor(rel, 'rm');
     if (r === '') throw systemError(-EBUSY, 'rm', { path: '/' });
-    const [parent, name] = splitParent(r);
+    const parent = parentOf(r);
     try {
       const parentFd = check(
         await native.fsOpen(this.fd, parent, native.fsConstants.O_PATH | fsc.O_DIRECTORY, 0),
         'open',
-        { path: showPath(parent) },
+        { path: displayPath(parent) },
       );
       try {
-        await removeAt(parentFd, name, showPath(r), options.recursive === true);
+        await removeAt(parentFd, baseOf(r), r, options.recursive === true);
       } finally {
         await closeAsync(parentFd);
       }
@@ -244,31 +231,31 @@ export class BeneathRoot {
     to: string,
     options: { noReplace?: boolean; exchange?: boolean } = {},
   ): Promise<void> {
-    const f = normalizeRel(from, 'rename');
-    const t = normalizeRel(to, 'rename');
-    if (f === '' || t === '') throw systemError(-EBUSY, 'rename', { path: showPath(f) });
+    const f = relFor(from, 'rename');
+    const t = relFor(to, 'rename');
+    if (f === '' || t === '') throw systemError(-EBUSY, 'rename', { path: displayPath(f) });
     const { RENAME_EXCHANGE, RENAME_NOREPLACE } = native.fsConstants;
     const flags =
       options.exchange === true ? RENAME_EXCHANGE : options.noReplace === true ? RENAME_NOREPLACE : 0;
     const rc = await native.fsRename(this.fd, f, t, flags);
     if (rc < 0) {
-      const err = systemError(rc, 'rename', { path: showPath(f) }) as SystemError & { dest: string };
-      err.dest = showPath(t);
+      const err = systemError(rc, 'rename', { path: displayPath(f) }) as SystemError & { dest: string };
+      err.dest = displayPath(t);
       throw err;
     }
   }
 
   /** The target of a symlink beneath the root, as stored (it is not resolved). */
   async readlink(rel: string): Promise<string> {
-    const r = normalizeRel(rel, 'readlink');
-    return check(await native.fsReadlink(this.fd, r), 'readlink', { path: showPath(r) });
+    const r = relFor(rel, 'readlink');
+    return check(await native.fsReadlink(this.fd, r), 'readlink', { path: displayPath(r) });
   }
 
   /** symlinkat: a new symlink at `rel` (in its parent, opened beneath the root) holding `target` as is. */
   async symlink(target: string, rel: string): Promise<void> {
-    const r = normalizeRel(rel, 'symlink');
+    const r = relFor(rel, 'symlink');
     if (r === '') throw systemError(-EEXIST, 'symlink', { path: '/' });
-    check(await native.fsSymlink(this.fd, target, r), 'symlink', { path: showPath(r) });
+    check(await native.fsSymlink(this.fd, target, r), 'symlink', { path: displayPath(r) });
   }
 
   /**
@@ -276,9 +263,9 @@ export class BeneathRoot {
    * A null atime is left as it is.
    */
   async lutimes(rel: string, atime: Date | null, mtime: Date): Promise<void> {
-    const r = normalizeRel(rel, 'utime');
+    const r = relFor(rel, 'utime');
     check(await native.fsLutimes(this.fd, r, atime?.getTime() ?? null, mtime.getTime()), 'utime', {
-      path: showPath(r),
+      path: displayPath(r),
     });
   }
 
@@ -287,12 +274,12 @@ export class BeneathRoot {
    * can be renamed or linked into the other. False when the kernel reports no mount ids.
    */
   async sameMount(a: string, b: string): Promise<boolean> {
-    const ra = normalizeRel(a, 'statx');
-    const rb = normalizeRel(b, 'statx');
+    const ra = relFor(a, 'statx');
+    const rb = relFor(b, 'statx');
     const [ma, mb] = await Promise.all([native.fsMountId(this.fd, ra), native.fsMountId(this.fd, rb)]);
     if (ma === -osc.errno.ENOSYS || mb === -osc.errno.ENOSYS) return false;
-    check(ma, 'statx', { path: showPath(ra) });
-    check(mb, 'statx', { path: showPath(rb) });
+    check(ma, 'statx', { path: displayPath(ra) });
+    check(mb, 'statx', { path: displayPath(rb) });
     return ma === mb;
   }
 
@@ -303,7 +290,7 @@ export class BeneathRoot {
    * into place still works.
    */
   async tempDirFor(dirRel: string): Promise<string> {
-    const r = normalizeRel(dirRel, 'open');
+    const r = relFor(dirRel, 'open');
     if (r === '' || (await this.sameMount('', r))) return '';
     return r;
   }
@@ -317,7 +304,7 @@ export class BeneathRoot {
    * out.
    */
   async resolveLinks(rel: string): Promise<string> {
-    const r = normalizeRel(rel, 'open');
+    const r = relFor(rel, 'open');
     const pending = r === '' ? [] : r.split('/');
     const done: string[] = [];
     let links = 0;
@@ -325,21 +312,21 @@ export class BeneathRoot {
       const part = pending.shift()!;
       if (part === '' || part === '.') continue;
       if (part === '..') {
-        if (done.length === 0) throw systemError(-EXDEV, 'open', { path: showPath(r) });
+        if (done.length === 0) throw systemError(-EXDEV, 'open', { path: displayPath(r) });
         done.pop();
         continue;
       }
       const at = [...done, part].join('/');
       const rc = await native.fsStat(this.fd, at, false);
-      if (rc === -ENOENT) return normalizeRel([...done, part, ...pending].join('/'), 'open');
-      const st = check(rc, 'lstat', { path: showPath(at) });
+      if (rc === -ENOENT) return relFor([...done, part, ...pending].join('/'), 'open');
+      const st = check(rc, 'lstat', { path: displayPath(at) });
       if (typeFromMode(st.mode) !== 'symlink') {
         done.push(part);
         continue;
       }
-      if (++links > MAX_SYMLINKS) throw systemError(-ELOOP, 'open', { path: showPath(r) });
+      if (++links > MAX_SYMLINKS) throw systemError(-ELOOP, 'open', { path: displayPath(r) });
       const target = await this.readlink(at);
-      if (target.startsWith('/')) throw systemError(-EXDEV, 'open', { path: showPath(r) });
+      if (target.startsWith('/')) throw systemError(-EXDEV, 'open', { path: displayPath(r) });
       pending.unshift(...target.split('/'));
     }
     return done.join('/');
@@ -350,10 +337,10 @@ export class BeneathRoot {
    * stat; the root always does. It may be a non-directory: then that file is in the way.
    */
   async nearestExisting(rel: string): Promise<{ rel: string; stat: BeneathStat }> {
-    for (let dir = normalizeRel(rel, 'stat'); ; dir = splitParent(dir)[0]) {
+    for (let dir = relFor(rel, 'stat'); ; dir = parentOf(dir)) {
       const rc = await native.fsStat(this.fd, dir, true);
       if (typeof rc !== 'number') return { rel: dir, stat: toStat(rc) };
-      if ((rc !== -ENOENT && rc !== -ENOTDIR) || dir === '') check(rc, 'stat', { path: showPath(dir) });
+      if ((rc !== -ENOENT && rc !== -ENOTDIR) || dir === '') check(rc, 'stat', { path: displayPath(dir) });
     }
   }
 
@@ -367,7 +354,7 @@ export class BeneathRoot {
   async sweepTemporaries(): Promise<string[]> {
     const names: string[] = [];
     for await (const batch of this.readdirBatches('')) {
-      for (const e of batch) if (e.name.startsWith(TMP_PREFIX)) names.push(e.name);
+      for (const e of batch) if (isTempName(e.name)) names.push(e.name);
     }
     const removed: string[] = [];
     for (const name of names) {
@@ -375,7 +362,7 @@ export class BeneathRoot {
       const fd = await native.fsOpen(this.fd, name, flags, 0);
       if (fd === -ENOENT) continue;
       // ELOOP: a symlink (never followed, just removed); EACCES: not ours to lock, but in the root.
-      if (fd < 0 && fd !== -ELOOP && fd !== -EACCES) check(fd, 'open', { path: showPath(name) });
+      if (fd < 0 && fd !== -ELOOP && fd !== -EACCES) check(fd, 'open', { path: displayPath(name) });
       try {
         if (fd >= 0 && native.fsTryLock(fd) < 0) continue;
         await this.rm(name, { recursive: true, force: true });
@@ -394,9 +381,9 @@ export class BeneathRoot {
    * `openNamedTmpfile`.
    */
   async openTmpfile(dirRel: string, mode = 0o666): Promise<number> {
-    const r = normalizeRel(dirRel, 'open');
+    const r = relFor(dirRel, 'open');
     const flags = native.fsConstants.O_TMPFILE | fsc.O_RDWR;
-    const fd = check(await native.fsOpen(this.fd, r, flags, mode), 'open', { path: showPath(r) });
+    const fd = check(await native.fsOpen(this.fd, r, flags, mode), 'open', { path: displayPath(r) });
     // Locked for the replace link's hidden name (fs_link_tmpfile), which shares the inode.
     lockTemporary(fd);
     return fd;
@@ -408,10 +395,10 @@ export class BeneathRoot {
    * name, then rename over). fsync the fd before and `fsyncDir` the parent after for durability.
    */
   async linkTmpfile(fd: number, rel: string, options: { replace?: boolean } = {}): Promise<void> {
-    const r = normalizeRel(rel, 'link');
+    const r = relFor(rel, 'link');
     if (r === '') throw systemError(-EEXIST, 'link', { path: '/' });
     check(await native.fsLinkTmpfile(fd, this.fd, r, options.replace === true), 'link', {
-      path: showPath(r),
+      path: displayPath(r),
     });
   }
 
@@ -422,14 +409,14 @@ export class BeneathRoot {
    * on failure. A server killed meanwhile leaves it for the next start's sweep.
    */
   async openNamedTmpfile(dirRel: string, mode = 0o666): Promise<{ fd: number; rel: string }> {
-    const dir = normalizeRel(dirRel, 'open');
+    const dir = relFor(dirRel, 'open');
     const flags = fsc.O_CREAT | fsc.O_EXCL | fsc.O_RDWR;
     for (let attempt = 0; ; attempt++) {
       const name = `${TMP_PREFIX}${randomBytes(8).toString('hex')}`;
-      const rel = dir === '' ? name : `${dir}/${name}`;
+      const rel = joinRel(dir, name);
       const rc = await native.fsOpen(this.fd, rel, flags, mode);
       if (rc === -EEXIST && attempt < 4) continue;
-      const fd = check(rc, 'open', { path: showPath(rel) });
+      const fd = check(rc, 'open', { path: displayPath(rel) });
       lockTemporary(fd);
       return { fd, rel };
     }
@@ -468,8 +455,8 @@ export class BeneathRoot {
     rel: string,
     options: { bufferBytes?: number } = {},
   ): AsyncGenerator<BeneathDirent[]> {
-    const r = normalizeRel(rel, 'scandir');
-    const shown = showPath(r);
+    const r = relFor(rel, 'scandir');
+    const shown = displayPath(r);
     const fd = check(await native.fsOpen(this.fd, r, fsc.O_RDONLY | fsc.O_DIRECTORY, 0), 'scandir', {
       path: shown,
     });
@@ -508,16 +495,14 @@ async function* readBatches(fd: number, bufferBytes: number, shown: string): Asy
   }
 }
 
-function joinShown(dir: string, name: string): string {
-  return dir.endsWith('/') ? `${dir}${name}` : `${dir}/${name}`;
-}
-
 /**
- * Removes `name` in the directory `parentFd`. Directories are opened O_NOFOLLOW beneath their
- * parent, so a symlink swapped in for a directory fails (ELOOP) instead of being walked, and a
- * symlink found in a listing is unlinked, never entered.
+ * Removes `name` in the directory `parentFd`; `rel` (the entry's path) names it in errors.
+ * Directories are opened O_NOFOLLOW beneath their parent, so a symlink swapped in for a
+ * directory fails (ELOOP) instead of being walked, and a symlink found in a listing is
+ * unlinked, never entered.
  */
-async function removeAt(parentFd: number, name: string, shown: string, recursive: boolean): Promise<void> {
+async function removeAt(parentFd: number, name: string, rel: string, recursive: boolean): Promise<void> {
+  const shown = displayPath(rel);
   const st = check(await native.fsStat(parentFd, name, false), 'lstat', { path: shown });
   if (typeFromMode(st.mode) !== 'dir') {
     check(await native.fsUnlink(parentFd, name, false), 'unlink', { path: shown });
@@ -527,7 +512,7 @@ async function removeAt(parentFd: number, name: string, shown: string, recursive
     // Removing entries while reading the directory may make getdents skip some; a few passes
     // settle it (and bound the work if something keeps adding entries).
     for (let pass = 0; ; pass++) {
-      await emptyDir(parentFd, name, shown);
+      await emptyDir(parentFd, name, rel);
       const rc = await native.fsUnlink(parentFd, name, true);
       if (rc === -ENOTEMPTY && pass < 3) continue;
       check(rc, 'rmdir', { path: shown });
@@ -537,21 +522,22 @@ async function removeAt(parentFd: number, name: string, shown: string, recursive
   check(await native.fsUnlink(parentFd, name, true), 'rmdir', { path: shown });
 }
 
-async function emptyDir(parentFd: number, name: string, shown: string): Promise<void> {
+async function emptyDir(parentFd: number, name: string, rel: string): Promise<void> {
   const flags = fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW;
+  const shown = displayPath(rel);
   const fd = check(await native.fsOpen(parentFd, name, flags, 0), 'scandir', { path: shown });
   try {
     for await (const batch of readBatches(fd, DEFAULT_DIR_BUFFER, shown)) {
       for (const entry of batch) {
-        const childShown = joinShown(shown, entry.name);
+        const childRel = joinRel(rel, entry.name);
         if (entry.type === 'dir') {
-          await removeAt(fd, entry.name, childShown, true);
+          await removeAt(fd, entry.name, childRel, true);
           continue;
         }
         const rc = await native.fsUnlink(fd, entry.name, false);
         // EISDIR: it was replaced by a directory since the listing; walk it.
-        if (rc === -EISDIR) await removeAt(fd, entry.name, childShown, true);
-        else if (rc !== -ENOENT) check(rc, 'unlink', { path: childShown });
+        if (rc === -EISDIR) await removeAt(fd, entry.name, childRel, true);
+        else if (rc !== -ENOENT) check(rc, 'unlink', { path: displayPath(childRel) });
       }
     }
   } finally {

@@ -7,7 +7,7 @@ import { createReadStream, constants as fsc, read as readCb } from 'node:fs';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { type BeneathRoot, type BeneathStat, closeFd, TMP_PREFIX } from '../native/beneath.js';
+import { type BeneathRoot, type BeneathStat, closeFd } from '../native/beneath.js';
 import { fsError, ngError } from '../core/errors.js';
 import { readCached } from '../native/small-file.js';
 import { evaluatePreconditions, ifRangeAllows, type Representation } from './conditional.js';
@@ -22,7 +22,7 @@ import {
 import { lastModifiedHeader, strongEtag } from './etag.js';
 import { createBoundary, multipartContentType, multipartLength, multipartParts } from './multipart.js';
 import { contentRange, parseRange, unsatisfiedContentRange } from './range.js';
-import { displayPath } from '../core/rel-path.js';
+import { displayPath, isTempName, joinRel } from '../core/rel-path.js';
 import type { FilePath } from './url-path.js';
 import { sendFileRange, ZERO_COPY_MIN_BYTES, zeroCopyAvailable } from './zero-copy.js';
 
@@ -263,7 +263,7 @@ async function sendListing(ctx: ReadContext, rel: string, request: FastifyReques
   const names: string[] = [];
   try {
     for await (const batch of ctx.root.readdirBatches(rel)) {
-      for (const entry of batch) if (!entry.name.startsWith(TMP_PREFIX)) names.push(entry.name);
+      for (const entry of batch) if (!isTempName(entry.name)) names.push(entry.name);
     }
   } catch (err) {
     throw fsError(err, displayPath(rel, true));
@@ -279,9 +279,7 @@ async function* listingChunks(root: BeneathRoot, rel: string, names: string[]): 
   let first = true;
   for (let i = 0; i < names.length; i += LISTING_BATCH) {
     const batch = names.slice(i, i + LISTING_BATCH);
-    const entries = await Promise.all(
-      batch.map((name) => listEntry(root, rel === '' ? name : `${rel}/${name}`, name)),
-    );
+    const entries = await Promise.all(batch.map((name) => listEntry(root, joinRel(rel, name), name)));
     const text = entries
       .filter((e): e is ListingEntry => e !== undefined)
       .map((e) => JSON.stringify(e))

@@ -36,7 +36,7 @@ import { continueBody } from './plugin.js';
 import { evaluatePreconditions, type Representation } from './conditional.js';
 import { createDigestHash, type DigestAlgorithm, parseDigestHeader, type ParsedDigest } from './digest.js';
 import { strongEtag } from './etag.js';
-import { baseOf, displayPath, joinRel, parentOf } from '../core/rel-path.js';
+import { ancestorsOf, baseOf, displayPath, isWithin, joinRel, parentOf } from '../core/rel-path.js';
 import { decodeFilePath, type FilePath, targetPath } from './url-path.js';
 
 export interface WriteContext {
@@ -283,15 +283,12 @@ async function openTemporary(
   }
 }
 
-/** `from`, then each directory below it down to `to` (`to` a descendant of `from`, or equal). */
+/**
+ * `from`, then each ancestor of `to` below it (`to` a descendant of `from`, or equal): the
+ * directories that hold a name made on the way from `from` down to `to`.
+ */
 function dirChain(from: string, to: string): string[] {
-  const chain = [from];
-  const rest = (from === '' ? to : to.slice(from.length + 1)).split('/').filter(Boolean);
-  for (let dir = from, i = 0; i < rest.length - 1; i++) {
-    dir = dir === '' ? rest[i]! : `${dir}/${rest[i]!}`;
-    chain.push(dir);
-  }
-  return chain;
+  return [from, ...ancestorsOf(to).filter((dir) => dir.length > from.length)];
 }
 
 async function atomicUpload(
@@ -417,7 +414,7 @@ async function leadsInto(root: BeneathRoot, from: string, to: string): Promise<b
   try {
     const realFrom = joinRel(await root.resolveLinks(parentOf(from)), baseOf(from));
     const realTo = joinRel(await root.resolveLinks(parentOf(to)), baseOf(to));
-    return realTo === realFrom || realTo.startsWith(`${realFrom}/`);
+    return isWithin(realTo, realFrom);
   } catch {
     return false;
   }
@@ -435,7 +432,7 @@ export async function move(
   const shownTo = displayPath(to.rel);
   if (from.rel === '' || to.rel === '')
     throw ngError('NG_ERR_FORBIDDEN', 'the served root cannot be moved or replaced');
-  if (to.rel === from.rel || to.rel.startsWith(`${from.rel}/`)) {
+  if (isWithin(to.rel, from.rel)) {
     throw ngError('NG_ERR_CONFLICT', `cannot move ${shownFrom} into itself (${shownTo})`);
   }
   const overwrite = (request.headers.overwrite as string | undefined)?.trim().toUpperCase() !== 'F';

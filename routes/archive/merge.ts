@@ -7,9 +7,9 @@
 import type { FastifyBaseLogger } from 'fastify';
 
 import { codeOf, fsError, ngError } from '../../core/errors.js';
-import { displayPath, joinRel, parentOf, shortened } from '../../core/rel-path.js';
+import { displayPath, joinRel, parentOf, shortened, TEMP_NAME_PREFIX } from '../../core/rel-path.js';
 import { entryLabel } from '../../core/tar-entry.js';
-import { type BeneathRoot, type BeneathStat, TMP_PREFIX } from '../../native/beneath.js';
+import type { BeneathRoot, BeneathStat } from '../../native/beneath.js';
 import type { Stager } from './stage.js';
 
 /**
@@ -130,8 +130,8 @@ async function applyMoves(
           exchange = false;
         }
       }
-      // Names beginning with TMP_PREFIX never come from an archive (entryPath refuses them).
-      const aside = joinRel(staging, `${TMP_PREFIX}aside-${done.length}`);
+      // Temporary names never come from an archive (entryPath refuses them).
+      const aside = joinRel(staging, `${TEMP_NAME_PREFIX}aside-${done.length}`);
       await root.rename(move.to, aside, { noReplace: true });
       try {
         await root.rename(move.from, move.to, { noReplace: true });

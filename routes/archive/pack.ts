@@ -13,9 +13,9 @@ import type { FastifyBaseLogger } from 'fastify';
 import tar from 'tar-stream';
 
 import { codeOf } from '../../core/errors.js';
-import { displayPath, joinRel } from '../../core/rel-path.js';
+import { displayPath, isTempName, joinRel } from '../../core/rel-path.js';
 import { paxRecords } from '../../core/tar-entry.js';
-import { type BeneathRoot, type BeneathStat, TMP_PREFIX } from '../../native/beneath.js';
+import type { BeneathRoot, BeneathStat } from '../../native/beneath.js';
 
 const closeAsync = promisify(closeCb);
 
@@ -135,7 +135,7 @@ class TreeWriter {
       for (const dirent of batch) {
         this.#signal.throwIfAborted();
         // A PUT in progress stages here; half-extracted trees are not part of the tree.
-        if (dirent.name.startsWith(TMP_PREFIX)) continue;
+        if (isTempName(dirent.name)) continue;
         await this.#entry(joinRel(dirRel, dirent.name), joinRel(prefix, dirent.name));
       }
     }

@@ -31,7 +31,14 @@ import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
 
 import { codeOf, fsError, isNullgateError, ngError, type NullgateError } from '../../core/errors.js';
-import { displayPath, joinRel, parentOf, shortened } from '../../core/rel-path.js';
+import {
+  ancestorsOf,
+  displayPath,
+  joinRel,
+  parentOf,
+  shortened,
+  TEMP_NAME_PREFIX,
+} from '../../core/rel-path.js';
 import {
   blockAlign,
   checkSymlink,
@@ -46,7 +53,7 @@ import {
   symlinkPrefix,
   unsafeEntry,
 } from '../../core/tar-entry.js';
-import { type BeneathRoot, TMP_PREFIX, beneathConstants, lockTemporary } from '../../native/beneath.js';
+import { type BeneathRoot, beneathConstants, lockTemporary } from '../../native/beneath.js';
 import { BodyMemory } from '../../native/memory.js';
 
 const closeAsync = promisify(closeCb);
@@ -90,7 +97,7 @@ export interface Staging {
 
 /** Makes (and locks) a staging directory for a tree that is to end up in or below `near`. */
 export async function makeStaging(root: BeneathRoot, near: string): Promise<Staging> {
-  const dir = joinRel(await root.tempDirFor(near), `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
+  const dir = joinRel(await root.tempDirFor(near), `${TEMP_NAME_PREFIX}${randomBytes(8).toString('hex')}`);
   await root.mkdir(dir, 0o700);
   const lockFd = await root.open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
   lockTemporary(lockFd);
@@ -231,12 +238,7 @@ export class Stager {
   async #parents(rel: string, name: string): Promise<void> {
     const parent = parentOf(rel);
     if (this.#dirs.has(parent)) return;
-    let at = 0;
-    for (;;) {
-      const slash = rel.indexOf('/', at);
-      if (slash < 0) return;
-      const dir = rel.slice(0, slash);
-      at = slash + 1;
+    for (const dir of ancestorsOf(rel)) {
       if (this.#dirs.has(dir)) continue;
       try {
         await this.#root.mkdir(this.#at(dir), 0o700);

@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
 
-import { ancestorsOf, baseOf, displayPath, isTempName, joinRel, parentOf } from '../../core/rel-path.js';
+import {
+  ancestorsOf,
+  baseOf,
+  displayPath,
+  isTempName,
+  isWithin,
+  joinRel,
+  normalizeRel,
+  parentOf,
+} from '../../core/rel-path.js';
 
 describe('relative paths: joined, split and shown in one place', () => {
   it.each([
@@ -20,6 +29,33 @@ describe('relative paths: joined, split and shown in one place', () => {
     ['a/b/c', ['a', 'a/b']],
   ])('ancestorsOf(%j) → %j', (rel, ancestors) => {
     expect(ancestorsOf(rel)).toEqual(ancestors);
+  });
+
+  it.each([
+    ['a/b', 'a/b'],
+    ['/a//./b/../c/', 'a/c'],
+    ['/', ''],
+    ['', ''],
+    ['.', ''],
+    ['a/..', ''],
+    ['a/../../b', undefined],
+    ['..', undefined],
+    ['/../etc', undefined],
+    ['..a/b..', '..a/b..'],
+  ])('normalizeRel(%j) → %j', (p, rel) => {
+    expect(normalizeRel(p)).toBe(rel);
+  });
+
+  it.each([
+    ['a', 'a', true],
+    ['a/b', 'a', true],
+    ['a', '', true],
+    ['', '', true],
+    ['ab', 'a', false],
+    ['a', 'a/b', false],
+    ['', 'a', false],
+  ])('isWithin(%j, %j) → %s', (rel, dir, within) => {
+    expect(isWithin(rel, dir)).toBe(within);
   });
 
   it.each([
