@@ -7,7 +7,8 @@
 import type { OptionTable } from '../../core/argv.js';
 import { usageError } from '../../core/errors.js';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { statSync } from 'node:fs';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
 import {
   type Address,
@@ -204,12 +205,19 @@ export function isConnectFailure(err: unknown): boolean {
 }
 
 /**
- * `NULLGATE_SOCKET=name` means the socket file ./name; when there is no such file, the user most
- * likely meant the abstract name.
+ * `NULLGATE_SOCKET=name` means the socket file ./name; unless there is a socket there, the user
+ * most likely meant the abstract name. A directory or a file of that name is no answer (the
+ * README's own layout has /srv/exchange beside the @exchange socket).
  */
-export function socketHint(socket: Address): string | undefined {
-  if (socket.kind !== 'path' || socket.path.includes('/') || existsSync(socket.path)) return undefined;
-  return `did you mean @${socket.path}?`;
+export function socketHint(socket: Address, cwd = process.cwd()): string | undefined {
+  if (socket.kind !== 'path' || socket.path.includes('/')) return undefined;
+  let isSocket = false;
+  try {
+    isSocket = statSync(path.resolve(cwd, socket.path), { throwIfNoEntry: false })?.isSocket() === true;
+  } catch {
+    // Unreadable: no socket we could have used either.
+  }
+  return isSocket ? undefined : `did you mean @${socket.path}?`;
 }
 
 /**

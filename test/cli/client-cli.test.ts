@@ -2,7 +2,10 @@
  * The CLI's pure parts around the client verbs: the usage text (per dispatcher, in step with
  * docs/cli.md), client errors → curl exit codes and one-line messages, the socket hint.
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAddress } from '../../core/address.js';
 import { clientCommands } from '../../cli/client-commands.js';
@@ -17,6 +20,7 @@ import {
   writeError,
 } from '../../client/client-error.js';
 import { ngError } from '../../core/errors.js';
+import { runCli } from '../helpers/cli.js';
 
 const none = (): Promise<never> => Promise.reject(new Error('not loaded in this test'));
 const everything: CommandTable = { serve: none, 'install-client': none, ...clientCommands };
@@ -150,5 +154,25 @@ describe('socket hint', () => {
     ['@name', undefined],
   ])('%s → %s', (text, hint) => {
     expect(socketHint(parseAddress(text))).toBe(hint);
+  });
+
+  it('a directory or a file of that name keeps the hint; only a socket file there drops it', async () => {
+    const cwd = mkdtempSync(path.join(tmpdir(), 'ng-hint-'));
+    const server = net.createServer();
+    try {
+      mkdirSync(path.join(cwd, 'exchange'));
+      writeFileSync(path.join(cwd, 'notes'), 'x');
+      await new Promise<void>((resolve) => server.listen(path.join(cwd, 'sock'), resolve));
+      // The README's layout: /srv/exchange beside the @exchange socket, run from /srv.
+      const r = await runCli(['ls', '--socket', 'exchange'], { cwd });
+      expect(r.code).toBe(ExitCode.CONNECT);
+      expect(r.stderr).toMatch(/no server on exchange.*\(did you mean @exchange\?\)\n$/);
+      expect(socketHint(parseAddress('exchange'), cwd)).toBe('did you mean @exchange?');
+      expect(socketHint(parseAddress('notes'), cwd)).toBe('did you mean @notes?');
+      expect(socketHint(parseAddress('sock'), cwd)).toBeUndefined();
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+      rmSync(cwd, { recursive: true, force: true });
+    }
   });
 });
