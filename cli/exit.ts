@@ -1,7 +1,7 @@
 /**
  * Exit codes and the one map from errors to them (npm/cli's exit-handler in spirit: commands
  * throw or return, only bin/nullgate.js sets the process's exit code). The numbers follow curl
- * where they overlap; docs/cli.md's table lists the same (test/cli/client-cli.test.ts).
+ * where they overlap; docs/cli.md's table lists the same (test/cli/exit-codes.test.ts).
  */
 import { ClientError, LocalFileError, PartialTransferError } from '../client/client-error.js';
 
