@@ -10,7 +10,7 @@ import { PassThrough, type Readable, Transform } from 'node:stream';
 import { inspect } from 'node:util';
 import type { Agent as AgentType, Dispatcher } from 'undici';
 import { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from '../core/address.js';
-import { ngError } from '../core/errors.js';
+import { isNullgateError, ngError } from '../core/errors.js';
 import {
   ClientError,
   LocalFileError,
@@ -20,6 +20,7 @@ import {
   responseError,
 } from './client-error.js';
 import { connector } from './connector.js';
+import { ListingFormatError, ListingSplitter } from './listing.js';
 import { type ProgressCallback, localTarget, saveTo } from './local-file.js';
 import { Agent } from './undici-core.js';
 
@@ -113,6 +114,33 @@ export interface Listing {
   readonly path: string;
   readonly entries: ListEntry[];
 }
+
+/**
+ * A listing read as it arrives: iterate it once, entry by entry or (`batches()`) in the groups
+ * that arrived together, which spares a caller that writes them out a write per entry.
+ */
+export interface ListingStream extends AsyncIterable<ListEntry> {
+  /** The listing's path as the server sent it (it comes before the entries); undefined before. */
+  readonly path: string | undefined;
+  batches(): AsyncIterable<ListEntry[]>;
+}
+
+export interface ListOptions {
+  readonly signal?: AbortSignal | undefined;
+  /**
+   * Entries `list()` holds at most (default MAX_LISTING_ENTRIES); a longer listing fails with
+   * NG_ERR_RESPONSE_TOO_LARGE. `listStream()` holds one entry at a time and has no such bound.
+   */
+  readonly maxEntries?: number | undefined;
+}
+
+/**
+ * Entries `list()` keeps by default: a few hundred bytes each, so about 150 MB at most. A server
+ * streams a listing of any size, and a hostile one can make it endless.
+ */
+export const MAX_LISTING_ENTRIES = 500_000;
+/** The JSON answer of an upload or an archive push is a few fields: read no more than this. */
+const MAX_JSON_ANSWER = 1024 * 1024;
 
 export interface StatResult {
   readonly size: number | undefined;
@@ -277,8 +305,27 @@ export class Client {
     return res;
   }
 
-  async #json<T>(res: Dispatcher.ResponseData): Promise<T> {
-    return (await res.body.json()) as T;
+  /** The JSON answer of a write (a few fields), read up to MAX_JSON_ANSWER bytes. */
+  async #json<T>(res: Dispatcher.ResponseData, method: string, urlPath: string): Promise<T> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.body.on('error', () => undefined);
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > MAX_JSON_ANSWER) {
+        await discardBody(res.body);
+        throw ngError(
+          'NG_ERR_RESPONSE_TOO_LARGE',
+          `${method} ${urlPath} on ${this.socket}: the answer is larger than ${MAX_JSON_ANSWER} bytes`,
+        );
+      }
+      chunks.push(chunk);
+    }
+    try {
+      return JSON.parse(Buffer.concat(chunks, size).toString('utf8')) as T;
+    } catch (err) {
+      throw ngError('NG_ERR_HTTP', `${method} ${urlPath} on ${this.socket}: the answer is not JSON`, err);
+    }
   }
 
   /** GET a file: status, headers and the streamed body (206 when a range was asked and granted). */
@@ -413,31 +460,116 @@ export class Client {
       if (localErr !== undefined) throw new LocalFileError('read', localName, localErr);
       throw err;
     }
-    const out = await this.#json<{ path: string; size: number; etag: string }>(res);
+    const out = await this.#json<{ path: string; size: number; etag: string }>(
+      res,
+      'PUT',
+      filesPath(remotePath),
+    );
     return { path: out.path, size: out.size, etag: out.etag, created: res.statusCode === 201 };
   }
 
-  /** The JSON listing of a directory, sorted by name (CONTRACT.md: GET /files/<dir>). */
-  async list(remotePath: string, options: { signal?: AbortSignal | undefined } = {}): Promise<Listing> {
+  /**
+   * The JSON listing of a directory, sorted by name (CONTRACT.md: GET /files/<dir>), all of it:
+   * at most `maxEntries` entries (see ListOptions). listStream() reads any size.
+   */
+  async list(remotePath: string, options: ListOptions = {}): Promise<Listing> {
+    const max = options.maxEntries ?? MAX_LISTING_ENTRIES;
+    if (!Number.isSafeInteger(max) || max < 0) {
+      throw ngError('NG_ERR_INVALID_OPTION', `invalid maxEntries: expected a count, got ${inspect(max)}`);
+    }
+    const dir = remotePath.endsWith('/') ? remotePath : `${remotePath}/`;
+    const stream = await this.listStream(remotePath, { signal: options.signal });
+    const entries: ListEntry[] = [];
+    for await (const entry of stream) {
+      if (entries.length >= max) {
+        throw ngError(
+          'NG_ERR_RESPONSE_TOO_LARGE',
+          `GET ${filesPath(dir)} on ${this.socket}: the listing has more than ${max} entries`,
+        );
+      }
+      entries.push(entry);
+    }
+    return { path: stream.path ?? dir, entries };
+  }
+
+  /**
+   * The listing of a directory as it streams in, one entry at a time (client/listing.ts): a
+   * directory of any size (or a server that never ends its listing) costs the memory of one
+   * entry. A malformed listing fails the iteration with NG_ERR_HTTP, a cut one with
+   * PartialTransferError.
+   */
+  async listStream(
+    remotePath: string,
+    options: { signal?: AbortSignal | undefined } = {},
+  ): Promise<ListingStream> {
     const dir = remotePath.endsWith('/') ? remotePath : `${remotePath}/`;
     const urlPath = filesPath(dir);
     const res = await this.#checked('GET', urlPath, {
       signal: options.signal,
       headers: { accept: 'application/json' },
     });
+    const where = `GET ${urlPath} on ${this.socket}`;
     const type = header(res.headers, 'content-type') ?? '';
     if (!/json/i.test(type)) {
       await discardBody(res.body);
-      throw ngError(
-        'NG_ERR_HTTP',
-        `GET ${urlPath} on ${this.socket}: not a directory listing (${type || 'no content type'})`,
-      );
+      throw ngError('NG_ERR_HTTP', `${where}: not a directory listing (${type || 'no content type'})`);
     }
-    const listing = await this.#json<Partial<Listing>>(res);
-    if (!Array.isArray(listing.entries)) {
-      throw ngError('NG_ERR_HTTP', `GET ${urlPath} on ${this.socket}: not a directory listing`);
+    const splitter = new ListingSplitter();
+    const body = res.body;
+    const length = numberHeader(res.headers, 'content-length');
+    const malformed = (err: unknown): Error =>
+      err instanceof ListingFormatError
+        ? ngError('NG_ERR_HTTP', `${where}: not a directory listing (${err.message})`, err)
+        : (err as Error);
+    async function* batches(): AsyncGenerator<ListEntry[]> {
+      // Leaving early (a consumer that stops, a malformed listing) destroys the body: its abort
+      // error must not go unheard.
+      body.on('error', () => undefined);
+      let received = 0;
+      try {
+        for await (const chunk of body as AsyncIterable<Buffer>) {
+          received += chunk.length;
+          let batch: unknown[];
+          try {
+            batch = splitter.push(chunk);
+          } catch (err) {
+            throw malformed(err);
+          }
+          for (const entry of batch) {
+            if (
+              typeof entry !== 'object' ||
+              entry === null ||
+              typeof (entry as ListEntry).name !== 'string'
+            ) {
+              throw ngError('NG_ERR_HTTP', `${where}: not a directory listing (an entry has no name)`);
+            }
+          }
+          if (batch.length > 0) yield batch as ListEntry[];
+          // The listing is complete: whatever else the body holds is not read (leaving the loop
+          // destroys the body).
+          if (splitter.done) break;
+        }
+      } catch (err) {
+        if (isNullgateError(err) || isAbort(err)) throw err;
+        throw new PartialTransferError(received, length, err);
+      }
+      try {
+        splitter.end();
+      } catch (err) {
+        throw malformed(err);
+      }
     }
-    return { path: listing.path ?? dir, entries: listing.entries };
+    const iterator = batches();
+    async function* entries(): AsyncGenerator<ListEntry> {
+      for await (const batch of iterator) yield* batch;
+    }
+    return {
+      get path() {
+        return splitter.path;
+      },
+      batches: () => iterator,
+      [Symbol.asyncIterator]: entries,
+    };
   }
 
   /** Deletes a file or an empty directory; `recursive` deletes a whole tree. */
@@ -521,7 +653,11 @@ export class Client {
       await res.body.dump();
       throw localErr;
     }
-    const out = await this.#json<{ files?: number; dirs?: number; bytes?: number }>(res);
+    const out = await this.#json<{ files?: number; dirs?: number; bytes?: number }>(
+      res,
+      'PUT',
+      archivePath(remoteDir),
+    );
     return { files: out.files ?? 0, dirs: out.dirs ?? 0, bytes: out.bytes ?? 0, skipped: packed.skipped };
   }
 

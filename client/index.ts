@@ -2,6 +2,7 @@
 export { connector, type Connector, type ConnectorOptions } from './connector.js';
 export {
   Client,
+  MAX_LISTING_ENTRIES,
   ORIGIN,
   filesPath,
   archivePath,
@@ -15,6 +16,8 @@ export {
   type GetResult,
   type ListEntry,
   type Listing,
+  type ListingStream,
+  type ListOptions,
   type ProgressCallback,
   type PullResult,
   type PushResult,

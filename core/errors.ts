@@ -140,6 +140,11 @@ export const errorCodes = {
     description:
       'The server runs as a uid the client does not trust (not root, its own uid or a `--server-uid`); nothing was sent.',
   },
+  NG_ERR_RESPONSE_TOO_LARGE: {
+    statusCode: 0,
+    description:
+      'An answer is larger than the client holds: a listing over its entry limit (`ls -l`), a write answer over 1 MiB.',
+  },
   NG_ERR_HTTP: {
     statusCode: 0,
     description: 'The client got an HTTP error whose body carried no nullgate code.',

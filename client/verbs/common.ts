@@ -5,7 +5,7 @@
  * progress bar. Parsing is pure (argv and env in, options out) so it is table-tested.
  */
 import type { OptionTable } from '../../core/argv.js';
-import { usageError } from '../../core/errors.js';
+import { isNullgateError, usageError } from '../../core/errors.js';
 import { once } from 'node:events';
 import { statSync } from 'node:fs';
 import path from 'node:path';
@@ -271,8 +271,15 @@ export async function toStdout(
     }
   } catch (err) {
     if (failure === undefined) {
-      // An abort, or the body refused on our side (refuseBinaryToTerminal), is not a cut transfer.
-      if (isAbort(err) || err instanceof LocalFileError) throw err;
+      // An abort, the body refused on our side (refuseBinaryToTerminal), or an error that
+      // already says what it is (a malformed listing, a cut one) is not called a cut transfer.
+      if (
+        isAbort(err) ||
+        err instanceof LocalFileError ||
+        err instanceof PartialTransferError ||
+        isNullgateError(err)
+      )
+        throw err;
       throw new PartialTransferError(bytes, expected, err);
     }
   } finally {

@@ -2,7 +2,7 @@
 import { type CommandSpec, parseCommand } from '../../core/argv.js';
 import { usageError } from '../../core/errors.js';
 import { escapeControls, escapeJsonControls } from '../../core/terminal-text.js';
-import { type ListEntry, filesPath } from '../client.js';
+import { type ListEntry, type ListingStream, filesPath } from '../client.js';
 import { type CommonOptions, type Env, commonOptions, parseCommon, toStdout, withClient } from './common.js';
 
 export interface LsArgs {
@@ -86,6 +86,31 @@ export function formatListing(entries: readonly ListEntry[], long: boolean): str
     .join('');
 }
 
+/** JSON text safe for a terminal (see escapeJsonControls). */
+function json(value: unknown): string {
+  return escapeJsonControls(JSON.stringify(value));
+}
+
+/**
+ * The lines of `ls` and `ls --json` as the listing streams in: nothing but the entry at hand is
+ * held, so a directory of any size (or a server whose listing never ends) prints in bounded
+ * memory. `--json` writes `{"path":…,"entries":[…]}` again from the parsed entries.
+ */
+async function* streamedLines(listing: ListingStream, dir: string, asJson: boolean): AsyncGenerator<string> {
+  // One write per group of entries that arrived together, not one per entry.
+  if (!asJson) {
+    for await (const batch of listing.batches()) yield batch.map((entry) => `${shownName(entry)}\n`).join('');
+    return;
+  }
+  let first = true;
+  for await (const batch of listing.batches()) {
+    const entries = batch.map(json).join(',');
+    yield first ? `{"path":${json(listing.path ?? dir)},"entries":[${entries}` : `,${entries}`;
+    first = false;
+  }
+  yield first ? `{"path":${json(listing.path ?? dir)},"entries":[]}\n` : ']}\n';
+}
+
 export async function lsCommand(argv: string[]): Promise<void> {
   const args = parseLsArgs(argv);
   const dir = args.remote.endsWith('/') ? args.remote : `${args.remote}/`;
@@ -93,11 +118,14 @@ export async function lsCommand(argv: string[]): Promise<void> {
     args.common,
     (socket) => `GET ${filesPath(dir)} on ${socket}`,
     async (client) => {
-      const listing = await client.list(args.remote);
-      const text = args.json
-        ? `${escapeJsonControls(JSON.stringify(listing))}\n`
-        : formatListing(listing.entries, args.long);
-      await toStdout([Buffer.from(text)]);
+      if (args.long) {
+        // -l aligns the size column over all entries, as ls does: it needs the whole listing,
+        // which list() holds up to its entry limit.
+        const listing = await client.list(args.remote);
+        await toStdout([Buffer.from(formatListing(listing.entries, true))]);
+      } else {
+        await toStdout(streamedLines(await client.listStream(args.remote), dir, args.json));
+      }
       return;
     },
   );

@@ -744,7 +744,7 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
       const r = await rawCli(['request', '-i', '/files/redirect']);
       expect(r.code).toBe(0);
       expect(r.stdout.toString()).toMatch(/^HTTP\/1.1 302 Found\r\n/);
-    });
+    }, 120_000);
 
     it('names and messages from the server reach the terminal with their control characters escaped', async () => {
       // Anything a terminal acts on except the newline that ends each line.
@@ -771,7 +771,7 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
       expect(r.stderr).toBe(
         `nullgate: GET /files/evil-error on ${rawName}: 404 NG_ERR_NOT_FOUND gone\\x1b[2J\\r\\nnullgate: all good\\u009b\n`,
       );
-    });
+    }, 60_000);
 
     it('Client.download reports the cut as a PartialTransferError with the byte counts', async () => {
       const client = new Client({ socket: rawName });

@@ -135,36 +135,48 @@ describe('a server run by an untrusted uid holds the name', () => {
     },
   );
 
-  itNeeds(['root', 'setpriv'], 'every verb refuses it, to stdout too', async () => {
-    for (const args of [
-      ['get', '/x'],
-      ['ls', '/'],
-      ['request', '/health'],
-      ['put', '-', '/x'],
-    ]) {
-      const r = await runCli([...args, '--socket', name], { input: 'data' });
-      expect(r.code, args.join(' ')).toBe(7);
-      expect(r.stdout.toString()).toBe('');
-      expect(r.stderr).toMatch(/refusing the server on .*: it runs as uid 65534/);
-    }
-  });
+  itNeeds(
+    ['root', 'setpriv'],
+    'every verb refuses it, to stdout too',
+    async () => {
+      for (const args of [
+        ['get', '/x'],
+        ['ls', '/'],
+        ['request', '/health'],
+        ['put', '-', '/x'],
+      ]) {
+        const r = await runCli([...args, '--socket', name], { input: 'data' });
+        expect(r.code, args.join(' ')).toBe(7);
+        expect(r.stdout.toString()).toBe('');
+        expect(r.stderr).toMatch(/refusing the server on .*: it runs as uid 65534/);
+      }
+    },
+    60_000,
+  );
 
-  itNeeds(['root', 'setpriv'], '--server-uid 65534 (or NULLGATE_SERVER_UID) trusts it', async () => {
-    const target = path.join(work, 'trusted');
-    let r = await runCli(['get', '/etc/motd', '-o', target, '--server-uid', '65534', '--socket', name]);
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
-    expect(await readFile(target, 'utf8')).toBe('ATTACKER-CONTROLLED\n');
-    r = await runCli(['get', '/etc/motd', '--socket', name], { env: { NULLGATE_SERVER_UID: '1000,65534' } });
-    expect(r.code).toBe(0);
-    expect(r.stdout.toString()).toBe('ATTACKER-CONTROLLED\n');
-    // Another uid does not help; the flag replaces the variable.
-    r = await runCli(['get', '/x', '--server-uid', '1000', '--socket', name], {
-      env: { NULLGATE_SERVER_UID: '65534' },
-    });
-    expect(r.code).toBe(7);
-    expect(r.stderr).toMatch(/it runs as uid 65534 .*, not as root or as uid 1000 /);
-  });
+  itNeeds(
+    ['root', 'setpriv'],
+    '--server-uid 65534 (or NULLGATE_SERVER_UID) trusts it',
+    async () => {
+      const target = path.join(work, 'trusted');
+      let r = await runCli(['get', '/etc/motd', '-o', target, '--server-uid', '65534', '--socket', name]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(await readFile(target, 'utf8')).toBe('ATTACKER-CONTROLLED\n');
+      r = await runCli(['get', '/etc/motd', '--socket', name], {
+        env: { NULLGATE_SERVER_UID: '1000,65534' },
+      });
+      expect(r.code).toBe(0);
+      expect(r.stdout.toString()).toBe('ATTACKER-CONTROLLED\n');
+      // Another uid does not help; the flag replaces the variable.
+      r = await runCli(['get', '/x', '--server-uid', '1000', '--socket', name], {
+        env: { NULLGATE_SERVER_UID: '65534' },
+      });
+      expect(r.code).toBe(7);
+      expect(r.stderr).toMatch(/it runs as uid 65534 .*, not as root or as uid 1000 /);
+    },
+    60_000,
+  );
 
   itNeeds(['root', 'setpriv'], 'the library connector refuses it too, unless serverUids has it', async () => {
     const refusing = new Agent({ connect: connector(name) });
