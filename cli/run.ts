@@ -116,8 +116,22 @@ function load(commands: CommandTable, verb: string): Promise<Verb> {
   return loader();
 }
 
+/**
+ * Standard output's errors outside a verb's own writing (help text, a late error after the last
+ * write). A reader that closed its end (EPIPE: `nullgate --help | head -1`) chose to stop: no
+ * failure, as with a verb's output (toStdout). Anything else (a full disk) is one line and exit
+ * 23, unless a verb is writing and hears it itself.
+ */
+function onStdoutError(err: NodeJS.ErrnoException): void {
+  if (err.code === 'EPIPE' || process.stdout.listenerCount('error') > 1) return;
+  process.stderr.write(`nullgate: cannot write standard output: ${escapeControls(err.message)}\n`);
+  process.exitCode = ExitCode.WRITE;
+}
+
 export async function run(argv: string[], commands: CommandTable): Promise<number> {
   const [verb, ...rest] = argv;
+  // Without a listener, an error on stdout is an uncaught exception with a stack trace.
+  if (!process.stdout.listeners('error').includes(onStdoutError)) process.stdout.on('error', onStdoutError);
   try {
     if (verb === '-h' || verb === '--help' || (verb === 'help' && rest.length === 0)) {
       process.stdout.write(`${usage(commands)}\n`);

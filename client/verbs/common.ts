@@ -244,9 +244,11 @@ export async function withClient(
 }
 
 /**
- * Writes a body to stdout with backpressure; a failing stdout (EPIPE, full disk) is exit 23, a
- * body that fails midway (the connection) a PartialTransferError (exit 18). `expected` is the
- * announced length, for that message.
+ * Writes a body to stdout with backpressure; a failing stdout (a full disk) is exit 23, a body
+ * that fails midway (the connection) a PartialTransferError (exit 18). A reader that closes its
+ * end early (EPIPE: `| head -c 10`) chose to stop reading: the body is dropped (the connection
+ * with it, so the rest is not downloaded) and this returns quietly, for exit 0. `expected` is
+ * the announced length, for the message of a cut transfer.
  */
 export async function toStdout(
   body: AsyncIterable<Buffer | string> | Iterable<Buffer | string>,
@@ -287,6 +289,7 @@ export async function toStdout(
   }
   if (failure !== undefined) {
     (body as Partial<Readable>).destroy?.();
+    if ((failure as { code?: unknown }).code === 'EPIPE') return bytes;
     throw new LocalFileError('write', 'standard output', failure);
   }
   return bytes;

@@ -8,8 +8,12 @@ function documentedCodes(): Map<number, string> {
   const docs = readFileSync(new URL('../../docs/cli.md', import.meta.url), 'utf8');
   const section = /\n## Exit codes\n([\s\S]*?)(?=\n## |$)/.exec(docs)?.[1];
   if (section === undefined) throw new Error('docs/cli.md has no "## Exit codes" section');
+  // The first table of the section: its lines, up to the first that is not a row.
+  const lines = section.split('\n');
+  const first = lines.findIndex((line) => line.startsWith('|'));
+  const end = lines.findIndex((line, i) => i > first && !line.startsWith('|'));
   const rows = new Map<number, string>();
-  for (const line of section.split('\n')) {
+  for (const line of lines.slice(first, end === -1 ? undefined : end)) {
     const m = /^\|\s*(\d+)\s*\|\s*(.*?)\s*\|$/.exec(line);
     if (m) rows.set(Number(m[1]), m[2]!);
   }

@@ -3,7 +3,8 @@
  * CLI spawned (bin/nullgate.js runs dist/: `npx tsc -p tsconfig.build.json` first, as `npm test`
  * does), and the library's connector with undici's own request/stream/pipeline/fetch.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -17,7 +18,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Client, ClientError, PartialTransferError, connector } from '../../client/index.js';
 import { createGateway, type Gateway } from '../../gateway/gateway.js';
 import { listenAbstract } from '../../gateway/listen.js';
-import { runCli, runFile, runNode } from '../helpers/cli.js';
+import { BIN, runCli, runFile, runNode } from '../helpers/cli.js';
 import { itNeeds } from '../helpers/requirements.js';
 import { uniqueName } from '../helpers/sockets.js';
 
@@ -443,6 +444,25 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
 
       expect((await cli(['get', '-O', '/dir/remote.txt'])).code).toBe(0);
       expect(await readFile(path.join(work, 'remote.txt'))).toEqual(data);
+    });
+
+    it('a reader that closes stdout early (| head -c 10) ends get and request quietly: exit 0, no message', async () => {
+      await writeFile(path.join(root, 'endless.bin'), Buffer.alloc(16 * 1024 * 1024, 'x'));
+      for (const args of [['get', '/endless.bin'], ['request', '/files/endless.bin'], ['--help']]) {
+        // Like head -c 10: read the first bytes, then close the pipe while the writer goes on.
+        const child = spawn(
+          process.execPath,
+          [BIN, ...args, ...(args[0] === '--help' ? [] : ['--socket', name])],
+          {
+            stdio: ['ignore', 'pipe', 'pipe'],
+          },
+        );
+        let stderr = '';
+        child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+        child.stdout.once('data', () => child.stdout.destroy());
+        const [code, signal] = (await once(child, 'close')) as [number | null, string | null];
+        expect({ args, code, signal, stderr }).toEqual({ args, code: 0, signal: null, stderr: '' });
+      }
     });
 
     it('put - REMOTE reads standard input; put LOCAL DIR/ takes the local name', async () => {
