@@ -135,6 +135,22 @@ describe.skipIf(!canChroot && !requireAll)('a bare chroot with only the installe
     },
   );
 
+  itNeeds(
+    ['root', 'chroot'],
+    '--help and help CMD work inside, and name no reference the chroot lacks',
+    async () => {
+      const general = await inChroot(chroot, ['nullgate', '--help']);
+      expect(general.code, general.stderr).toBe(0);
+      expect(general.stdout.toString()).toContain('nullgate help CMD');
+      expect(general.stdout.toString()).toMatch(/Exit codes: 0 success/);
+      expect(general.stdout.toString()).not.toContain('docs/cli.md');
+      const get = await inChroot(chroot, ['nullgate', 'help', 'get']);
+      expect(get.code, get.stderr).toBe(0);
+      expect(get.stdout.toString()).toMatch(/^Usage: nullgate get REMOTE/);
+      expect(get.stdout.toString()).not.toContain('docs/cli.md');
+    },
+  );
+
   itNeeds(['root', 'chroot'], 'get to stdout, ls and request -i /health', async () => {
     const get = await inChroot(chroot, ['nullgate', 'get', '/config/app.conf', '--socket', socket]);
     expect(get.stdout.toString()).toBe('key = value\n');
