@@ -23,7 +23,7 @@ export const serveSpec = {
                [--allow-uid N]... [--allow-gid N]... [--allow-any-peer] [--max-upload SIZE] [--netns PATH]
                [--grace SECONDS] [--log-level L] [--max-connections N] [--max-uploads N]
                [--max-header-size SIZE] [--headers-timeout S] [--request-timeout S] [--idle-timeout S]
-               [--keep-alive-timeout S]`,
+               [--keep-alive-timeout S] [--body-min-rate RATE] [--body-rate-window S] [--body-timeout S]`,
   ],
   summary:
     "Serves DIR over HTTP/1.1 on a unix socket, to root and the server's own uid unless more are allowed. Prints one line saying what it serves where, with a curl command that works. SIGTERM/SIGINT drain (a second one exits at once); SIGHUP is ignored.",
@@ -84,7 +84,7 @@ export const serveSpec = {
     'max-connections': {
       type: 'string',
       value: 'N',
-      help: `more connections are closed at once (default ${DEFAULT_LIMITS.maxConnections})`,
+      help: `more connections get 429 and are closed (default ${DEFAULT_LIMITS.maxConnections})`,
       group: LIMITS,
     },
     'max-uploads': {
@@ -121,6 +121,24 @@ export const serveSpec = {
       type: 'string',
       value: 'S',
       help: `an idle keep-alive connection is closed (default ${seconds(DEFAULT_LIMITS.keepAliveTimeoutMs)})`,
+      group: LIMITS,
+    },
+    'body-min-rate': {
+      type: 'string',
+      value: 'RATE',
+      help: `bytes a second a request body must average over each window the server waits for it, like 500 or 4K; slower is 408 (default ${DEFAULT_LIMITS.bodyMinRate}, 0: none)`,
+      group: LIMITS,
+    },
+    'body-rate-window': {
+      type: 'string',
+      value: 'S',
+      help: `the window --body-min-rate is averaged over (default ${seconds(DEFAULT_LIMITS.bodyRateWindowMs)})`,
+      group: LIMITS,
+    },
+    'body-timeout': {
+      type: 'string',
+      value: 'S',
+      help: `a request body must be whole within S seconds of its first byte read; later is 408 (default ${seconds(DEFAULT_LIMITS.bodyTimeoutMs)}, 0: none)`,
       group: LIMITS,
     },
   },
@@ -233,6 +251,16 @@ function parseLimits(values: LimitFlags): Partial<Limits> {
         );
     }
   }
+  if ((text = flag('body-min-rate')) !== undefined) {
+    const rate = parseSize(text);
+    if (rate === undefined)
+      throw usageError(`--body-min-rate takes bytes per second like 500 or 4K (0 = none), got "${text}"`);
+    limits.bodyMinRate = rate;
+  }
+  if ((text = flag('body-rate-window')) !== undefined)
+    limits.bodyRateWindowMs = parseSeconds(text, '--body-rate-window', false);
+  if ((text = flag('body-timeout')) !== undefined)
+    limits.bodyTimeoutMs = parseSeconds(text, '--body-timeout', true);
   return limits;
 }
 

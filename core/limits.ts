@@ -22,6 +22,17 @@ export interface Limits {
   readonly idleTimeoutMs: number;
   /** An idle keep-alive connection is closed after this time. */
   readonly keepAliveTimeoutMs: number;
+  /**
+   * Bytes per second a request body must average, over each bodyRateWindowMs the server spends
+   * waiting for it (time it stops reading for its own backpressure does not count); slower is
+   * 408 and the connection closed. 0 = no minimum. The idle timeout alone lets a byte every 59 s
+   * hold an upload slot for ever.
+   */
+  readonly bodyMinRate: number;
+  /** The window bodyMinRate is averaged over (nginx's client_body_timeout is 60 s between reads). */
+  readonly bodyRateWindowMs: number;
+  /** A request body must be whole within this time from its first byte read; 0 = no limit. */
+  readonly bodyTimeoutMs: number;
 }
 
 /** Request header fields at most (Node 22+'s own default); more are 431 on every Node version. */
@@ -44,6 +55,11 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   requestTimeoutMs: 0,
   idleTimeoutMs: 60_000,
   keepAliveTimeoutMs: 5_000,
+  // Apache's mod_reqtimeout asks 500 bytes/s of a body by default; a minute smooths out a
+  // producer that pauses (tar walking a large directory, a compressor filling its window).
+  bodyMinRate: 500,
+  bodyRateWindowMs: 60_000,
+  bodyTimeoutMs: 3_600_000,
 });
 
 export function resolveLimits(partial: Partial<Limits> = {}): Limits {
@@ -57,6 +73,12 @@ export function resolveLimits(partial: Partial<Limits> = {}): Limits {
       );
     }
     limits[key] = value;
+  }
+  if (limits.bodyMinRate > 0 && limits.bodyRateWindowMs === 0) {
+    throw ngError(
+      'NG_ERR_INVALID_OPTION',
+      'limits.bodyRateWindowMs must be positive when limits.bodyMinRate is',
+    );
   }
   // Node checks these timers on an interval; the headers timeout must fit inside the request one.
   if (limits.requestTimeoutMs > 0 && limits.headersTimeoutMs > limits.requestTimeoutMs) {

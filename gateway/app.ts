@@ -32,7 +32,8 @@ import {
   UploadSlots,
 } from '../core/limits.js';
 import { accessLine, accessLogged } from './access-log.js';
-import { clientErrorHandler } from './client-error.js';
+import { clientErrorHandler, cutRequest } from './client-error.js';
+import { watchBody } from './body-rate.js';
 import { type LimitHit, limitLog } from './limit-log.js';
 import { pipelineTurn } from './pipelining.js';
 import { archiveRoutes } from '../routes/archive/plugin.js';
@@ -207,6 +208,7 @@ function refuseMalformed(request: FastifyRequest, reply: FastifyReply, limitHit:
 function addRequestHooks(
   app: FastifyInstance,
   peerFor: (socket: Socket) => FastifyRequest['peer'],
+  limits: Limits,
   limitHit: LimitHit,
 ): void {
   // One more than the limit, so that a request over it is seen whole enough to be refused
@@ -217,7 +219,15 @@ function addRequestHooks(
     request.peer = peerFor(request.raw.socket);
     // The access line costs two listeners a request: none when it would not be written.
     if (accessLogged(request)) accessLine(request, reply);
-    if (!refuseMalformed(request, reply, limitHit)) done();
+    if (refuseMalformed(request, reply, limitHit)) return;
+    // A body too slow, or not whole in time, is 408 and the connection closed (gateway/body-rate.ts).
+    const socket = request.raw.socket;
+    watchBody(request.raw, socket, limits, (message) => {
+      limitHit(408, message, request.peer);
+      if (!reply.raw.headersSent) reply.raw.statusCode = 408;
+      cutRequest(socket, 408, 'NG_ERR_TIMEOUT', message);
+    });
+    done();
   });
   // At most MAX_PIPELINED_REQUESTS requests of a connection run at once, and what a closed
   // connection leaves queued is closed with it (gateway/pipelining.ts).
@@ -336,7 +346,7 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
   const exports = new ExportTable(
     (options.exports ?? []).map((spec) => ({ chroot: spec.chroot, value: spec })),
   );
-  addRequestHooks(app, peerLookup(exports), refusals.hit);
+  addRequestHooks(app, peerLookup(exports), limits, refusals.hit);
   setErrorHandlers(app, refusals.hit);
   coreRoutes(app, options, exports);
   routeServerEvents(app);

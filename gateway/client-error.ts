@@ -22,6 +22,18 @@ function clientErrorBody(err: NodeJS.ErrnoException): [number, ErrorCode, string
   return [400, 'NG_ERR_BAD_REQUEST', `malformed request (${err.code ?? 'parse error'})`];
 }
 
+/**
+ * Cuts a connection whose request being answered is itself broken (a bad or too slow body, see
+ * also gateway/body-rate.ts): its handler may still write, so the connection is closed now, with
+ * the error written raw only if nothing of a response was sent yet.
+ */
+export function cutRequest(socket: Socket, status: number, code: ErrorCode, message: string): void {
+  const inflight = inFlightResponse(socket);
+  if (socket.writable && inflight?.headersSent !== true)
+    socket.write(rawErrorResponse(status, code, message));
+  socket.destroy();
+}
+
 /** Fastify's `clientErrorHandler`: each refusal is told to `limitHit`. */
 export function clientErrorHandler(limitHit: LimitHit): (err: NodeJS.ErrnoException, socket: Socket) => void {
   return (err, socket) => {
@@ -56,10 +68,7 @@ export function clientErrorHandler(limitHit: LimitHit): (err: NodeJS.ErrnoExcept
     const [status, code, message] = clientErrorBody(err);
     limitHit(status, message, peerOf(socket));
     if (inflight) {
-      // The request being answered is itself broken (a bad or too slow body): its handler may
-      // still write, so cut the connection now, with the error only if nothing was sent yet.
-      if (socket.writable && !inflight.headersSent) socket.write(rawErrorResponse(status, code, message));
-      socket.destroy();
+      cutRequest(socket, status, code, message);
       return;
     }
     // Lingering close (what nginx does): answer, send FIN, and read and discard what the

@@ -209,6 +209,39 @@ describe('nullgate serve limit flags', () => {
   }, 20_000);
 });
 
+describe('nullgate serve --body-min-rate and --body-rate-window', () => {
+  let server: HostileServer;
+  beforeAll(async () => {
+    server = await startHostile('body-rate', () => undefined, [
+      '--writable',
+      '--body-min-rate',
+      '1K',
+      '--body-rate-window',
+      '0.5',
+    ]);
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('a body trickled a byte every 100 ms is cut with a 408, logged with the peer', async () => {
+    const socket = await openConnection(server.name);
+    socket.write('PUT /files/slow.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n');
+    const drip = setInterval(() => {
+      if (socket.writable) socket.write('x');
+    }, 100);
+    try {
+      const res = parseResponse(await closedWithin(socket, 15_000));
+      expectErrorShape(res, 408);
+      expect(JSON.parse(res.body.toString())).toMatchObject({ code: 'NG_ERR_TIMEOUT' });
+    } finally {
+      clearInterval(drip);
+    }
+    expectRefusal(await refusals(server, 408), /request body too slow/);
+    await expectRecovered(server);
+  }, 20_000);
+});
+
 describe('nullgate serve limit flags: usage errors', () => {
   it.each([
     ['--max-connections', '0'],
@@ -223,6 +256,9 @@ describe('nullgate serve limit flags: usage errors', () => {
     ['--idle-timeout', '0'],
     ['--keep-alive-timeout', '1e3'],
     ['--request-timeout', '-5'],
+    ['--body-min-rate', 'fast'],
+    ['--body-rate-window', '0'],
+    ['--body-timeout', 'never'],
   ])(
     '%s %s is exit 2 naming the flag',
     async (flag, value) => {
