@@ -175,12 +175,12 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
       expect(help.code).toBe(0);
       expect(help.stderr).toBe('');
       expect(help.stdout.toString()).toContain('nullgate get REMOTE');
-      expect(help.stdout.toString()).not.toMatch(/serve|install-client/);
+      expect(help.stdout.toString()).not.toMatch(/nullgate serve|install-client/);
       const bare = await runFile(BUNDLE, []);
       expect(bare.code).toBe(2);
       expect(bare.stdout.length).toBe(0);
       expect(bare.stderr).toContain('nullgate get REMOTE');
-      expect(bare.stderr).not.toMatch(/serve|install-client/);
+      expect(bare.stderr).not.toMatch(/nullgate serve|install-client/);
       const unknown = await runFile(BUNDLE, ['serve']);
       expect(unknown.code).toBe(2);
       expect(unknown.stderr).toBe('nullgate: unknown command "serve" (try nullgate --help)\n');
