@@ -8,19 +8,9 @@ import { lstat, mkdir, mkdtemp, readFile, readlink, rm, symlink } from 'node:fs/
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import tar from 'tar-stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { extractTar, packTar } from '../../client/archive.js';
-import { packEntries, withTypeflag } from '../helpers/tar.js';
-
-type Entry = Parameters<tar.Pack['entry']>[0] & { body?: string };
-
-function tarOf(entries: Entry[]): Readable {
-  const pack = tar.pack();
-  for (const { body, ...header } of entries) pack.entry(header, body ?? '');
-  pack.finalize();
-  return Readable.from(pack as AsyncIterable<Buffer>);
-}
+import { packEntries, type TarSpec, tarStream, withTypeflag } from '../helpers/tar.js';
 
 async function collect(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -41,11 +31,11 @@ describe('extractTar / packTar', () => {
 
   it('extracts files, directories and symlinks, creating LOCAL_DIR', async () => {
     const result = await extractTar(
-      tarOf([
-        { name: 'd', type: 'directory', mode: 0o750 },
-        { name: 'd/f.txt', body: 'hello', mode: 0o600 },
-        { name: 'top.txt', body: 'top' },
-        { name: 'l', type: 'symlink', linkname: 'd/f.txt' },
+      await tarStream([
+        { header: { name: 'd', type: 'directory', mode: 0o750 } },
+        { header: { name: 'd/f.txt', mode: 0o600 }, body: 'hello' },
+        { header: { name: 'top.txt' }, body: 'top' },
+        { header: { name: 'l', type: 'symlink', linkname: 'd/f.txt' } },
       ]),
       dest,
     );
@@ -56,29 +46,31 @@ describe('extractTar / packTar', () => {
   });
 
   it.each([
-    ['an absolute name', [{ name: '/abs.txt', body: 'x' }]],
-    ['a .. name', [{ name: '../escape.txt', body: 'x' }]],
-    ['a symlink out', [{ name: 'out', type: 'symlink', linkname: '../..' }]],
-    ['an absolute symlink', [{ name: 'out', type: 'symlink', linkname: '/etc' }]],
+    ['an absolute name', [{ header: { name: '/abs.txt' }, body: 'x' }]],
+    ['a .. name', [{ header: { name: '../escape.txt' }, body: 'x' }]],
+    ['a symlink out', [{ header: { name: 'out', type: 'symlink', linkname: '../..' } }]],
+    ['an absolute symlink', [{ header: { name: 'out', type: 'symlink', linkname: '/etc' } }]],
     [
       'a write through a symlink an earlier entry planted',
       [
-        { name: 'inner', type: 'directory' },
-        { name: 'via', type: 'symlink', linkname: 'inner' },
-        { name: 'via/file.txt', body: 'x' },
+        { header: { name: 'inner', type: 'directory' } },
+        { header: { name: 'via', type: 'symlink', linkname: 'inner' } },
+        { header: { name: 'via/file.txt' }, body: 'x' },
       ],
     ],
-    ['a FIFO', [{ name: 'fifo', type: 'fifo' }]],
-    ['a device', [{ name: 'dev', type: 'character-device', devmajor: 1, devminor: 3 }]],
-    ['a name reserved for the server', [{ name: 'd/.nullgate-tmp-x', body: 'x' }]],
+    ['a FIFO', [{ header: { name: 'fifo', type: 'fifo' } }]],
+    ['a device', [{ header: { name: 'dev', type: 'character-device', devmajor: 1, devminor: 3 } }]],
+    ['a name reserved for the server', [{ header: { name: 'd/.nullgate-tmp-x' }, body: 'x' }]],
     [
       'a symlink into a name reserved for the server',
-      [{ name: 'l', type: 'symlink', linkname: '.nullgate-tmp-x' }],
+      [{ header: { name: 'l', type: 'symlink', linkname: '.nullgate-tmp-x' } }],
     ],
-    ['a hard link out', [{ name: 'h', type: 'link', linkname: '../outside' }]],
-    ['a hard link to the directory itself', [{ name: 'h', type: 'link', linkname: '.' }]],
-  ] as [string, Entry[]][])('refuses %s', async (_what, entries) => {
-    await expect(extractTar(tarOf(entries), dest)).rejects.toMatchObject({ code: 'NG_ERR_ARCHIVE_UNSAFE' });
+    ['a hard link out', [{ header: { name: 'h', type: 'link', linkname: '../outside' } }]],
+    ['a hard link to the directory itself', [{ header: { name: 'h', type: 'link', linkname: '.' } }]],
+  ] as [string, TarSpec[]][])('refuses %s', async (_what, entries) => {
+    await expect(extractTar(await tarStream(entries), dest)).rejects.toMatchObject({
+      code: 'NG_ERR_ARCHIVE_UNSAFE',
+    });
     expect(existsSync(path.join(base, 'abs.txt'))).toBe(false);
     expect(existsSync(path.join(base, 'escape.txt'))).toBe(false);
     expect(existsSync(path.join(dest, 'inner/file.txt'))).toBe(false);
@@ -95,10 +87,10 @@ describe('extractTar / packTar', () => {
 
   it("drops set-id bits, keeps a directory's sticky bit, and links hard links to extracted files", async () => {
     const result = await extractTar(
-      tarOf([
-        { name: 'shared', type: 'directory', mode: 0o1700 },
-        { name: 'shared/tool', body: 'run me', mode: 0o4700 },
-        { name: 'shared/again', type: 'link', linkname: 'shared/tool' },
+      await tarStream([
+        { header: { name: 'shared', type: 'directory', mode: 0o1700 } },
+        { header: { name: 'shared/tool', mode: 0o4700 }, body: 'run me' },
+        { header: { name: 'shared/again', type: 'link', linkname: 'shared/tool' } },
       ]),
       dest,
     );
@@ -114,9 +106,11 @@ describe('extractTar / packTar', () => {
     await mkdir(outside);
     await mkdir(dest);
     await symlink(outside, path.join(dest, 'planted'));
-    await expect(extractTar(tarOf([{ name: 'planted/x', body: 'x' }]), dest)).rejects.toThrow(/symlink/);
+    await expect(
+      extractTar(await tarStream([{ header: { name: 'planted/x' }, body: 'x' }]), dest),
+    ).rejects.toThrow(/symlink/);
     // A file entry replaces a symlink at its own name instead of writing through it.
-    await extractTar(tarOf([{ name: 'planted', body: 'plain' }]), dest);
+    await extractTar(await tarStream([{ header: { name: 'planted' }, body: 'plain' }]), dest);
     expect((await lstat(path.join(dest, 'planted'))).isFile()).toBe(true);
     expect(existsSync(path.join(outside, 'x'))).toBe(false);
   });

@@ -26,6 +26,7 @@ import { BIN, type Served, startServe } from '../helpers/cli.js';
 import { itNeeds } from '../helpers/requirements.js';
 import { connectSocket, rawGet, rawRequest, uniqueName } from '../helpers/sockets.js';
 import { tree } from '../helpers/files.js';
+import { packEntries } from '../helpers/tar.js';
 
 const MiB = 1024 * 1024;
 
@@ -158,26 +159,6 @@ function serveWithoutProc(args: string[]): Promise<{ child: ChildProcess; stop: 
   });
 }
 
-async function packed(
-  entries: { header: Partial<tar.Header> & { name: string }; body?: string }[],
-): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  const collected = (async () => {
-    for await (const chunk of pack as AsyncIterable<Buffer>) chunks.push(chunk);
-  })();
-  for (const { header, body } of entries) {
-    await new Promise<void>((resolve, reject) => {
-      const done = (err?: Error | null): void => (err ? reject(err) : resolve());
-      if (body === undefined) pack.entry(header, done);
-      else pack.entry(header, Buffer.from(body), done);
-    });
-  }
-  pack.finalize();
-  await collected;
-  return Buffer.concat(chunks);
-}
-
 describe('symlinks in PUT /archive', () => {
   itNeeds(
     ['root', 'unshare'],
@@ -197,7 +178,7 @@ describe('symlinks in PUT /archive', () => {
       ]);
       try {
         const mtime = new Date('2021-06-01T12:00:00Z');
-        const body = await packed([
+        const body = await packEntries([
           { header: { name: 'dir', type: 'directory' } },
           { header: { name: 'dir/file' }, body: 'content' },
           { header: { name: 'dir/link', type: 'symlink', linkname: 'file', mtime } },

@@ -1,7 +1,8 @@
 /**
  * Tar archives for tests, built in memory with tar-stream from explicit headers — including
  * archives GNU tar would refuse to make (absolute names, `..`, links out, devices) — and read
- * back the same way. The one packer every test uses.
+ * back the same way. The one packer every test uses (a test that must send a member only in
+ * part, to be cut mid-entry, streams its own tar.pack()).
  */
 import { Readable } from 'node:stream';
 

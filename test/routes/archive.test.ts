@@ -31,7 +31,6 @@ import { promisify } from 'node:util';
 import { gunzipSync, gzipSync } from 'node:zlib';
 
 import type { FastifyInstance } from 'fastify';
-import tar from 'tar-stream';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
 import { buildApp } from '../../gateway/app.js';
@@ -40,6 +39,7 @@ import { archiveRoutes, type ArchiveRoutesOptions } from '../../routes/archive/p
 import { itNeeds } from '../helpers/requirements.js';
 import { connectSocket, rawRequest, uniqueName } from '../helpers/sockets.js';
 import { tree } from '../helpers/files.js';
+import { listTar, packEntries, type TarSpec } from '../helpers/tar.js';
 
 const execAsync = promisify(exec);
 const GiB = 1024 ** 3;
@@ -146,47 +146,6 @@ function makeTree(dir: string): void {
   for (const rel of ['a/b/c/deep.txt', 'a/top.txt', 'zero', LONG_PATH, 'exec.sh', 'private/secret'])
     stamp(rel);
   for (const rel of ['a/b/c', 'a/b', 'a', 'empty', 'private']) stamp(rel);
-}
-
-interface Entry {
-  header: tar.Header;
-  body?: Buffer;
-}
-
-/** Builds a tar in memory from explicit headers (for archives GNU tar would refuse to make). */
-async function packEntries(entries: { header: Partial<tar.Header> & { name: string }; body?: string }[]) {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  // Read while writing: an entry's callback waits until the pack's buffer has room.
-  const collected = (async () => {
-    for await (const chunk of pack as AsyncIterable<Buffer>) chunks.push(chunk);
-  })();
-  for (const { header, body } of entries) {
-    await new Promise<void>((resolve, reject) => {
-      const done = (err?: Error | null): void => (err ? reject(err) : resolve());
-      if (body === undefined) pack.entry(header, done);
-      else pack.entry(header, Buffer.from(body), done);
-    });
-  }
-  pack.finalize();
-  await collected;
-  return Buffer.concat(chunks);
-}
-
-/** Lists a tar in memory with tar-stream. */
-async function listTar(buf: Buffer): Promise<Entry[]> {
-  const extract = tar.extract();
-  const entries: Entry[] = [];
-  const done = (async () => {
-    for await (const entry of extract) {
-      const chunks: Buffer[] = [];
-      for await (const chunk of entry as AsyncIterable<Buffer>) chunks.push(chunk);
-      entries.push({ header: entry.header, body: Buffer.concat(chunks) });
-    }
-  })();
-  extract.end(buf);
-  await done;
-  return entries;
 }
 
 function put(app: FastifyInstance, url: string, payload: Buffer, headers: Record<string, string> = {}) {
@@ -527,7 +486,7 @@ describe('PUT /archive refuses unsafe entries and leaves the tree byte-identical
   });
 
   const ok = { header: { name: 'fine.txt' }, body: 'fine' };
-  const cases: [string, { header: Partial<tar.Header> & { name: string }; body?: string }[], string][] = [
+  const cases: [string, TarSpec[], string][] = [
     ['absolute path', [ok, { header: { name: '/etc/evil' }, body: 'x' }], '/etc/evil'],
     ['.. escape', [ok, { header: { name: '../../evil' }, body: 'x' }], '../../evil'],
     ['.. inside a path', [ok, { header: { name: 'a/../../victim' }, body: 'x' }], 'a/../../victim'],
