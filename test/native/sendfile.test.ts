@@ -356,8 +356,9 @@ describe('sendFileRange: zero-copy bodies', () => {
     });
     await Promise.all(clients);
     await eventually(() => stats.ok + stats.failed.length - finishedBefore === 40, 'all 40 transfers ended');
-    await eventually(() => openFdCount() === fds, `fds back to ${fds} (now ${openFdCount()})`);
-    await eventually(() => taskCount() === tasks, `threads back to ${tasks} (now ${taskCount()})`);
+    // At most the baseline: an fd of the warm-up (its socket) may still have been closing then.
+    await eventually(() => openFdCount() <= fds, `fds back to ${fds} (now ${openFdCount()})`);
+    await eventually(() => taskCount() <= tasks, `threads back to ${tasks} (now ${taskCount()})`);
   });
 
   it('four stalled readers do not block a fifth request', async () => {
