@@ -6,7 +6,17 @@ import { execFileSync } from 'node:child_process';
 import { it, type TestFunction } from 'vitest';
 
 export type Requirement =
-  'root' | 'curl' | 'python3' | 'setpriv' | 'unshare' | 'nsenter' | 'chroot' | 'tar' | 'mount';
+  | 'root'
+  | 'curl'
+  | 'python3'
+  | 'setpriv'
+  | 'unshare'
+  | 'nsenter'
+  | 'chroot'
+  | 'tar'
+  | 'mount'
+  | 'setcap'
+  | 'setfattr';
 
 const cache = new Map<Requirement, boolean>();
 
