@@ -11,7 +11,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <functional>
@@ -144,6 +146,12 @@ Napi::Value FsStat(const Napi::CallbackInfo& info) {
         out.Set("size", static_cast<double>(st->size));
         out.Set("mtimeMs", static_cast<double>(st->mtime_sec) * 1e3 + static_cast<double>(st->mtime_nsec) / 1e6);
         out.Set("mtimeNs", Napi::BigInt::New(env, st->mtime_sec * INT64_C(1000000000) + st->mtime_nsec));
+        out.Set("atimeNs", Napi::BigInt::New(env, st->atime_sec * INT64_C(1000000000) + st->atime_nsec));
+        out.Set("ctimeNs", Napi::BigInt::New(env, st->ctime_sec * INT64_C(1000000000) + st->ctime_nsec));
+        out.Set("rdev", static_cast<double>(st->rdev));
+        out.Set("rdevMajor", static_cast<double>(st->rdev_major));
+        out.Set("rdevMinor", static_cast<double>(st->rdev_minor));
+        out.Set("blocks", static_cast<double>(st->blocks));
         return out;
       });
 }
@@ -303,6 +311,168 @@ Napi::Value FsReadDir(const Napi::CallbackInfo& info) {
       });
 }
 
+// A time in ns since the epoch (a BigInt) as seconds and nanoseconds (floor division, so times
+// before 1970 split the way timespec wants them).
+void SplitNs(const Napi::CallbackInfo& info, size_t i, const char* usage, int64_t* sec, int64_t* nsec) {
+  if (info.Length() <= i || !info[i].IsBigInt()) throw Napi::TypeError::New(info.Env(), usage);
+  bool lossless = false;
+  int64_t ns = info[i].As<Napi::BigInt>().Int64Value(&lossless);
+  if (!lossless) throw Napi::TypeError::New(info.Env(), usage);
+  *sec = ns / 1000000000;
+  *nsec = ns % 1000000000;
+  if (*nsec < 0) {
+    *nsec += 1000000000;
+    *sec -= 1;
+  }
+}
+
+// fsLutimesNs(dirFd, rel, atimeNs | null, mtimeNs): Promise<0 | -errno>; times as BigInt ns.
+Napi::Value FsLutimesNs(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsLutimesNs(dirFd: number, rel: string, atimeNs: bigint | null, mtimeNs: bigint)";
+  bool ok = true;
+  int dir = IntArg(info, 0, usage);
+  std::string rel = PathArg(info, 1, usage, &ok);
+  int64_t as = 0, ans = UTIME_OMIT, ms, mns;
+  if (!(info.Length() > 2 && info[2].IsNull())) SplitNs(info, 2, usage, &as, &ans);
+  SplitNs(info, 3, usage, &ms, &mns);
+  if (!ok) return Resolved(info.Env(), -EINVAL);
+  return PromiseWorker::Run(info.Env(),
+                            [dir, rel, as, ans, ms, mns] { return fs_lutimes_beneath(dir, rel, as, ans, ms, mns); });
+}
+
+// An id for chown: a number in [-1, 2^32 - 2] (-1 keeps it).
+int64_t IdArg(const Napi::CallbackInfo& info, size_t i, const char* usage) {
+  double v = NumberArg(info, i, usage);
+  if (v != std::floor(v) || v < -1 || v > 4294967294.0) throw Napi::TypeError::New(info.Env(), usage);
+  return static_cast<int64_t>(v);
+}
+
+// fsLchown(dirFd, rel, uid, gid): Promise<0 | -errno>; fchownat AT_SYMLINK_NOFOLLOW.
+Napi::Value FsLchown(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsLchown(dirFd: number, rel: string, uid: number, gid: number)";
+  bool ok = true;
+  int dir = IntArg(info, 0, usage);
+  std::string rel = PathArg(info, 1, usage, &ok);
+  int64_t uid = IdArg(info, 2, usage);
+  int64_t gid = IdArg(info, 3, usage);
+  if (!ok) return Resolved(info.Env(), -EINVAL);
+  return PromiseWorker::Run(info.Env(), [dir, rel, uid, gid] { return fs_lchown_beneath(dir, rel, uid, gid); });
+}
+
+// fsLchmod(dirFd, rel, mode): Promise<0 | -errno>; -EOPNOTSUPP for a symlink.
+Napi::Value FsLchmod(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsLchmod(dirFd: number, rel: string, mode: number)";
+  bool ok = true;
+  int dir = IntArg(info, 0, usage);
+  std::string rel = PathArg(info, 1, usage, &ok);
+  int mode = IntArg(info, 2, usage);
+  if (!ok) return Resolved(info.Env(), -EINVAL);
+  return PromiseWorker::Run(info.Env(),
+                            [dir, rel, mode] { return fs_lchmod_beneath(dir, rel, static_cast<mode_t>(mode)); });
+}
+
+// fsMknod(dirFd, rel, mode, major, minor): Promise<0 | -errno>; mode includes S_IFIFO/S_IFCHR/S_IFBLK.
+Napi::Value FsMknod(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsMknod(dirFd: number, rel: string, mode: number, major: number, minor: number)";
+  bool ok = true;
+  int dir = IntArg(info, 0, usage);
+  std::string rel = PathArg(info, 1, usage, &ok);
+  int mode = IntArg(info, 2, usage);
+  int64_t maj = IdArg(info, 3, usage);
+  int64_t min = IdArg(info, 4, usage);
+  if (maj < 0 || min < 0) throw Napi::TypeError::New(info.Env(), usage);
+  if (!ok) return Resolved(info.Env(), -EINVAL);
+  return PromiseWorker::Run(info.Env(), [dir, rel, mode, maj, min] {
+    return fs_mknod_beneath(dir, rel, static_cast<mode_t>(mode), static_cast<uint32_t>(maj),
+                            static_cast<uint32_t>(min));
+  });
+}
+
+// fsLink(dirFd, from, to): Promise<0 | -errno>; linkat without following.
+Napi::Value FsLink(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsLink(dirFd: number, from: string, to: string)";
+  bool ok = true;
+  int dir = IntArg(info, 0, usage);
+  std::string from = PathArg(info, 1, usage, &ok);
+  std::string to = PathArg(info, 2, usage, &ok);
+  if (!ok) return Resolved(info.Env(), -EINVAL);
+  return PromiseWorker::Run(info.Env(), [dir, from, to] { return fs_link_beneath(dir, from, to); });
+}
+
+Napi::Value BufferOf(Napi::Env env, const std::string& s) {
+  return Napi::Buffer<char>::Copy(env, s.data(), s.size());
+}
+
+// fsListXattr(dirFd, rel): Promise<string[] | -errno>; the names of `rel`'s own attributes.
+Napi::Value FsListXattr(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsListXattr(dirFd: number, rel: string)";
+  bool ok = true;
+  int dir = IntArg(info, 0, usage);
+  std::string rel = PathArg(info, 1, usage, &ok);
+  if (!ok) return Resolved(info.Env(), -EINVAL);
+  auto list = std::make_shared<std::string>();
+  return PromiseWorker::Run(
+      info.Env(), [dir, rel, list] { return fs_list_xattr_beneath(dir, rel, list.get()); },
+      [list](Napi::Env env, int) -> Napi::Value {
+        Napi::Array out = Napi::Array::New(env);
+        uint32_t i = 0;
+        for (size_t start = 0; start < list->size();) {
+          size_t end = list->find('\0', start);
+          if (end == std::string::npos) end = list->size();
+          if (end > start) out.Set(i++, Napi::String::New(env, list->data() + start, end - start));
+          start = end + 1;
+        }
+        return out;
+      });
+}
+
+// fsGetXattr(dirFd, rel, name): Promise<Buffer | -errno>; -ENODATA when there is none.
+Napi::Value FsGetXattr(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsGetXattr(dirFd: number, rel: string, name: string)";
+  bool ok = true;
+  int dir = IntArg(info, 0, usage);
+  std::string rel = PathArg(info, 1, usage, &ok);
+  std::string name = PathArg(info, 2, usage, &ok);
+  if (!ok) return Resolved(info.Env(), -EINVAL);
+  auto value = std::make_shared<std::string>();
+  return PromiseWorker::Run(
+      info.Env(), [dir, rel, name, value] { return fs_get_xattr_beneath(dir, rel, name, value.get()); },
+      [value](Napi::Env env, int) -> Napi::Value { return BufferOf(env, *value); });
+}
+
+// fsSetXattr(dirFd, rel, name, value, flags): Promise<0 | -errno>; flags 0, XATTR_CREATE, XATTR_REPLACE.
+Napi::Value FsSetXattr(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsSetXattr(dirFd: number, rel: string, name: string, value: Buffer, flags: number)";
+  bool ok = true;
+  int dir = IntArg(info, 0, usage);
+  std::string rel = PathArg(info, 1, usage, &ok);
+  std::string name = PathArg(info, 2, usage, &ok);
+  if (info.Length() <= 3 || !info[3].IsBuffer()) throw Napi::TypeError::New(info.Env(), usage);
+  auto buf = info[3].As<Napi::Buffer<char>>();
+  std::string value(buf.Data(), buf.Length());
+  int flags = IntArg(info, 4, usage);
+  if (!ok) return Resolved(info.Env(), -EINVAL);
+  return PromiseWorker::Run(info.Env(), [dir, rel, name, value = std::move(value), flags] {
+    return fs_set_xattr_beneath(dir, rel, name, value, flags);
+  });
+}
+
+// fsSeek(fd, offset, whence): Promise<offset | -errno>; whence SEEK_DATA or SEEK_HOLE; -ENXIO
+// at the end. On the pool: a file system may walk its extent tree for it.
+Napi::Value FsSeek(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsSeek(fd: number, offset: number, whence: number)";
+  int fd = IntArg(info, 0, usage);
+  double offset = NumberArg(info, 1, usage);
+  int whence = IntArg(info, 2, usage);
+  if (offset < 0 || offset > 9007199254740991.0 || offset != std::floor(offset))
+    throw Napi::TypeError::New(info.Env(), usage);
+  auto pos = std::make_shared<int64_t>(0);
+  auto off = static_cast<int64_t>(offset);
+  return PromiseWorker::Run(
+      info.Env(), [fd, off, whence, pos] { return fs_seek(fd, off, whence, pos.get()); },
+      [pos](Napi::Env env, int) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(*pos)); });
+}
+
 }  // namespace
 
 void RegisterFs(Napi::Env env, Napi::Object exports) {
@@ -320,6 +490,15 @@ void RegisterFs(Napi::Env env, Napi::Object exports) {
   exports.Set("fsMountId", Napi::Function::New(env, FsMountId, "fsMountId"));
   exports.Set("fsTryLock", Napi::Function::New(env, FsTryLock, "fsTryLock"));
   exports.Set("fsStartWriteback", Napi::Function::New(env, FsStartWriteback, "fsStartWriteback"));
+  exports.Set("fsLutimesNs", Napi::Function::New(env, FsLutimesNs, "fsLutimesNs"));
+  exports.Set("fsLchown", Napi::Function::New(env, FsLchown, "fsLchown"));
+  exports.Set("fsLchmod", Napi::Function::New(env, FsLchmod, "fsLchmod"));
+  exports.Set("fsMknod", Napi::Function::New(env, FsMknod, "fsMknod"));
+  exports.Set("fsLink", Napi::Function::New(env, FsLink, "fsLink"));
+  exports.Set("fsListXattr", Napi::Function::New(env, FsListXattr, "fsListXattr"));
+  exports.Set("fsGetXattr", Napi::Function::New(env, FsGetXattr, "fsGetXattr"));
+  exports.Set("fsSetXattr", Napi::Function::New(env, FsSetXattr, "fsSetXattr"));
+  exports.Set("fsSeek", Napi::Function::New(env, FsSeek, "fsSeek"));
   // Flags Node's fs.constants lacks.
   Napi::Object c = Napi::Object::New(env);
   c.Set("O_PATH", O_PATH);
@@ -328,6 +507,10 @@ void RegisterFs(Napi::Env env, Napi::Object exports) {
   c.Set("O_DIRECTORY", O_DIRECTORY);
   c.Set("RENAME_NOREPLACE", static_cast<double>(RENAME_NOREPLACE));
   c.Set("RENAME_EXCHANGE", static_cast<double>(RENAME_EXCHANGE));
+  c.Set("SEEK_DATA", SEEK_DATA);
+  c.Set("SEEK_HOLE", SEEK_HOLE);
+  c.Set("XATTR_CREATE", static_cast<double>(XATTR_CREATE));
+  c.Set("XATTR_REPLACE", static_cast<double>(XATTR_REPLACE));
   c.Set("TMP_PREFIX", kTmpPrefix);
   exports.Set("fsConstants", c);
 }

@@ -3,7 +3,7 @@
 // waiting, so it never blocks the event loop, and an AsyncWorker's thread hop would cost more
 // than the whole call (PERFORMANCE-NOTES: ~4 µs). It is on every small GET, so it marshals as
 // little as it can: the caller keeps one scratch Buffer and one Float64Array for every call,
-// and gets back a number (building a stat object of ten properties and a new Buffer here cost
+// and gets back a number (building a stat object of a dozen properties and a new Buffer here cost
 // more than the four syscalls).
 #include "addon_small.h"
 
@@ -18,7 +18,23 @@ namespace ng {
 namespace {
 
 // Indices into the caller's Float64Array (native/small-file.ts mirrors them).
-enum StatSlot { kDev, kIno, kMode, kNlink, kUid, kGid, kSize, kMtimeSec, kMtimeNsec, kSlots };
+enum StatSlot {
+  kDev,
+  kIno,
+  kMode,
+  kNlink,
+  kUid,
+  kGid,
+  kSize,
+  kMtimeSec,
+  kMtimeNsec,
+  kAtimeSec,
+  kAtimeNsec,
+  kCtimeSec,
+  kCtimeNsec,
+  kBlocks,
+  kSlots
+};
 
 bool IsFloat64Array(const Napi::Value& v, size_t min_length) {
   if (!v.IsTypedArray()) return false;
@@ -31,7 +47,7 @@ Napi::Value ReadSmallCached(const Napi::CallbackInfo& info) {
   if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsString() || !info[2].IsBuffer() ||
       !IsFloat64Array(info[3], kSlots)) {
     throw Napi::TypeError::New(
-        env, "Usage: readSmallCached(dirFd: number, rel: string, buf: Buffer, stat: Float64Array(9))");
+        env, "Usage: readSmallCached(dirFd: number, rel: string, buf: Buffer, stat: Float64Array(14))");
   }
   int dir = info[0].As<Napi::Number>().Int32Value();
   std::string rel = info[1].As<Napi::String>().Utf8Value();
@@ -49,6 +65,11 @@ Napi::Value ReadSmallCached(const Napi::CallbackInfo& info) {
     out[kSize] = static_cast<double>(st.size);
     out[kMtimeSec] = static_cast<double>(st.mtime_sec);
     out[kMtimeNsec] = static_cast<double>(st.mtime_nsec);
+    out[kAtimeSec] = static_cast<double>(st.atime_sec);
+    out[kAtimeNsec] = static_cast<double>(st.atime_nsec);
+    out[kCtimeSec] = static_cast<double>(st.ctime_sec);
+    out[kCtimeNsec] = static_cast<double>(st.ctime_nsec);
+    out[kBlocks] = static_cast<double>(st.blocks);
   }
   return Napi::Number::New(env, static_cast<double>(rc));
 }

@@ -40,6 +40,23 @@ export interface BeneathStat {
   readonly size: number;
   readonly mtimeMs: number;
   readonly mtimeNs: bigint;
+  readonly atimeNs: bigint;
+  readonly ctimeNs: bigint;
+  /** st_rdev (device nodes; 0 otherwise), and its major and minor numbers. */
+  readonly rdev: number;
+  readonly rdevMajor: number;
+  readonly rdevMinor: number;
+  /** st_blocks: 512-byte units allocated (fewer than size / 512 for a sparse file). */
+  readonly blocks: number;
+}
+
+/** The kinds of node `mknod` makes. */
+export type NodeKind = 'fifo' | 'char' | 'block';
+
+/** An extended attribute: its full name ('user.x', 'security.capability') and raw value. */
+export interface Xattr {
+  readonly name: string;
+  readonly value: Buffer;
 }
 
 export interface BeneathDirent {
@@ -53,7 +70,22 @@ export const beneathConstants = native.fsConstants;
 /** Prefix of the temporary names this layer creates, for a startup sweep. */
 export const TMP_PREFIX = native.fsConstants.TMP_PREFIX;
 
-const { EACCES, EBADF, EBUSY, EEXIST, EINVAL, EISDIR, ELOOP, ENOENT, ENOTDIR, ENOTEMPTY, EXDEV } = osc.errno;
+const {
+  EACCES,
+  EBADF,
+  EBUSY,
+  EEXIST,
+  EINVAL,
+  EISDIR,
+  ELOOP,
+  ENODATA,
+  ENOENT,
+  ENOTDIR,
+  ENOTEMPTY,
+  ENXIO,
+  EXDEV,
+} = osc.errno;
+const NODE_TYPE: Record<NodeKind, number> = { fifo: fsc.S_IFIFO, char: fsc.S_IFCHR, block: fsc.S_IFBLK };
 /** Symlinks followed at most while resolving one path (the kernel's own limit, path_resolution(7)). */
 const MAX_SYMLINKS = 40;
 const DT_DIR = 4;
@@ -267,6 +299,114 @@ export class BeneathRoot {
     check(await native.fsLutimes(this.fd, r, atime?.getTime() ?? null, mtime.getTime()), 'utime', {
       path: displayPath(r),
     });
+  }
+
+  /**
+   * utimensat with AT_SYMLINK_NOFOLLOW and nanosecond times (BigInt ns since the epoch, as
+   * `mtimeNs` holds them): the times of `rel` itself, a symlink included. A null atime is kept.
+   */
+  async lutimesNs(rel: string, atimeNs: bigint | null, mtimeNs: bigint): Promise<void> {
+    const r = relFor(rel, 'utime');
+    check(await native.fsLutimesNs(this.fd, r, atimeNs, mtimeNs), 'utime', { path: displayPath(r) });
+  }
+
+  /** lchown: the owner of `rel` itself, a symlink included ('' is the root). -1 keeps an id. */
+  async lchown(rel: string, uid: number, gid: number): Promise<void> {
+    const r = relFor(rel, 'lchown');
+    check(await native.fsLchown(this.fd, r, uid, gid), 'lchown', { path: displayPath(r) });
+  }
+
+  /**
+   * chmod of `rel` itself ('' is the root), never of what a symlink points at: a symlink is
+   * ENOTSUP (EOPNOTSUPP; Linux symlinks have no mode of their own). All of 07777 is set:
+   * set-uid, set-gid and sticky included, and 0000 stays 0000.
+   */
+  async lchmod(rel: string, mode: number): Promise<void> {
+    const r = relFor(rel, 'chmod');
+    check(await native.fsLchmod(this.fd, r, mode & 0o7777), 'chmod', { path: displayPath(r) });
+  }
+
+  /** mknodat: a FIFO, character or block device at `rel` (major/minor ignored for a FIFO). */
+  async mknod(rel: string, kind: NodeKind, mode: number, major = 0, minor = 0): Promise<void> {
+    const r = relFor(rel, 'mknod');
+    if (r === '') throw systemError(-EEXIST, 'mknod', { path: '/' });
+    check(await native.fsMknod(this.fd, r, NODE_TYPE[kind] | (mode & 0o7777), major, minor), 'mknod', {
+      path: displayPath(r),
+    });
+  }
+
+  /** linkat: `to` becomes another name of the entry `from` itself (a symlink is not followed). */
+  async link(from: string, to: string): Promise<void> {
+    const f = relFor(from, 'link');
+    const t = relFor(to, 'link');
+    if (f === '' || t === '') throw systemError(-EBUSY, 'link', { path: displayPath(f) });
+    const rc = await native.fsLink(this.fd, f, t);
+    if (rc < 0) {
+      const err = systemError(rc, 'link', { path: displayPath(f) }) as SystemError & { dest: string };
+      err.dest = displayPath(t);
+      throw err;
+    }
+  }
+
+  /** The names of the extended attributes of `rel` itself ('' is the root), as listed. */
+  async listXattrs(rel: string): Promise<string[]> {
+    const r = relFor(rel, 'listxattr');
+    return check(await native.fsListXattr(this.fd, r), 'listxattr', { path: displayPath(r) });
+  }
+
+  /** One attribute of `rel` itself; undefined when it has none of that name (ENODATA). */
+  async getXattr(rel: string, name: string): Promise<Buffer | undefined> {
+    const r = relFor(rel, 'getxattr');
+    const rc = await native.fsGetXattr(this.fd, r, name);
+    if (rc === -ENODATA) return undefined;
+    return check(rc, 'getxattr', { path: displayPath(r) });
+  }
+
+  /**
+   * Every extended attribute of `rel` itself, in byte order of their names (so an archive of
+   * the same tree is the same bytes). An attribute removed between list and get is left out.
+   */
+  async readXattrs(rel: string): Promise<Xattr[]> {
+    const r = relFor(rel, 'listxattr');
+    return readXattrsAt(this.fd, r, displayPath(r));
+  }
+
+  /** `readXattrs` of an open fd (say one from `open`); `rel` names it in errors. */
+  async freadXattrs(fd: number, rel = ''): Promise<Xattr[]> {
+    return readXattrsAt(fd, '', displayPath(rel));
+  }
+
+  /** setxattr on `rel` itself; `create` fails with EEXIST, `replace` with ENODATA. */
+  async setXattr(
+    rel: string,
+    name: string,
+    value: Buffer,
+    options: { create?: boolean; replace?: boolean } = {},
+  ): Promise<void> {
+    const r = relFor(rel, 'setxattr');
+    const { XATTR_CREATE, XATTR_REPLACE } = native.fsConstants;
+    const flags = options.create === true ? XATTR_CREATE : options.replace === true ? XATTR_REPLACE : 0;
+    check(await native.fsSetXattr(this.fd, r, name, value, flags), 'setxattr', { path: displayPath(r) });
+  }
+
+  /**
+   * The first offset at or after `offset` of `fd` that holds data (lseek SEEK_DATA), or null
+   * when none does (ENXIO: only a hole, or the end, follows). `rel` names the file in errors.
+   */
+  async nextData(fd: number, offset: number, rel = ''): Promise<number | null> {
+    const rc = await native.fsSeek(fd, offset, native.fsConstants.SEEK_DATA);
+    if (rc === -ENXIO) return null;
+    return check(rc, 'lseek', { path: displayPath(rel) });
+  }
+
+  /**
+   * The first hole at or after `offset` (lseek SEEK_HOLE; the end of the file counts as one),
+   * or null when `offset` is at or past the end (ENXIO).
+   */
+  async nextHole(fd: number, offset: number, rel = ''): Promise<number | null> {
+    const rc = await native.fsSeek(fd, offset, native.fsConstants.SEEK_HOLE);
+    if (rc === -ENXIO) return null;
+    return check(rc, 'lseek', { path: displayPath(rel) });
   }
 
   /**
@@ -485,6 +625,22 @@ export function lockTemporary(fd: number): void {
 /** Closes an fd this layer handed out (async: close can block on network file systems). */
 export async function closeFd(fd: number): Promise<void> {
   await closeAsync(fd);
+}
+
+/** Byte order of UTF-8 names (what `sort` in the C locale and GNU tar --sort=name give). */
+function byteOrder(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+async function readXattrsAt(fd: number, rel: string, shown: string): Promise<Xattr[]> {
+  const names = check(await native.fsListXattr(fd, rel), 'listxattr', { path: shown });
+  const out: Xattr[] = [];
+  for (const name of names.sort(byteOrder)) {
+    const rc = await native.fsGetXattr(fd, rel, name);
+    if (rc === -ENODATA) continue;
+    out.push({ name, value: check(rc, 'getxattr', { path: shown }) });
+  }
+  return out;
 }
 
 async function* readBatches(fd: number, bufferBytes: number, shown: string): AsyncGenerator<BeneathDirent[]> {

@@ -69,7 +69,8 @@ export interface NativeBinding {
    * `dirFd`, fstat it and read it whole into `buf` — from the kernel's caches only. Returns the
    * bytes read, or a negative errno: -EAGAIN when the caches cannot answer (take the async
    * path); -EISDIR, -ENXIO (not a regular file) or -EFBIG (larger than `buf`) with `stat` filled
-   * (9 slots: dev, ino, mode, nlink, uid, gid, size, mtime s, mtime ns).
+   * (14 slots: dev, ino, mode, nlink, uid, gid, size, mtime s, mtime ns, atime s, atime ns,
+   * ctime s, ctime ns, blocks).
    */
   readSmallCached(dirFd: number, rel: string, buf: Buffer, stat: Float64Array): number;
   // --- beneath-root filesystem layer (native/addon_fs.cc) ---
@@ -94,6 +95,14 @@ export interface NativeBinding {
         readonly size: number;
         readonly mtimeMs: number;
         readonly mtimeNs: bigint;
+        readonly atimeNs: bigint;
+        readonly ctimeNs: bigint;
+        /** st_rdev as a number, and its major and minor (device nodes; 0 otherwise). */
+        readonly rdev: number;
+        readonly rdevMajor: number;
+        readonly rdevMinor: number;
+        /** st_blocks: 512-byte units allocated. */
+        readonly blocks: number;
       }
     | number
   >;
@@ -120,6 +129,26 @@ export interface NativeBinding {
     dirFd: number,
     bufferBytes: number,
   ): Promise<{ readonly name: string; readonly type: number }[] | number>;
+  // --- metadata (native/fs_ops.h): each acts on `rel` itself, never through a final symlink;
+  // rel '' is `dirFd` itself where said.
+  /** utimensat(…, AT_SYMLINK_NOFOLLOW) with nanosecond times (BigInt ns since the epoch); a null atime is kept. */
+  fsLutimesNs(dirFd: number, rel: string, atimeNs: bigint | null, mtimeNs: bigint): Promise<number>;
+  /** fchownat(…, AT_SYMLINK_NOFOLLOW); -1 keeps that id; rel '' is `dirFd` itself. */
+  fsLchown(dirFd: number, rel: string, uid: number, gid: number): Promise<number>;
+  /** chmod of `rel` itself (07777 bits); -EOPNOTSUPP for a symlink; rel '' is `dirFd` itself. */
+  fsLchmod(dirFd: number, rel: string, mode: number): Promise<number>;
+  /** mknodat; `mode` holds S_IFIFO, S_IFCHR or S_IFBLK and the permission bits (else -EINVAL). */
+  fsMknod(dirFd: number, rel: string, mode: number, major: number, minor: number): Promise<number>;
+  /** linkat(from, to) without AT_SYMLINK_FOLLOW: a new name for `from` itself. */
+  fsLink(dirFd: number, from: string, to: string): Promise<number>;
+  /** The names of `rel`'s own extended attributes (rel '' is `dirFd` itself). */
+  fsListXattr(dirFd: number, rel: string): Promise<string[] | number>;
+  /** One attribute's value (at most 64 KiB); -ENODATA when `rel` has no such attribute. */
+  fsGetXattr(dirFd: number, rel: string, name: string): Promise<Buffer | number>;
+  /** setxattr; `flags` 0, XATTR_CREATE or XATTR_REPLACE. */
+  fsSetXattr(dirFd: number, rel: string, name: string, value: Buffer, flags: number): Promise<number>;
+  /** lseek(fd, offset, SEEK_DATA | SEEK_HOLE): the next data or hole offset; -ENXIO at the end. */
+  fsSeek(fd: number, offset: number, whence: number): Promise<number>;
   // --- zero-copy transfer (native/addon_sendfile.cc) ---
   /**
    * Sends `length` bytes of `fileFd` from `offset` to `socketFd` with sendfile(2) on a dedicated
@@ -147,6 +176,10 @@ export interface NativeBinding {
     readonly O_DIRECTORY: number;
     readonly RENAME_NOREPLACE: number;
     readonly RENAME_EXCHANGE: number;
+    readonly SEEK_DATA: number;
+    readonly SEEK_HOLE: number;
+    readonly XATTR_CREATE: number;
+    readonly XATTR_REPLACE: number;
     readonly TMP_PREFIX: string;
   };
 }

@@ -9,6 +9,8 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -101,6 +103,14 @@ void fill_stat(const struct stat& st, StatResult* out) {
   out->size = st.st_size;
   out->mtime_sec = st.st_mtim.tv_sec;
   out->mtime_nsec = st.st_mtim.tv_nsec;
+  out->atime_sec = st.st_atim.tv_sec;
+  out->atime_nsec = st.st_atim.tv_nsec;
+  out->ctime_sec = st.st_ctim.tv_sec;
+  out->ctime_nsec = st.st_ctim.tv_nsec;
+  out->rdev = st.st_rdev;
+  out->rdev_major = major(st.st_rdev);
+  out->rdev_minor = minor(st.st_rdev);
+  out->blocks = st.st_blocks;
 }
 
 int fs_open_beneath(int dir, const std::string& rel, int flags, mode_t mode) {
@@ -293,6 +303,225 @@ int fs_read_dir(int dir_fd, size_t buffer_bytes, std::vector<DirEntry>* out) {
     }
     if (!out->empty()) return static_cast<int>(out->size());
   }
+}
+
+namespace {
+
+// The *xattrat calls (Linux 6.13) and fchmodat2 (6.6) have one number on every architecture;
+// glibc 2.36's headers know neither.
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452
+#endif
+#ifndef SYS_setxattrat
+#define SYS_setxattrat 463
+#endif
+#ifndef SYS_getxattrat
+#define SYS_getxattrat 464
+#endif
+#ifndef SYS_listxattrat
+#define SYS_listxattrat 465
+#endif
+
+struct XattrArgs {  // struct xattr_args (linux/xattr.h, 6.13)
+  uint64_t value;
+  uint32_t size;
+  uint32_t flags;
+};
+
+constexpr size_t kXattrMax = 65536;  // XATTR_LIST_MAX and XATTR_SIZE_MAX
+
+// The object an xattr call acts on: (parent fd, name) for the *xattrat calls, and how to reach
+// the same object through an fd when the kernel lacks them.
+struct XattrTarget {
+  int dir;            // `dir` itself when rel == ""
+  std::string rel;    // as given ("" = dir itself)
+  FdGuard parent;     // the parent, opened beneath, when rel != ""
+  std::string name;   // the last component
+  FdGuard object;     // opened O_PATH | O_NOFOLLOW for the fallback, lazily
+};
+
+int xattr_target(int dir, const std::string& rel, XattrTarget* t) {
+  t->dir = dir;
+  t->rel = rel;
+  if (rel.empty()) return 0;
+  return open_parent(dir, rel, &t->parent, &t->name);
+}
+
+// The at-call's (dfd, path, flags).
+int at_dfd(const XattrTarget& t) { return t.rel.empty() ? t.dir : t.parent.get(); }
+const char* at_path(const XattrTarget& t) { return t.rel.empty() ? "" : t.name.c_str(); }
+unsigned at_flags(const XattrTarget& t) { return t.rel.empty() ? AT_EMPTY_PATH : AT_SYMLINK_NOFOLLOW; }
+
+// The fallback's way to the object: an fd of it, and the /proc path that names that fd's inode
+// when it is O_PATH (f*xattr refuse O_PATH fds with EBADF before Linux 6.13's change).
+int fallback_fd(XattrTarget* t, int* fd) {
+  if (t->rel.empty()) {
+    *fd = t->dir;
+    return 0;
+  }
+  if (!t->object.ok()) {
+    int opened = openat2_beneath(t->parent.get(), t->name.c_str(), O_PATH | O_NOFOLLOW, 0);
+    if (opened < 0) return opened;
+    t->object.reset(opened);
+  }
+  *fd = t->object.get();
+  return 0;
+}
+
+std::string proc_fd(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+// Runs `with_fd(fd)`, and on EBADF (an O_PATH fd) `with_path("/proc/self/fd/N")`.
+template <typename F, typename P>
+ssize_t via_fd(XattrTarget* t, F with_fd, P with_path) {
+  int fd;
+  int rc = fallback_fd(t, &fd);
+  if (rc < 0) return rc;
+  ssize_t n = with_fd(fd);
+  if (n >= 0) return n;
+  if (errno != EBADF) return -errno;
+  n = with_path(proc_fd(fd).c_str());
+  return n < 0 ? -errno : n;
+}
+
+ssize_t list_once(XattrTarget* t, char* buf, size_t size) {
+  long n = syscall(SYS_listxattrat, at_dfd(*t), at_path(*t), at_flags(*t), buf, size);
+  if (n >= 0 || errno != ENOSYS) return n < 0 ? -errno : n;
+  return via_fd(
+      t, [&](int fd) { return ::flistxattr(fd, buf, size); },
+      [&](const char* p) { return ::listxattr(p, buf, size); });
+}
+
+ssize_t get_once(XattrTarget* t, const char* name, char* buf, size_t size) {
+  XattrArgs args{reinterpret_cast<uint64_t>(buf), static_cast<uint32_t>(size), 0};
+  long n = syscall(SYS_getxattrat, at_dfd(*t), at_path(*t), at_flags(*t), name, &args, sizeof(args));
+  if (n >= 0 || errno != ENOSYS) return n < 0 ? -errno : n;
+  return via_fd(
+      t, [&](int fd) { return ::fgetxattr(fd, name, buf, size); },
+      [&](const char* p) { return ::getxattr(p, name, buf, size); });
+}
+
+// Asks for the size, then reads into a buffer that big; a value that grew in between (ERANGE)
+// is asked again, a few times.
+template <typename Once>
+int read_sized(Once once, std::string* out) {
+  for (int attempt = 0; attempt < 4; attempt++) {
+    ssize_t size = once(nullptr, 0);
+    if (size < 0) return static_cast<int>(size);
+    if (static_cast<size_t>(size) > kXattrMax) return -E2BIG;
+    out->resize(static_cast<size_t>(size));
+    if (size == 0) return 0;
+    ssize_t n = once(&(*out)[0], out->size());
+    if (n == -ERANGE) continue;
+    if (n < 0) return static_cast<int>(n);
+    out->resize(static_cast<size_t>(n));
+    return static_cast<int>(n);
+  }
+  return -ERANGE;
+}
+
+bool valid_xattr_name(const std::string& name) {
+  return !name.empty() && name.size() <= 255 && !has_nul(name);
+}
+
+}  // namespace
+
+int fs_list_xattr_beneath(int dir, const std::string& rel, std::string* out) {
+  XattrTarget t;
+  int rc = xattr_target(dir, rel, &t);
+  if (rc < 0) return rc;
+  return read_sized([&](char* buf, size_t size) { return list_once(&t, buf, size); }, out);
+}
+
+int fs_get_xattr_beneath(int dir, const std::string& rel, const std::string& name, std::string* out) {
+  if (!valid_xattr_name(name)) return -EINVAL;
+  XattrTarget t;
+  int rc = xattr_target(dir, rel, &t);
+  if (rc < 0) return rc;
+  return read_sized([&](char* buf, size_t size) { return get_once(&t, name.c_str(), buf, size); }, out);
+}
+
+int fs_set_xattr_beneath(int dir, const std::string& rel, const std::string& name, const std::string& value,
+                         int flags) {
+  if (!valid_xattr_name(name) || value.size() > kXattrMax) return -EINVAL;
+  if (flags != 0 && flags != XATTR_CREATE && flags != XATTR_REPLACE) return -EINVAL;
+  XattrTarget t;
+  int rc = xattr_target(dir, rel, &t);
+  if (rc < 0) return rc;
+  XattrArgs args{reinterpret_cast<uint64_t>(value.data()), static_cast<uint32_t>(value.size()),
+                 static_cast<uint32_t>(flags)};
+  long n = syscall(SYS_setxattrat, at_dfd(t), at_path(t), at_flags(t), name.c_str(), &args, sizeof(args));
+  if (n >= 0) return 0;
+  if (errno != ENOSYS) return -errno;
+  ssize_t r = via_fd(
+      &t, [&](int fd) { return static_cast<ssize_t>(::fsetxattr(fd, name.c_str(), value.data(), value.size(), flags)); },
+      [&](const char* p) { return static_cast<ssize_t>(::setxattr(p, name.c_str(), value.data(), value.size(), flags)); });
+  return r < 0 ? static_cast<int>(r) : 0;
+}
+
+int fs_lchown_beneath(int dir, const std::string& rel, int64_t uid, int64_t gid) {
+  if (uid < -1 || uid > UINT32_MAX - 1 || gid < -1 || gid > UINT32_MAX - 1) return -EINVAL;
+  auto u = static_cast<uid_t>(uid);
+  auto g = static_cast<gid_t>(gid);
+  if (rel.empty()) return ::fchownat(dir, "", u, g, AT_EMPTY_PATH) < 0 ? -errno : 0;
+  FdGuard parent;
+  std::string name;
+  int rc = open_parent(dir, rel, &parent, &name);
+  if (rc < 0) return rc;
+  return ::fchownat(parent.get(), name.c_str(), u, g, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+}
+
+int fs_lchmod_beneath(int dir, const std::string& rel, mode_t mode) {
+  if (mode & ~07777) return -EINVAL;
+  FdGuard object;
+  int fd = dir;
+  if (!rel.empty()) {
+    FdGuard parent;
+    std::string name;
+    int rc = open_parent(dir, rel, &parent, &name);
+    if (rc < 0) return rc;
+    fd = openat2_beneath(parent.get(), name.c_str(), O_PATH | O_NOFOLLOW, 0);
+    if (fd < 0) return fd;
+    object.reset(fd);
+  }
+  struct stat st;
+  if (::fstat(fd, &st) < 0) return -errno;
+  if (S_ISLNK(st.st_mode)) return -EOPNOTSUPP;
+  if (syscall(SYS_fchmodat2, fd, "", mode, AT_EMPTY_PATH) == 0) return 0;
+  if (errno != ENOSYS && errno != EINVAL) return -errno;
+  // Before Linux 6.6: fchmod works on a real fd; an O_PATH fd goes through /proc (EBADF).
+  if (::fchmod(fd, mode) == 0) return 0;
+  if (errno != EBADF) return -errno;
+  return ::chmod(proc_fd(fd).c_str(), mode) < 0 ? -errno : 0;
+}
+
+int fs_mknod_beneath(int dir, const std::string& rel, mode_t mode, uint32_t maj, uint32_t min) {
+  mode_t type = mode & S_IFMT;
+  if (type != S_IFIFO && type != S_IFCHR && type != S_IFBLK) return -EINVAL;
+  if (mode & ~(S_IFMT | 07777)) return -EINVAL;
+  FdGuard parent;
+  std::string name;
+  int rc = open_parent(dir, rel, &parent, &name);
+  if (rc < 0) return rc;
+  dev_t dev = type == S_IFIFO ? 0 : makedev(maj, min);
+  return ::mknodat(parent.get(), name.c_str(), mode, dev) < 0 ? -errno : 0;
+}
+
+int fs_link_beneath(int dir, const std::string& from, const std::string& to) {
+  FdGuard from_parent, to_parent;
+  std::string from_name, to_name;
+  int rc = open_parent(dir, from, &from_parent, &from_name);
+  if (rc < 0) return rc;
+  rc = open_parent(dir, to, &to_parent, &to_name);
+  if (rc < 0) return rc;
+  return ::linkat(from_parent.get(), from_name.c_str(), to_parent.get(), to_name.c_str(), 0) < 0 ? -errno : 0;
+}
+
+int fs_seek(int fd, int64_t offset, int whence, int64_t* out) {
+  if (offset < 0 || (whence != SEEK_DATA && whence != SEEK_HOLE)) return -EINVAL;
+  off_t pos = ::lseek(fd, static_cast<off_t>(offset), whence);
+  if (pos < 0) return -errno;
+  *out = static_cast<int64_t>(pos);
+  return 0;
 }
 
 }  // namespace ng

@@ -37,6 +37,14 @@ struct StatResult {
   int64_t size;
   int64_t mtime_sec;
   int64_t mtime_nsec;
+  int64_t atime_sec;
+  int64_t atime_nsec;
+  int64_t ctime_sec;
+  int64_t ctime_nsec;
+  uint64_t rdev;
+  uint32_t rdev_major;
+  uint32_t rdev_minor;
+  int64_t blocks;  // st_blocks: 512-byte units allocated (a sparse file has fewer than size/512)
 };
 
 // Copies the fields nullgate uses out of a struct stat.
@@ -101,6 +109,44 @@ struct DirEntry {
 // size. "." and ".." are skipped. Returns the number of entries read; 0 means the end (an
 // all-dot batch is skipped, never reported as the end).
 int fs_read_dir(int dir_fd, size_t buffer_bytes, std::vector<DirEntry>* out);
+
+// --- metadata (tar's side of a tree: owners, modes, times, xattrs, special files, links) ---
+// Each acts on `rel` itself, never on what a final symlink points at: the parent is opened
+// beneath `dir` and the *at call gets the last name with AT_SYMLINK_NOFOLLOW (or the entry is
+// opened O_PATH | O_NOFOLLOW beneath `dir`). rel == "" acts on `dir` itself (an fd of any kind).
+
+// fchownat(parent, name, uid, gid, AT_SYMLINK_NOFOLLOW) (lchown); -1 leaves that id as it is.
+int fs_lchown_beneath(int dir, const std::string& rel, int64_t uid, int64_t gid);
+
+// chmod of `rel` itself, never following a symlink: -EOPNOTSUPP for a symlink (Linux has no
+// symlink modes). fchmodat2(AT_EMPTY_PATH) on an O_PATH | O_NOFOLLOW fd, or /proc/self/fd.
+int fs_lchmod_beneath(int dir, const std::string& rel, mode_t mode);
+
+// mknodat(parent, name, mode, makedev(major, minor)); mode's type must be S_IFIFO, S_IFCHR or
+// S_IFBLK (else -EINVAL): regular files, directories and sockets have calls of their own.
+int fs_mknod_beneath(int dir, const std::string& rel, mode_t mode, uint32_t major, uint32_t minor);
+
+// linkat(parent(from), name(from), parent(to), name(to), 0): a new name for the entry `from`
+// itself (a symlink is linked, not followed). Both beneath `dir`.
+int fs_link_beneath(int dir, const std::string& from, const std::string& to);
+
+// Extended attributes of `rel` itself (a symlink's own, never its target's): getxattrat /
+// listxattrat / setxattrat with AT_SYMLINK_NOFOLLOW on (parent, name) where the kernel has them
+// (Linux 6.13+), else the f*xattr calls on an fd opened O_PATH | O_NOFOLLOW beneath `dir`
+// (through /proc/self/fd for an O_PATH fd, which names that very inode). Sizes are bounded by
+// the kernel's own limits (XATTR_LIST_MAX, XATTR_SIZE_MAX: 64 KiB).
+// The names, each NUL-terminated, as the kernel lists them. Returns the list's length.
+int fs_list_xattr_beneath(int dir, const std::string& rel, std::string* out);
+// The value of one attribute (binary). Returns its length; -ENODATA when it has none.
+int fs_get_xattr_beneath(int dir, const std::string& rel, const std::string& name, std::string* out);
+// setxattr with flags 0, XATTR_CREATE or XATTR_REPLACE.
+int fs_set_xattr_beneath(int dir, const std::string& rel, const std::string& name, const std::string& value,
+                         int flags);
+
+// lseek(fd, offset, SEEK_DATA or SEEK_HOLE) into *out: the next data (or hole) at or after
+// `offset`. -ENXIO when there is no data after `offset` (SEEK_DATA) or `offset` is at or past
+// the end. File systems without holes report the whole file as data (and EOF as the hole).
+int fs_seek(int fd, int64_t offset, int whence, int64_t* out);
 
 // The temporary-name prefix a startup sweep looks for (uploads' fallback temp files, replace links).
 extern const char kTmpPrefix[];

@@ -14,7 +14,7 @@ export const SMALL_FILE_MAX = 64 * 1024;
 // One scratch buffer and one stat array for every call: the call is synchronous, and the bytes
 // are copied out before anything else can run.
 const scratch = Buffer.allocUnsafe(SMALL_FILE_MAX);
-const st = new Float64Array(9);
+const st = new Float64Array(14);
 
 export interface CachedFile {
   readonly stat: BeneathStat;
@@ -35,6 +35,7 @@ export function readCached(root: BeneathRoot, rel: string): CachedFile | undefin
   scratch.copy(data, 0, 0, n);
   const sec = st[7]!;
   const nsec = st[8]!;
+  const ns = (s: number, n: number): bigint => BigInt(s) * 1_000_000_000n + BigInt(n);
   return {
     data,
     stat: {
@@ -47,7 +48,14 @@ export function readCached(root: BeneathRoot, rel: string): CachedFile | undefin
       gid: st[5]!,
       size: st[6]!,
       mtimeMs: sec * 1e3 + nsec / 1e6,
-      mtimeNs: BigInt(sec) * 1_000_000_000n + BigInt(nsec),
+      mtimeNs: ns(sec, nsec),
+      atimeNs: ns(st[9]!, st[10]!),
+      ctimeNs: ns(st[11]!, st[12]!),
+      // A regular file: no device numbers.
+      rdev: 0,
+      rdevMajor: 0,
+      rdevMinor: 0,
+      blocks: st[13]!,
     },
   };
 }

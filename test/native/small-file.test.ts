@@ -22,7 +22,7 @@ const { EAGAIN, EFBIG, EINVAL, EISDIR, EXDEV } = (await import('node:os')).const
 describe('readSmallCached: the small-file fast path (RESOLVE_CACHED + RWF_NOWAIT)', () => {
   let dir: string;
   let rootFd: number;
-  const stat = new Float64Array(9);
+  const stat = new Float64Array(14);
   const SIZE = 6;
   /** The content read, or the negative errno. */
   const read = (rel: string, max = 65536): Buffer | number => {
@@ -87,7 +87,7 @@ describe('readSmallCached: the small-file fast path (RESOLVE_CACHED + RWF_NOWAIT
   it('is a usage error without its stat array', () => {
     const untyped = native.readSmallCached as (...a: unknown[]) => unknown;
     expect(() => untyped(rootFd, 'small.txt', Buffer.alloc(10))).toThrow(/Usage: readSmallCached/);
-    expect(() => untyped(rootFd, 'small.txt', 10, new Float64Array(9))).toThrow(TypeError);
+    expect(() => untyped(rootFd, 'small.txt', 10, new Float64Array(14))).toThrow(TypeError);
     expect(() => native.readSmallCached(rootFd, 'small.txt', Buffer.alloc(10), new Float64Array(3))).toThrow(
       TypeError,
     );
