@@ -12,6 +12,16 @@ import type { Agent as AgentType, Dispatcher } from 'undici';
 import { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from '../core/address.js';
 import { isNullgateError, ngError } from '../core/errors.js';
 import {
+  GID_HEADER,
+  MODE_HEADER,
+  MTIME_HEADER,
+  TYPE_HEADER,
+  UID_HEADER,
+  parseId,
+  parseMode,
+  parseMtime,
+} from '../core/file-meta.js';
+import {
   ClientError,
   LocalFileError,
   PartialTransferError,
@@ -143,10 +153,17 @@ export const MAX_LISTING_ENTRIES = 500_000;
 const MAX_JSON_ANSWER = 1024 * 1024;
 
 export interface StatResult {
+  /** 'dir' when the server answered with a listing (X-Nullgate-Type), else 'file'. */
+  readonly type: 'file' | 'dir';
   readonly size: number | undefined;
   readonly mtime: Date | undefined;
   readonly etag: string | undefined;
   readonly contentType: string | undefined;
+  /** Permission bits (set-id and sticky included), owner, group, nanosecond mtime: when sent. */
+  readonly mode: number | undefined;
+  readonly uid: number | undefined;
+  readonly gid: number | undefined;
+  readonly mtimeNs: bigint | undefined;
 }
 
 export interface RequestOptions {
@@ -216,6 +233,11 @@ export function completeLength(contentRange: string | undefined): number | undef
 function rangeStart(contentRange: string | undefined): number | undefined {
   const m = contentRange && /^\s*bytes\s+(\d+)-/i.exec(contentRange);
   return m ? Number(m[1]) : undefined;
+}
+
+/** The server marks a directory listing with `X-Nullgate-Type: dir` (a file named x.json is JSON too). */
+function isListing(headers: Headers): boolean {
+  return header(headers, TYPE_HEADER) === 'dir';
 }
 
 /** 2xx (RFC 9110 §15.3): the only answers the file methods take as done. */
@@ -333,6 +355,7 @@ export class Client {
     const headers: Record<string, string> = { ...options.headers };
     if (options.range !== undefined) headers.range = rangeHeader(options.range);
     const res = await this.#checked('GET', filesPath(remotePath), { headers, signal: options.signal });
+    if (isListing(res.headers)) throw await this.#notAFile(res, 'GET', remotePath);
     return {
       statusCode: res.statusCode,
       headers: res.headers,
@@ -341,16 +364,36 @@ export class Client {
     };
   }
 
+  /** A listing came where a file was asked for: its body is dropped, the error says what it is. */
+  async #notAFile(res: Dispatcher.ResponseData, method: string, remotePath: string): Promise<Error> {
+    await discardBody(res.body);
+    return ngError(
+      'NG_ERR_IS_A_DIRECTORY',
+      `${method} ${filesPath(remotePath)} on ${this.socket}: ${remotePath} is a directory, not a file (list it with ls, copy it with pull)`,
+    );
+  }
+
   /** HEAD a file: its size, mtime, ETag and type without the body. */
   async stat(remotePath: string, options: { signal?: AbortSignal | undefined } = {}): Promise<StatResult> {
     const res = await this.#checked('HEAD', filesPath(remotePath), { signal: options.signal });
     await discardBody(res.body);
     const lm = header(res.headers, 'last-modified');
+    const mtimeNs = parseMtime(header(res.headers, MTIME_HEADER));
     return {
+      type: isListing(res.headers) ? 'dir' : 'file',
       size: numberHeader(res.headers, 'content-length'),
-      mtime: lm === undefined ? undefined : new Date(lm),
+      mtime:
+        mtimeNs !== undefined
+          ? new Date(Number(mtimeNs / 1_000_000n))
+          : lm === undefined
+            ? undefined
+            : new Date(lm),
       etag: header(res.headers, 'etag'),
       contentType: header(res.headers, 'content-type'),
+      mode: parseMode(header(res.headers, MODE_HEADER)),
+      uid: parseId(header(res.headers, UID_HEADER)),
+      gid: parseId(header(res.headers, GID_HEADER)),
+      mtimeNs,
     };
   }
 
@@ -385,6 +428,7 @@ export class Client {
       throw error;
     }
     if (!isSuccess(res.statusCode)) throw await responseError(res, 'GET', urlPath, this.socket);
+    if (isListing(res.headers)) throw await this.#notAFile(res, 'GET', remotePath);
     const length = numberHeader(res.headers, 'content-length');
     const body = res.body as AsyncIterable<Buffer>;
     if (offset > 0 && res.statusCode === 206) {

@@ -1,6 +1,6 @@
 /** `nullgate get REMOTE [-o FILE | -O] [-C -] [-r RANGE]`: a file to stdout or to a local file. */
 import { type CommandSpec, parseCommand } from '../../core/argv.js';
-import { usageError } from '../../core/errors.js';
+import { codeOf, usageError } from '../../core/errors.js';
 import path from 'node:path';
 import {
   type CommonOptions,
@@ -12,7 +12,8 @@ import {
   toStdout,
   withClient,
 } from './common.js';
-import { LocalFileError } from '../client-error.js';
+import { formatAddress } from '../../core/address.js';
+import { CommandError, LocalFileError } from '../client-error.js';
 import { filesPath, progressStream } from '../client.js';
 
 export interface GetArgs {
@@ -118,6 +119,14 @@ export async function getCommand(argv: string[]): Promise<void> {
           });
         }
         progress?.done();
+      } catch (err) {
+        if (codeOf(err) !== 'NG_ERR_IS_A_DIRECTORY') throw err;
+        // Exit 22 (cli/exit.ts), in one line that says what to do instead.
+        const r = args.remote;
+        throw new CommandError(
+          `GET ${filesPath(r)} on ${formatAddress(args.common.socket)}: ${r} is a directory: list it with "nullgate ls ${r}", or copy it with "nullgate pull ${r} DIR"`,
+          { cause: err },
+        );
       } finally {
         progress?.end();
       }

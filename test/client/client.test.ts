@@ -6,7 +6,18 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { lstat, mkdir, mkdtemp, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -525,6 +536,73 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
         ['sub', 'dir'],
       ]);
       expect((await cli(['ls', '/no/such/dir'])).code).toBe(22);
+    });
+
+    it('ls FILE shows the file as ls(1) does: its own line, with -l its mode, size and mtime; --json one entry', async () => {
+      await mkdir(path.join(root, 'results'), { recursive: true });
+      await writeFile(path.join(root, 'results/install.log'), 'install ok\n', { mode: 0o640 });
+      await chmod(path.join(root, 'results/install.log'), 0o640);
+      const plain = await cli(['ls', '/results/install.log']);
+      expect(plain.stderr).toBe('');
+      expect(plain.code).toBe(0);
+      expect(plain.stdout.toString()).toBe('/results/install.log\n');
+      const long = await cli(['ls', '-l', '/results/install.log']);
+      expect(long.code).toBe(0);
+      expect(long.stdout.toString()).toMatch(
+        /^-rw-r----- 11 \d{4}-\d\d-\d\d \d\d:\d\d \/results\/install\.log\n$/,
+      );
+      const asJson = await cli(['ls', '--json', '/results/install.log']);
+      expect(asJson.code).toBe(0);
+      const parsed = JSON.parse(asJson.stdout.toString()) as {
+        path: string;
+        entries: Record<string, unknown>[];
+      };
+      expect(parsed).toMatchObject({
+        path: '/results/install.log',
+        entries: [{ name: 'install.log', type: 'file', size: 11, mode: 0o640 }],
+      });
+      const mtime = (await stat(path.join(root, 'results/install.log'))).mtimeMs;
+      expect(Math.abs(Date.parse(String(parsed.entries[0]!.mtime)) - mtime)).toBeLessThanOrEqual(1);
+      // A file written as a directory, and a path that is not there, stay errors.
+      const slash = await cli(['ls', '/results/install.log/']);
+      expect(slash.code).toBe(22);
+      expect(slash.stderr).toContain('404 NG_ERR_NOT_FOUND');
+      const missing = await cli(['ls', '-l', '/results/nope.log']);
+      expect(missing.code).toBe(22);
+      expect(missing.stderr).toBe(
+        `nullgate: GET /files/results/nope.log/ on ${name}: 404 NG_ERR_NOT_FOUND no such file: /results/nope.log\n`,
+      );
+    });
+
+    it('get of a directory fails in one line naming ls and pull (exit 22), printing and writing nothing', async () => {
+      await mkdir(path.join(root, 'config'), { recursive: true });
+      await writeFile(path.join(root, 'config/app.json'), '{"a":1}');
+      for (const args of [
+        ['get', '/config'],
+        ['get', '/config/'],
+        ['get', '/config', '-o', 'config.out'],
+      ]) {
+        const r = await cli(args);
+        expect(r.code, args.join(' ')).toBe(22);
+        expect(r.stdout.length, args.join(' ')).toBe(0);
+        expect(r.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
+        expect(r.stderr, args.join(' ')).toMatch(
+          /is a directory: list it with "nullgate ls \/config\/?", or copy it with "nullgate pull \/config\/? DIR"/,
+        );
+      }
+      expect(existsSync(path.join(work, 'config.out'))).toBe(false);
+      // A file that is JSON is still a file.
+      const file = await cli(['get', '/config/app.json']);
+      expect(file.code).toBe(0);
+      expect(file.stdout.toString()).toBe('{"a":1}');
+      const client = new Client({ socket: name });
+      try {
+        await expect(client.get('/config')).rejects.toMatchObject({ code: 'NG_ERR_IS_A_DIRECTORY' });
+        expect(await client.stat('/config')).toMatchObject({ type: 'dir' });
+        expect(await client.stat('/config/app.json')).toMatchObject({ type: 'file', size: 7 });
+      } finally {
+        await client.close();
+      }
     });
 
     it('mkdir, mv, rm, rm -r', async () => {
