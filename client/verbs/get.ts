@@ -102,6 +102,7 @@ export async function getCommand(argv: string[]): Promise<void> {
     (socket) => `GET ${filesPath(args.remote)} on ${socket}`,
     async (client) => {
       const progress = progressBar(path.posix.basename(args.remote) || args.remote, args.common.silent);
+      let note: string | undefined;
       try {
         if (args.output === undefined) {
           const res = await client.get(args.remote, { range: args.range });
@@ -112,13 +113,15 @@ export async function getCommand(argv: string[]): Promise<void> {
           const out = args.forceStdout ? body : refuseBinaryToTerminal(body, process.stdout);
           await toStdout(out, process.stdout, res.contentLength);
         } else {
-          await client.download(args.remote, args.output, {
+          const result = await client.download(args.remote, args.output, {
             resume: args.resume,
             range: args.range,
             onProgress: progress?.update,
           });
+          if (result.restart !== undefined) note = restartNote(result.restart, args.remote, args.output);
         }
         progress?.done();
+        if (note !== undefined && !args.common.silent) process.stderr.write(`nullgate: ${note}\n`);
       } catch (err) {
         if (codeOf(err) !== 'NG_ERR_IS_A_DIRECTORY') throw err;
         // Exit 22 (cli/exit.ts), in one line that says what to do instead.
@@ -133,6 +136,13 @@ export async function getCommand(argv: string[]): Promise<void> {
       return;
     },
   );
+}
+
+/** Why `get -C -` downloaded the whole file over a partial one, in one line for stderr. */
+export function restartNote(why: 'changed' | 'unverifiable', remote: string, file: string): string {
+  return why === 'changed'
+    ? `${remote} is not the file ${file} holds the start of (it changed, or the server does not resume): downloaded it whole`
+    : `${file}'s mtime is not a Last-Modified of ${remote}, so it cannot tell which version it holds the start of: downloaded it whole`;
 }
 
 /**
