@@ -1,30 +1,28 @@
 /**
  * The local side of `pull` and `push`: extracting the server's tar stream into a local
  * directory, safely, and packing a local directory into one. Loaded lazily (only these two
- * verbs need tar-stream).
+ * verbs need it).
  *
- * Extraction refuses what a hostile or confused archive could use to write outside LOCAL_DIR:
- * absolute names, `..`, symlinks pointing outside, entries that lead through a symlink that an
- * earlier entry (or the local tree) put there, devices and FIFOs — the server's rules for an
- * upload (core/tar-entry.ts), with LOCAL_DIR as the root. Files are created with
- * O_NOFOLLOW | O_EXCL after removing whatever non-directory stood there, so a planted symlink
- * at the final name is never followed.
+ * Extraction is the server's own (native/tree-writer.ts over core/tar-read.ts), beneath
+ * LOCAL_DIR opened as a root of the beneath-root layer: every lookup is confined by the kernel
+ * (openat2 RESOLVE_BENEATH), so a symlink leading out of LOCAL_DIR is created as the archive
+ * says but never written through, also when one is swapped in while the pull runs. What the
+ * local user may set follows core/set-rule.ts: root restores owners, set-id bits, every
+ * extended attribute and device nodes (like `tar -xp` as root); anyone else keeps modes minus
+ * set-id bits and `user.*` attributes, and device nodes are skipped with a warning.
  */
 import { once } from 'node:events';
-import { constants as fsc, createReadStream, promises as fsp, type Stats } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
+import { createReadStream, promises as fsp, type Stats } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
-import { ancestorsOf, joinRel, shortened } from '../core/rel-path.js';
-import {
-  checkSymlink,
-  entryKind,
-  entryPath,
-  extractedMode,
-  hardlinkTarget,
-  unsafeEntry,
-} from '../core/tar-entry.js';
+import { codeOf, isNullgateError } from '../core/errors.js';
+import { joinRel } from '../core/rel-path.js';
+import { setRule } from '../core/set-rule.js';
+import { entryPath, unsafeEntry } from '../core/tar-entry.js';
+import { readTar } from '../core/tar-read.js';
+import { BeneathRoot } from '../native/beneath.js';
+import { TreeWriter } from '../native/tree-writer.js';
 import type { ProgressCallback } from './local-file.js';
 import { LocalFileError } from './client-error.js';
 
@@ -36,214 +34,89 @@ export interface PullResult {
   readonly dirs: number;
   readonly symlinks: number;
   readonly bytes: number;
+  /** Entries not extracted, each with the reason (device nodes, for a user who is not root). */
+  readonly skipped: readonly { readonly name: string; readonly why: string }[];
 }
 
-async function lstatOrUndefined(p: string): Promise<Stats | undefined> {
+/** LOCAL_DIR made (with its parents) if missing; true when it was made by this call. */
+async function makeLocalDir(dir: string): Promise<boolean> {
   try {
-    return await fsp.lstat(p);
+    await fsp.mkdir(path.dirname(dir), { recursive: true });
+    await fsp.mkdir(dir, { mode: 0o700 });
+    return true;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new LocalFileError('write', p, err);
+    if (codeOf(err) !== 'EEXIST') throw new LocalFileError('write', dir, err);
+    return false;
   }
 }
 
-class Extractor {
-  readonly root: string;
-  /** Directories known to be real directories (not symlinks), relative to root ('' is root). */
-  readonly #dirs = new Set<string>(['']);
-  readonly #dirTimes: [string, Date][] = [];
-  files = 0;
-  dirs = 0;
-  symlinks = 0;
-  bytes = 0;
-
-  constructor(root: string) {
-    this.root = root;
-  }
-
-  #at(rel: string): string {
-    return path.join(this.root, rel);
-  }
-
-  /** Makes sure every parent of `rel` is a real directory (creating missing ones). */
-  async parents(rel: string, name: string): Promise<void> {
-    for (const dir of ancestorsOf(rel)) {
-      if (this.#dirs.has(dir)) continue;
-      const st = await lstatOrUndefined(this.#at(dir));
-      if (st === undefined) {
-        await this.#mkdir(this.#at(dir), 0o755);
-      } else if (st.isSymbolicLink()) {
-        throw unsafeEntry(name, `leads through a symlink (${shortened(dir)})`);
-      } else if (!st.isDirectory()) {
-        throw unsafeEntry(name, `a parent is not a directory (${shortened(dir)})`);
-      }
-      this.#dirs.add(dir);
-    }
-  }
-
-  async #mkdir(dir: string, mode: number): Promise<void> {
-    try {
-      await fsp.mkdir(dir, { mode });
-    } catch (err) {
-      throw new LocalFileError('write', dir, err);
-    }
-  }
-
-  /** Removes a non-directory at `rel` so the entry replaces it; a directory in the way is a conflict. */
-  async #clear(rel: string, name: string): Promise<void> {
-    const dest = this.#at(rel);
-    const st = await lstatOrUndefined(dest);
-    if (st === undefined) return;
-    if (st.isDirectory()) throw unsafeEntry(name, 'a directory is in the way');
-    try {
-      await fsp.unlink(dest);
-    } catch (err) {
-      throw new LocalFileError('write', dest, err);
-    }
-  }
-
-  async directory(rel: string, name: string, header: TarHeader): Promise<void> {
-    const dest = this.#at(rel);
-    const mode = extractedMode('dir', header.mode);
-    const st = await lstatOrUndefined(dest);
-    if (st?.isSymbolicLink() || (st && !st.isDirectory())) {
-      await this.#clear(rel, name);
-      await this.#mkdir(dest, mode);
-    } else if (st === undefined) {
-      await this.#mkdir(dest, mode);
-      this.dirs++;
-    }
-    this.#dirs.add(rel);
-    // Directory times are set last: writing entries into a directory changes its mtime.
-    if (header.mtime) this.#dirTimes.push([dest, header.mtime]);
-  }
-
-  async file(
-    rel: string,
-    name: string,
-    header: TarHeader,
-    entry: AsyncIterable<Buffer>,
-    onProgress: ProgressCallback | undefined,
-  ): Promise<void> {
-    const dest = this.#at(rel);
-    await this.#clear(rel, name);
-    let fh: FileHandle;
-    try {
-      const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
-      fh = await fsp.open(dest, flags, extractedMode('file', header.mode));
-    } catch (err) {
-      throw new LocalFileError('write', dest, err);
-    }
-    try {
-      for await (const chunk of entry) {
-        try {
-          await fh.write(chunk);
-        } catch (err) {
-          throw new LocalFileError('write', dest, err);
-        }
-        this.bytes += chunk.length;
-        onProgress?.(this.bytes, undefined);
-      }
-    } finally {
-      await fh.close();
-    }
-    if (header.mtime) await fsp.utimes(dest, header.mtime, header.mtime).catch(() => undefined);
-    this.files++;
-  }
-
-  async symlink(rel: string, name: string, header: TarHeader): Promise<void> {
-    const dest = this.#at(rel);
-    const linkname = header.linkname ?? '';
-    // LOCAL_DIR is the root the link must stay beneath.
-    checkSymlink(name, rel, linkname);
-    await this.#clear(rel, name);
-    try {
-      await fsp.symlink(linkname, dest);
-    } catch (err) {
-      throw new LocalFileError('write', dest, err);
-    }
-    if (header.mtime) await fsp.lutimes(dest, header.mtime, header.mtime).catch(() => undefined);
-    this.symlinks++;
-  }
-
-  async hardlink(rel: string, name: string, header: TarHeader): Promise<void> {
-    const dest = this.#at(rel);
-    const targetRel = hardlinkTarget(name, header.linkname ?? '');
-    await this.parents(targetRel, name);
-    const target = this.#at(targetRel);
-    const st = await lstatOrUndefined(target);
-    if (!st?.isFile())
-      throw unsafeEntry(
-        name,
-        `hard link to something that is not an extracted file (${shortened(header.linkname ?? '')})`,
-      );
-    await this.#clear(rel, name);
-    try {
-      await fsp.link(target, dest);
-    } catch (err) {
-      throw new LocalFileError('write', dest, err);
-    }
-    this.files++;
-  }
-
-  async finish(): Promise<void> {
-    for (const [dir, mtime] of this.#dirTimes.reverse()) {
-      await fsp.utimes(dir, mtime, mtime).catch(() => undefined);
-    }
-  }
-}
-
-/** Extracts a tar stream into `localDir` (created if missing). Never follows a link out of it. */
+/**
+ * Extracts a tar stream into `localDir` (created if missing). Never writes outside it: entries
+ * leading through a symlink are refused, and the kernel confines every lookup beneath it.
+ */
 export async function extractTar(
   body: Readable,
   localDir: string,
   onProgress?: ProgressCallback,
 ): Promise<PullResult> {
-  const root = path.resolve(localDir);
+  const dir = path.resolve(localDir);
+  const created = await makeLocalDir(dir);
+  let root: BeneathRoot;
   try {
-    await fsp.mkdir(root, { recursive: true });
+    root = await BeneathRoot.open(dir);
   } catch (err) {
-    throw new LocalFileError('write', root, err);
+    throw new LocalFileError('write', dir, err);
   }
-  const x = new Extractor(path.resolve(await fsp.realpath(root)));
-  const extract = tar.extract();
-  body.once('error', (err) => extract.destroy(err));
-  body.pipe(extract);
+  const writer = { uid: process.geteuid?.() ?? -1, gid: process.getegid?.() ?? -1 };
+  const skipped: { name: string; why: string }[] = [];
+  const tree = new TreeWriter(root, '', created, {
+    writer,
+    rule: setRule(writer, writer),
+    devices: 'skip',
+    onSkip: (name, why) => skipped.push({ name, why }),
+    ...(onProgress && { onBytes: (bytes: number) => onProgress(bytes, undefined) }),
+  });
+  let name = '';
   try {
-    for await (const entry of extract) {
-      const { header } = entry;
-      const name = header.name;
-      const rel = entryPath(name);
-      const kind = entryKind(name, header.type);
-      if (rel === '') {
-        if (kind !== 'dir') throw unsafeEntry(name, 'names the target directory itself');
-        entry.resume();
-        continue;
-      }
-      await x.parents(rel, name);
-      switch (kind) {
-        case 'dir':
-          await x.directory(rel, name, header);
-          break;
-        case 'file':
-          await x.file(rel, name, header, entry as AsyncIterable<Buffer>, onProgress);
-          break;
-        case 'symlink':
-          await x.symlink(rel, name, header);
-          break;
-        case 'hardlink':
-          await x.hardlink(rel, name, header);
-          break;
-      }
-      entry.resume();
+    for await (const member of readTar(body)) {
+      name = member.header.name;
+      await tree.entry(member);
     }
+    name = '';
+    await tree.finish();
   } catch (err) {
     body.destroy();
-    extract.destroy();
-    throw err;
+    throw localError(err, dir, name);
+  } finally {
+    await root.close();
   }
-  await x.finish();
-  return { files: x.files, dirs: x.dirs, symlinks: x.symlinks, bytes: x.bytes };
+  return { ...tree.counts, skipped };
+}
+
+/** A failure of the local side, named by its local path; refusals and transfer errors as they are. */
+function localError(err: unknown, dir: string, name: string): unknown {
+  if (
+    isNullgateError(err) ||
+    !(err instanceof Error) ||
+    typeof (err as { syscall?: unknown }).syscall !== 'string'
+  ) {
+    return err;
+  }
+  const code = codeOf(err);
+  // RESOLVE_BENEATH: the lookup met a symlink (or '..') leading out of LOCAL_DIR, which can
+  // only be there when something changed the tree while the pull ran.
+  if (name !== '' && (code === 'EXDEV' || code === 'ELOOP')) {
+    return unsafeEntry(name, 'leads out of the destination through a symlink', err);
+  }
+  let rel = '';
+  try {
+    rel = name === '' ? '' : entryPath(name);
+  } catch {
+    rel = '';
+  }
+  const shown = (err as { path?: unknown }).path;
+  const local = typeof shown === 'string' ? path.join(dir, shown) : path.join(dir, joinRel('', rel));
+  return new LocalFileError('write', local, err);
 }
 
 export interface PackedTar {

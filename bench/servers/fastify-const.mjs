@@ -3,8 +3,7 @@
 // come close to this, never beyond it. argv: ADDRESS. Prints "ready".
 import { Buffer } from 'node:buffer';
 import Fastify from 'fastify';
-// listen.js alone: the whole gateway (Fastify included) would count in this baseline's memory.
-import { listenAbstract } from '../../dist/gateway/listen.js';
+import { listenAbstract } from '../../dist/gateway/index.js';
 
 const [address] = process.argv.slice(2);
 if (!address) throw new Error('usage: fastify-const.mjs ADDRESS');

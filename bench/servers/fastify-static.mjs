@@ -10,8 +10,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import fastifyStatic from '@fastify/static';
 import Fastify from 'fastify';
-// listen.js alone: the whole gateway (Fastify included) would count in this baseline's memory.
-import { listenAbstract } from '../../dist/gateway/listen.js';
+import { listenAbstract } from '../../dist/gateway/index.js';
 
 const [address, root] = process.argv.slice(2);
 if (!address || !root) throw new Error('usage: fastify-static.mjs ADDRESS ROOT');

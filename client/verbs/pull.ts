@@ -3,6 +3,8 @@ import { type CommandSpec, parseCommand } from '../../core/argv.js';
 import { usageError } from '../../core/errors.js';
 import path from 'node:path';
 import { archivePath } from '../client.js';
+import type { PullResult } from '../archive.js';
+import { escapeControls } from '../../core/terminal-text.js';
 import {
   type CommonOptions,
   type Env,
@@ -23,7 +25,7 @@ export const pullSpec = {
   name: 'pull',
   usage: ['nullgate pull REMOTE_DIR LOCAL_DIR'],
   summary:
-    'Copies the contents of a directory of the served tree into LOCAL_DIR (created if missing), in one tar stream. Files, directories and symlinks keep their mode and mtime; unsafe entries (absolute names, .., symlinks that lead out, devices) are refused.',
+    'Copies the contents of a directory of the served tree into LOCAL_DIR (created if missing), in one tar stream: modes exactly as sent (no umask), nanosecond mtimes, hard links, sparse files, FIFOs and symlinks as written. As root also owners, set-id bits, every extended attribute and device nodes (like tar -xp); otherwise user.* attributes only, set-id bits dropped, devices skipped with a warning. Entries that would be written through a symlink, absolute names and .. are refused.',
   options: commonOptions,
 } as const satisfies CommandSpec;
 
@@ -62,11 +64,16 @@ export async function pullCommand(argv: string[]): Promise<void> {
     (socket) => `GET ${archivePath(args.remote)} on ${socket}`,
     async (client) => {
       const progress = progressBar(path.basename(args.local), args.common.silent);
+      let skipped: PullResult['skipped'];
       try {
-        await client.pull(args.remote, args.local, { onProgress: progress?.update });
+        ({ skipped } = await client.pull(args.remote, args.local, { onProgress: progress?.update }));
         progress?.done();
       } finally {
         progress?.end();
+      }
+      if (!args.common.silent) {
+        for (const { name, why } of skipped)
+          process.stderr.write(`nullgate: pull: skipped ${escapeControls(name)} (${why})\n`);
       }
       return;
     },

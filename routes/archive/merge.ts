@@ -8,7 +8,7 @@ import type { FastifyBaseLogger } from 'fastify';
 
 import { codeOf, fsError, ngError } from '../../core/errors.js';
 import { displayPath, joinRel, parentOf, shortened, TEMP_NAME_PREFIX } from '../../core/rel-path.js';
-import { entryLabel } from '../../core/tar-entry.js';
+import { entryLabel, unsafeEntry } from '../../core/tar-entry.js';
 import type { BeneathRoot, BeneathStat } from '../../native/beneath.js';
 import type { Stager } from './stage.js';
 
@@ -68,6 +68,13 @@ async function planMerge(
       if (codeOf(err) !== 'ENOENT') throw err;
       moves.push({ from, to, replaces: false });
       continue;
+    }
+    if (stagedIsDir && existing.type === 'symlink') {
+      // Entries beneath it would be written through a symlink already in the tree.
+      throw unsafeEntry(
+        `${childRel}/`,
+        `leads through the symlink ${shortened(displayPath(to))} already in the tree`,
+      );
     }
     if (stagedIsDir && existing.type === 'dir') {
       merged.add(childRel);
@@ -179,7 +186,6 @@ export async function commit(
 ): Promise<boolean> {
   if (!exists) {
     await stager.finish();
-    await stager.applyRoot(stager.rootMeta ?? { mode: 0o755 });
     await root.mkdirp(parentOf(target));
     try {
       await root.rename(staging, target, { noReplace: true });
@@ -193,8 +199,12 @@ export async function commit(
   const moves: MergeMove[] = [];
   const merged = new Set<string>();
   await planMerge(root, staging, target, '', moves, merged);
+  merged.add('');
   await stager.finish(merged);
   await applyMoves(root, moves, staging, log);
+  // The directories merged into get the archive's modes and times now that they are filled
+  // (a re-push leaves their mtimes as the archive says, not now); this fsyncs them too.
+  await stager.retouch(target, merged);
   // The new names are durable once each directory that received one is fsynced.
   for (const dir of new Set(moves.map((m) => parentOf(m.to)))) await root.fsyncDir(dir);
   // What is left in the staging tree is the replaced entries and the merged directories'

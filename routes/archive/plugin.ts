@@ -14,6 +14,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 
 import { codeOf, fsError, ngError } from '../../core/errors.js';
 import { baseOf, displayPath } from '../../core/rel-path.js';
+import { type Ids, setRule } from '../../core/set-rule.js';
 import { type BeneathRoot, type BeneathStat, closeFd } from '../../native/beneath.js';
 import { methodNotAllowed } from '../files.js';
 import { closeAfterResponse } from '../linger.js';
@@ -135,7 +136,11 @@ async function stageAndCommit(
   }
   const req = request.raw;
   try {
-    const stager = new Stager(root, staging, rel, maxUpload);
+    const writer = { uid: process.geteuid?.() ?? -1, gid: process.getegid?.() ?? -1 };
+    const stager = new Stager(root, staging, rel, maxUpload, {
+      writer,
+      rule: setRule(writer, (request as { peer?: Ids }).peer),
+    });
     continueBody(request, reply);
     await extract(req, stager, maxUpload);
     const created = await commit(root, stager, staging, rel, exists, request.log);

@@ -39,7 +39,7 @@ describe('extractTar / packTar', () => {
       ]),
       dest,
     );
-    expect(result).toEqual({ files: 2, dirs: 1, symlinks: 1, bytes: 8 });
+    expect(result).toEqual({ files: 2, dirs: 1, symlinks: 1, bytes: 8, skipped: [] });
     expect(await readFile(path.join(dest, 'd/f.txt'), 'utf8')).toBe('hello');
     expect((await lstat(path.join(dest, 'd/f.txt'))).mode & 0o777).toBe(0o600);
     expect(await readlink(path.join(dest, 'l'))).toBe('d/f.txt');
@@ -48,8 +48,6 @@ describe('extractTar / packTar', () => {
   it.each([
     ['an absolute name', [{ header: { name: '/abs.txt' }, body: 'x' }]],
     ['a .. name', [{ header: { name: '../escape.txt' }, body: 'x' }]],
-    ['a symlink out', [{ header: { name: 'out', type: 'symlink', linkname: '../..' } }]],
-    ['an absolute symlink', [{ header: { name: 'out', type: 'symlink', linkname: '/etc' } }]],
     [
       'a write through a symlink an earlier entry planted',
       [
@@ -58,12 +56,20 @@ describe('extractTar / packTar', () => {
         { header: { name: 'via/file.txt' }, body: 'x' },
       ],
     ],
-    ['a FIFO', [{ header: { name: 'fifo', type: 'fifo' } }]],
-    ['a device', [{ header: { name: 'dev', type: 'character-device', devmajor: 1, devminor: 3 } }]],
     ['a name reserved for the server', [{ header: { name: 'd/.nullgate-tmp-x' }, body: 'x' }]],
     [
-      'a symlink into a name reserved for the server',
-      [{ header: { name: 'l', type: 'symlink', linkname: '.nullgate-tmp-x' } }],
+      'a write through a symlink leading out that an earlier entry planted',
+      [
+        { header: { name: 'out', type: 'symlink', linkname: '../outside' } },
+        { header: { name: 'out/file.txt' }, body: 'x' },
+      ],
+    ],
+    [
+      'a write through an absolute symlink that an earlier entry planted',
+      [
+        { header: { name: 'abs', type: 'symlink', linkname: '/tmp' } },
+        { header: { name: 'abs/file.txt' }, body: 'x' },
+      ],
     ],
     ['a hard link out', [{ header: { name: 'h', type: 'link', linkname: '../outside' } }]],
     ['a hard link to the directory itself', [{ header: { name: 'h', type: 'link', linkname: '.' } }]],
@@ -85,20 +91,52 @@ describe('extractTar / packTar', () => {
     expect(existsSync(path.join(dest, 'holes'))).toBe(false);
   });
 
-  it("drops set-id bits, keeps a directory's sticky bit, and links hard links to extracted files", async () => {
+  it('symlinks are data: absolute, leading out and dangling links are created as written', async () => {
     const result = await extractTar(
       await tarStream([
-        { header: { name: 'shared', type: 'directory', mode: 0o1700 } },
-        { header: { name: 'shared/tool', mode: 0o4700 }, body: 'run me' },
-        { header: { name: 'shared/again', type: 'link', linkname: 'shared/tool' } },
+        { header: { name: 'abs', type: 'symlink', linkname: '/etc/passwd' } },
+        { header: { name: 'd/out', type: 'symlink', linkname: '../../outside' } },
+        { header: { name: 'dangling', type: 'symlink', linkname: 'no/such' } },
       ]),
       dest,
     );
-    expect(result).toEqual({ files: 2, dirs: 1, symlinks: 0, bytes: 6 });
-    expect((await lstat(path.join(dest, 'shared'))).mode & 0o7777).toBe(0o1700);
+    expect(result).toMatchObject({ symlinks: 3 });
+    expect(await readlink(path.join(dest, 'abs'))).toBe('/etc/passwd');
+    expect(await readlink(path.join(dest, 'd/out'))).toBe('../../outside');
+    expect(await readlink(path.join(dest, 'dangling'))).toBe('no/such');
+  });
+
+  it('a refused hard link creates nothing, not even its parent directories', async () => {
+    await expect(
+      extractTar(
+        await tarStream([{ header: { name: 'deep/er/h', type: 'link', linkname: 'missing' } }]),
+        dest,
+      ),
+    ).rejects.toMatchObject({ code: 'NG_ERR_ARCHIVE_UNSAFE' });
+    expect(existsSync(path.join(dest, 'deep'))).toBe(false);
+  });
+
+  it('modes exactly as in the archive, no umask (set-id bits as root), and hard links to extracted files', async () => {
+    const root = process.geteuid?.() === 0;
+    const result = await extractTar(
+      await tarStream([
+        { header: { name: 'shared', type: 'directory', mode: 0o1777 } },
+        { header: { name: 'shared/tool', mode: 0o4700 }, body: 'run me' },
+        { header: { name: 'shared/again', type: 'link', linkname: 'shared/tool' } },
+        { header: { name: 'shared/rw', mode: 0o666 }, body: '' },
+        { header: { name: 'fifo', type: 'fifo', mode: 0o620 } },
+      ]),
+      dest,
+    );
+    expect(result).toEqual({ files: 4, dirs: 1, symlinks: 0, bytes: 6, skipped: [] });
+    expect((await lstat(path.join(dest, 'shared'))).mode & 0o7777).toBe(0o1777);
+    expect((await lstat(path.join(dest, 'shared/rw'))).mode & 0o7777).toBe(0o666);
     const tool = await lstat(path.join(dest, 'shared/tool'));
-    expect(tool.mode & 0o7777).toBe(0o700);
+    expect(tool.mode & 0o7777).toBe(root ? 0o4700 : 0o700);
     expect((await lstat(path.join(dest, 'shared/again'))).ino).toBe(tool.ino);
+    const fifo = await lstat(path.join(dest, 'fifo'));
+    expect(fifo.isFIFO()).toBe(true);
+    expect(fifo.mode & 0o7777).toBe(0o620);
   });
 
   it('never follows a symlink already in LOCAL_DIR', async () => {

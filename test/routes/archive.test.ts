@@ -491,16 +491,6 @@ describe('PUT /archive refuses unsafe entries and leaves the tree byte-identical
     ['.. escape', [ok, { header: { name: '../../evil' }, body: 'x' }], '../../evil'],
     ['.. inside a path', [ok, { header: { name: 'a/../../victim' }, body: 'x' }], 'a/../../victim'],
     [
-      'symlink leading outside the root',
-      [ok, { header: { name: 'out', type: 'symlink', linkname: '../../outside/secret' } }],
-      'out',
-    ],
-    [
-      'symlink to an absolute path',
-      [ok, { header: { name: 'abs', type: 'symlink', linkname: '/etc/passwd' } }],
-      'abs',
-    ],
-    [
       'hard link leading outside the root',
       [ok, { header: { name: 'hl', type: 'link', linkname: '../victim' } }],
       'hl',
@@ -534,6 +524,34 @@ describe('PUT /archive refuses unsafe entries and leaves the tree byte-identical
       'sub/evil',
     ],
     [
+      'a file through a symlink leading out, made by an earlier entry',
+      [
+        ok,
+        { header: { name: 'out', type: 'symlink', linkname: '../../outside' } },
+        { header: { name: 'out/secret' }, body: 'overwritten' },
+      ],
+      'out/secret',
+    ],
+    [
+      'a file through an absolute symlink made by an earlier entry',
+      [
+        ok,
+        { header: { name: 'abs', type: 'symlink', linkname: '/tmp' } },
+        { header: { name: 'abs/evil' }, body: 'x' },
+      ],
+      'abs/evil',
+    ],
+    [
+      'a file through a symlink already in the tree',
+      [ok, { header: { name: 'to-victim/x' }, body: 'x' }],
+      'to-victim/',
+    ],
+    [
+      'hard link to a file already in the tree, not in the archive',
+      [ok, { header: { name: 'hl', type: 'link', linkname: 'zero' } }],
+      'hl',
+    ],
+    [
       'hard link through a symlink made by an earlier entry',
       [
         ok,
@@ -542,17 +560,6 @@ describe('PUT /archive refuses unsafe entries and leaves the tree byte-identical
       ],
       'h',
     ],
-    [
-      'character device',
-      [ok, { header: { name: 'null', type: 'character-device', devmajor: 1, devminor: 3 } }],
-      'null',
-    ],
-    [
-      'block device',
-      [ok, { header: { name: 'sda', type: 'block-device', devmajor: 8, devminor: 0 } }],
-      'sda',
-    ],
-    ['FIFO', [ok, { header: { name: 'pipe', type: 'fifo' } }], 'pipe'],
   ];
 
   it.each(cases)('%s', async (_kind, entries, named) => {
@@ -612,17 +619,39 @@ describe('PUT /archive refuses unsafe entries and leaves the tree byte-identical
     expect(stagingLeft(root)).toEqual([]);
   });
 
-  it('set-id bits are dropped, other permission bits kept', async () => {
+  it('symlinks are data: absolute, leading out and dangling targets are created as written', async () => {
+    const entries = [
+      { header: { name: 'abs', type: 'symlink' as const, linkname: '/etc/passwd' } },
+      { header: { name: 'sub/out', type: 'symlink' as const, linkname: '../../../outside/secret' } },
+      { header: { name: 'dangling', type: 'symlink' as const, linkname: 'no/such/thing' } },
+    ];
+    const res = await put(app, '/archive/links', await packEntries(entries));
+    expect(res.statusCode).toBe(201);
+    expect(res.json()).toMatchObject({ symlinks: 3 });
+    expect(readlinkSync(join(root, 'links/abs'))).toBe('/etc/passwd');
+    expect(readlinkSync(join(root, 'links/sub/out'))).toBe('../../../outside/secret');
+    expect(readlinkSync(join(root, 'links/dangling'))).toBe('no/such/thing');
+    expect(readFileSync(join(outside, 'secret'), 'utf8')).toBe('outside secret');
+  });
+
+  it('root for root: set-id bits, sticky bits, FIFOs and devices as in the archive', async () => {
     const entries = [
       { header: { name: 'suid', mode: 0o4755 }, body: 'x' },
       { header: { name: 'ro', mode: 0o444 }, body: 'x' },
       { header: { name: 'sticky', type: 'directory' as const, mode: 0o1777 } },
+      { header: { name: 'pipe', type: 'fifo' as const, mode: 0o640 } },
+      { header: { name: 'null', type: 'character-device' as const, mode: 0o666, devmajor: 1, devminor: 3 } },
     ];
     const res = await put(app, '/archive/modes', await packEntries(entries));
     expect(res.statusCode).toBe(201);
-    expect(statSync(join(root, 'modes/suid')).mode & 0o7777).toBe(0o755);
+    expect(statSync(join(root, 'modes/suid')).mode & 0o7777).toBe(0o4755);
     expect(statSync(join(root, 'modes/ro')).mode & 0o7777).toBe(0o444);
     expect(statSync(join(root, 'modes/sticky')).mode & 0o7777).toBe(0o1777);
+    expect(lstatSync(join(root, 'modes/pipe')).isFIFO()).toBe(true);
+    expect(lstatSync(join(root, 'modes/pipe')).mode & 0o7777).toBe(0o640);
+    const dev = lstatSync(join(root, 'modes/null'));
+    expect(dev.isCharacterDevice()).toBe(true);
+    expect(dev.rdev).toBe(statSync('/dev/null').rdev);
   });
 });
 
@@ -791,8 +820,8 @@ describe('PUT /archive into an existing directory merges', () => {
     ]);
     expect(readFileSync(join(root, 'dst/replace-me'), 'utf8')).toBe('new');
     expect(readFileSync(join(root, 'dst/keep/sub/old'), 'utf8')).toBe('old');
-    // The existing directory keeps its own mode ('./' entries only shape a new directory).
-    expect(statSync(join(root, 'dst')).mode & 0o777).toBe(0o755);
+    // The existing directory takes the './' entry's mode, as with tar -xp (root for root).
+    expect(statSync(join(root, 'dst')).mode & 0o777).toBe(0o700);
     expect(stagingLeft(root)).toEqual([]);
   });
 
