@@ -61,6 +61,8 @@ export function exitCodeOf(err: unknown): ExitCode {
     if (USAGE_CODES.has(code) || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
       return ExitCode.USAGE;
     }
+    // The server answered, with something that is not the file asked for: an HTTP-level failure.
+    if (code === 'NG_ERR_IS_A_DIRECTORY') return ExitCode.HTTP;
     // A name held by an untrusted uid is no server to talk to: "cannot connect" too.
     if (
       code === 'NG_ERR_NO_SERVER' ||

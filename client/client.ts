@@ -12,6 +12,16 @@ import type { Agent as AgentType, Dispatcher } from 'undici';
 import { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from '../core/address.js';
 import { isNullgateError, ngError } from '../core/errors.js';
 import {
+  GID_HEADER,
+  MODE_HEADER,
+  MTIME_HEADER,
+  TYPE_HEADER,
+  UID_HEADER,
+  parseId,
+  parseMode,
+  parseMtime,
+} from '../core/file-meta.js';
+import {
   ClientError,
   LocalFileError,
   PartialTransferError,
@@ -22,6 +32,7 @@ import {
 import { connector } from './connector.js';
 import { ListingFormatError, ListingSplitter } from './listing.js';
 import { type ProgressCallback, localTarget, saveTo } from './local-file.js';
+import { ifRangeDate, stampMtime, strongLastModified } from './resume.js';
 import { Agent } from './undici-core.js';
 
 /** The host is irrelevant on a unix socket; undici needs an origin all the same. */
@@ -79,6 +90,13 @@ export interface DownloadResult {
   readonly size: number;
   /** True when a partial file was continued (206), false when it was written from the start. */
   readonly resumed: boolean;
+  /**
+   * Why a resume wrote the whole file over a partial one: `changed`, the server sent all of it
+   * (If-Range failed: the remote file is not the one the partial file came from, or the server
+   * does not resume); `unverifiable`, the partial file's mtime is no Last-Modified, so nothing
+   * tells which version it holds. Undefined otherwise.
+   */
+  readonly restart: 'changed' | 'unverifiable' | undefined;
 }
 
 export interface PutOptions {
@@ -143,10 +161,17 @@ export const MAX_LISTING_ENTRIES = 500_000;
 const MAX_JSON_ANSWER = 1024 * 1024;
 
 export interface StatResult {
+  /** 'dir' when the server answered with a listing (X-Nullgate-Type), else 'file'. */
+  readonly type: 'file' | 'dir';
   readonly size: number | undefined;
   readonly mtime: Date | undefined;
   readonly etag: string | undefined;
   readonly contentType: string | undefined;
+  /** Permission bits (set-id and sticky included), owner, group, nanosecond mtime: when sent. */
+  readonly mode: number | undefined;
+  readonly uid: number | undefined;
+  readonly gid: number | undefined;
+  readonly mtimeNs: bigint | undefined;
 }
 
 export interface RequestOptions {
@@ -216,6 +241,11 @@ export function completeLength(contentRange: string | undefined): number | undef
 function rangeStart(contentRange: string | undefined): number | undefined {
   const m = contentRange && /^\s*bytes\s+(\d+)-/i.exec(contentRange);
   return m ? Number(m[1]) : undefined;
+}
+
+/** The server marks a directory listing with `X-Nullgate-Type: dir` (a file named x.json is JSON too). */
+function isListing(headers: Headers): boolean {
+  return header(headers, TYPE_HEADER) === 'dir';
 }
 
 /** 2xx (RFC 9110 §15.3): the only answers the file methods take as done. */
@@ -333,6 +363,7 @@ export class Client {
     const headers: Record<string, string> = { ...options.headers };
     if (options.range !== undefined) headers.range = rangeHeader(options.range);
     const res = await this.#checked('GET', filesPath(remotePath), { headers, signal: options.signal });
+    if (isListing(res.headers)) throw await this.#notAFile(res, 'GET', remotePath);
     return {
       statusCode: res.statusCode,
       headers: res.headers,
@@ -341,25 +372,50 @@ export class Client {
     };
   }
 
+  /** A listing came where a file was asked for: its body is dropped, the error says what it is. */
+  async #notAFile(res: Dispatcher.ResponseData, method: string, remotePath: string): Promise<Error> {
+    await discardBody(res.body);
+    return ngError(
+      'NG_ERR_IS_A_DIRECTORY',
+      `${method} ${filesPath(remotePath)} on ${this.socket}: ${remotePath} is a directory, not a file (list it with ls, copy it with pull)`,
+    );
+  }
+
   /** HEAD a file: its size, mtime, ETag and type without the body. */
   async stat(remotePath: string, options: { signal?: AbortSignal | undefined } = {}): Promise<StatResult> {
     const res = await this.#checked('HEAD', filesPath(remotePath), { signal: options.signal });
     await discardBody(res.body);
     const lm = header(res.headers, 'last-modified');
+    const mtimeNs = parseMtime(header(res.headers, MTIME_HEADER));
     return {
+      type: isListing(res.headers) ? 'dir' : 'file',
       size: numberHeader(res.headers, 'content-length'),
-      mtime: lm === undefined ? undefined : new Date(lm),
+      mtime:
+        mtimeNs !== undefined
+          ? new Date(Number(mtimeNs / 1_000_000n))
+          : lm === undefined
+            ? undefined
+            : new Date(lm),
       etag: header(res.headers, 'etag'),
       contentType: header(res.headers, 'content-type'),
+      mode: parseMode(header(res.headers, MODE_HEADER)),
+      uid: parseId(header(res.headers, UID_HEADER)),
+      gid: parseId(header(res.headers, GID_HEADER)),
+      mtimeNs,
     };
   }
 
   /**
    * Downloads to `localFile`. The body goes to a temporary name in the same directory, renamed
    * over `localFile` only when complete: a failed download leaves the old file (or none) and no
-   * temporary file. With `resume` a partial `localFile` is continued from its size (`Range:
-   * bytes=N-`); a server that answers 200 instead sends the whole file, saved like a plain
-   * download. Not a regular file (`/dev/null`): written in place (see local-file.ts).
+   * temporary file. Not a regular file (`/dev/null`): written in place (see local-file.ts).
+   *
+   * With `resume` (curl's `-C -`) `localFile` is written in place, so a cut transfer leaves what
+   * arrived for the next try, and a partial `localFile` is continued from its size (`Range:
+   * bytes=N-`) only if the remote file is the one it holds part of: `If-Range` with the partial
+   * file's mtime, which a resumed download stamps from the remote Last-Modified (client/resume.ts).
+   * A remote file that changed since, a server that ignores the range, or a partial file whose
+   * mtime is no Last-Modified: the whole file, saved like a plain download (`restart` says why).
    */
   async download(
     remotePath: string,
@@ -371,36 +427,61 @@ export class Client {
       throw ngError('NG_ERR_INVALID_OPTION', 'invalid download options: resume and range exclude each other');
     }
     const target = await localTarget(localFile);
-    const offset = options.resume ? target.size : 0;
+    const validator = options.resume && target.size > 0 ? ifRangeDate(target.mtimeNs) : undefined;
+    const offset = validator === undefined ? 0 : target.size;
     const headers: Record<string, string> = {};
-    if (offset > 0) headers.range = `bytes=${offset}-`;
-    else if (options.range !== undefined) headers.range = rangeHeader(options.range);
+    if (validator !== undefined) {
+      headers.range = `bytes=${offset}-`;
+      headers['if-range'] = validator;
+    } else if (options.range !== undefined) headers.range = rangeHeader(options.range);
     const res = await this.request('GET', urlPath, { headers, signal: options.signal });
     if (offset > 0 && res.statusCode === 416) {
       // RFC 9110 §15.5.17: `Content-Range: bytes */N` gives the size; equal means already complete
-      // (curl -C - treats it the same way).
+      // (curl -C - treats it the same way). If-Range held, so it is the same file.
       const total = completeLength(header(res.headers, 'content-range'));
       const error = await responseError(res, 'GET', urlPath, this.socket);
-      if (total === offset) return { bytes: 0, size: offset, resumed: true };
+      if (total === offset) return { bytes: 0, size: offset, resumed: true, restart: undefined };
       throw error;
     }
     if (!isSuccess(res.statusCode)) throw await responseError(res, 'GET', urlPath, this.socket);
+    if (isListing(res.headers)) throw await this.#notAFile(res, 'GET', remotePath);
     const length = numberHeader(res.headers, 'content-length');
     const body = res.body as AsyncIterable<Buffer>;
-    if (offset > 0 && res.statusCode === 206) {
-      if (rangeStart(header(res.headers, 'content-range')) !== offset) {
-        await discardBody(res.body);
-        throw ngError(
-          'NG_ERR_HTTP',
-          `GET ${urlPath} on ${this.socket}: 206 for a range that does not start at ${offset}`,
-        );
-      }
-      const bytes = await saveTo(target, body, 'append', { onProgress: options.onProgress, offset, length });
-      return { bytes, size: offset + bytes, resumed: true };
+    // A resumed download keeps the remote Last-Modified as its validator, also when it is cut.
+    const stamp = options.resume
+      ? strongLastModified(header(res.headers, 'last-modified'), header(res.headers, 'date'))
+      : undefined;
+    const restart: DownloadResult['restart'] =
+      !options.resume || target.size === 0
+        ? undefined
+        : validator === undefined
+          ? 'unverifiable'
+          : res.statusCode === 206
+            ? undefined
+            : 'changed';
+    const append = offset > 0 && res.statusCode === 206;
+    if (append && rangeStart(header(res.headers, 'content-range')) !== offset) {
+      await discardBody(res.body);
+      throw ngError(
+        'NG_ERR_HTTP',
+        `GET ${urlPath} on ${this.socket}: 206 for a range that does not start at ${offset}`,
+      );
     }
-    // 200, also when a resume's range was ignored (RFC 9110 §14.2: a server may), or the 206 of -r.
-    const bytes = await saveTo(target, body, 'replace', { onProgress: options.onProgress, length });
-    return { bytes, size: bytes, resumed: false };
+    // 200, also when a resume's range was ignored (RFC 9110 §14.2: a server may) or If-Range
+    // failed, or the 206 of -r: the whole file. A resume with nothing local yet writes in place,
+    // so a cut leaves the part that arrived; over a partial file, a temporary name as usual, so
+    // a cut leaves the partial file as it was (and its mtime: it still holds the old version).
+    const how = append || (options.resume && target.size === 0 && !target.inPlace) ? 'append' : 'replace';
+    const save = { onProgress: options.onProgress, offset: append ? offset : 0, length };
+    let bytes: number;
+    try {
+      bytes = await saveTo(target, body, how, save);
+    } catch (err) {
+      if (how === 'append' && !target.inPlace) await stampMtime(target.path, stamp);
+      throw err;
+    }
+    if (!target.inPlace) await stampMtime(target.path, stamp);
+    return { bytes, size: save.offset + bytes, resumed: append, restart };
   }
 
   /**

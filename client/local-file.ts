@@ -24,6 +24,8 @@ export interface LocalTarget {
   readonly inPlace: boolean;
   /** Size of the existing regular file (0 if none): where `-C -` resumes. */
   readonly size: number;
+  /** Its mtime in nanoseconds (undefined if none): the validator `-C -` resumes on (resume.ts). */
+  readonly mtimeNs: bigint | undefined;
 }
 
 export interface SaveOptions {
@@ -47,9 +49,9 @@ export function tempNameFor(file: string): string {
 /** Looks at what is at `file` now: nothing or a regular file (replace it), a directory (refuse), anything else (write in place). */
 export async function localTarget(file: string): Promise<LocalTarget> {
   const dest = path.resolve(file);
-  const st = await fsp.stat(dest).catch(() => undefined);
+  const st = await fsp.stat(dest, { bigint: true }).catch(() => undefined);
   // Missing, unreadable or a dangling link: creating the temporary file reports what is wrong.
-  if (st === undefined) return { shown: file, path: dest, inPlace: false, size: 0 };
+  if (st === undefined) return { shown: file, path: dest, inPlace: false, size: 0, mtimeNs: undefined };
   if (st.isDirectory()) {
     throw new LocalFileError(
       'write',
@@ -58,9 +60,15 @@ export async function localTarget(file: string): Promise<LocalTarget> {
       'is a directory',
     );
   }
-  if (!st.isFile()) return { shown: file, path: dest, inPlace: true, size: 0 };
+  if (!st.isFile()) return { shown: file, path: dest, inPlace: true, size: 0, mtimeNs: undefined };
   // Through a symlink, replace the file it points to and keep the link, as writing through it would.
-  return { shown: file, path: await fsp.realpath(dest), inPlace: false, size: st.size };
+  return {
+    shown: file,
+    path: await fsp.realpath(dest),
+    inPlace: false,
+    size: Number(st.size),
+    mtimeNs: st.mtimeNs,
+  };
 }
 
 /**
@@ -82,7 +90,8 @@ async function writeFully(handle: FileHandle, data: Buffer, at: number): Promise
  * A Writable into a regular file at explicit offsets from `start`, batching chunks to 1 MiB and
  * keeping up to WRITES_IN_FLIGHT writes on the thread pool at once: one write at a time leaves
  * the socket idle while each batch goes to disk (a 1 GiB download took 1.6× curl's time), and
- * pwrite needs no shared file position. It never closes the handle, and it finishes (or
+ * pwrite needs no shared file position. Destroyed mid-way, it still writes the batch it holds.
+ * It never closes the handle, and it finishes (or
  * finishes being destroyed) only when every write it started has settled, so the caller may
  * close the handle then.
  */
@@ -136,6 +145,9 @@ function positionalSink(handle: FileHandle, start: number): Writable {
       afterAll(() => callback(failed));
     },
     destroy(err, callback) {
+      // The source failed (a cut transfer): what arrived is still written, so a resumed download
+      // (written in place) keeps every byte it got for the next try.
+      if (!failed) launch();
       afterAll(() => callback(err));
     },
   });

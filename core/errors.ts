@@ -145,6 +145,11 @@ export const errorCodes = {
     description:
       'An answer is larger than the client holds: a listing over its entry limit (`ls -l`), a write answer over 1 MiB.',
   },
+  NG_ERR_IS_A_DIRECTORY: {
+    statusCode: 0,
+    description:
+      'A file was asked for and the server answered with a directory listing (`get` of a directory: use `ls` or `pull`).',
+  },
   NG_ERR_HTTP: {
     statusCode: 0,
     description: 'The client got an HTTP error whose body carried no nullgate code.',

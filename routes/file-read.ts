@@ -20,6 +20,15 @@ import {
   parseWantDigest,
 } from './digest.js';
 import { lastModifiedHeader, strongEtag } from './etag.js';
+import {
+  GID_HEADER,
+  MODE_HEADER,
+  MTIME_HEADER,
+  TYPE_HEADER,
+  UID_HEADER,
+  formatMode,
+  formatMtime,
+} from '../core/file-meta.js';
 import { createBoundary, multipartContentType, multipartLength, multipartParts } from './multipart.js';
 import { contentRange, parseRange, unsatisfiedContentRange } from './range.js';
 import { displayPath, isTempName, joinRel } from '../core/rel-path.js';
@@ -100,7 +109,12 @@ async function sendFile(
     void reply
       .header('etag', rep.etag)
       .header('last-modified', lastModifiedHeader(st.mtimeMs))
-      .header('accept-ranges', 'bytes');
+      .header('accept-ranges', 'bytes')
+      // What `get` needs to keep the mode (and with -p the owner and mtime), as cp and scp do.
+      .header(MODE_HEADER, formatMode(st.mode))
+      .header(UID_HEADER, st.uid)
+      .header(GID_HEADER, st.gid)
+      .header(MTIME_HEADER, formatMtime(st.mtimeNs));
 
     const verdict = evaluatePreconditions(request.method, headers, rep);
     if (verdict === 'not-modified') return reply.code(304).send();
@@ -269,7 +283,8 @@ async function sendListing(ctx: ReadContext, rel: string, request: FastifyReques
     throw fsError(err, displayPath(rel, true));
   }
   names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  void reply.code(200).type('application/json; charset=utf-8');
+  // The header, not the content type, says "listing": a file named x.json is application/json too.
+  void reply.code(200).type('application/json; charset=utf-8').header(TYPE_HEADER, 'dir');
   if (request.method === 'HEAD') return reply.send();
   return reply.send(Readable.from(listingChunks(ctx.root, rel, names)));
 }

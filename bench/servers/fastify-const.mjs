@@ -3,7 +3,8 @@
 // come close to this, never beyond it. argv: ADDRESS. Prints "ready".
 import { Buffer } from 'node:buffer';
 import Fastify from 'fastify';
-import { listenAbstract } from '../../dist/gateway/index.js';
+// listen.js alone: the whole gateway (Fastify included) would count in this baseline's memory.
+import { listenAbstract } from '../../dist/gateway/listen.js';
 
 const [address] = process.argv.slice(2);
 if (!address) throw new Error('usage: fastify-const.mjs ADDRESS');

@@ -190,7 +190,7 @@ export function describeFailure(err: unknown, context: string): string | undefin
   const e = err as { code?: unknown; message?: unknown } | null;
   if (typeof e?.code === 'string' && e.code.startsWith('UND_ERR'))
     return inContext(context, String(e.message));
-  if (e?.code === 'NG_ERR_ARCHIVE_UNSAFE' || e?.code === 'NG_ERR_HTTP')
+  if (e?.code === 'NG_ERR_ARCHIVE_UNSAFE' || e?.code === 'NG_ERR_HTTP' || e?.code === 'NG_ERR_IS_A_DIRECTORY')
     return inContext(context, String(e.message));
   return undefined;
 }

@@ -1,6 +1,6 @@
 /** `nullgate get REMOTE [-o FILE | -O] [-C -] [-r RANGE]`: a file to stdout or to a local file. */
 import { type CommandSpec, parseCommand } from '../../core/argv.js';
-import { usageError } from '../../core/errors.js';
+import { codeOf, usageError } from '../../core/errors.js';
 import path from 'node:path';
 import {
   type CommonOptions,
@@ -12,7 +12,8 @@ import {
   toStdout,
   withClient,
 } from './common.js';
-import { LocalFileError } from '../client-error.js';
+import { formatAddress } from '../../core/address.js';
+import { CommandError, LocalFileError } from '../client-error.js';
 import { filesPath, progressStream } from '../client.js';
 
 export interface GetArgs {
@@ -101,6 +102,7 @@ export async function getCommand(argv: string[]): Promise<void> {
     (socket) => `GET ${filesPath(args.remote)} on ${socket}`,
     async (client) => {
       const progress = progressBar(path.posix.basename(args.remote) || args.remote, args.common.silent);
+      let note: string | undefined;
       try {
         if (args.output === undefined) {
           const res = await client.get(args.remote, { range: args.range });
@@ -111,19 +113,36 @@ export async function getCommand(argv: string[]): Promise<void> {
           const out = args.forceStdout ? body : refuseBinaryToTerminal(body, process.stdout);
           await toStdout(out, process.stdout, res.contentLength);
         } else {
-          await client.download(args.remote, args.output, {
+          const result = await client.download(args.remote, args.output, {
             resume: args.resume,
             range: args.range,
             onProgress: progress?.update,
           });
+          if (result.restart !== undefined) note = restartNote(result.restart, args.remote, args.output);
         }
         progress?.done();
+        if (note !== undefined && !args.common.silent) process.stderr.write(`nullgate: ${note}\n`);
+      } catch (err) {
+        if (codeOf(err) !== 'NG_ERR_IS_A_DIRECTORY') throw err;
+        // Exit 22 (cli/exit.ts), in one line that says what to do instead.
+        const r = args.remote;
+        throw new CommandError(
+          `GET ${filesPath(r)} on ${formatAddress(args.common.socket)}: ${r} is a directory: list it with "nullgate ls ${r}", or copy it with "nullgate pull ${r} DIR"`,
+          { cause: err },
+        );
       } finally {
         progress?.end();
       }
       return;
     },
   );
+}
+
+/** Why `get -C -` downloaded the whole file over a partial one, in one line for stderr. */
+export function restartNote(why: 'changed' | 'unverifiable', remote: string, file: string): string {
+  return why === 'changed'
+    ? `${remote} is not the file ${file} holds the start of (it changed, or the server does not resume): downloaded it whole`
+    : `${file}'s mtime is not a Last-Modified of ${remote}, so it cannot tell which version it holds the start of: downloaded it whole`;
 }
 
 /**

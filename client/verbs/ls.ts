@@ -1,8 +1,13 @@
-/** `nullgate ls [-l] [--json] [REMOTE]`: list a directory of the served tree (default `/`). */
+/**
+ * `nullgate ls [-l] [--json] [REMOTE]`: list a directory of the served tree (default `/`); a file
+ * is shown as ls(1) shows a file operand: its own line.
+ */
 import { type CommandSpec, parseCommand } from '../../core/argv.js';
 import { usageError } from '../../core/errors.js';
 import { escapeControls, escapeJsonControls } from '../../core/terminal-text.js';
-import { type ListEntry, type ListingStream, filesPath } from '../client.js';
+import path from 'node:path';
+import { ClientError } from '../client-error.js';
+import { type Client, type ListEntry, type ListingStream, filesPath } from '../client.js';
 import { type CommonOptions, type Env, commonOptions, parseCommon, toStdout, withClient } from './common.js';
 
 export interface LsArgs {
@@ -15,8 +20,9 @@ export interface LsArgs {
 export const lsSpec = {
   name: 'ls',
   usage: ['nullgate ls [-l] [--json] [REMOTE]'],
-  summary: 'Lists a directory of the served tree, sorted by name; directories end in /.',
-  operands: [['REMOTE', 'a directory in the served tree (default /)']],
+  summary:
+    'Lists a directory of the served tree, sorted by name; directories end in /. A file is shown on its own line, as ls shows one.',
+  operands: [['REMOTE', 'a directory (default /) or a file in the served tree']],
   options: {
     long: {
       type: 'boolean',
@@ -111,6 +117,32 @@ async function* streamedLines(listing: ListingStream, dir: string, asJson: boole
   yield first ? `{"path":${json(listing.path ?? dir)},"entries":[]}\n` : ']}\n';
 }
 
+/**
+ * `REMOTE` as a file, when listing it as a directory failed with `listFailure`: ls(1) shows a
+ * file operand on its own line. The listing asks for `REMOTE/`, which is 404 for a file; a HEAD
+ * of `REMOTE` then tells whether it is one (its mode and mtime in the X-Nullgate-* headers).
+ * Anything else (no such path, `REMOTE/` written by the user) is the listing's own failure.
+ */
+async function fileEntry(client: Client, remote: string, listFailure: unknown): Promise<ListEntry> {
+  if (!(listFailure instanceof ClientError) || listFailure.statusCode !== 404 || remote.endsWith('/'))
+    throw listFailure;
+  const st = await client.stat(remote).catch(() => undefined);
+  if (st?.type !== 'file') throw listFailure;
+  return {
+    name: path.posix.basename(remote),
+    type: 'file',
+    size: st.size ?? 0,
+    mtime: st.mtime?.toISOString() ?? '',
+    mode: st.mode ?? 0,
+  };
+}
+
+/** What `ls FILE` prints: the operand as given (plain, -l), or a listing of that one entry (--json). */
+function fileLines(entry: ListEntry, args: LsArgs): string {
+  if (args.json) return `{"path":${json(args.remote)},"entries":[${json(entry)}]}\n`;
+  return formatListing([{ ...entry, name: args.remote }], args.long);
+}
+
 export async function lsCommand(argv: string[]): Promise<void> {
   const args = parseLsArgs(argv);
   const dir = args.remote.endsWith('/') ? args.remote : `${args.remote}/`;
@@ -121,10 +153,23 @@ export async function lsCommand(argv: string[]): Promise<void> {
       if (args.long) {
         // -l aligns the size column over all entries, as ls does: it needs the whole listing,
         // which list() holds up to its entry limit.
-        const listing = await client.list(args.remote);
+        let listing;
+        try {
+          listing = await client.list(args.remote);
+        } catch (err) {
+          await toStdout([Buffer.from(fileLines(await fileEntry(client, args.remote, err), args))]);
+          return;
+        }
         await toStdout([Buffer.from(formatListing(listing.entries, true))]);
       } else {
-        await toStdout(streamedLines(await client.listStream(args.remote), dir, args.json));
+        let listing;
+        try {
+          listing = await client.listStream(args.remote);
+        } catch (err) {
+          await toStdout([Buffer.from(fileLines(await fileEntry(client, args.remote, err), args))]);
+          return;
+        }
+        await toStdout(streamedLines(listing, dir, args.json));
       }
       return;
     },

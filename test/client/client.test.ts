@@ -6,7 +6,20 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { lstat, mkdir, mkdtemp, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  truncate,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -509,6 +522,64 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
       expect(await readFile(path.join(work, 'partial.bin'))).toEqual(data);
     });
 
+    it('get -C - appends only to the version it holds the start of: a remote file changed since comes whole', async () => {
+      const v1 = Buffer.from('version one: 0123456789');
+      const v2 = Buffer.from('VERSION TWO: 9876543210');
+      const remote = path.join(root, 'versioned.bin');
+      const local = path.join(work, 'versioned.bin');
+      // Modified long enough ago for Last-Modified to be a strong validator (RFC 9110 §8.8.2.2).
+      const t1 = new Date(Math.floor(Date.now() / 1000) * 1000 - 7200_000);
+      const t2 = new Date(t1.getTime() + 3600_000);
+      await writeFile(remote, v1);
+      await utimes(remote, t1, t1);
+      const cutTo = async (n: number, mtime: Date): Promise<void> => {
+        await truncate(local, n);
+        await utimes(local, mtime, mtime); // as a cut download leaves it: stamped
+      };
+
+      // The first -C - stamps the file with the remote Last-Modified, as curl -R does.
+      const first = await cli(['get', '-C', '-', '-o', 'versioned.bin', '/versioned.bin']);
+      expect(first.stderr).toBe('');
+      expect(first.code).toBe(0);
+      expect(await readFile(local)).toEqual(v1);
+      expect((await stat(local)).mtimeMs).toBe(t1.getTime());
+
+      // Unchanged: the rest is appended.
+      await cutTo(7, t1);
+      const client = new Client({ socket: name });
+      try {
+        expect(await client.download('/versioned.bin', local, { resume: true })).toMatchObject({
+          resumed: true,
+          bytes: v1.length - 7,
+          restart: undefined,
+        });
+        expect(await readFile(local)).toEqual(v1);
+      } finally {
+        await client.close();
+      }
+
+      // Changed since (same size): If-Range fails, the whole new file replaces the partial one.
+      await writeFile(remote, v2);
+      await utimes(remote, t2, t2);
+      await cutTo(7, t1);
+      const changed = await cli(['get', '-C', '-', '-o', 'versioned.bin', '/versioned.bin']);
+      expect(changed.code).toBe(0);
+      expect(await readFile(local)).toEqual(v2);
+      expect(changed.stderr).toBe(
+        'nullgate: /versioned.bin is not the file versioned.bin holds the start of (it changed, or the server does not resume): downloaded it whole\n',
+      );
+      expect((await stat(local)).mtimeMs).toBe(t2.getTime());
+
+      // A partial file whose mtime no Last-Modified gave (curl without -R, an editor): whole too.
+      await writeFile(local, v2.subarray(0, 5));
+      await utimes(local, new Date(t2.getTime() + 1234), new Date(t2.getTime() + 1234));
+      const unknown = await cli(['get', '-C', '-', '-o', 'versioned.bin', '/versioned.bin']);
+      expect(unknown.code).toBe(0);
+      expect(await readFile(local)).toEqual(v2);
+      expect(unknown.stderr).toMatch(/mtime is not a Last-Modified of \/versioned\.bin.*downloaded it whole/);
+      expect(leftovers(work)).toEqual([]);
+    });
+
     it('ls, ls -l, ls --json', async () => {
       await mkdir(path.join(root, 'list/sub'), { recursive: true });
       await writeFile(path.join(root, 'list/a.txt'), 'aaa');
@@ -525,6 +596,73 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
         ['sub', 'dir'],
       ]);
       expect((await cli(['ls', '/no/such/dir'])).code).toBe(22);
+    });
+
+    it('ls FILE shows the file as ls(1) does: its own line, with -l its mode, size and mtime; --json one entry', async () => {
+      await mkdir(path.join(root, 'results'), { recursive: true });
+      await writeFile(path.join(root, 'results/install.log'), 'install ok\n', { mode: 0o640 });
+      await chmod(path.join(root, 'results/install.log'), 0o640);
+      const plain = await cli(['ls', '/results/install.log']);
+      expect(plain.stderr).toBe('');
+      expect(plain.code).toBe(0);
+      expect(plain.stdout.toString()).toBe('/results/install.log\n');
+      const long = await cli(['ls', '-l', '/results/install.log']);
+      expect(long.code).toBe(0);
+      expect(long.stdout.toString()).toMatch(
+        /^-rw-r----- 11 \d{4}-\d\d-\d\d \d\d:\d\d \/results\/install\.log\n$/,
+      );
+      const asJson = await cli(['ls', '--json', '/results/install.log']);
+      expect(asJson.code).toBe(0);
+      const parsed = JSON.parse(asJson.stdout.toString()) as {
+        path: string;
+        entries: Record<string, unknown>[];
+      };
+      expect(parsed).toMatchObject({
+        path: '/results/install.log',
+        entries: [{ name: 'install.log', type: 'file', size: 11, mode: 0o640 }],
+      });
+      const mtime = (await stat(path.join(root, 'results/install.log'))).mtimeMs;
+      expect(Math.abs(Date.parse(String(parsed.entries[0]!.mtime)) - mtime)).toBeLessThanOrEqual(1);
+      // A file written as a directory, and a path that is not there, stay errors.
+      const slash = await cli(['ls', '/results/install.log/']);
+      expect(slash.code).toBe(22);
+      expect(slash.stderr).toContain('404 NG_ERR_NOT_FOUND');
+      const missing = await cli(['ls', '-l', '/results/nope.log']);
+      expect(missing.code).toBe(22);
+      expect(missing.stderr).toBe(
+        `nullgate: GET /files/results/nope.log/ on ${name}: 404 NG_ERR_NOT_FOUND no such file: /results/nope.log\n`,
+      );
+    });
+
+    it('get of a directory fails in one line naming ls and pull (exit 22), printing and writing nothing', async () => {
+      await mkdir(path.join(root, 'config'), { recursive: true });
+      await writeFile(path.join(root, 'config/app.json'), '{"a":1}');
+      for (const args of [
+        ['get', '/config'],
+        ['get', '/config/'],
+        ['get', '/config', '-o', 'config.out'],
+      ]) {
+        const r = await cli(args);
+        expect(r.code, args.join(' ')).toBe(22);
+        expect(r.stdout.length, args.join(' ')).toBe(0);
+        expect(r.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
+        expect(r.stderr, args.join(' ')).toMatch(
+          /is a directory: list it with "nullgate ls \/config\/?", or copy it with "nullgate pull \/config\/? DIR"/,
+        );
+      }
+      expect(existsSync(path.join(work, 'config.out'))).toBe(false);
+      // A file that is JSON is still a file.
+      const file = await cli(['get', '/config/app.json']);
+      expect(file.code).toBe(0);
+      expect(file.stdout.toString()).toBe('{"a":1}');
+      const client = new Client({ socket: name });
+      try {
+        await expect(client.get('/config')).rejects.toMatchObject({ code: 'NG_ERR_IS_A_DIRECTORY' });
+        expect(await client.stat('/config')).toMatchObject({ type: 'dir' });
+        expect(await client.stat('/config/app.json')).toMatchObject({ type: 'file', size: 7 });
+      } finally {
+        await client.close();
+      }
     });
 
     it('mkdir, mv, rm, rm -r', async () => {
@@ -706,6 +844,13 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
       expect(leftovers(work)).toEqual([]);
     });
 
+    it('get -C - with no local file writes in place: a cut leaves what arrived, for the next -C -', async () => {
+      const r = await rawCli(['get', '-C', '-', '/cut', '-o', 'keep.txt']);
+      expect(r.code).toBe(18);
+      expect(await readFile(path.join(work, 'keep.txt'))).toEqual(full.subarray(0, full.length / 10));
+      expect(leftovers(work)).toEqual([]);
+    });
+
     it('get to stdout and request cut mid-body: exit 18 too', async () => {
       expect((await rawCli(['get', '/cut'])).code).toBe(18);
       const r = await rawCli(['request', '-o', 'keep.txt', '/files/cut']);
@@ -716,8 +861,11 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
 
     it('get -C - when the server ignores the range (200): the whole file, like a plain download', async () => {
       await writeFile(path.join(work, 'keep.txt'), full.subarray(0, 7));
+      await utimes(path.join(work, 'keep.txt'), 1_700_000_000, 1_700_000_000);
       const r = await rawCli(['get', '-C', '-', '-o', 'keep.txt', '/ignores-range']);
-      expect(r.stderr).toBe('');
+      expect(r.stderr).toBe(
+        'nullgate: /ignores-range is not the file keep.txt holds the start of (it changed, or the server does not resume): downloaded it whole\n',
+      );
       expect(r.code).toBe(0);
       expect(await readFile(path.join(work, 'keep.txt'))).toEqual(full);
       expect(leftovers(work)).toEqual([]);
@@ -733,6 +881,7 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
 
     it('a 206 for the wrong range names the request once', async () => {
       await writeFile(path.join(work, 'keep.txt'), full.subarray(0, 4));
+      await utimes(path.join(work, 'keep.txt'), 1_700_000_000, 1_700_000_000);
       const r = await rawCli(['get', '-C', '-', '-o', 'keep.txt', '/wrong-206']);
       expect(r.code).toBe(1);
       expect(r.stderr).toBe(

@@ -1,13 +1,14 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { Socket } from 'node:net';
+import { type Socket, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createGateway, type Gateway } from '../../gateway/index.js';
+import { createGateway, type Gateway, listenAbstract } from '../../gateway/index.js';
+import { runFile } from '../helpers/cli.js';
 import { settlesWithin } from '../helpers/bounds.js';
 import { connectSocket, rawGet, rawRequest, uniqueName } from '../helpers/sockets.js';
 
@@ -161,8 +162,12 @@ describe('docs/examples/custom-route.mjs', () => {
   it('runs as documented: a user route on the gateway answers with the caller’s peer', async () => {
     const socket = uniqueName('example');
     const script = fileURLToPath(new URL('../../docs/examples/custom-route.mjs', import.meta.url));
-    const child = spawn(process.execPath, [script], {
-      env: { ...process.env, NULLGATE_SOCKET: socket },
+    // NULLGATE_SOCKET is the client's (the README has users export it): the example ignores it.
+    const taken = uniqueName('example-taken');
+    const holder = createServer();
+    await listenAbstract(holder, taken);
+    const child = spawn(process.execPath, [script, '--socket', socket], {
+      env: { ...process.env, NULLGATE_SOCKET: taken },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     try {
@@ -180,6 +185,27 @@ describe('docs/examples/custom-route.mjs', () => {
     } finally {
       child.kill('SIGTERM');
       await new Promise((r) => child.on('exit', r));
+      await new Promise((r) => holder.close(r));
+    }
+  });
+
+  it('a name in use is one line on stderr and exit 1, not a stack trace', async () => {
+    const taken = uniqueName('example-busy');
+    const holder = createServer();
+    await listenAbstract(holder, taken);
+    try {
+      const script = fileURLToPath(new URL('../../docs/examples/custom-route.mjs', import.meta.url));
+      for (const run of [
+        { args: ['--socket', taken], env: {} },
+        { args: [], env: { NULLGATE_EXAMPLE_SOCKET: taken } },
+      ]) {
+        const r = await runFile(script, run.args, { env: run.env });
+        expect(r.code).toBe(1);
+        expect(r.stderr).toMatch(new RegExp(`^custom-route: cannot listen on ${taken}: .*EADDRINUSE.*\\n$`));
+        expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      }
+    } finally {
+      await new Promise((r) => holder.close(r));
     }
   });
 });

@@ -422,7 +422,7 @@ describe('native sendfileStart: the binding contract', () => {
     if (!start) throw new Error('no sendfileStart');
     const fds = openFdCount();
     expect(start(987654, 987655, 0, 1, () => undefined)).toBe(-9);
-    expect(openFdCount()).toBe(fds);
+    expect(openFdCount()).toBeLessThanOrEqual(fds);
     expect(native.sendfileCancel?.(2 ** 31)).toBe(false);
   });
 });

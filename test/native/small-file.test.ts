@@ -112,7 +112,9 @@ describe('readSmallCached: the small-file fast path (RESOLVE_CACHED + RWF_NOWAIT
       read('outside-link');
       read('big.bin', 10);
     }
-    expect(openFdCount()).toBe(before);
+    // At most the baseline: a file an earlier test let go of may close meanwhile (25 against 26
+    // was seen under Node 22), while a leak would add one fd per call, 1,500 here.
+    expect(openFdCount()).toBeLessThanOrEqual(before);
   });
 });
 

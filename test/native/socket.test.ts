@@ -127,7 +127,7 @@ describe('native binding: exact-length abstract names', () => {
       const ok = bindListener(parseAddress(`${name}-${i}`));
       native.close(ok.fd);
     }
-    expect(openFdCount()).toBe(before);
+    expect(openFdCount()).toBeLessThanOrEqual(before); // an earlier test's fd may close meanwhile; a leak adds 1,000+
   });
 });
 

@@ -107,6 +107,22 @@ describe('GET/HEAD /files', () => {
       expect((res.body as Buffer).length).toBe(0);
     });
 
+    it('tells the mode, owner, group and nanosecond mtime in X-Nullgate-* headers; no X-Nullgate-Type', async () => {
+      const st = statSync(join(dir, 'data.bin'), { bigint: true });
+      for (const url of ['/files/data.bin', '/files/hello.txt']) {
+        const res = await app.inject({ url });
+        const s = statSync(join(dir, url.slice('/files/'.length)), { bigint: true });
+        expect(res.headers['x-nullgate-mode'], url).toBe(
+          (Number(s.mode) & 0o7777).toString(8).padStart(4, '0'),
+        );
+        expect(res.headers['x-nullgate-uid'], url).toBe(String(s.uid));
+        expect(res.headers['x-nullgate-gid'], url).toBe(String(s.gid));
+        expect(res.headers['x-nullgate-type'], url).toBeUndefined();
+      }
+      const res = await app.inject({ url: '/files/data.bin', method: 'HEAD' });
+      expect(res.headers['x-nullgate-mtime']).toBe(`${st.mtimeNs / 1_000_000_000n}.000000000`);
+    });
+
     it('HEAD has the same headers and no body', async () => {
       const get = await request.get('/files/data.bin').buffer(true).parse(binary);
       const head = await request.head('/files/data.bin').buffer(true).parse(binary).expect(200);
@@ -491,6 +507,8 @@ describe('GET/HEAD /files', () => {
     it('lists a directory sorted by name with types, sizes, mtimes and modes; temp files hidden', async () => {
       const res = await request.get('/files/sub/').expect(200);
       expect(res.headers['content-type']).toMatch(/^application\/json/);
+      // What tells a listing from a file named x.json.
+      expect(res.headers['x-nullgate-type']).toBe('dir');
       const body = res.body as { path: string; entries: Entry[] };
       expect(body.path).toBe('/sub/');
       expect(body.entries.map((e) => e.name)).toEqual([
@@ -541,8 +559,9 @@ describe('GET/HEAD /files', () => {
     });
 
     it('HEAD of a directory is 200 JSON without a body', async () => {
-      const res = await request.head('/files/sub/').expect(200);
+      const res = await request.head('/files/sub').expect(200);
       expect(res.headers['content-type']).toMatch(/^application\/json/);
+      expect(res.headers['x-nullgate-type']).toBe('dir');
     });
 
     it('a missing directory is 404 with the error shape', async () => {
