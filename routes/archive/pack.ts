@@ -1,179 +1,234 @@
 /**
- * `GET /archive/<dir>`'s tar writer: the tree beneath the root as a tar stream.
+ * `GET /archive/<dir>`'s tar writer: the tree beneath the root as a pax tar stream that keeps
+ * what `tar --xattrs --sparse --numeric-owner -p` keeps (CONTRACT.md "Trees arrive as they
+ * left"): numeric owners, every mode bit, nanosecond mtimes, hard links as link members,
+ * extended attributes, sparse files as GNU sparse 1.0 members, FIFOs and device nodes. Sockets
+ * cannot be archived: they are skipped, and named in one warning line at the end.
  *
- * It walks depth-first in the file system's order, one directory fd per level and one file at
- * a time, with backpressure from the socket: memory stays bounded however large the tree.
- * Everything on disk goes through the beneath-root layer (native/beneath.ts); the header rules
- * are core/tar-entry.ts's.
+ * Deterministic: each directory's entries go out in byte order of their names, a directory
+ * before its contents (GNU tar --sort=name), and nothing that reading changes (atime) is
+ * written, so the same tree gives the same bytes twice.
+ *
+ * Streaming with bounded memory: an async generator read by a Node Readable, so the walk only
+ * advances when the socket takes more (backpressure). It holds one file open at a time and the
+ * sorted names of the directories on the current path (a directory's names must all be read to
+ * sort them, as GNU tar --sort=name does); hard-link bookkeeping keeps an inode only until its
+ * last name has been seen. Everything on disk goes through the beneath-root layer
+ * (native/beneath.ts). A file is opened O_NOFOLLOW and its header comes from the open fd
+ * (fstat), so a symlink swapped in during the walk is skipped, never followed. The header
+ * encoding is core/tar-header.ts's.
  */
-import { constants as fsc, createReadStream, close as closeCb } from 'node:fs';
+import { constants as fsc, read as readCb } from 'node:fs';
+import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 
 import type { FastifyBaseLogger } from 'fastify';
-import tar from 'tar-stream';
 
 import { codeOf } from '../../core/errors.js';
 import { displayPath, isTempName, joinRel } from '../../core/rel-path.js';
-import { paxRecords } from '../../core/tar-entry.js';
-import type { BeneathRoot, BeneathStat } from '../../native/beneath.js';
+import {
+  END_OF_ARCHIVE,
+  type HeaderSpec,
+  type SparseSegment,
+  TYPEFLAG,
+  encodeHeader,
+  paddingOf,
+  sparseMapBlock,
+  sparseMapOf,
+} from '../../core/tar-header.js';
+import { type BeneathRoot, type BeneathStat, type Xattr, closeFd } from '../../native/beneath.js';
 
-const closeAsync = promisify(closeCb);
+const readAsync = promisify(readCb);
 
-/** A header as tar-stream's pack takes it (`pax` holds the extra records to write). */
-type PackHeader = Parameters<tar.Pack['entry']>[0];
-
-/** The event surface shared by Node and streamx streams. */
-interface Emitter {
-  on(event: string, fn: () => void): unknown;
-  removeListener(event: string, fn: () => void): unknown;
-}
-
-/** What a file's bytes are written into: a tar-stream entry sink. */
-interface EntrySink {
-  write(chunk: Buffer): boolean;
-  end(): unknown;
-  destroy(err?: Error): unknown;
-}
-
-const READ_HIGH_WATER = 64 * 1024;
-const PAD = Buffer.alloc(READ_HIGH_WATER);
+/** Bytes read from a file per chunk. */
+const READ_CHUNK = 256 * 1024;
+const ZEROS = Buffer.alloc(READ_CHUNK);
+/** A sparse map longer than this ends in one data segment (zeros stored): memory stays bounded. */
+const MAX_SPARSE_SEGMENTS = 65536;
+/** Socket names kept for the warning line (the count is always exact). */
+const MAX_SOCKETS_NAMED = 100;
 
 /**
- * The tree at `rel` as a tar stream (a streamx Readable), names relative to `rel`. The walk
- * stops at the next entry once `signal` aborts; destroying the pack also stops it. A walk that
- * fails destroys the pack with its error (logged unless the request was aborted).
+ * The tree at `rel` as a tar stream, names relative to `rel`. The walk stops at the next entry
+ * once `signal` aborts; destroying the stream also stops it (and closes the open file). A walk
+ * that fails destroys the stream with its error (logged unless the request was aborted).
  */
 export function packTree(
   root: BeneathRoot,
   rel: string,
   signal: AbortSignal,
   log: FastifyBaseLogger,
-): tar.Pack {
-  const pack = tar.pack();
-  const writer = new TreeWriter(root, pack, signal, log);
-  writer.walk(rel, '').then(
-    () => pack.finalize(),
-    (err: unknown) => {
-      if (!signal.aborted) log.error({ err, path: displayPath(rel, true) }, 'archive: walk failed');
-      pack.destroy(err instanceof Error ? err : new Error(String(err)));
-    },
-  );
-  return pack;
+): Readable {
+  const writer = new TreeWriter(root, signal, log);
+  return Readable.from(writer.archive(rel), { objectMode: false, highWaterMark: READ_CHUNK });
 }
 
-/**
- * Resolves once a streamx writable can take more; rejects when it is torn down or the request
- * is aborted (a destroyed pack does not always close the entry sink that is waiting).
- */
-function drained(sink: Emitter, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onDrain = (): void => {
-      cleanup();
-      resolve();
-    };
-    const onClose = (): void => {
-      cleanup();
-      reject(signal.aborted ? signal.reason : new Error('archive stream closed'));
-    };
-    const cleanup = (): void => {
-      sink.removeListener('drain', onDrain);
-      sink.removeListener('close', onClose);
-      sink.removeListener('error', onClose);
-      signal.removeEventListener('abort', onClose);
-    };
-    if (signal.aborted) {
-      onClose();
-      return;
-    }
-    sink.on('drain', onDrain);
-    sink.on('close', onClose);
-    sink.on('error', onClose);
-    signal.addEventListener('abort', onClose, { once: true });
-  });
+/** A byte-order sort key for a name (strcmp order of its UTF-8 bytes, as `LC_ALL=C sort`). */
+function byBytes(a: { key: Buffer }, b: { key: Buffer }): number {
+  return Buffer.compare(a.key, b.key);
 }
 
-function entryDone(pack: tar.Pack, header: PackHeader, body?: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = (err?: Error | null): void => (err ? reject(err) : resolve());
-    if (body === undefined) pack.entry(header, done);
-    else pack.entry(header, body, done);
-  });
+function isMissing(err: unknown): boolean {
+  return codeOf(err) === 'ENOENT';
 }
 
 class TreeWriter {
   readonly #root: BeneathRoot;
-  readonly #pack: tar.Pack;
   readonly #signal: AbortSignal;
   readonly #log: FastifyBaseLogger;
+  /** dev:ino of entries with more links than seen so far → first name, names still to come. */
+  readonly #links = new Map<string, { name: string; left: number }>();
+  readonly #sockets: string[] = [];
+  #socketCount = 0;
 
-  constructor(root: BeneathRoot, pack: tar.Pack, signal: AbortSignal, log: FastifyBaseLogger) {
+  constructor(root: BeneathRoot, signal: AbortSignal, log: FastifyBaseLogger) {
     this.#root = root;
-    this.#pack = pack;
     this.#signal = signal;
     this.#log = log;
   }
 
-  #header(name: string, st: BeneathStat, type: tar.Header['type'], size: number): PackHeader {
-    const mtimeSec = Math.floor(st.mtimeMs / 1000);
-    const header: PackHeader = {
-      name,
-      type,
-      mode: st.mode & 0o7777,
-      uid: st.uid,
-      gid: st.gid,
-      size,
-      mtime: new Date(mtimeSec * 1000),
-    };
-    const pax = paxRecords({ size, uid: st.uid, gid: st.gid, mtimeSec });
-    if (pax !== undefined) header.pax = pax;
-    return header;
-  }
-
-  /** Writes the contents of `dirRel` (names relative to `prefix` in the archive). */
-  async walk(dirRel: string, prefix: string): Promise<void> {
-    for await (const batch of this.#root.readdirBatches(dirRel)) {
-      for (const dirent of batch) {
-        this.#signal.throwIfAborted();
-        // A PUT in progress stages here; half-extracted trees are not part of the tree.
-        if (isTempName(dirent.name)) continue;
-        await this.#entry(joinRel(dirRel, dirent.name), joinRel(prefix, dirent.name));
+  async *archive(rel: string): AsyncGenerator<Buffer> {
+    try {
+      yield* this.#walk(rel, '');
+      yield END_OF_ARCHIVE;
+      if (this.#socketCount > 0) {
+        this.#log.warn(
+          { path: displayPath(rel), count: this.#socketCount, sockets: this.#sockets },
+          'archive: sockets skipped (tar cannot carry them)',
+        );
       }
+    } catch (err) {
+      if (!this.#signal.aborted)
+        this.#log.error({ err, path: displayPath(rel, true) }, 'archive: walk failed');
+      throw err;
     }
   }
 
-  async #entry(rel: string, name: string): Promise<void> {
+  /** The names in `dirRel`, in byte order, without the server's temporaries. */
+  async #sortedNames(dirRel: string): Promise<string[]> {
+    const names: { key: Buffer; name: string }[] = [];
+    for await (const batch of this.#root.readdirBatches(dirRel)) {
+      this.#signal.throwIfAborted();
+      // A PUT in progress stages here; half-extracted trees are not part of the tree.
+      for (const e of batch) if (!isTempName(e.name)) names.push({ key: Buffer.from(e.name), name: e.name });
+    }
+    return names.sort(byBytes).map((n) => n.name);
+  }
+
+  /** The members for the contents of `dirRel` (names relative to `prefix` in the archive). */
+  async *#walk(dirRel: string, prefix: string): AsyncGenerator<Buffer> {
+    let names: string[];
+    try {
+      names = await this.#sortedNames(dirRel);
+    } catch (err) {
+      // Removed (or replaced by a non-directory) since it was seen: as GNU tar, go on.
+      if (prefix !== '' && (isMissing(err) || codeOf(err) === 'ENOTDIR')) return;
+      throw err;
+    }
+    for (const name of names) {
+      this.#signal.throwIfAborted();
+      yield* this.#entry(joinRel(dirRel, name), joinRel(prefix, name));
+    }
+  }
+
+  /** The header fields every member shares, from a stat. */
+  #spec(name: string, st: BeneathStat, xattrs: readonly Xattr[]): Omit<HeaderSpec, 'typeflag' | 'size'> {
+    return { name, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtimeNs: st.mtimeNs, xattrs };
+  }
+
+  /**
+   * A link member when `st` is an inode already archived under another name; else remembers
+   * this name as its first when more names are to come.
+   */
+  #hardlink(name: string, st: BeneathStat): Buffer | undefined {
+    if (st.nlink < 2) return undefined;
+    const key = `${st.dev}:${st.ino}`;
+    const first = this.#links.get(key);
+    if (first === undefined) {
+      this.#links.set(key, { name, left: st.nlink - 1 });
+      return undefined;
+    }
+    if (--first.left <= 0) this.#links.delete(key);
+    return encodeHeader({
+      ...this.#spec(name, st, []),
+      typeflag: TYPEFLAG.hardlink,
+      size: 0,
+      linkname: first.name,
+    });
+  }
+
+  /** The extended attributes of `rel` itself (none where the file system has none). */
+  async #xattrs(read: () => Promise<Xattr[]>): Promise<Xattr[]> {
+    try {
+      return await read();
+    } catch (err) {
+      if (codeOf(err) === 'ENOTSUP' || codeOf(err) === 'EOPNOTSUPP') return [];
+      throw err;
+    }
+  }
+
+  async *#entry(rel: string, name: string): AsyncGenerator<Buffer> {
     let st: BeneathStat;
     try {
       st = await this.#root.lstat(rel);
     } catch (err) {
-      if (codeOf(err) === 'ENOENT') return; // removed since the listing
+      if (isMissing(err)) return; // removed since the listing
       throw err;
     }
-    switch (st.type) {
-      case 'dir':
-        await entryDone(this.#pack, this.#header(name, st, 'directory', 0));
-        await this.walk(rel, name);
+    const format = st.mode & fsc.S_IFMT;
+    if (format === fsc.S_IFREG) {
+      yield* this.#file(rel, name);
+      return;
+    }
+    if (format === fsc.S_IFSOCK) {
+      this.#socketCount++;
+      if (this.#sockets.length < MAX_SOCKETS_NAMED) this.#sockets.push(displayPath(rel));
+      return;
+    }
+    let xattrs: Xattr[];
+    let linkname = '';
+    try {
+      xattrs = await this.#xattrs(() => this.#root.readXattrs(rel));
+      if (format === fsc.S_IFLNK) linkname = await this.#root.readlink(rel);
+    } catch (err) {
+      // Removed, or replaced by something else (readlink of a non-link is EINVAL) meanwhile.
+      if (isMissing(err) || codeOf(err) === 'EINVAL') return;
+      throw err;
+    }
+    if (format === fsc.S_IFDIR) {
+      yield encodeHeader({ ...this.#spec(`${name}/`, st, xattrs), typeflag: TYPEFLAG.dir, size: 0 });
+      yield* this.#walk(rel, name);
+      return;
+    }
+    const link = this.#hardlink(name, st);
+    if (link !== undefined) {
+      yield link;
+      return;
+    }
+    const spec = this.#spec(name, st, xattrs);
+    switch (format) {
+      case fsc.S_IFLNK:
+        yield encodeHeader({ ...spec, typeflag: TYPEFLAG.symlink, size: 0, linkname });
         return;
-      case 'symlink': {
-        let linkname: string;
-        try {
-          linkname = await this.#root.readlink(rel);
-        } catch (err) {
-          if (codeOf(err) === 'ENOENT' || codeOf(err) === 'EINVAL') return; // replaced meanwhile
-          throw err;
-        }
-        await entryDone(this.#pack, { ...this.#header(name, st, 'symlink', 0), linkname });
+      case fsc.S_IFIFO:
+        yield encodeHeader({ ...spec, typeflag: TYPEFLAG.fifo, size: 0 });
         return;
-      }
-      case 'file':
-        await this.#file(rel, name);
+      case fsc.S_IFCHR:
+      case fsc.S_IFBLK:
+        yield encodeHeader({
+          ...spec,
+          typeflag: format === fsc.S_IFCHR ? TYPEFLAG.char : TYPEFLAG.block,
+          size: 0,
+          devmajor: st.rdevMajor,
+          devminor: st.rdevMinor,
+        });
         return;
       default:
-        this.#log.debug({ path: displayPath(rel) }, 'archive: skipping a special file');
+        this.#log.warn({ path: displayPath(rel) }, 'archive: skipping an entry of unknown type');
     }
   }
 
-  async #file(rel: string, name: string): Promise<void> {
+  async *#file(rel: string, name: string): AsyncGenerator<Buffer> {
     // O_NOFOLLOW: a symlink swapped in since the lstat is not followed (ELOOP, skipped);
     // O_NONBLOCK: a FIFO swapped in does not block the thread pool. The header comes from the
     // fd, so it describes exactly what is read.
@@ -181,61 +236,90 @@ class TreeWriter {
     try {
       fd = await this.#root.open(rel, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
     } catch (err) {
-      if (codeOf(err) === 'ENOENT' || codeOf(err) === 'ELOOP') return;
+      if (isMissing(err) || codeOf(err) === 'ELOOP') return;
       throw err;
     }
-    let st: BeneathStat;
     try {
-      st = await this.#root.fstat(fd, rel);
-    } catch (err) {
-      await closeAsync(fd);
-      throw err;
+      const st = await this.#root.fstat(fd, rel);
+      if (st.type !== 'file') return;
+      const link = this.#hardlink(name, st);
+      if (link !== undefined) {
+        yield link;
+        return;
+      }
+      const xattrs = await this.#xattrs(() => this.#root.freadXattrs(fd, rel));
+      const spec = this.#spec(name, st, xattrs);
+      const data = await this.#sparseData(fd, st, rel);
+      if (data === undefined) {
+        yield encodeHeader({ ...spec, typeflag: TYPEFLAG.file, size: st.size });
+        yield* this.#read(fd, [{ offset: 0, size: st.size }], rel);
+        const pad = paddingOf(st.size);
+        if (pad > 0) yield ZEROS.subarray(0, pad);
+        return;
+      }
+      const mapBlock = sparseMapBlock(sparseMapOf(data, st.size));
+      const stored = mapBlock.length + data.reduce((n, s) => n + s.size, 0);
+      yield encodeHeader({ ...spec, typeflag: TYPEFLAG.file, size: stored, sparse: { realSize: st.size } });
+      yield mapBlock;
+      yield* this.#read(fd, data, rel);
+      const pad = paddingOf(stored);
+      if (pad > 0) yield ZEROS.subarray(0, pad);
+    } finally {
+      await closeFd(fd);
     }
-    if (st.type !== 'file') {
-      await closeAsync(fd);
-      return;
-    }
-    const size = st.size;
-    const header = this.#header(name, st, 'file', size);
-    if (size === 0) {
-      await closeAsync(fd);
-      await entryDone(this.#pack, header, Buffer.alloc(0));
-      return;
-    }
-    const done = new Promise<void>((resolve, reject) => {
-      const sink = this.#pack.entry(header, (err) => (err ? reject(err) : resolve()));
-      void this.#copy(fd, size, rel, sink as unknown as EntrySink & Emitter).catch((err: unknown) => {
-        sink.destroy(err instanceof Error ? err : new Error(String(err)));
-        reject(err instanceof Error ? err : new Error(String(err)));
-      });
-    });
-    await done;
   }
 
-  /** Streams `size` bytes of fd into the entry (JS owns the fd: the stream closes it). */
-  async #copy(fd: number, size: number, rel: string, sink: EntrySink & Emitter): Promise<void> {
-    const source = createReadStream(displayPath(rel), {
-      fd,
-      start: 0,
-      end: size - 1,
-      autoClose: true,
-      highWaterMark: READ_HIGH_WATER,
-    });
-    let copied = 0;
-    for await (const chunk of source as AsyncIterable<Buffer>) {
-      copied += chunk.length;
-      if (!sink.write(chunk)) await drained(sink, this.#signal);
+  /**
+   * The data segments of a sparse file, found with SEEK_DATA/SEEK_HOLE (never by reading
+   * zeros), or undefined when the file is not sparse: GNU tar's test, fewer blocks allocated
+   * than its size needs, and then a map with at least one hole.
+   */
+  async #sparseData(fd: number, st: BeneathStat, rel: string): Promise<SparseSegment[] | undefined> {
+    if (st.size === 0 || st.blocks * 512 >= st.size) return undefined;
+    const segments: SparseSegment[] = [];
+    let at = 0;
+    while (at < st.size) {
+      const data = await this.#root.nextData(fd, at, rel);
+      if (data === null || data >= st.size) break;
+      const hole = Math.min((await this.#root.nextHole(fd, data, rel)) ?? st.size, st.size);
+      if (segments.length === MAX_SPARSE_SEGMENTS - 1) {
+        segments.push({ offset: data, size: st.size - data });
+        break;
+      }
+      segments.push({ offset: data, size: hole - data });
+      at = hole;
     }
-    if (copied < size) {
-      // The file shrank while being read: the header already promised `size` bytes, so pad
-      // with zeros to keep the archive readable (what GNU tar does, with the same warning).
-      this.#log.warn({ path: displayPath(rel), size, read: copied }, 'archive: file shrank while read');
-      while (copied < size) {
-        const n = Math.min(PAD.length, size - copied);
-        copied += n;
-        if (!sink.write(PAD.subarray(0, n))) await drained(sink, this.#signal);
+    const first = segments[0];
+    if (segments.length === 1 && first!.offset === 0 && first!.size === st.size) return undefined;
+    return segments;
+  }
+
+  /**
+   * The bytes of `segments` of the file, read with pread in chunks. A file that shrank while
+   * being read is padded with zeros: its header already promised the size (what GNU tar does,
+   * with the same warning).
+   */
+  async *#read(fd: number, segments: readonly SparseSegment[], rel: string): AsyncGenerator<Buffer> {
+    let short = false;
+    for (const seg of segments) {
+      let done = 0;
+      while (done < seg.size) {
+        this.#signal.throwIfAborted();
+        const want = Math.min(READ_CHUNK, seg.size - done);
+        let n = 0;
+        if (!short) {
+          const buf = Buffer.allocUnsafe(want);
+          ({ bytesRead: n } = await readAsync(fd, buf, 0, want, seg.offset + done));
+          if (n > 0) yield n === want ? buf : buf.subarray(0, n);
+        }
+        if (n === 0) {
+          if (!short) this.#log.warn({ path: displayPath(rel) }, 'archive: file shrank while read');
+          short = true;
+          n = want;
+          yield ZEROS.subarray(0, n);
+        }
+        done += n;
       }
     }
-    sink.end();
   }
 }

@@ -7,7 +7,7 @@
  * - stage.ts: PUT's extraction of the body into a hidden staging directory;
  * - merge.ts: PUT's move of the staged tree into place (a rename, or a merge undone on failure).
  */
-import { Readable, pipeline } from 'node:stream';
+import { pipeline } from 'node:stream';
 import { createGzip } from 'node:zlib';
 
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
@@ -53,16 +53,14 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
     const gzip = truthyQuery((request.query as Record<string, unknown>).gzip);
 
     const abort = new AbortController();
-    const pack = packTree(root, rel, abort.signal, request.log);
-    // A client that goes away stops the walk at the next entry (and its pending write fails).
+    const tarStream = packTree(root, rel, abort.signal, request.log);
+    // A client that goes away stops the walk at the next entry; destroying the stream (Fastify
+    // does when the response closes) ends the walk and closes the file it had open.
     reply.raw.once('close', () => {
       if (reply.raw.writableFinished) return;
       abort.abort(new Error('client disconnected'));
-      pack.destroy();
+      tarStream.destroy();
     });
-    // tar-stream's streams are streamx streams; Readable.from makes a Node stream of it, and
-    // destroying that (Fastify does when the response closes) destroys the pack.
-    const tarStream = Readable.from(pack as AsyncIterable<Buffer>, { objectMode: false });
     const name = rel === '' ? 'root' : baseOf(rel);
     void reply
       .header(

@@ -272,19 +272,24 @@ describe('GET /archive', () => {
     expect(JSON.parse(res.body.toString())).toMatchObject({ code: 'NG_ERR_BAD_PATH' });
   });
 
-  it('skips FIFOs without blocking on them', async () => {
+  it('archives FIFOs as FIFO members without opening them (so without blocking on them)', async () => {
     mkdirSync(join(root, 'src'));
     writeFileSync(join(root, 'src/f'), 'x');
     await sh(`mkfifo ${JSON.stringify(join(root, 'src/fifo'))}`);
     const res = await app.inject({ method: 'GET', url: '/archive/src' });
-    expect((await listTar(res.rawPayload)).map((e) => e.header.name)).toEqual(['f']);
+    expect((await listTar(res.rawPayload)).map((e) => [e.header.name, e.header.type])).toEqual([
+      ['f', 'file'],
+      ['fifo', 'fifo'],
+    ]);
   });
 
   it('a client that disconnects stops the walk and closes every file it opened', async () => {
     mkdirSync(join(root, 'src'));
-    for (let i = 0; i < 50; i++) {
+    // Real data (a file of holes would travel as a small sparse member).
+    const MiB = Buffer.alloc(1024 * 1024, 1);
+    for (let i = 0; i < 4; i++) {
       const fd = openSync(join(root, `src/big-${i}`), 'w');
-      ftruncateSync(fd, 256 * 1024 * 1024);
+      for (let m = 0; m < 32; m++) writeSync(fd, MiB);
       closeSync(fd);
     }
     const { address } = await serve(app);
@@ -302,7 +307,7 @@ describe('GET /archive', () => {
         }
       });
     });
-    // Every file was 256 MiB of zeros: had the walk continued, it would be sending 12.5 GiB.
+    // Had the walk continued, it would be sending the rest of 128 MiB.
     for (let i = 0; i < 100 && fdCount() > before; i++) await new Promise((r) => setTimeout(r, 50));
     expect(fdCount()).toBeLessThanOrEqual(before);
   });
@@ -401,7 +406,7 @@ describe('round trip', () => {
 
   itNeeds(
     ['curl', 'tar', 'python3'],
-    'a file over 8 GiB (sparse) is written with a pax size record and read back by GNU tar, Python and PUT',
+    'a sparse file over 8 GiB travels as a GNU sparse member: a small archive GNU tar and Python restore',
     async () => {
       const size = 8 * GiB + 4097;
       mkdirSync(join(root, 'bigdir'));
@@ -412,34 +417,21 @@ describe('round trip', () => {
       ftruncateSync(fd, size);
       closeSync(fd);
       const work = mkdtempSync(join(base, 'work-'));
-      // Saved as a sparse file (zero runs become holes), so the 8 GiB cost neither disk nor time
-      // when GNU tar and Python seek over the member.
-      writeFileSync(
-        join(work, 'sparsecat.py'),
-        [
-          'import sys',
-          'out = open(sys.argv[1], "wb"); n = 0',
-          'while True:',
-          '    b = sys.stdin.buffer.read(1 << 20)',
-          '    if not b: break',
-          '    if b.count(0) == len(b): out.seek(len(b), 1)',
-          '    else: out.write(b)',
-          '    n += len(b)',
-          'out.truncate(n); out.close()',
-        ].join('\n'),
-      );
-      // One 8 GiB stream: GNU tar lists it as it arrives (through a FIFO), and a sparse copy
-      // is kept for Python and for the way back.
-      await sh(
-        `set -o pipefail; mkfifo "$W/fifo"; tar -tvf "$W/fifo" > "$W/list.txt" & ` +
-          `curl -sSf --abstract-unix-socket "$N" http://localhost/archive/bigdir | tee "$W/fifo" |` +
-          ` python3 "$W/sparsecat.py" "$W/big.tar"; rc=$?; wait $! || exit 1; exit $rc`,
-        { N: curlName, W: work },
-      );
-      const verbose = readFileSync(join(work, 'list.txt'), 'utf8');
+      await sh(`curl -sSf --abstract-unix-socket "$N" -o "$W/big.tar" http://localhost/archive/bigdir`, {
+        N: curlName,
+        W: work,
+      });
+      // The holes are not in the archive: only the two data blocks and the map.
+      expect(statSync(join(work, 'big.tar')).size).toBeLessThan(64 * 1024);
+      const verbose = (await sh(`tar -tvf "$W/big.tar"`, { W: work })).stdout;
       expect(verbose).toMatch(new RegExp(`\\s${size}\\s.*\\bbig\\n`));
       mkdirSync(join(work, 'gnu'));
-      await sh(`tar -xf "$W/big.tar" -C "$W/gnu" --exclude=big`, { W: work });
+      await sh(`tar -xf "$W/big.tar" -C "$W/gnu"`, { W: work });
+      const st = statSync(join(work, 'gnu/big'));
+      expect(st.size).toBe(size);
+      expect(st.blocks * 512).toBeLessThan(64 * 1024 * 1024); // arrived sparse
+      expect(readAt(join(work, 'gnu/big'), 0, 8)).toBe(Buffer.from('HEADHEAD').toString('hex'));
+      expect(readAt(join(work, 'gnu/big'), size - 8, 8)).toBe(Buffer.from('TAILTAIL').toString('hex'));
       expect(readFileSync(join(work, 'gnu/after'), 'utf8')).toBe('after the giant\n');
 
       writeFileSync(
@@ -448,7 +440,7 @@ describe('round trip', () => {
           'import sys, tarfile',
           'tf = tarfile.open(sys.argv[1])',
           'm = tf.getmember("big")',
-          'assert m.isfile() and m.pax_headers.get("size") == str(m.size), m.pax_headers',
+          'assert m.isfile() and m.issparse(), m.pax_headers',
           'f = tf.extractfile(m)',
           'head = f.read(8); f.seek(m.size - 8); tail = f.read(8)',
           'print(m.size, head.decode(), tail.decode(), tf.extractfile("after").read().decode().strip())',
@@ -456,20 +448,8 @@ describe('round trip', () => {
       );
       const py = await sh(`python3 "$W/check.py" "$W/big.tar"`, { W: work });
       expect(py.stdout.trim()).toBe(`${size} HEADHEAD TAILTAIL after the giant`);
-
-      const { stdout } = await sh(
-        `curl -sSf --abstract-unix-socket "$N" -T "$W/big.tar" http://localhost/archive/bigcopy`,
-        { N: curlName, W: work },
-      );
-      expect(JSON.parse(stdout)).toEqual({ files: 2, dirs: 0, symlinks: 0, bytes: size + 16 });
-      const st = statSync(join(root, 'bigcopy/big'));
-      expect(st.size).toBe(size);
-      expect(st.blocks * 512).toBeLessThan(64 * 1024 * 1024); // zeros stayed holes
-      expect(readAt(join(root, 'bigcopy/big'), 0, 8)).toBe(Buffer.from('HEADHEAD').toString('hex'));
-      expect(readAt(join(root, 'bigcopy/big'), size - 8, 8)).toBe(Buffer.from('TAILTAIL').toString('hex'));
-      expect(readFileSync(join(root, 'bigcopy/after'), 'utf8')).toBe('after the giant\n');
     },
-    600_000,
+    120_000,
   );
 });
 
