@@ -22,7 +22,8 @@ export const SYNOPSIS: readonly { readonly verbs: readonly string[]; readonly te
                [--allow-uid N]... [--allow-gid N]... [--allow-any-peer] [--max-upload SIZE] [--netns PATH]
                [--grace SECONDS] [--log-level L] [--max-connections N] [--max-uploads N]
                [--max-header-size SIZE] [--headers-timeout S] [--request-timeout S] [--idle-timeout S]
-               [--keep-alive-timeout S] [--body-min-rate RATE] [--body-rate-window S] [--body-timeout S]`,
+               [--keep-alive-timeout S] [--body-min-rate RATE] [--body-rate-window S] [--body-timeout S]
+               [--upload-expiry S]`,
   },
   { verbs: ['install-client'], text: 'nullgate install-client DIR [--with-node]' },
   { verbs: ['get'], text: 'nullgate get REMOTE [-o FILE | -O] [-C -] [-r RANGE]' },

@@ -23,7 +23,8 @@ export const serveSpec = {
                [--allow-uid N]... [--allow-gid N]... [--allow-any-peer] [--max-upload SIZE] [--netns PATH]
                [--grace SECONDS] [--log-level L] [--max-connections N] [--max-uploads N]
                [--max-header-size SIZE] [--headers-timeout S] [--request-timeout S] [--idle-timeout S]
-               [--keep-alive-timeout S] [--body-min-rate RATE] [--body-rate-window S] [--body-timeout S]`,
+               [--keep-alive-timeout S] [--body-min-rate RATE] [--body-rate-window S] [--body-timeout S]
+               [--upload-expiry S]`,
   ],
   summary:
     "Serves DIR over HTTP/1.1 on a unix socket, to root and the server's own uid unless more are allowed. Prints one line saying what it serves where, with a curl command that works. SIGTERM/SIGINT drain (a second one exits at once); SIGHUP is ignored.",
@@ -65,6 +66,11 @@ export const serveSpec = {
       type: 'string',
       value: 'SIZE',
       help: 'the largest upload: bytes or 512K, 100M, 2G (default unlimited)',
+    },
+    'upload-expiry': {
+      type: 'string',
+      value: 'S',
+      help: 'a resumable upload idle S seconds is removed (default 86400: one day)',
     },
     netns: {
       type: 'string',
@@ -156,6 +162,8 @@ export interface ServeConfig {
   readonly allowGids: number[];
   readonly allowAnyPeer: boolean;
   readonly maxUpload: number | undefined;
+  /** --upload-expiry in ms; undefined keeps the default (routes/resumable.ts). */
+  readonly uploadExpiryMs: number | undefined;
   readonly graceMs: number;
   readonly netns: string | undefined;
   readonly logLevel: string;
@@ -297,6 +305,10 @@ export function parseServeArgs(argv: string[]): ServeConfig {
     allowGids: (values['allow-gid'] ?? []).map((v) => parseId(v, '--allow-gid')),
     allowAnyPeer: values['allow-any-peer'] === true,
     maxUpload,
+    uploadExpiryMs:
+      values['upload-expiry'] === undefined
+        ? undefined
+        : parseSeconds(values['upload-expiry'], '--upload-expiry', false),
     graceMs,
     netns: values.netns,
     logLevel,

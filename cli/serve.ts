@@ -169,6 +169,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     writable: config.writable,
     exports: config.exports,
     maxUpload: config.maxUpload,
+    uploadExpiryMs: config.uploadExpiryMs,
     graceMs: config.graceMs,
     logLevel: config.logLevel,
     limits: config.limits,

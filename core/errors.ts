@@ -26,6 +26,16 @@ export const errorCodes = {
     statusCode: 400,
     description: 'The uploaded body does not match its `Content-Digest`/`Repr-Digest`; nothing was changed.',
   },
+  NG_ERR_UPLOAD_LENGTH_INCONSISTENT: {
+    statusCode: 400,
+    description:
+      "A resumable upload got two different lengths (`Upload-Length`, `Content-Length` with `Upload-Complete: ?1`, earlier requests), or more bytes than its length (the draft's problem type `inconsistent-upload-length`).",
+  },
+  NG_ERR_UPLOAD_COMPLETED: {
+    statusCode: 400,
+    description:
+      "A `PATCH` to a resumable upload that is already complete (the draft's problem type `completed-upload`); nothing was changed.",
+  },
   NG_ERR_ARCHIVE_INVALID: {
     statusCode: 400,
     description: 'The uploaded archive is not a readable tar or tar.gz stream.',
@@ -70,6 +80,11 @@ export const errorCodes = {
     statusCode: 409,
     description:
       'The operation conflicts with what is on disk: a file is in the way, a directory is not empty, or a type differs.',
+  },
+  NG_ERR_UPLOAD_OFFSET_MISMATCH: {
+    statusCode: 409,
+    description:
+      "A `PATCH` to a resumable upload whose `Upload-Offset` is not the resource's offset (the draft's problem type `mismatching-upload-offset`); the answer's `Upload-Offset` has the right one.",
   },
   NG_ERR_PRECONDITION_FAILED: {
     statusCode: 412,

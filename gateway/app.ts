@@ -38,6 +38,7 @@ import { type LimitHit, limitLog } from './limit-log.js';
 import { pipelineTurn } from './pipelining.js';
 import { archiveRoutes } from '../routes/archive/plugin.js';
 import { filesRoutes } from '../routes/files.js';
+import { uploadsRoutes } from '../routes/uploads.js';
 import { type ExportSpec, ExportTable } from '../routes/exports.js';
 import { version } from '../core/version.js';
 
@@ -58,6 +59,11 @@ export interface AppOptions {
   /** One server, many chroots (routes/exports.ts): each export's chroot gets its own tree. */
   readonly exports?: readonly ExportSpec[] | undefined;
   readonly maxUpload?: number | undefined;
+  /**
+   * Resumable uploads (served under /uploads): an upload resource idle this long is removed
+   * (default 24 h, routes/resumable.ts DEFAULT_UPLOAD_EXPIRY_MS).
+   */
+  readonly uploadExpiryMs?: number | undefined;
   /** A pino level, or false for no logs. */
   readonly logLevel?: string | false | undefined;
   /** Where logs go (defaults to stderr). */
@@ -330,7 +336,10 @@ function fileRoutes(
     maxUpload: options.maxUpload,
     uploadSlots,
   };
-  void app.register(filesRoutes, { prefix: '/files', ...mounted });
+  // PUT /files with Upload-Complete creates the resources /uploads serves (routes/resumable.ts).
+  const resumable = { prefix: '/uploads', expiryMs: options.uploadExpiryMs };
+  void app.register(filesRoutes, { prefix: '/files', ...mounted, resumable });
+  void app.register(uploadsRoutes, { prefix: '/uploads', ...mounted, resumable });
   void app.register(archiveRoutes, { prefix: '/archive', ...mounted });
 }
 

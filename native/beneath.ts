@@ -489,12 +489,13 @@ export class BeneathRoot {
    * the root (named upload files, replace links, archive staging directories — see
    * `tempDirFor`). Reads the root directory only, never the tree beneath it, so the cost stays
    * bounded even when the root is '/'. A temporary a live server still uses holds an flock
-   * (`lockTemporary`) and is left alone. Resolves with the names removed.
+   * (`lockTemporary`) and is left alone, and so are the names in `keep` (state that outlives a
+   * server: the resumable uploads' directory). Resolves with the names removed.
    */
-  async sweepTemporaries(): Promise<string[]> {
+  async sweepTemporaries(keep: readonly string[] = []): Promise<string[]> {
     const names: string[] = [];
     for await (const batch of this.readdirBatches('')) {
-      for (const e of batch) if (isTempName(e.name)) names.push(e.name);
+      for (const e of batch) if (isTempName(e.name) && !keep.includes(e.name)) names.push(e.name);
     }
     const removed: string[] = [];
     for (const name of names) {

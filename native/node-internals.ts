@@ -96,6 +96,26 @@ export function closeResponse(res: ServerResponse): void {
 }
 
 /**
+ * Writes an interim (1xx) response head the way `writeEarlyHints` writes its 103 (_http_server.js:
+ * the head string through OutgoingMessage's `_writeRaw`): Node's public API sends only 100, 102
+ * and 103, and resumable uploads need 104 (routes/resumable.ts). `fields` must hold no CR or LF.
+ * Returns false (nothing written) when the response has no `_writeRaw` or has sent its head.
+ */
+export function writeInformational(
+  res: ServerResponse,
+  status: number,
+  reason: string,
+  fields: readonly (readonly [string, string])[],
+): boolean {
+  const raw = res as ServerResponse & { _writeRaw?: (data: string, encoding: BufferEncoding) => boolean };
+  if (typeof raw._writeRaw !== 'function' || res.headersSent) return false;
+  let head = `HTTP/1.1 ${status} ${reason}\r\n`;
+  for (const [name, value] of fields) head += `${name}: ${value}\r\n`;
+  raw._writeRaw(`${head}\r\n`, 'latin1');
+  return true;
+}
+
+/**
  * Replaces how http.Server closes `socket` after its last response (`socket.destroySoon()`,
  * net.Socket's undocumented end-then-destroy) with `close`.
  */

@@ -64,7 +64,7 @@ async function namesDirectory(root: BeneathRoot, rel: string, st: BeneathStat): 
   return (await root.stat(rel).catch(() => undefined))?.type === 'dir';
 }
 
-function currentRep(st: BeneathStat | undefined): Representation {
+export function currentRep(st: BeneathStat | undefined): Representation {
   return st ? { exists: true, etag: strongEtag(st), lastModified: st.mtimeMs } : { exists: false };
 }
 
@@ -151,7 +151,7 @@ async function writeAll(fd: number, chunks: Buffer[]): Promise<number> {
  * number another request has just been given. Every few MiB it starts the writeback of what it
  * wrote, so the upload's closing fsync does not wait for the whole file.
  */
-function fdWriter(root: BeneathRoot, fd: number): Writable {
+export function fdWriter(root: BeneathRoot, fd: number): Writable {
   let written = 0;
   let flushed = 0;
   const memory = new BodyMemory();
@@ -234,7 +234,7 @@ export async function upload(
  * beneath the root (see the top of this file); the file it leads to may not exist yet, and is
  * then created.
  */
-async function writeTarget(
+export async function writeTarget(
   root: BeneathRoot,
   rel: string,
   shown: string,
@@ -251,7 +251,7 @@ async function writeTarget(
 }
 
 /** The nearest existing directory of `dir` and its ancestors (a file in the way is 409). */
-async function existingDir(root: BeneathRoot, dir: string, shown: string): Promise<string> {
+export async function existingDir(root: BeneathRoot, dir: string, shown: string): Promise<string> {
   let found: { rel: string; stat: BeneathStat };
   try {
     found = await root.nearestExisting(dir);
@@ -263,7 +263,7 @@ async function existingDir(root: BeneathRoot, dir: string, shown: string): Promi
 }
 
 /** The temporary an upload is written into: O_TMPFILE in `dir`, else a named one (`named`). */
-async function openTemporary(
+export async function openTemporary(
   root: BeneathRoot,
   dir: string,
   shown: string,
@@ -310,7 +310,8 @@ async function atomicUpload(
   // Nothing is created before the body is verified: the temporary waits in the nearest
   // existing ancestor, and missing parents are made just before the link (see the top).
   const near = before ? parent : await existingDir(root, parent, shown);
-  const { fd, named } = await openTemporary(root, near, shown);
+  const staged = await openTemporary(root, near, shown);
+  const { fd, named } = staged;
 
   let linked = false;
   try {
@@ -320,37 +321,14 @@ async function atomicUpload(
       await pipeline(request.raw, meter, fdWriter(root, fd));
     } catch (err) {
       if (err instanceof NullgateError) throw err;
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNRESET' || code === 'ERR_STREAM_DESTROYED') {
+      if (endedEarly(err)) {
         throw ngError('NG_ERR_BAD_REQUEST', `upload to ${shown} ended early; nothing was changed`, err);
       }
       throw fsError(err, shown);
     }
     verifyDigests(expected, meter, shown);
-    try {
-      await root.fsync(fd);
-      if (near !== parent) await makeDirs(root, parent);
-      if (named === undefined) {
-        await root.linkTmpfile(fd, target, { replace: !mustBeNew });
-      } else {
-        await root.rename(named, target, { noReplace: mustBeNew });
-      }
-      linked = true;
-      await root.fsyncDir(parent);
-      // The names of the directories made for this upload, each in its parent.
-      if (near !== parent) for (const dir of dirChain(near, parent).reverse()) await root.fsyncDir(dir);
-    } catch (err) {
-      const goneAway = conflict(`the directory of ${shown} went away`);
-      throw fsError(err, shown, {
-        EEXIST: mustBeNew
-          ? { code: 'NG_ERR_PRECONDITION_FAILED', message: `already exists: ${shown}` }
-          : `already exists: ${shown}`,
-        EISDIR: `is a directory: ${shown}`,
-        ENOENT: goneAway,
-        ENOTDIR: goneAway,
-      });
-    }
-    const after = await root.fstat(fd, rel);
+    const after = await commitTemporary(root, { rel, shown, target, parent, near, mustBeNew }, staged);
+    linked = true;
     const etag = strongEtag(after);
     return reply
       .code(before ? 200 : 201)
@@ -360,6 +338,63 @@ async function atomicUpload(
     await closeFd(fd);
     if (named !== undefined && !linked) await root.unlink(named).catch(() => undefined);
   }
+}
+
+/** Did a body pipeline fail because the client went away (or the request was cut)? */
+export function endedEarly(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNRESET' || code === 'ERR_STREAM_DESTROYED';
+}
+
+/** Where a verified temporary goes: see `commitTemporary`. */
+export interface CommitPlace {
+  /** The path the client asked for, and as it is shown. */
+  readonly rel: string;
+  readonly shown: string;
+  /** `rel` with a final symlink resolved (writeTarget), its parent, and the nearest existing ancestor of that. */
+  readonly target: string;
+  readonly parent: string;
+  readonly near: string;
+  /** `If-None-Match: *`: the name must not exist. */
+  readonly mustBeNew: boolean;
+}
+
+/**
+ * The end of every upload (a plain PUT and a completed resumable one): fsync the temporary,
+ * make the missing parents, link (O_TMPFILE) or rename (`named`) it over the target, fsync the
+ * directories whose names changed. Resolves with the new file's stat. On a throw the caller
+ * still owns `fd` and `named` (unless the link was made: then the error came after it).
+ */
+export async function commitTemporary(
+  root: BeneathRoot,
+  place: CommitPlace,
+  staged: { readonly fd: number; readonly named?: string | undefined },
+): Promise<BeneathStat> {
+  const { rel, shown, target, parent, near, mustBeNew } = place;
+  const { fd, named } = staged;
+  try {
+    await root.fsync(fd);
+    if (near !== parent) await makeDirs(root, parent);
+    if (named === undefined) {
+      await root.linkTmpfile(fd, target, { replace: !mustBeNew });
+    } else {
+      await root.rename(named, target, { noReplace: mustBeNew });
+    }
+    await root.fsyncDir(parent);
+    // The names of the directories made for this upload, each in its parent.
+    if (near !== parent) for (const dir of dirChain(near, parent).reverse()) await root.fsyncDir(dir);
+  } catch (err) {
+    const goneAway = conflict(`the directory of ${shown} went away`);
+    throw fsError(err, shown, {
+      EEXIST: mustBeNew
+        ? { code: 'NG_ERR_PRECONDITION_FAILED', message: `already exists: ${shown}` }
+        : `already exists: ${shown}`,
+      EISDIR: `is a directory: ${shown}`,
+      ENOENT: goneAway,
+      ENOTDIR: goneAway,
+    });
+  }
+  return root.fstat(fd, rel);
 }
 
 /**

@@ -12,9 +12,24 @@ import { getPath, type ReadContext } from './file-read.js';
 import { mkcol, move, remove, upload, type WriteContext } from './file-write.js';
 import { type RoutesOptions, setUpRoutes } from './plugin.js';
 import { type FilePath, requestPath } from './url-path.js';
+import {
+  createUpload,
+  DEFAULT_MAX_RESUMABLE,
+  DEFAULT_UPLOAD_EXPIRY_MS,
+  type ResumableContext,
+  type ResumableOptions,
+  wantsResumable,
+} from './resumable.js';
 
 /** Options of filesRoutes (routes/plugin.ts). */
-export type FilesOptions = RoutesOptions;
+export interface FilesOptions extends RoutesOptions {
+  /**
+   * Offer resumable uploads: a PUT with `Upload-Complete` creates an upload resource under
+   * `resumable.prefix`, where `uploadsRoutes` must be registered with the same options. Without
+   * it `Upload-Complete` is ignored (the draft's fallback: a plain upload).
+   */
+  readonly resumable?: ResumableOptions | undefined;
+}
 
 const WRITE_METHODS = ['PUT', 'MKCOL', 'DELETE', 'MOVE'];
 /** The methods of every /files resource (the `Allow` of a 405). */
@@ -28,7 +43,14 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
     trees.map((tree) => {
       const read: ReadContext = { root: tree.root, digests: new DigestCache() };
       const write: WriteContext = { root: tree.root, maxUpload, uploads };
-      return [tree, { read, write, writable: tree.writable }] as const;
+      const { resumable } = options;
+      const resume: ResumableContext | undefined = resumable && {
+        ...write,
+        prefix: resumable.prefix,
+        expiryMs: resumable.expiryMs ?? DEFAULT_UPLOAD_EXPIRY_MS,
+        maxResources: resumable.maxResources ?? DEFAULT_MAX_RESUMABLE,
+      };
+      return [tree, { read, write, resume, writable: tree.writable }] as const;
     }),
   );
 
@@ -61,13 +83,14 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
     }
   };
   const dispatch = async (request: FastifyRequest, reply: FastifyReply) => {
-    const { read, write, writable } = contexts.get(treeOf(request))!;
+    const { read, write, resume, writable } = contexts.get(treeOf(request))!;
     const path = guard(request, writable);
     switch (request.method) {
       case 'GET':
       case 'HEAD':
         return getPath(read, path, request, reply);
       case 'PUT':
+        if (resume && wantsResumable(request)) return createUpload(resume, path, request, reply);
         return upload(write, path, request, reply);
       case 'MKCOL':
         return mkcol(write, path, reply);
@@ -112,7 +135,7 @@ export function methodNotAllowed(
  * (its temporary file and upload slot with it) instead of lingering until the request timeout.
  * Called by the handler rather than as an onRequest hook: GETs, the hot path, pay one check.
  */
-function failOnEarlyEnd(request: FastifyRequest, reply: FastifyReply): void {
+export function failOnEarlyEnd(request: FastifyRequest, reply: FastifyReply): void {
   const { raw } = request;
   // Only a request with a body can be left incomplete (RFC 9112 §6.3).
   const { 'content-length': length, 'transfer-encoding': chunked } = raw.headers;

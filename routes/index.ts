@@ -1,3 +1,5 @@
 export { filesRoutes, type FilesOptions } from './files.js';
 export { parseExport, type ExportSpec } from './exports.js';
 export { archiveRoutes, type ArchiveRoutesOptions, type ArchiveResult } from './archive/plugin.js';
+export { uploadsRoutes, type UploadsOptions } from './uploads.js';
+export type { ResumableOptions } from './resumable.js';

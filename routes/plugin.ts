@@ -8,6 +8,7 @@ import { ngError } from '../core/errors.js';
 import { BeneathRoot } from '../native/beneath.js';
 import { DEFAULT_LIMITS, UploadSlots } from '../core/limits.js';
 import { type ExportSpec, ExportTable, noExport } from './exports.js';
+import { UPLOADS_DIR } from './upload-store.js';
 
 export interface RoutesOptions {
   /**
@@ -89,7 +90,8 @@ export async function setUpRoutes(app: FastifyInstance, options: RoutesOptions):
  */
 async function sweepTemporaries(root: BeneathRoot, log: FastifyBaseLogger): Promise<void> {
   try {
-    const removed = await root.sweepTemporaries();
+    // The resumable uploads live on across restarts; their own sweep is by idle time (routes/uploads.ts).
+    const removed = await root.sweepTemporaries([UPLOADS_DIR]);
     if (removed.length > 0) log.info({ removed }, 'removed temporaries left by an earlier server');
   } catch (err) {
     log.warn({ err }, 'could not sweep the temporaries of an earlier server');

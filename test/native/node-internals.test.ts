@@ -13,6 +13,7 @@ import { parseAddress } from '../../core/address.js';
 import { native } from '../../native/binding.js';
 import {
   closeResponse,
+  writeInformational,
   inFlightResponse,
   pauseHttpReading,
   replaceDestroySoon,
@@ -116,6 +117,20 @@ describe(`Node ${process.version}: the shapes native/node-internals.ts relies on
       destroyed: true,
       closes: 1,
     });
+  });
+
+  it('writeInformational: _writeRaw puts a 1xx head before the final response (as writeEarlyHints does)', async () => {
+    const sent: boolean[] = [];
+    handler = (_req, res) => {
+      sent.push(writeInformational(res, 104, 'Upload Resumption Supported', [['Location', '/uploads/x']]));
+      res.end('done');
+      sent.push(writeInformational(res, 104, 'Upload Resumption Supported', []));
+    };
+    const reply = await rawRequest(address, get('/'));
+    expect(reply.raw.toString('latin1')).toMatch(
+      /^HTTP\/1\.1 104 Upload Resumption Supported\r\nLocation: \/uploads\/x\r\n\r\nHTTP\/1\.1 200 OK\r\n/,
+    );
+    expect(sent).toEqual([true, false]);
   });
 
   it('replaceDestroySoon: http.Server closes a Connection: close connection through socket.destroySoon', async () => {

@@ -1,0 +1,234 @@
+/**
+ * The on-disk state of resumable uploads (routes/resumable.ts): one directory beneath each
+ * writable tree's root, `.nullgate-tmp-uploads` (mode 0700). Its name carries the temporary-name
+ * prefix (core/rel-path.ts), so no request can name it, listings and archives skip it, and the
+ * startup sweep of temporaries is told to leave it alone (routes/plugin.ts); what is in it is
+ * swept here, by idle time.
+ *
+ * For an upload resource `<id>` (32 random hex digits):
+ *   `<id>.part`  the bytes received so far; its size is the offset, its mtime the last activity
+ *   `<id>.json`  what the creating request asked for (UploadMeta), written once (tmp + rename)
+ *   `<id>.done`  after completion, instead of the other two: who completed it and what came of
+ *                it (DoneMarker), so a client that lost the final answer can learn it with HEAD
+ * Nothing is kept in memory, so a server restarted (or killed and started again) carries on.
+ * Every access goes through the beneath-root layer by relative path, never a host path.
+ */
+import { randomBytes } from 'node:crypto';
+import { constants as fsc, readFile, writeFile } from 'node:fs';
+import { promisify } from 'node:util';
+import { type BeneathRoot, closeFd } from '../native/beneath.js';
+import { joinRel, TEMP_NAME_PREFIX } from '../core/rel-path.js';
+
+/** The directory of upload resources at the top of a tree's root. */
+export const UPLOADS_DIR = `${TEMP_NAME_PREFIX}uploads`;
+
+const readFileAsync = promisify(readFile);
+const writeFileAsync = promisify(writeFile);
+
+/** What the request that created an upload resource asked for; never changes afterwards but for `length`. */
+export interface UploadMeta {
+  readonly id: string;
+  /** The path of the PUT, relative to the root. */
+  readonly target: string;
+  /** The uid of the peer that created it: no one else may see or touch it. */
+  readonly uid: number;
+  /** The length of the whole representation, once a request declared it (Upload-Length, or Content-Length with Upload-Complete: ?1). */
+  readonly length?: number | undefined;
+  /** Milliseconds since the epoch. */
+  readonly created: number;
+  /** The precondition fields of the creating request (If-Match, If-None-Match, If-Unmodified-Since), judged again at completion. */
+  readonly conditions: Readonly<Record<string, string>>;
+  /** Digest fields that cover the whole representation (Repr-Digest; Content-Digest of a request with Upload-Complete: ?1), verified at completion. */
+  readonly digests: readonly string[];
+}
+
+/** What is left of a completed upload resource, until it expires. */
+export interface DoneMarker {
+  readonly id: string;
+  readonly target: string;
+  readonly uid: number;
+  readonly size: number;
+  readonly etag: string;
+  readonly completed: number;
+}
+
+const ID_PATTERN = /^[0-9a-f]{32}$/;
+
+export function isUploadId(id: string): boolean {
+  return ID_PATTERN.test(id);
+}
+
+export function newUploadId(): string {
+  return randomBytes(16).toString('hex');
+}
+
+export function partPath(id: string): string {
+  return joinRel(UPLOADS_DIR, `${id}.part`);
+}
+
+function metaPath(id: string): string {
+  return joinRel(UPLOADS_DIR, `${id}.json`);
+}
+
+function donePath(id: string): string {
+  return joinRel(UPLOADS_DIR, `${id}.done`);
+}
+
+function isErrno(err: unknown, ...codes: string[]): boolean {
+  return codes.includes((err as NodeJS.ErrnoException).code ?? '');
+}
+
+/** Makes the uploads directory if it is missing (0700: the partial data is nobody else's). */
+async function ensureDir(root: BeneathRoot): Promise<void> {
+  try {
+    await root.mkdir(UPLOADS_DIR, 0o700);
+  } catch (err) {
+    if (!isErrno(err, 'EEXIST')) throw err;
+  }
+}
+
+/** Writes a small JSON file whole or not at all: a temporary beside it, fsync, rename over. */
+async function writeJson(root: BeneathRoot, rel: string, value: unknown): Promise<void> {
+  const tmp = `${rel}.new`;
+  const fd = await root.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
+  try {
+    await writeFileAsync(fd, `${JSON.stringify(value)}\n`);
+    await root.fsync(fd);
+  } finally {
+    await closeFd(fd);
+  }
+  await root.rename(tmp, rel);
+}
+
+async function readJson<T>(root: BeneathRoot, rel: string): Promise<T | undefined> {
+  let fd: number;
+  try {
+    fd = await root.open(rel, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT', 'ENOTDIR')) return undefined;
+    throw err;
+  }
+  try {
+    const text = (await readFileAsync(fd)).toString('utf8');
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      // Half a state is no state (the draft: a server that lost part of it deactivates the resource).
+      return undefined;
+    }
+  } finally {
+    await closeFd(fd);
+  }
+}
+
+/** The live (incomplete) upload resources of a tree. */
+export async function countLive(root: BeneathRoot): Promise<number> {
+  let n = 0;
+  try {
+    for await (const e of root.readdir(UPLOADS_DIR)) if (e.name.endsWith('.json')) n++;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return 0;
+    throw err;
+  }
+  return n;
+}
+
+/**
+ * Creates the resource: its data file (opened O_RDWR | O_APPEND, returned: the caller's to close),
+ * then its metadata, then makes both names durable.
+ */
+export async function createResource(root: BeneathRoot, meta: UploadMeta): Promise<number> {
+  await ensureDir(root);
+  const fd = await root.open(partPath(meta.id), fsc.O_RDWR | fsc.O_APPEND | fsc.O_CREAT | fsc.O_EXCL, 0o644);
+  try {
+    await writeJson(root, metaPath(meta.id), meta);
+    await root.fsyncDir(UPLOADS_DIR);
+    return fd;
+  } catch (err) {
+    await closeFd(fd);
+    await removeResource(root, meta.id);
+    throw err;
+  }
+}
+
+export function readMeta(root: BeneathRoot, id: string): Promise<UploadMeta | undefined> {
+  return readJson<UploadMeta>(root, metaPath(id));
+}
+
+export function readDone(root: BeneathRoot, id: string): Promise<DoneMarker | undefined> {
+  return readJson<DoneMarker>(root, donePath(id));
+}
+
+export function writeMeta(root: BeneathRoot, meta: UploadMeta): Promise<void> {
+  return writeJson(root, metaPath(meta.id), meta);
+}
+
+/** The data file of a live resource, O_RDWR | O_APPEND (the caller's to close); undefined when it is gone. */
+export async function openPart(root: BeneathRoot, id: string): Promise<number | undefined> {
+  try {
+    return await root.open(partPath(id), fsc.O_RDWR | fsc.O_APPEND | fsc.O_NOFOLLOW);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    throw err;
+  }
+}
+
+/** After completion: the marker replaces the metadata (the data file has become the target). */
+export async function markDone(root: BeneathRoot, marker: DoneMarker): Promise<void> {
+  await writeJson(root, donePath(marker.id), marker);
+  await unlinkQuietly(root, metaPath(marker.id));
+  await unlinkQuietly(root, partPath(marker.id));
+}
+
+async function unlinkQuietly(root: BeneathRoot, rel: string): Promise<void> {
+  try {
+    await root.unlink(rel);
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT')) throw err;
+  }
+}
+
+/** Removes every file of a resource, live or done. */
+export async function removeResource(root: BeneathRoot, id: string): Promise<void> {
+  for (const suffix of ['.json', '.json.new', '.part', '.done', '.done.new']) {
+    await unlinkQuietly(root, joinRel(UPLOADS_DIR, `${id}${suffix}`));
+  }
+}
+
+/**
+ * Removes the resources idle for longer than `expiryMs` (last activity: the newest mtime of
+ * their files — the data file's changes with every byte appended), except those `busy` names.
+ * Resolves with the ids removed.
+ */
+export async function sweepExpired(
+  root: BeneathRoot,
+  expiryMs: number,
+  busy: (id: string) => boolean,
+  now = Date.now(),
+): Promise<string[]> {
+  const newest = new Map<string, number>();
+  try {
+    for await (const e of root.readdir(UPLOADS_DIR)) {
+      const id = e.name.slice(0, 32);
+      if (!isUploadId(id)) continue;
+      let mtime: number;
+      try {
+        mtime = (await root.lstat(joinRel(UPLOADS_DIR, e.name))).mtimeMs;
+      } catch (err) {
+        if (isErrno(err, 'ENOENT')) continue;
+        throw err;
+      }
+      newest.set(id, Math.max(newest.get(id) ?? 0, mtime));
+    }
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return [];
+    throw err;
+  }
+  const removed: string[] = [];
+  for (const [id, mtime] of newest) {
+    if (now - mtime <= expiryMs || busy(id)) continue;
+    await removeResource(root, id);
+    removed.push(id);
+  }
+  return removed;
+}
