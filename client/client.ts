@@ -126,6 +126,9 @@ export interface ListEntry {
   /** As the server sends it (ISO 8601 text or milliseconds since the epoch). */
   readonly mtime: string | number;
   readonly mode: number;
+  /** Numeric owner; absent from servers that predate it. */
+  readonly uid?: number;
+  readonly gid?: number;
 }
 
 export interface Listing {

@@ -266,6 +266,9 @@ export interface ListingEntry {
   size: number;
   mtime: string;
   mode: number;
+  /** Numeric owner (never a name: the chroot's /etc/passwd is not the server's). */
+  uid: number;
+  gid: number;
 }
 
 /**
@@ -316,6 +319,8 @@ async function listEntry(root: BeneathRoot, rel: string, name: string): Promise<
       size: st.size,
       mtime: new Date(st.mtimeMs).toISOString(),
       mode: st.mode & 0o7777,
+      uid: st.uid,
+      gid: st.gid,
     };
   } catch {
     // Removed between readdir and lstat: it is simply not there any more.

@@ -27,11 +27,11 @@ export const lsSpec = {
     long: {
       type: 'boolean',
       short: 'l',
-      help: 'mode, size, mtime and name, like ls -l --time-style=long-iso',
+      help: 'mode, numeric owner and group, size, mtime and name, like ls -ln --time-style=long-iso',
     },
     json: {
       type: 'boolean',
-      help: "the server's listing as JSON: {path, entries: [{name, type, size, mtime, mode}]}",
+      help: "the server's listing as JSON: {path, entries: [{name, type, size, mtime, mode, uid, gid}]}",
     },
     ...commonOptions,
   },
@@ -76,19 +76,21 @@ function shownName(e: ListEntry): string {
   return e.type === 'dir' ? `${name}/` : name;
 }
 
-/** The size as printed: a number, or '?' for whatever else a server sent. */
-function shownSize(e: ListEntry): string {
-  return Number.isSafeInteger(e.size) ? String(e.size) : '?';
+/** A number as printed: itself, or '?' for whatever else (or nothing) a server sent. */
+function shownNumber(n: unknown): string {
+  return Number.isSafeInteger(n) ? String(n) : '?';
 }
 
 export function formatListing(entries: readonly ListEntry[], long: boolean): string {
   if (!long) return entries.map((e) => `${shownName(e)}\n`).join('');
-  const width = Math.max(0, ...entries.map((e) => shownSize(e).length));
+  // Numeric columns right-aligned over all entries, as `ls -ln` aligns them.
+  const columns = entries.map((e) => [shownNumber(e.uid), shownNumber(e.gid), shownNumber(e.size)] as const);
+  const widths = [0, 1, 2].map((i) => Math.max(0, ...columns.map((c) => c[i]!.length)));
   return entries
-    .map(
-      (e) =>
-        `${modeString(e.type, e.mode)} ${shownSize(e).padStart(width)} ${formatTime(e.mtime)} ${shownName(e)}\n`,
-    )
+    .map((e, i) => {
+      const [uid, gid, size] = columns[i]!.map((text, c) => text.padStart(widths[c]!));
+      return `${modeString(e.type, e.mode)} ${uid} ${gid} ${size} ${formatTime(e.mtime)} ${shownName(e)}\n`;
+    })
     .join('');
 }
 
@@ -120,7 +122,7 @@ async function* streamedLines(listing: ListingStream, dir: string, asJson: boole
 /**
  * `REMOTE` as a file, when listing it as a directory failed with `listFailure`: ls(1) shows a
  * file operand on its own line. The listing asks for `REMOTE/`, which is 404 for a file; a HEAD
- * of `REMOTE` then tells whether it is one (its mode and mtime in the X-Nullgate-* headers).
+ * of `REMOTE` then tells whether it is one (its mode, owner and mtime in the X-Nullgate-* headers).
  * Anything else (no such path, `REMOTE/` written by the user) is the listing's own failure.
  */
 async function fileEntry(client: Client, remote: string, listFailure: unknown): Promise<ListEntry> {
@@ -134,6 +136,8 @@ async function fileEntry(client: Client, remote: string, listFailure: unknown): 
     size: st.size ?? 0,
     mtime: st.mtime?.toISOString() ?? '',
     mode: st.mode ?? 0,
+    ...(st.uid === undefined ? {} : { uid: st.uid }),
+    ...(st.gid === undefined ? {} : { gid: st.gid }),
   };
 }
 

@@ -265,14 +265,17 @@ describe('remote paths and listings', () => {
     expect(modeString(type, mode)).toBe(text);
   });
 
-  it('plain listing marks directories with a trailing /; -l aligns sizes', () => {
+  it('plain listing marks directories with a trailing /; -l aligns numeric owners and sizes', () => {
     const entries = [
-      { name: 'a.txt', type: 'file' as const, size: 3, mtime: 0, mode: 0o644 },
-      { name: 'sub', type: 'dir' as const, size: 4096, mtime: 0, mode: 0o755 },
+      { name: 'a.txt', type: 'file' as const, size: 3, mtime: 0, mode: 0o644, uid: 1234, gid: 0 },
+      { name: 'sub', type: 'dir' as const, size: 4096, mtime: 0, mode: 0o755, uid: 0, gid: 2345 },
+      { name: 'old', type: 'file' as const, size: 1, mtime: 0, mode: 0o600 },
     ];
-    expect(formatListing(entries, false)).toBe('a.txt\nsub/\n');
+    expect(formatListing(entries, false)).toBe('a.txt\nsub/\nold\n');
     const long = formatListing(entries, true).split('\n');
-    expect(long[0]).toMatch(/^-rw-r--r-- {4}3 \d{4}-\d\d-\d\d \d\d:\d\d a\.txt$/);
-    expect(long[1]).toMatch(/^drwxr-xr-x 4096 .* sub\/$/);
+    expect(long[0]).toMatch(/^-rw-r--r-- 1234 {4}0 {4}3 \d{4}-\d\d-\d\d \d\d:\d\d a\.txt$/);
+    expect(long[1]).toMatch(/^drwxr-xr-x {4}0 2345 4096 .* sub\/$/);
+    // A server that sends no owner: '?'.
+    expect(long[2]).toMatch(/^-rw------- {4}\? {4}\? {4}1 .* old$/);
   });
 });

@@ -587,13 +587,18 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
       expect(plain.code).toBe(0);
       expect(plain.stdout.toString()).toBe('a.txt\nsub/\n');
       const long = await cli(['ls', '-l', '/list']);
-      expect(long.stdout.toString()).toMatch(/^-rw.+ 3 \d{4}-\d\d-\d\d \d\d:\d\d a\.txt\nd.+ sub\/\n$/);
+      const [uid, gid] = [process.getuid!(), process.getgid!()];
+      expect(long.stdout.toString()).toMatch(
+        new RegExp(
+          `^-rw\\S+ ${uid} ${gid} +3 \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d a\\.txt\\nd\\S+ ${uid} ${gid} .+ sub/\\n$`,
+        ),
+      );
       const json = JSON.parse((await cli(['ls', '--json', '/list/'])).stdout.toString()) as {
-        entries: { name: string; type: string }[];
+        entries: { name: string; type: string; uid: number; gid: number }[];
       };
-      expect(json.entries.map((e) => [e.name, e.type])).toEqual([
-        ['a.txt', 'file'],
-        ['sub', 'dir'],
+      expect(json.entries.map((e) => [e.name, e.type, e.uid, e.gid])).toEqual([
+        ['a.txt', 'file', uid, gid],
+        ['sub', 'dir', uid, gid],
       ]);
       expect((await cli(['ls', '/no/such/dir'])).code).toBe(22);
     });
@@ -609,7 +614,9 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
       const long = await cli(['ls', '-l', '/results/install.log']);
       expect(long.code).toBe(0);
       expect(long.stdout.toString()).toMatch(
-        /^-rw-r----- 11 \d{4}-\d\d-\d\d \d\d:\d\d \/results\/install\.log\n$/,
+        new RegExp(
+          `^-rw-r----- ${process.getuid!()} ${process.getgid!()} 11 \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d /results/install\\.log\\n$`,
+        ),
       );
       const asJson = await cli(['ls', '--json', '/results/install.log']);
       expect(asJson.code).toBe(0);

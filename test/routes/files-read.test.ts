@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import {
+  lchownSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -502,7 +503,15 @@ describe('GET/HEAD /files', () => {
   });
 
   describe('directory listings', () => {
-    type Entry = { name: string; type: string; size: number; mtime: string; mode: number };
+    type Entry = {
+      name: string;
+      type: string;
+      size: number;
+      mtime: string;
+      mode: number;
+      uid: number;
+      gid: number;
+    };
 
     it('lists a directory sorted by name with types, sizes, mtimes and modes; temp files hidden', async () => {
       const res = await request.get('/files/sub/').expect(200);
@@ -528,9 +537,26 @@ describe('GET/HEAD /files', () => {
       expect(byName.get('fifo')).toMatchObject({ type: 'other' });
       const st = statSync(join(dir, 'sub/b.txt'));
       expect(byName.get('b.txt')!.mode).toBe(st.mode & 0o7777);
+      expect([byName.get('b.txt')!.uid, byName.get('b.txt')!.gid]).toEqual([st.uid, st.gid]);
       // Millisecond text of a nanosecond mtime: rounding may differ from Node's by one.
       expect(Math.abs(Date.parse(byName.get('b.txt')!.mtime) - st.mtimeMs)).toBeLessThanOrEqual(1);
       expect(JSON.stringify(body)).not.toContain(TMP_PREFIX);
+    });
+
+    itNeeds(['root'], 'entries carry their numeric owner, a symlink its own', async () => {
+      writeFileSync(join(dir, 'sub/owned'), 'x');
+      lchownSync(join(dir, 'sub/owned'), 1234, 2345);
+      symlinkSync('owned', join(dir, 'sub/owned-link'));
+      lchownSync(join(dir, 'sub/owned-link'), 4321, 5432);
+      try {
+        const body = (await request.get('/files/sub/').expect(200)).body as { entries: Entry[] };
+        const byName = new Map(body.entries.map((e) => [e.name, e]));
+        expect(byName.get('owned')).toMatchObject({ uid: 1234, gid: 2345 });
+        expect(byName.get('owned-link')).toMatchObject({ type: 'symlink', uid: 4321, gid: 5432 });
+      } finally {
+        rmSync(join(dir, 'sub/owned'));
+        rmSync(join(dir, 'sub/owned-link'));
+      }
     });
 
     it('is the same with or without the trailing slash', async () => {
