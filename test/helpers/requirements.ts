@@ -16,7 +16,9 @@ export type Requirement =
   | 'tar'
   | 'mount'
   | 'setcap'
-  | 'setfattr';
+  | 'setfattr'
+  | 'openssl'
+  | 'npm';
 
 const cache = new Map<Requirement, boolean>();
 
