@@ -318,6 +318,30 @@ describe('GET /archive keeps the whole tree', () => {
     expect(JSON.parse(warnings[0]!)).toMatchObject({ sockets: ['/src/sock'], count: 1 });
   });
 
+  itNeeds(
+    [...needs],
+    'PUT of that archive (root peer, root server) restores every entry as it was',
+    async () => {
+      const writable = buildApp({ logLevel: false });
+      await writable.register(archiveRoutes, { prefix: '/archive', root, writable: true });
+      await writable.ready();
+      try {
+        const res = await writable.inject({
+          method: 'PUT',
+          url: '/archive/copy',
+          payload: archive,
+          headers: { 'content-type': 'application/x-tar' },
+        });
+        expect(res.statusCode, res.body).toBe(201);
+        expect(describeTree(join(root, 'copy'))).toEqual(source);
+        expect(statSync(join(root, 'copy/sparse.img')).blocks * 512).toBeLessThan(MiB);
+      } finally {
+        await writable.close();
+        rmSync(join(root, 'copy'), { recursive: true, force: true });
+      }
+    },
+  );
+
   itNeeds([...needs], 'the same tree gives the same bytes twice', async () => {
     const again = await app.inject({ method: 'GET', url: '/archive/src' });
     expect(again.rawPayload.equals(archive)).toBe(true);
