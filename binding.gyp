@@ -11,7 +11,8 @@
         "native/sendfile.cc",
         "native/addon_sendfile.cc",
         "native/small_file.cc",
-        "native/addon_small.cc"
+        "native/addon_small.cc",
+        "native/name_codec.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

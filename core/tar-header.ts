@@ -18,6 +18,8 @@
  */
 import { isUtf8 } from 'node:buffer';
 
+import { nameToBytes } from './name-bytes.js';
+
 export const BLOCK = 512;
 
 /** Two zero blocks end an archive (POSIX.1-2001 ustar). */
@@ -43,7 +45,10 @@ export interface SparseSegment {
 }
 
 export interface HeaderSpec {
-  /** The member name; a directory's ends with '/'. Bytes are written as given. */
+  /**
+   * The member name; a directory's ends with '/'. Bytes are written as given; a string as its
+   * bytes (core/name-bytes.ts), so names read from disk that are not UTF-8 keep their bytes.
+   */
   readonly name: string | Buffer;
   readonly typeflag: Typeflag;
   /** Permission bits; only 07777 is kept. */
@@ -68,8 +73,9 @@ const MAX_OCTAL7 = 0o7777777;
 const MAX_OCTAL11 = 0o77777777777;
 const NS = 1_000_000_000n;
 
+/** A name's bytes: strings through core/name-bytes.ts (a name that was not UTF-8 gets its bytes back). */
 function bytesOf(s: string | Buffer): Buffer {
-  return typeof s === 'string' ? Buffer.from(s, 'utf8') : s;
+  return typeof s === 'string' ? nameToBytes(s) : s;
 }
 
 function isAscii(b: Buffer): boolean {

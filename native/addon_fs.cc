@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "fs_ops.h"
+#include "name_codec.h"
 
 namespace ng {
 
@@ -93,13 +94,22 @@ bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* usage) {
   return info[i].As<Napi::Boolean>().Value();
 }
 
-// A path from JS. A NUL in it would silently truncate the C path, so `*ok` is false then and the
-// caller resolves -EINVAL without touching the file system.
+// A path from JS, as bytes (native/name_codec.h: a name that is not UTF-8 arrives with its bytes
+// as lone surrogates, and leaves as those bytes). A NUL in it would silently truncate the C path,
+// so `*ok` is false then and the caller resolves -EINVAL without touching the file system.
 std::string PathArg(const Napi::CallbackInfo& info, size_t i, const char* usage, bool* ok) {
   if (info.Length() <= i || !info[i].IsString()) throw Napi::TypeError::New(info.Env(), usage);
-  std::string s = info[i].As<Napi::String>().Utf8Value();
+  std::string s = encode_name(info[i].As<Napi::String>().Utf16Value());
   if (s.find('\0') != std::string::npos) *ok = false;
   return s;
+}
+
+// Bytes from the file system (a name, a link target) as a JS string (name_codec.h). A
+// Napi::Value, not a Napi::String: Object::Set would take a String for something convertible to
+// std::string and rebuild it from UTF-8, turning the lone surrogates into U+FFFD.
+Napi::Value NameValue(Napi::Env env, const std::string& bytes) {
+  std::u16string units = decode_name(bytes.data(), bytes.size());
+  return Napi::String::New(env, units.data(), units.size());
 }
 
 // fsOpen(dirFd, rel, flags, mode): Promise<fd | -errno>. The fd belongs to JS from here on.
@@ -197,7 +207,7 @@ Napi::Value FsReadlink(const Napi::CallbackInfo& info) {
   auto target = std::make_shared<std::string>();
   return PromiseWorker::Run(
       info.Env(), [dir, rel, target] { return fs_readlink_beneath(dir, rel, target.get()); },
-      [target](Napi::Env env, int) -> Napi::Value { return Napi::String::New(env, *target); });
+      [target](Napi::Env env, int) -> Napi::Value { return NameValue(env, *target); });
 }
 
 Napi::Value FsLinkTmpfile(const Napi::CallbackInfo& info) {
@@ -303,7 +313,7 @@ Napi::Value FsReadDir(const Napi::CallbackInfo& info) {
         uint32_t i = 0;
         for (const DirEntry& e : *entries) {
           Napi::Object o = Napi::Object::New(env);
-          o.Set("name", Napi::String::New(env, e.name));
+          o.Set("name", NameValue(env, e.name));
           o.Set("type", static_cast<double>(e.type));
           out.Set(i++, o);
         }
@@ -419,7 +429,7 @@ Napi::Value FsListXattr(const Napi::CallbackInfo& info) {
         for (size_t start = 0; start < list->size();) {
           size_t end = list->find('\0', start);
           if (end == std::string::npos) end = list->size();
-          if (end > start) out.Set(i++, Napi::String::New(env, list->data() + start, end - start));
+          if (end > start) out.Set(i++, NameValue(env, list->substr(start, end - start)));
           start = end + 1;
         }
         return out;

@@ -17,6 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { constants as osc } from 'node:os';
 import { promisify } from 'node:util';
 
+import { nameToBytes } from '../core/name-bytes.js';
 import { baseOf, displayPath, isTempName, joinRel, normalizeRel, parentOf } from '../core/rel-path.js';
 import { check, native, systemError } from './binding.js';
 import type { NativeBinding, SystemError } from './binding.js';
@@ -628,9 +629,9 @@ export async function closeFd(fd: number): Promise<void> {
   await closeAsync(fd);
 }
 
-/** Byte order of UTF-8 names (what `sort` in the C locale and GNU tar --sort=name give). */
+/** Byte order of names (what `sort` in the C locale and GNU tar --sort=name give). */
 function byteOrder(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+  return Buffer.compare(nameToBytes(a), nameToBytes(b));
 }
 
 async function readXattrsAt(fd: number, rel: string, shown: string): Promise<Xattr[]> {

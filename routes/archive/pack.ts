@@ -25,6 +25,7 @@ import { promisify } from 'node:util';
 import type { FastifyBaseLogger } from 'fastify';
 
 import { codeOf } from '../../core/errors.js';
+import { nameToBytes } from '../../core/name-bytes.js';
 import { displayPath, isTempName, joinRel } from '../../core/rel-path.js';
 import {
   END_OF_ARCHIVE,
@@ -110,7 +111,7 @@ class TreeWriter {
     for await (const batch of this.#root.readdirBatches(dirRel)) {
       this.#signal.throwIfAborted();
       // A PUT in progress stages here; half-extracted trees are not part of the tree.
-      for (const e of batch) if (!isTempName(e.name)) names.push({ key: Buffer.from(e.name), name: e.name });
+      for (const e of batch) if (!isTempName(e.name)) names.push({ key: nameToBytes(e.name), name: e.name });
     }
     return names.sort(byBytes).map((n) => n.name);
   }

@@ -28,6 +28,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { native } from '../../native/binding.js';
 import type { SystemError } from '../../native/binding.js';
 import { BeneathRoot, closeFd } from '../../native/beneath.js';
+import { bytesToName } from '../../core/name-bytes.js';
 import { itNeeds } from '../helpers/requirements.js';
 
 let base: string;
@@ -267,12 +268,12 @@ describe('extended attributes', () => {
   });
 
   itNeeds(['setfattr'], 'nothing outside the root: EXDEV through a link that leads out', async () => {
-    for (const p of [
-      root.listXattrs('link-out/secret'),
-      root.getXattr('link-out/secret', 'user.a'),
-      root.setXattr('link-out/secret', 'user.a', Buffer.from('1')),
+    for (const call of [
+      () => root.listXattrs('link-out/secret'),
+      () => root.getXattr('link-out/secret', 'user.a'),
+      () => root.setXattr('link-out/secret', 'user.a', Buffer.from('1')),
     ]) {
-      const err = await rejection(p);
+      const err = await rejection(call());
       expect(err.code).toBe('EXDEV');
       expect(err.path).toBe('/link-out/secret');
     }
@@ -332,5 +333,39 @@ describe('resources', () => {
     const before = fdCount();
     for (let i = 0; i < 20; i++) await run();
     expect(fdCount()).toBe(before);
+  });
+});
+
+describe('names that are not UTF-8 (native/name_codec.h)', () => {
+  it('are listed, stat-ed, opened and read back as their bytes', async () => {
+    const bad = Buffer.from([0x62, 0x61, 0x64, 0xff]); // "bad\xff"
+    const inner = Buffer.from([0x69, 0x6e, 0xfe, 0x2e, 0x74]); // "in\xfe.t"
+    const dirPath = Buffer.concat([Buffer.from(`${rootDir}/`), bad]);
+    mkdirSync(dirPath);
+    writeFileSync(Buffer.concat([dirPath, Buffer.from('/'), inner]), 'payload');
+    symlinkSync(
+      Buffer.concat([Buffer.from('target-'), Buffer.from([0xe9])]),
+      Buffer.concat([dirPath, Buffer.from('/link')]),
+    );
+    const names = [];
+    for await (const e of root.readdir('')) names.push(e.name);
+    const dirName = bytesToName(bad);
+    expect(dirName).toBe('bad\udcff');
+    expect(names).toContain(dirName);
+    const inside = [];
+    for await (const e of root.readdir(dirName)) inside.push(e.name);
+    expect(inside.sort()).toEqual(['in\udcfe.t', 'link']);
+    const st = await root.lstat(`${dirName}/in\udcfe.t`);
+    expect(st.size).toBe(7);
+    expect(await root.readlink(`${dirName}/link`)).toBe('target-\udce9');
+    const fd = await root.open(`${dirName}/in\udcfe.t`, fsc.O_RDONLY);
+    await closeFd(fd);
+    // A name made here lands as the bytes it stands for.
+    await root.mkdir(`${dirName}/new\udc80`);
+    expect(
+      readdirSync(dirPath, { encoding: 'buffer' }).some((n) =>
+        n.equals(Buffer.from([0x6e, 0x65, 0x77, 0x80])),
+      ),
+    ).toBe(true);
   });
 });

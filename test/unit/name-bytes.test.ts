@@ -1,0 +1,43 @@
+/**
+ * core/name-bytes.ts: names are bytes; strings carry the bytes that are not UTF-8 as lone
+ * surrogates (PEP 383's surrogateescape), so every name goes to JS and back unchanged.
+ */
+import { describe, expect, it } from 'vitest';
+
+import { bytesToName, nameToBytes } from '../../core/name-bytes.js';
+
+const hex = (s: string): Buffer => Buffer.from(s.replaceAll(' ', ''), 'hex');
+
+describe('bytesToName / nameToBytes', () => {
+  it.each([
+    ['ASCII', hex('61 2e 74 78 74'), 'a.txt'],
+    ['UTF-8', Buffer.from('ünïcødé 日本'), 'ünïcødé 日本'],
+    ['4-byte UTF-8 (a surrogate pair in JS)', Buffer.from('a😀b'), 'a😀b'],
+    ['a lone 0xff', hex('62 61 64 ff'), 'bad\udcff'],
+    ['a lone continuation byte', hex('80'), '\udc80'],
+    ['a truncated sequence', hex('e6 97'), '\udce6\udc97'],
+    ['an overlong form', hex('c0 af'), '\udcc0\udcaf'],
+    ['an encoded surrogate (CESU)', hex('ed a0 80'), '\udced\udca0\udc80'],
+    ['above U+10FFFF', hex('f4 90 80 80'), '\udcf4\udc90\udc80\udc80'],
+    ['Latin-1 text', hex('63 61 66 e9'), 'caf\udce9'],
+    ['valid and invalid mixed', Buffer.concat([Buffer.from('é'), hex('fe'), Buffer.from('日')]), 'é\udcfe日'],
+  ])('%s', (_, bytes, name) => {
+    expect(bytesToName(bytes)).toBe(name);
+    expect(nameToBytes(name)).toEqual(bytes);
+  });
+
+  it('every byte string of length 1 and 2 survives the round trip', () => {
+    for (let a = 0; a < 256; a++) {
+      expect(nameToBytes(bytesToName(Buffer.from([a])))).toEqual(Buffer.from([a]));
+      for (let b = 0; b < 256; b += 7) {
+        const bytes = Buffer.from([a, b]);
+        expect(nameToBytes(bytesToName(bytes))).toEqual(bytes);
+      }
+    }
+  });
+
+  it('a lone surrogate that carries no byte encodes as U+FFFD (as V8 writes it)', () => {
+    expect(nameToBytes('a\ud800b')).toEqual(Buffer.from('a\ufffdb'));
+    expect(nameToBytes('\udc41')).toEqual(Buffer.from('\ufffd'));
+  });
+});
