@@ -33,6 +33,7 @@ import { connector } from './connector.js';
 import { ListingFormatError, ListingSplitter } from './listing.js';
 import { type ProgressCallback, localTarget, saveTo } from './local-file.js';
 import { ifRangeDate, stampMtime, strongLastModified } from './resume.js';
+import { putResumable } from './resumable.js';
 import { Agent } from './undici-core.js';
 
 /** The host is irrelevant on a unix socket; undici needs an origin all the same. */
@@ -107,6 +108,14 @@ export interface PutOptions {
   readonly headers?: Record<string, string> | undefined;
   readonly signal?: AbortSignal | undefined;
   readonly onProgress?: ProgressCallback | undefined;
+  /**
+   * Resume the upload when the connection breaks or the server restarts (a local file only; see
+   * client/resumable.ts): the server keeps what arrived, the client asks for the offset and sends
+   * the rest. Waiting for a restarting server is the client's `wait`.
+   */
+  readonly resumable?: boolean | undefined;
+  /** With `resumable`: called before each resumption with the offset the server reported and what broke. */
+  readonly onResume?: ((offset: number, cause: unknown) => void) | undefined;
 }
 
 export interface PutResult {
@@ -495,6 +504,10 @@ export class Client {
     let body: Readable;
     let size = options.size;
     let localName = '<stream>';
+    if (typeof source === 'string' && options.resumable === true) {
+      const resumed = await this.#putResumable(source, remotePath, options);
+      if (resumed !== undefined) return resumed;
+    }
     if (typeof source === 'string') {
       localName = source;
       let fh: FileHandle;
@@ -550,6 +563,63 @@ export class Client {
       filesPath(remotePath),
     );
     return { path: out.path, size: out.size, etag: out.etag, created: res.statusCode === 201 };
+  }
+
+  /** `put` with `resumable`; undefined when `source` is no regular file (then a plain put it is). */
+  async #putResumable(
+    source: string,
+    remotePath: string,
+    options: PutOptions,
+  ): Promise<PutResult | undefined> {
+    let fh: FileHandle;
+    try {
+      fh = await fsp.open(source, 'r');
+    } catch (err) {
+      throw new LocalFileError('read', source, err);
+    }
+    try {
+      let size: number;
+      try {
+        const st = await fh.stat();
+        if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+        if (!st.isFile()) return undefined;
+        size = st.size;
+      } catch (err) {
+        throw new LocalFileError('read', source, err);
+      }
+      const headers: Record<string, string> = {
+        'content-type': 'application/octet-stream',
+        ...options.headers,
+      };
+      if (options.noClobber) headers['if-none-match'] = '*';
+      const urlPath = filesPath(remotePath);
+      const answer = await putResumable(
+        { dispatcher: this.#agent, socket: this.socket, origin: ORIGIN },
+        {
+          fh,
+          localName: source,
+          size,
+          urlPath,
+          headers,
+          signal: options.signal,
+          onProgress: options.onProgress,
+          onResume: options.onResume,
+        },
+      );
+      if (answer.res === undefined) {
+        // Completed, but its answer was lost: HEAD told the size and ETag (whether it was new is unknown).
+        return {
+          path: remotePath,
+          size: answer.completed?.size ?? size,
+          etag: answer.completed?.etag ?? '',
+          created: false,
+        };
+      }
+      const out = await this.#json<{ path: string; size: number; etag: string }>(answer.res, 'PUT', urlPath);
+      return { path: out.path, size: out.size, etag: out.etag, created: answer.statusCode === 201 };
+    } finally {
+      await fh.close();
+    }
   }
 
   /**

@@ -1,6 +1,7 @@
 /** `nullgate put LOCAL REMOTE` / `nullgate put - REMOTE`: upload a file or standard input. */
 import { type CommandSpec, parseCommand } from '../../core/argv.js';
 import { usageError } from '../../core/errors.js';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { filesPath } from '../client.js';
 import {
@@ -23,11 +24,19 @@ export interface PutArgs {
   readonly noClobber: boolean;
 }
 
+/** Files this large or larger are uploaded resumably (client/resumable.ts). */
+export const RESUMABLE_MIN_SIZE = 64 * 1024 * 1024;
+
+/** Byte counts in resumption notes: whole MiB once large. */
+function bytesText(n: number): string {
+  return n >= 1024 * 1024 ? `${(n / (1024 * 1024)).toFixed(1)} MiB` : `${n} bytes`;
+}
+
 export const putSpec = {
   name: 'put',
   usage: ['nullgate put [-n] LOCAL REMOTE', 'nullgate put [-n] - REMOTE'],
   summary:
-    'Uploads a local file, or standard input, into the served tree. The server writes it atomically and creates missing parent directories.',
+    'Uploads a local file, or standard input, into the served tree. The server writes it atomically and creates missing parent directories. A file of 64 MiB or more is sent resumably: when the connection breaks or the server restarts (give --wait to wait for it), the upload goes on from where the server got to.',
   operands: [
     ['LOCAL', 'a local file; - reads standard input'],
     ['REMOTE', "the file in the served tree; one that ends in / takes LOCAL's name"],
@@ -67,10 +76,27 @@ export async function putCommand(argv: string[]): Promise<void> {
         path.basename(args.local === '-' ? args.remote : args.local),
         args.common.silent,
       );
+      const size =
+        args.local === '-'
+          ? undefined
+          : await stat(args.local).then(
+              (st) => (st.isFile() ? st.size : undefined),
+              () => undefined,
+            );
       try {
         await client.put(args.local === '-' ? process.stdin : args.local, args.remote, {
           noClobber: args.noClobber,
           onProgress: progress?.update,
+          resumable: size !== undefined && size >= RESUMABLE_MIN_SIZE,
+          onResume: (offset, cause) => {
+            if (args.common.silent) return;
+            const why = cause instanceof Error ? cause.message : String(cause);
+            // On its own line: a progress bar on the terminal goes on below it.
+            if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+            process.stderr.write(
+              `nullgate: put ${args.remote}: ${why}; resuming at ${bytesText(offset)} of ${bytesText(size ?? 0)}\n`,
+            );
+          },
         });
         progress?.done();
       } finally {
