@@ -11,22 +11,29 @@
  * extended attribute and device nodes (like `tar -xp` as root); anyone else keeps modes minus
  * set-id bits and `user.*` attributes, and device nodes are skipped with a warning.
  */
-import { once } from 'node:events';
-import { createReadStream, promises as fsp, type Stats } from 'node:fs';
+import { constants as fsc, promises as fsp, read as readCb, type Stats } from 'node:fs';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import tar from 'tar-stream';
 import { codeOf, isNullgateError } from '../core/errors.js';
 import { joinRel } from '../core/rel-path.js';
 import { setRule } from '../core/set-rule.js';
 import { entryPath, unsafeEntry } from '../core/tar-entry.js';
-import { readTar } from '../core/tar-read.js';
-import { BeneathRoot } from '../native/beneath.js';
+import { readTar, type SparseSegment } from '../core/tar-read.js';
+import {
+  encodeHeader,
+  END_OF_ARCHIVE,
+  paddingOf,
+  sparseMapBlock,
+  sparseMapOf,
+  TYPEFLAG,
+} from '../core/tar-header.js';
+import { BeneathRoot, type BeneathStat, closeFd, type Xattr } from '../native/beneath.js';
 import { TreeWriter } from '../native/tree-writer.js';
 import type { ProgressCallback } from './local-file.js';
 import { LocalFileError } from './client-error.js';
 
-type TarHeader = Parameters<tar.Pack['entry']>[0];
+const readAsync = promisify(readCb);
 
 /** What a pull extracted. */
 export interface PullResult {
@@ -124,105 +131,178 @@ export interface PackedTar {
   readonly stream: Readable;
   /** The local error that stopped packing, if any (the stream is destroyed with it). */
   error(): Error | undefined;
-  /** Entries that were neither files, directories nor symlinks. */
+  /** Entries that cannot be archived (sockets), by their path in LOCAL_DIR. */
   readonly skipped: string[];
 }
 
-function writeEntry(pack: tar.Pack, header: TarHeader, file?: string): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const done = (err?: Error | null): void => (err ? reject(err) : resolve());
-    if (file === undefined) {
-      pack.entry(header, done);
-      return;
-    }
-    if (!header.size) {
-      pack.entry(header, Buffer.alloc(0), done);
-      return;
-    }
-    const sink = pack.entry(header, done);
-    void (async () => {
-      let source: Readable | undefined;
-      try {
-        source = createReadStream(file);
-        for await (const chunk of source as AsyncIterable<Buffer>) {
-          if (!sink.write(chunk)) await once(sink, 'drain');
-        }
-        sink.end(null);
-      } catch (err) {
-        source?.destroy();
-        const failure = new LocalFileError('read', file, err);
-        sink.destroy(failure);
-        reject(failure);
-      }
-    })();
-  });
+/** Bytes read from a file at a time. */
+const READ_CHUNK = 256 * 1024;
+
+/** Byte order of names, as GNU tar --sort=name and the server's archives have it. */
+function byteOrder(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
-/** Packs the tree under `localDir` (regular files, directories, symlinks as symlinks). */
+/**
+ * The data segments of a file that has holes (fewer blocks allocated than its size says), found
+ * with SEEK_DATA/SEEK_HOLE; undefined for a file without holes.
+ */
+async function sparseSegments(
+  root: BeneathRoot,
+  fd: number,
+  rel: string,
+  st: BeneathStat,
+): Promise<SparseSegment[] | undefined> {
+  if (st.size === 0 || st.blocks * 512 >= st.size) return undefined;
+  const map: SparseSegment[] = [];
+  let at = 0;
+  while (at < st.size) {
+    const data = await root.nextData(fd, at, rel);
+    if (data === null || data >= st.size) break;
+    const hole = Math.min((await root.nextHole(fd, data, rel)) ?? st.size, st.size);
+    map.push({ offset: data, size: hole - data });
+    at = hole;
+  }
+  return map;
+}
+
+/** `length` bytes of `fd` from `position`, in chunks; a file that shrank meanwhile is an error. */
+async function* readRange(
+  fd: number,
+  position: number,
+  length: number,
+  file: string,
+): AsyncGenerator<Buffer> {
+  let left = length;
+  let at = position;
+  while (left > 0) {
+    const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, left));
+    const { bytesRead } = await readAsync(fd, buf, 0, buf.length, at);
+    if (bytesRead === 0)
+      throw new LocalFileError('read', file, new Error('the file shrank while it was read'));
+    yield buf.subarray(0, bytesRead);
+    left -= bytesRead;
+    at += bytesRead;
+  }
+}
+
+/**
+ * Packs the tree under `localDir` as GET /archive does (CONTRACT.md "Trees arrive as they
+ * left"): entries in byte order of their names, numeric owners, every permission bit, ns mtimes,
+ * hard links (second and later names of an inode), extended attributes, holes of sparse files
+ * (GNU sparse 1.0), FIFOs and devices; symlinks as written, wherever they point. Sockets cannot
+ * be archived: they are listed in `skipped`. Read beneath LOCAL_DIR with the beneath-root layer.
+ */
 export async function packTar(localDir: string, onProgress?: ProgressCallback): Promise<PackedTar> {
-  const root = path.resolve(localDir);
+  const dir = path.resolve(localDir);
   let st: Stats;
   try {
-    st = await fsp.stat(root);
+    st = await fsp.stat(dir);
   } catch (err) {
-    throw new LocalFileError('read', root, err);
+    throw new LocalFileError('read', dir, err);
   }
   if (!st.isDirectory()) {
-    throw new LocalFileError('read', root, Object.assign(new Error('not a directory'), { code: 'ENOTDIR' }));
+    throw new LocalFileError('read', dir, Object.assign(new Error('not a directory'), { code: 'ENOTDIR' }));
   }
-  const pack = tar.pack();
+  let root: BeneathRoot;
+  try {
+    root = await BeneathRoot.open(dir);
+  } catch (err) {
+    throw new LocalFileError('read', dir, err);
+  }
   const skipped: string[] = [];
   let failure: Error | undefined;
   let bytes = 0;
+  const inodes = new Map<string, string>();
 
-  const walk = async (rel: string): Promise<void> => {
-    const dir = path.join(root, rel);
-    let names: string[];
+  const xattrsOf = async (rel: string): Promise<Xattr[]> => {
     try {
-      names = (await fsp.readdir(dir)).sort();
+      return await root.readXattrs(rel);
     } catch (err) {
-      throw new LocalFileError('read', dir, err);
-    }
-    for (const name of names) {
-      const childRel = joinRel(rel, name);
-      const full = path.join(root, childRel);
-      let s: Stats;
-      try {
-        s = await fsp.lstat(full);
-      } catch (err) {
-        throw new LocalFileError('read', full, err);
-      }
-      const base = { name: childRel, mode: s.mode & 0o7777, mtime: s.mtime };
-      if (s.isDirectory()) {
-        await writeEntry(pack, { ...base, type: 'directory' });
-        await walk(childRel);
-      } else if (s.isFile()) {
-        await writeEntry(pack, { ...base, type: 'file', size: s.size }, full);
-        bytes += s.size;
-        onProgress?.(bytes, undefined);
-      } else if (s.isSymbolicLink()) {
-        let linkname: string;
-        try {
-          linkname = await fsp.readlink(full);
-        } catch (err) {
-          throw new LocalFileError('read', full, err);
-        }
-        await writeEntry(pack, { ...base, type: 'symlink', linkname });
-      } else {
-        skipped.push(childRel);
-      }
+      if (codeOf(err) === 'EOPNOTSUPP' || codeOf(err) === 'ENOTSUP') return [];
+      throw err;
     }
   };
 
-  walk('').then(
-    () => pack.finalize(),
-    (err: unknown) => {
-      failure = err instanceof Error ? err : new Error(String(err));
-      pack.destroy(failure);
-    },
-  );
+  async function* entry(rel: string): AsyncGenerator<Buffer> {
+    const s = await root.lstat(rel);
+    const base = { name: rel, mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, mtimeNs: s.mtimeNs, size: 0 };
+    const fmt = s.mode & fsc.S_IFMT;
+    if (fmt === fsc.S_IFSOCK) {
+      skipped.push(rel);
+      return;
+    }
+    if (s.type !== 'dir' && s.nlink > 1) {
+      const key = `${s.dev}:${s.ino}`;
+      const first = inodes.get(key);
+      if (first !== undefined) {
+        yield encodeHeader({ ...base, typeflag: TYPEFLAG.hardlink, linkname: first });
+        return;
+      }
+      inodes.set(key, rel);
+    }
+    const xattrs = await xattrsOf(rel);
+    if (s.type === 'dir') {
+      yield encodeHeader({ ...base, name: `${rel}/`, typeflag: TYPEFLAG.dir, xattrs });
+      const names: string[] = [];
+      for await (const d of root.readdir(rel)) names.push(d.name);
+      for (const name of names.sort(byteOrder)) yield* entry(joinRel(rel, name));
+      return;
+    }
+    if (s.type === 'symlink') {
+      yield encodeHeader({ ...base, typeflag: TYPEFLAG.symlink, linkname: await root.readlink(rel), xattrs });
+      return;
+    }
+    if (s.type === 'other') {
+      const typeflag =
+        fmt === fsc.S_IFIFO ? TYPEFLAG.fifo : fmt === fsc.S_IFCHR ? TYPEFLAG.char : TYPEFLAG.block;
+      yield encodeHeader({ ...base, typeflag, devmajor: s.rdevMajor, devminor: s.rdevMinor, xattrs });
+      return;
+    }
+    const fd = await root.open(rel, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+    try {
+      const data = await sparseSegments(root, fd, rel, s);
+      const segments = data ?? [{ offset: 0, size: s.size }];
+      const map = data && sparseMapBlock(sparseMapOf(data, s.size));
+      const size = segments.reduce((n, seg) => n + seg.size, 0) + (map?.length ?? 0);
+      yield encodeHeader({
+        ...base,
+        typeflag: TYPEFLAG.file,
+        size,
+        xattrs,
+        ...(data && { sparse: { realSize: s.size } }),
+      });
+      if (map) yield map;
+      for (const seg of segments) {
+        for await (const chunk of readRange(fd, seg.offset, seg.size, path.join(dir, rel))) {
+          yield chunk;
+          bytes += chunk.length;
+          onProgress?.(bytes, undefined);
+        }
+      }
+      yield Buffer.alloc(paddingOf(size));
+    } finally {
+      await closeFd(fd);
+    }
+  }
 
-  // undici takes Node streams; tar-stream's are streamx streams, which are async iterable.
-  const stream = Readable.from(pack as AsyncIterable<Buffer>, { objectMode: false });
-  return { stream, error: () => failure, skipped };
+  async function* archive(): AsyncGenerator<Buffer> {
+    let rel = '';
+    try {
+      const names: string[] = [];
+      for await (const d of root.readdir('')) names.push(d.name);
+      for (const name of names.sort(byteOrder)) {
+        rel = name;
+        yield* entry(name);
+      }
+      yield END_OF_ARCHIVE;
+    } catch (err) {
+      failure = err instanceof LocalFileError ? err : new LocalFileError('read', path.join(dir, rel), err);
+      throw failure;
+    } finally {
+      await root.close();
+    }
+  }
+
+  return { stream: Readable.from(archive(), { objectMode: false }), error: () => failure, skipped };
 }

@@ -14,6 +14,7 @@
  * that); malformed input is NG_ERR_ARCHIVE_INVALID.
  */
 import { ngError, type NullgateError } from './errors.js';
+import { bytesToName } from './name-bytes.js';
 
 const BLOCK = 512;
 
@@ -142,11 +143,20 @@ class Bytes {
   }
 }
 
+/**
+ * Bytes of a name as a string: UTF-8, and bytes that are not UTF-8 as lone surrogates
+ * (core/name-bytes.ts), which the native layer turns back into the same bytes — so a name is
+ * created exactly as the archive holds it (GNU tar writes such names with hdrcharset=BINARY).
+ */
+function utf8(bytes: Buffer): string {
+  return bytesToName(bytes);
+}
+
 /** A NUL-terminated field as a string. */
 function text(buf: Buffer, start: number, length: number): string {
   const field = buf.subarray(start, start + length);
   const end = field.indexOf(0);
-  return (end === -1 ? field : field.subarray(0, end)).toString('utf8');
+  return utf8(end === -1 ? field : field.subarray(0, end));
 }
 
 /** An octal number field, or GNU base-256 (first byte 0x80 positive, 0xff negative). */
@@ -365,11 +375,13 @@ export async function* readTar(
     const stored = number(block, 124, 12, 'size');
     const magic = block.subarray(257, 263).toString('latin1');
     const ustar = magic === 'ustar\0';
-    let name = text(block, 0, 100);
-    if (ustar) {
-      const prefix = text(block, 345, 155);
-      if (prefix !== '') name = `${prefix}/${name}`;
-    }
+    // The ustar name is decoded only when nothing overrides it (a pax path may stand for a
+    // name that the ustar field holds cut short, in the middle of a character).
+    const ustarName = (): string => {
+      const base = text(block, 0, 100);
+      const prefix = ustar ? text(block, 345, 155) : '';
+      return prefix === '' ? base : `${prefix}/${base}`;
+    };
 
     // Headers that describe the next member.
     if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
@@ -381,7 +393,7 @@ export async function* readTar(
       else if (flag === 'g') global = [...global, ...parsePax(data)];
       else {
         const end = data.indexOf(0);
-        const value = (end === -1 ? data : data.subarray(0, end)).toString('utf8');
+        const value = utf8(end === -1 ? data : data.subarray(0, end));
         if (flag === 'L') pending.longName = value;
         else pending.longLink = value;
       }
@@ -407,8 +419,15 @@ export async function* readTar(
     pending = { records: [] };
 
     const sparse = sparseOf(pax, offsets, numbytes);
-    const str = (key: string): string | undefined => pax.get(key)?.toString('utf8');
-    name = str('GNU.sparse.name') ?? str('path') ?? longName ?? name;
+    const str = (key: string): string | undefined => {
+      const value = pax.get(key);
+      return value === undefined ? undefined : utf8(value);
+    };
+    const paxNumber = (key: string, fallback: number): number => {
+      const value = pax.get(key);
+      return value === undefined ? fallback : paxInt(value, key);
+    };
+    const name = str('GNU.sparse.name') ?? str('path') ?? longName ?? ustarName();
     const size = pax.has('size') ? paxInt(pax.get('size') ?? Buffer.alloc(0), 'size') : stored;
     const mtime = str('mtime');
     const header = {
@@ -422,8 +441,8 @@ export async function* readTar(
       mtimeNs:
         mtime !== undefined ? paxTimeNs(mtime) : BigInt(number(block, 136, 12, 'mtime')) * 1_000_000_000n,
       linkname: str('linkpath') ?? longLink ?? text(block, 157, 100),
-      devmajor: number(block, 329, 8, 'devmajor'),
-      devminor: number(block, 337, 8, 'devminor'),
+      devmajor: paxNumber('SCHILY.devmajor', number(block, 329, 8, 'devmajor')),
+      devminor: paxNumber('SCHILY.devminor', number(block, 337, 8, 'devminor')),
       xattrs,
     };
     // Only regular files carry data that is written; other types' data (if any) is skipped.

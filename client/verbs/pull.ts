@@ -33,7 +33,7 @@ export const pushSpec = {
   name: 'push',
   usage: ['nullgate push LOCAL_DIR REMOTE_DIR'],
   summary:
-    'Copies the contents of LOCAL_DIR into a directory of the served tree, in one tar stream that the server extracts all or nothing. Sockets, FIFOs and devices are skipped with a warning.',
+    'Copies the contents of LOCAL_DIR into a directory of the served tree, in one tar stream that the server extracts all or nothing: numeric owners, every permission bit, nanosecond mtimes, hard links, extended attributes, holes of sparse files, FIFOs, devices and symlinks as written (what the server applies depends on who you are: see docs/security.md). Sockets are skipped with a warning.',
   options: commonOptions,
 } as const satisfies CommandSpec;
 
@@ -96,7 +96,9 @@ export async function pushCommand(argv: string[]): Promise<void> {
       }
       if (!args.common.silent) {
         for (const name of skipped)
-          process.stderr.write(`nullgate: push: skipped ${name} (not a file, directory or symlink)\n`);
+          process.stderr.write(
+            `nullgate: push: skipped ${escapeControls(name)} (a socket cannot be archived)\n`,
+          );
       }
       return;
     },
