@@ -211,18 +211,24 @@ async function receive(
   offset: number,
   request: FastifyRequest,
   limits: {
+    readonly id: string;
     readonly limit: number;
     readonly overLimit: () => NullgateError;
     readonly content: ParsedDigest[];
   },
 ): Promise<{ bytes: number; interrupted: boolean }> {
-  const meter = new AppendMeter(limits.limit, limits.overLimit, algorithmsOf(limits.content));
+  let over: NullgateError | undefined;
+  const overLimit = () => (over = limits.overLimit());
+  const meter = new AppendMeter(limits.limit, overLimit, algorithmsOf(limits.content));
   let interrupted = false;
   try {
     await pipeline(request.raw, meter, fdWriter(ctx.root, fd));
   } catch (err) {
     if (err instanceof NullgateError) {
-      await ctx.root.fsync(fd);
+      // Past --max-upload or the declared length mid-body: the draft has the resource
+      // deactivated ("marking the upload resource invalid"), so nothing of it stays.
+      if (err === over) await removeResource(ctx.root, limits.id).catch(() => undefined);
+      else await ctx.root.fsync(fd);
       throw err;
     }
     if (!endedEarly(err)) throw fsError(err, displayPath(UPLOADS_DIR));
@@ -395,6 +401,7 @@ export async function createUpload(
           ['Upload-Limit', limit],
         ]);
         const { bytes, interrupted } = await receive(ctx, fd, 0, request, {
+          id: meta.id,
           limit: Math.min(ctx.maxUpload, length ?? Infinity),
           overLimit: () => overLimit(ctx, reply, meta, shown),
           content: complete ? [] : content,
@@ -661,6 +668,7 @@ export async function patchUpload(
         }
         continueBody(request, reply);
         const { bytes, interrupted } = await receive(ctx, fd, offset, request, {
+          id,
           limit: Math.min(ctx.maxUpload, meta.length ?? Infinity) - offset,
           overLimit: () => overLimit(ctx, reply, meta, shown),
           content,

@@ -14,6 +14,7 @@ import {
   utimesSync,
   writeFileSync,
 } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -288,6 +289,39 @@ describe('resumable uploads (--writable)', () => {
       .send('')
       .expect(413);
     expect(big.headers['upload-limit']).toBe(`max-size=${MAX_UPLOAD}, max-age=86400`);
+  });
+
+  it('a chunked body that passes --max-upload mid-body is 413 and takes its resource with it', async () => {
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          host: '127.0.0.1',
+          port,
+          method: 'PUT',
+          path: '/files/huge.bin',
+          headers: { 'upload-complete': '?0', 'transfer-encoding': 'chunked' },
+          agent: false,
+        },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        },
+      );
+      req.on('error', () => undefined);
+      const chunk = Buffer.alloc(256 * 1024, 0x61);
+      let sent = 0;
+      const pump = () => {
+        while (sent <= MAX_UPLOAD && !req.destroyed) {
+          sent += chunk.length;
+          if (!req.write(chunk)) return void req.once('drain', pump);
+        }
+        req.end();
+      };
+      pump();
+      setTimeout(() => reject(new Error('no answer')), 10_000).unref();
+    });
+    expect(status).toBe(413);
+    expect(uploadsLeft(dir)).toEqual([]);
   });
 
   it('a plain PUT with Upload-Complete: ?1 completes at once, after a 104 naming its resource', async () => {
