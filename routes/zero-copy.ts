@@ -40,7 +40,7 @@ function gone(): Error {
  * Rejects when the connection closes first: Node then emits neither 'socket' nor 'close' on a
  * queued response, so the connection's own 'close' is watched too.
  */
-function ownSocket(res: ServerResponse): Promise<Socket> {
+export function ownSocket(res: ServerResponse): Promise<Socket> {
   const current = res.socket;
   if (current && inFlightResponse(current) === res) {
     return Promise.resolve(current);
@@ -72,7 +72,7 @@ function ownSocket(res: ServerResponse): Promise<Socket> {
  * earlier pipelined responses) is in the kernel: writable callbacks run in order. Without it the
  * body overtook queued header bytes with a small SO_SNDBUF (step 2).
  */
-function drained(socket: Socket): Promise<void> {
+export function drained(socket: Socket): Promise<void> {
   return new Promise((resolve, reject) => {
     const onClose = (): void => reject(gone());
     socket.once('close', onClose);
@@ -89,7 +89,7 @@ function drained(socket: Socket): Promise<void> {
  * the socket's idle timeout over to the native side: a reader that takes nothing for that long
  * ends the transfer with ETIMEDOUT, as Node's own timeout would have ended the connection.
  */
-function transfer(
+async function transfer(
   socket: Socket,
   fd: number,
   fileFd: number,
@@ -97,6 +97,19 @@ function transfer(
   length: number,
   idleMs: number,
 ): Promise<void> {
+  const sent = await transferSome(socket, fd, fileFd, start, length, idleMs);
+  if (sent !== length) throw systemError(ENODATA, 'sendfile');
+}
+
+/** `transfer`, resolving with the bytes sent: fewer than `length` when the file ended first. */
+function transferSome(
+  socket: Socket,
+  fd: number,
+  fileFd: number,
+  start: number,
+  length: number,
+  idleMs: number,
+): Promise<number> {
   const start_ = native.sendfileStart;
   const cancel = native.sendfileCancel;
   if (!start_ || !cancel) return Promise.reject(new Error('sendfile is not in this addon build'));
@@ -114,9 +127,8 @@ function transfer(
       length,
       (err, sent) => {
         socket.off('close', onClose);
-        if (err < 0) reject(systemError(err, 'sendfile'));
-        else if (sent !== length) reject(systemError(ENODATA, 'sendfile'));
-        else resolve();
+        if (err < 0 && err !== -ENODATA) reject(systemError(err, 'sendfile'));
+        else resolve(sent);
       },
       idleMs,
     );
@@ -192,5 +204,31 @@ export async function sendFileRange(
   } catch (err) {
     res.destroy();
     throw err;
+  }
+}
+
+/**
+ * For a response that frames its own body (`GET /archive`: chunked, tar headers written by Node
+ * between members): sends `length` bytes of `fileFd` from `start` to `socket` (whose fd is
+ * `socketFd`, from `socketFd(socket)` once `ownSocket` gave it) with sendfile on a native
+ * thread, after everything written to the socket before it. Resolves with the bytes sent:
+ * `length`, or fewer when the file ended first (it shrank). Rejects when the client went away
+ * or stalled past the socket's idle timeout.
+ */
+export async function sendfileToSocket(
+  socket: Socket,
+  socketFdNumber: number,
+  fileFd: number,
+  start: number,
+  length: number,
+): Promise<number> {
+  await drained(socket);
+  if (socket.destroyed) throw gone();
+  const idle = socket.timeout ?? 0;
+  socket.setTimeout(0);
+  try {
+    return await transferSome(socket, socketFdNumber, fileFd, start, length, idle);
+  } finally {
+    if (!socket.destroyed) socket.setTimeout(idle);
   }
 }

@@ -50,9 +50,39 @@ const MAX_SPARSE_SEGMENTS = 65536;
 const MAX_SOCKETS_NAMED = 100;
 
 /**
- * The tree at `rel` as a tar stream, names relative to `rel`. The walk stops at the next entry
- * once `signal` aborts; destroying the stream also stops it (and closes the open file). A walk
- * that fails destroys the stream with its error (logged unless the request was aborted).
+ * A range of an open file that goes into the archive as it is: a member's data, or one segment
+ * of a sparse file's. The fd belongs to the walk and stays open until the next piece is asked
+ * for; the consumer reads it (`readFileRange`) or sends it with sendfile (routes/archive/send.ts).
+ */
+export interface FileRange {
+  readonly fd: number;
+  readonly offset: number;
+  readonly length: number;
+  /** The file, for messages. */
+  readonly rel: string;
+}
+
+/** The archive as it is produced: bytes made by Node (headers, maps, padding) and file ranges. */
+export type Piece = Buffer | FileRange;
+
+/**
+ * The tree at `rel` as tar pieces, names relative to `rel`. The walk stops at the next entry
+ * once `signal` aborts; leaving the iteration early (`return()`) closes the open file. A walk
+ * that fails throws its error (logged unless the request was aborted).
+ */
+export function packPieces(
+  root: BeneathRoot,
+  rel: string,
+  signal: AbortSignal,
+  log: FastifyBaseLogger,
+): AsyncGenerator<Piece> {
+  return new TreeWriter(root, signal, log).archive(rel);
+}
+
+/**
+ * The tree at `rel` as a tar byte stream, file data read through JS: for `?gzip=1` and for
+ * responses that cannot take sendfile. Destroying the stream stops the walk and closes the
+ * file it had open.
  */
 export function packTree(
   root: BeneathRoot,
@@ -60,8 +90,61 @@ export function packTree(
   signal: AbortSignal,
   log: FastifyBaseLogger,
 ): Readable {
-  const writer = new TreeWriter(root, signal, log);
-  return Readable.from(writer.archive(rel), { objectMode: false, highWaterMark: READ_CHUNK });
+  return Readable.from(pieceBytes(packPieces(root, rel, signal, log), signal, log), {
+    objectMode: false,
+    highWaterMark: READ_CHUNK,
+  });
+}
+
+/** The pieces as bytes: file ranges read through JS. */
+export async function* pieceBytes(
+  pieces: AsyncGenerator<Piece>,
+  signal: AbortSignal,
+  log: FastifyBaseLogger,
+): AsyncGenerator<Buffer> {
+  for await (const piece of pieces) {
+    if (Buffer.isBuffer(piece)) yield piece;
+    else yield* readFileRange(piece, signal, log);
+  }
+}
+
+/**
+ * The bytes of a file range, read with pread in chunks. A file that shrank while being read is
+ * padded with zeros: its header already promised the size (what GNU tar does, with the same
+ * warning).
+ */
+export async function* readFileRange(
+  range: FileRange,
+  signal: AbortSignal,
+  log: FastifyBaseLogger,
+): AsyncGenerator<Buffer> {
+  let done = 0;
+  while (done < range.length) {
+    signal.throwIfAborted();
+    const want = Math.min(READ_CHUNK, range.length - done);
+    const buf = Buffer.allocUnsafe(want);
+    const { bytesRead } = await readAsync(range.fd, buf, 0, want, range.offset + done);
+    if (bytesRead === 0) {
+      shrank(range, done, log);
+      yield* zeros(range.length - done);
+      return;
+    }
+    yield bytesRead === want ? buf : buf.subarray(0, bytesRead);
+    done += bytesRead;
+  }
+}
+
+/** Logs that a file ended before the size its header promised. */
+export function shrank(range: FileRange, read: number, log: FastifyBaseLogger): void {
+  log.warn(
+    { path: displayPath(range.rel), offset: range.offset, length: range.length, read },
+    'archive: file shrank while read',
+  );
+}
+
+/** `n` zero bytes, in chunks of one shared buffer. */
+export function* zeros(n: number): Generator<Buffer> {
+  for (let left = n; left > 0; left -= ZEROS.length) yield ZEROS.subarray(0, Math.min(left, ZEROS.length));
 }
 
 /** A byte-order sort key for a name (strcmp order of its UTF-8 bytes, as `LC_ALL=C sort`). */
@@ -88,7 +171,7 @@ class TreeWriter {
     this.#log = log;
   }
 
-  async *archive(rel: string): AsyncGenerator<Buffer> {
+  async *archive(rel: string): AsyncGenerator<Piece> {
     try {
       yield* this.#walk(rel, '');
       yield END_OF_ARCHIVE;
@@ -117,7 +200,7 @@ class TreeWriter {
   }
 
   /** The members for the contents of `dirRel` (names relative to `prefix` in the archive). */
-  async *#walk(dirRel: string, prefix: string): AsyncGenerator<Buffer> {
+  async *#walk(dirRel: string, prefix: string): AsyncGenerator<Piece> {
     let names: string[];
     try {
       names = await this.#sortedNames(dirRel);
@@ -168,7 +251,7 @@ class TreeWriter {
     }
   }
 
-  async *#entry(rel: string, name: string): AsyncGenerator<Buffer> {
+  async *#entry(rel: string, name: string): AsyncGenerator<Piece> {
     let st: BeneathStat;
     try {
       st = await this.#root.lstat(rel);
@@ -229,7 +312,7 @@ class TreeWriter {
     }
   }
 
-  async *#file(rel: string, name: string): AsyncGenerator<Buffer> {
+  async *#file(rel: string, name: string): AsyncGenerator<Piece> {
     // O_NOFOLLOW: a symlink swapped in since the lstat is not followed (ELOOP, skipped);
     // O_NONBLOCK: a FIFO swapped in does not block the thread pool. The header comes from the
     // fd, so it describes exactly what is read.
@@ -253,7 +336,7 @@ class TreeWriter {
       const data = await this.#sparseData(fd, st, rel);
       if (data === undefined) {
         yield encodeHeader({ ...spec, typeflag: TYPEFLAG.file, size: st.size });
-        yield* this.#read(fd, [{ offset: 0, size: st.size }], rel);
+        if (st.size > 0) yield { fd, offset: 0, length: st.size, rel };
         const pad = paddingOf(st.size);
         if (pad > 0) yield ZEROS.subarray(0, pad);
         return;
@@ -262,7 +345,7 @@ class TreeWriter {
       const stored = mapBlock.length + data.reduce((n, s) => n + s.size, 0);
       yield encodeHeader({ ...spec, typeflag: TYPEFLAG.file, size: stored, sparse: { realSize: st.size } });
       yield mapBlock;
-      yield* this.#read(fd, data, rel);
+      for (const seg of data) if (seg.size > 0) yield { fd, offset: seg.offset, length: seg.size, rel };
       const pad = paddingOf(stored);
       if (pad > 0) yield ZEROS.subarray(0, pad);
     } finally {
@@ -293,34 +376,5 @@ class TreeWriter {
     const first = segments[0];
     if (segments.length === 1 && first!.offset === 0 && first!.size === st.size) return undefined;
     return segments;
-  }
-
-  /**
-   * The bytes of `segments` of the file, read with pread in chunks. A file that shrank while
-   * being read is padded with zeros: its header already promised the size (what GNU tar does,
-   * with the same warning).
-   */
-  async *#read(fd: number, segments: readonly SparseSegment[], rel: string): AsyncGenerator<Buffer> {
-    let short = false;
-    for (const seg of segments) {
-      let done = 0;
-      while (done < seg.size) {
-        this.#signal.throwIfAborted();
-        const want = Math.min(READ_CHUNK, seg.size - done);
-        let n = 0;
-        if (!short) {
-          const buf = Buffer.allocUnsafe(want);
-          ({ bytesRead: n } = await readAsync(fd, buf, 0, want, seg.offset + done));
-          if (n > 0) yield n === want ? buf : buf.subarray(0, n);
-        }
-        if (n === 0) {
-          if (!short) this.#log.warn({ path: displayPath(rel) }, 'archive: file shrank while read');
-          short = true;
-          n = want;
-          yield ZEROS.subarray(0, n);
-        }
-        done += n;
-      }
-    }
   }
 }

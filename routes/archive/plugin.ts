@@ -7,7 +7,7 @@
  * - stage.ts: PUT's extraction of the body into a hidden staging directory;
  * - merge.ts: PUT's move of the staged tree into place (a rename, or a merge undone on failure).
  */
-import { pipeline } from 'node:stream';
+import { type Readable, pipeline } from 'node:stream';
 import { createGzip } from 'node:zlib';
 
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
@@ -20,8 +20,10 @@ import { methodNotAllowed } from '../files.js';
 import { closeAfterResponse } from '../linger.js';
 import { continueBody, type RoutesOptions, setUpRoutes } from '../plugin.js';
 import { requestPath } from '../url-path.js';
+import { zeroCopyAvailable } from '../zero-copy.js';
 import { commit, locate } from './merge.js';
-import { packTree } from './pack.js';
+import { packPieces, packTree } from './pack.js';
+import { sendArchive } from './send.js';
 import { type ArchiveResult, Stager, extract, makeStaging, tooLarge } from './stage.js';
 
 export type { ArchiveResult } from './stage.js';
@@ -53,13 +55,13 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
     const gzip = truthyQuery((request.query as Record<string, unknown>).gzip);
 
     const abort = new AbortController();
-    const tarStream = packTree(root, rel, abort.signal, request.log);
+    const piped: { stream?: Readable } = {};
     // A client that goes away stops the walk at the next entry; destroying the stream (Fastify
     // does when the response closes) ends the walk and closes the file it had open.
     reply.raw.once('close', () => {
       if (reply.raw.writableFinished) return;
       abort.abort(new Error('client disconnected'));
-      tarStream.destroy();
+      piped.stream?.destroy();
     });
     const name = rel === '' ? 'root' : baseOf(rel);
     void reply
@@ -67,10 +69,34 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
         'content-disposition',
         `attachment; filename="${encodeURIComponent(name)}.tar${gzip ? '.gz' : ''}"`,
       )
-      .header('cache-control', 'no-store');
-    if (!gzip) return reply.type('application/x-tar').send(tarStream);
+      .header('cache-control', 'no-store')
+      .type(gzip ? 'application/gzip' : 'application/x-tar');
+    if (!gzip && request.method === 'GET' && zeroCopyAvailable()) {
+      // Member data by sendfile, headers and padding by Node (routes/archive/send.ts).
+      reply.hijack();
+      // setHeader (not writeHead's argument) keeps them readable for the access log.
+      for (const [header, value] of Object.entries(reply.getHeaders()))
+        if (value !== undefined) reply.raw.setHeader(header, value);
+      reply.raw.writeHead(200);
+      try {
+        await sendArchive(
+          reply.raw,
+          packPieces(root, rel, abort.signal, request.log),
+          abort.signal,
+          request.log,
+        );
+      } catch (err) {
+        // The client went away, or the walk failed (logged where it failed): the response is
+        // cut, nothing more to tell the client.
+        request.log.debug({ err }, 'archive cut short');
+      }
+      return reply;
+    }
+    const tarStream = packTree(root, rel, abort.signal, request.log);
+    piped.stream = tarStream;
+    if (!gzip) return reply.send(tarStream);
     const gz = pipeline(tarStream, createGzip(), () => undefined);
-    return reply.type('application/gzip').send(gz);
+    return reply.send(gz);
   };
 
   const putArchive = async (request: FastifyRequest, reply: FastifyReply): Promise<ArchiveResult> => {

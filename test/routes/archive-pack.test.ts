@@ -8,7 +8,7 @@
  * Sockets are skipped with one warning line. The same tree gives the same bytes twice.
  */
 import { exec, execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
   closeSync,
@@ -18,6 +18,7 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readFileSync,
   readSync,
   readdirSync,
   readlinkSync,
@@ -36,6 +37,8 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { buildApp } from '../../gateway/app.js';
+import { listenAbstract } from '../../gateway/listen.js';
+import { uniqueName } from '../helpers/sockets.js';
 import { readTar } from '../../core/tar-read.js';
 import { archiveRoutes } from '../../routes/archive/plugin.js';
 import { has, itNeeds } from '../helpers/requirements.js';
@@ -440,6 +443,56 @@ describe('names that are not UTF-8 are carried as bytes, never dropped', () => {
       expect(readlinkSync(Buffer.concat([out, Buffer.from('link')]), { encoding: 'buffer' })).toEqual(
         Buffer.from([0x74, 0xe9]),
       );
+    },
+  );
+});
+
+describe('GET /archive sends member data with sendfile (zero-copy), framing the chunks itself', () => {
+  let app: FastifyInstance;
+  let dir: string;
+  let curlName: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ng-archive-zc-'));
+    mkdirSync(join(dir, 'root/src/sub'), { recursive: true });
+    writeFileSync(join(dir, 'root/src/big.bin'), randomBytes(3 * MiB + 123));
+    writeFileSync(join(dir, 'root/src/small.txt'), 'small\n');
+    writeFileSync(join(dir, 'root/src/sub/mid.bin'), randomBytes(300 * 1024));
+    const fd = openSync(join(dir, 'root/src/holes.img'), 'w');
+    writeSync(fd, randomBytes(MiB), 0, MiB, 4 * MiB);
+    writeSync(fd, randomBytes(1000), 0, 1000, 9 * MiB);
+    ftruncateSync(fd, 16 * MiB);
+    closeSync(fd);
+    app = buildApp({ root: join(dir, 'root'), logLevel: false });
+    await app.ready();
+    const address = uniqueName('archive-zc');
+    await listenAbstract(app.server, address);
+    curlName = address.slice(1);
+  });
+  afterAll(async () => {
+    await app.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  itNeeds(
+    ['curl', 'tar'],
+    'byte-exact through curl, twice on one kept-alive connection, and over HTTP/1.0',
+    async () => {
+      const url = 'http://localhost/archive/src';
+      await sh(`curl -sSf --abstract-unix-socket "$N" -o "$D/a.tar" ${url} -o "$D/b.tar" ${url}`, {
+        N: curlName,
+        D: dir,
+      });
+      await sh(`curl -sSf -0 --abstract-unix-socket "$N" -o "$D/c.tar" ${url}`, { N: curlName, D: dir });
+      const a = readFileSync(join(dir, 'a.tar'));
+      expect(readFileSync(join(dir, 'b.tar')).equals(a)).toBe(true);
+      expect(readFileSync(join(dir, 'c.tar')).equals(a)).toBe(true);
+      // The same bytes as the JS path gives (inject has no socket fd).
+      expect((await app.inject({ url: '/archive/src' })).rawPayload.equals(a)).toBe(true);
+      mkdirSync(join(dir, 'out'));
+      await sh(`tar -xf "$D/a.tar" -C "$D/out"`, { D: dir });
+      for (const rel of ['big.bin', 'small.txt', 'sub/mid.bin', 'holes.img']) {
+        expect(contentHash(join(dir, 'out', rel)), rel).toBe(contentHash(join(dir, 'root/src', rel)));
+      }
     },
   );
 });
