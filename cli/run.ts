@@ -26,8 +26,8 @@ export const SYNOPSIS: readonly { readonly verbs: readonly string[]; readonly te
                [--upload-expiry S]`,
   },
   { verbs: ['install-client'], text: 'nullgate install-client DIR [--with-node]' },
-  { verbs: ['get'], text: 'nullgate get REMOTE [-o FILE | -O] [-C -] [-r RANGE]' },
-  { verbs: ['put'], text: 'nullgate put [-n] LOCAL REMOTE | nullgate put [-n] - REMOTE' },
+  { verbs: ['get'], text: 'nullgate get REMOTE [-o FILE | -O] [-C -] [-r RANGE] [-p]' },
+  { verbs: ['put'], text: 'nullgate put [-n] [-p] LOCAL REMOTE | nullgate put [-n] - REMOTE' },
   { verbs: ['ls'], text: 'nullgate ls [-l] [--json] [REMOTE]' },
   {
     verbs: ['rm', 'mkdir', 'mv'],

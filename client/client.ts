@@ -34,6 +34,7 @@ import { ListingFormatError, ListingSplitter } from './listing.js';
 import { type ProgressCallback, localTarget, saveTo } from './local-file.js';
 import { ifRangeDate, stampMtime, strongLastModified } from './resume.js';
 import { putResumable } from './resumable.js';
+import { type Keep, type RemoteMeta, keepHeaders, keepLocally, localMeta } from './keep.js';
 import { Agent } from './undici-core.js';
 
 /** The host is irrelevant on a unix socket; undici needs an origin all the same. */
@@ -75,7 +76,15 @@ export interface GetResult {
   readonly contentLength: number | undefined;
 }
 
+export type { Keep } from './keep.js';
+
 export interface DownloadOptions {
+  /**
+   * What of the remote file's metadata the local file keeps (X-Nullgate-* headers): 'mode' (the
+   * default, as cp: the permission bits less the umask), 'all' (as cp -p: also the mtime, and
+   * as root the owner and set-id bits), 'none'.
+   */
+  readonly keep?: Keep | undefined;
   /** Continue a partial local file with `Range: bytes=<its size>-` (curl `-C -`). */
   readonly resume?: boolean | undefined;
   /** Download only this range (not with `resume`); see GetOptions.range. */
@@ -101,6 +110,12 @@ export interface DownloadResult {
 }
 
 export interface PutOptions {
+  /**
+   * What of a local file's metadata the server is asked to keep (for a path source): 'mode'
+   * (the default, as cp: the permission bits without set-id), 'all' (as cp -p: also the mtime,
+   * and as root the owner and set-id bits; the server's rule of who may set what decides), 'none'.
+   */
+  readonly keep?: Keep | undefined;
   /** Content-Length for a stream source whose size the caller knows. */
   readonly size?: number | undefined;
   /** Fail with 412 instead of replacing an existing file (`If-None-Match: *`). */
@@ -253,6 +268,16 @@ export function completeLength(contentRange: string | undefined): number | undef
 function rangeStart(contentRange: string | undefined): number | undefined {
   const m = contentRange && /^\s*bytes\s+(\d+)-/i.exec(contentRange);
   return m ? Number(m[1]) : undefined;
+}
+
+/** The metadata GET tells in X-Nullgate-* headers (core/file-meta.ts). */
+function remoteMeta(headers: Headers): RemoteMeta {
+  return {
+    mode: parseMode(header(headers, MODE_HEADER)),
+    uid: parseId(header(headers, UID_HEADER)),
+    gid: parseId(header(headers, GID_HEADER)),
+    mtimeNs: parseMtime(header(headers, MTIME_HEADER)),
+  };
 }
 
 /** The server marks a directory listing with `X-Nullgate-Type: dir` (a file named x.json is JSON too). */
@@ -484,7 +509,14 @@ export class Client {
     // so a cut leaves the part that arrived; over a partial file, a temporary name as usual, so
     // a cut leaves the partial file as it was (and its mtime: it still holds the old version).
     const how = append || (options.resume && target.size === 0 && !target.inPlace) ? 'append' : 'replace';
-    const save = { onProgress: options.onProgress, offset: append ? offset : 0, length };
+    const remote = remoteMeta(res.headers);
+    const keep = options.keep ?? 'mode';
+    const save = {
+      onProgress: options.onProgress,
+      offset: append ? offset : 0,
+      length,
+      finish: (file: string) => keepLocally(file, remote, keep),
+    };
     let bytes: number;
     try {
       bytes = await saveTo(target, body, how, save);
@@ -492,7 +524,8 @@ export class Client {
       if (how === 'append' && !target.inPlace) await stampMtime(target.path, stamp);
       throw err;
     }
-    if (!target.inPlace) await stampMtime(target.path, stamp);
+    // -p's exact mtime, not the resume's whole second, when both are asked for.
+    if (!target.inPlace && keep !== 'all') await stampMtime(target.path, stamp);
     return { bytes, size: save.offset + bytes, resumed: append, restart };
   }
 
@@ -508,6 +541,7 @@ export class Client {
       const resumed = await this.#putResumable(source, remotePath, options);
       if (resumed !== undefined) return resumed;
     }
+    let keep: Record<string, string> = {};
     if (typeof source === 'string') {
       localName = source;
       let fh: FileHandle;
@@ -517,9 +551,10 @@ export class Client {
         throw new LocalFileError('read', source, err);
       }
       try {
-        const st = await fh.stat();
+        const st = await fh.stat({ bigint: true });
         if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
-        if (st.isFile()) size = st.size;
+        if (st.isFile()) size = Number(st.size);
+        keep = keepHeaders(localMeta(st), options.keep ?? 'mode');
       } catch (err) {
         await fh.close();
         throw new LocalFileError('read', source, err);
@@ -540,6 +575,7 @@ export class Client {
 
     const headers: Record<string, string> = {
       'content-type': 'application/octet-stream',
+      ...keep,
       ...options.headers,
     };
     if (size !== undefined) headers['content-length'] = String(size);

@@ -34,6 +34,12 @@ export interface SaveOptions {
   readonly offset?: number | undefined;
   /** This body's announced length, for onProgress and for a PartialTransferError. */
   readonly length?: number | undefined;
+  /**
+   * Called with the file's path once every byte is written: on the temporary before it is
+   * renamed over the target (so the file never appears with other bits), else on the target.
+   * Not for a target that is not a regular file.
+   */
+  readonly finish?: ((file: string) => Promise<void>) | undefined;
 }
 
 /**
@@ -209,6 +215,14 @@ async function writeTo(
   return bytes;
 }
 
+async function finishFile(file: string, shown: string, options: SaveOptions): Promise<void> {
+  try {
+    await options.finish?.(file);
+  } catch (err) {
+    throw writeError(shown, err);
+  }
+}
+
 /**
  * Saves `source` to `target`: appended (a resumed download), written in place (not a regular
  * file), or through a temporary file renamed over the target when complete (removed on failure).
@@ -220,12 +234,17 @@ export async function saveTo(
   how: 'replace' | 'append',
   options: SaveOptions = {},
 ): Promise<number> {
-  if (how === 'append' || target.inPlace) {
+  if (target.inPlace)
     return writeTo(source, target.path, how === 'append' ? 'a' : 'w', target.shown, options);
+  if (how === 'append') {
+    const bytes = await writeTo(source, target.path, 'a', target.shown, options);
+    await finishFile(target.path, target.shown, options);
+    return bytes;
   }
   const temp = tempNameFor(target.path);
   try {
     const bytes = await writeTo(source, temp, 'wx', target.shown, options);
+    await finishFile(temp, target.shown, options);
     try {
       await fsp.rename(temp, target.path);
     } catch (err) {

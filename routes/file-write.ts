@@ -36,6 +36,7 @@ import { continueBody } from './plugin.js';
 import { evaluatePreconditions, type Representation } from './conditional.js';
 import { createDigestHash, type DigestAlgorithm, parseDigestHeader, type ParsedDigest } from './digest.js';
 import { strongEtag } from './etag.js';
+import { applyMtime, applyOwnerAndMode, uploadMeta } from './file-meta.js';
 import { ancestorsOf, baseOf, displayPath, isWithin, joinRel, parentOf } from '../core/rel-path.js';
 import { decodeFilePath, type FilePath, targetPath } from './url-path.js';
 
@@ -306,6 +307,7 @@ async function atomicUpload(
     throw ngError('NG_ERR_PRECONDITION_FAILED', `precondition failed for ${shown}`);
   }
   const mustBeNew = request.headers['if-none-match']?.trim() === '*';
+  const meta = uploadMeta(request.headers);
   const parent = parentOf(target);
   // Nothing is created before the body is verified: the temporary waits in the nearest
   // existing ancestor, and missing parents are made just before the link (see the top).
@@ -327,8 +329,21 @@ async function atomicUpload(
       throw fsError(err, shown);
     }
     verifyDigests(expected, meter, shown);
-    const after = await commitTemporary(root, { rel, shown, target, parent, near, mustBeNew }, staged);
+    try {
+      await applyOwnerAndMode(fd, meta, (request as { peer?: { uid: number; gid: number } }).peer);
+    } catch (err) {
+      throw fsError(err, shown);
+    }
+    let after = await commitTemporary(root, { rel, shown, target, parent, near, mustBeNew }, staged);
     linked = true;
+    if (meta.mtimeNs !== undefined) {
+      try {
+        await applyMtime(root, target, meta);
+      } catch (err) {
+        throw fsError(err, shown);
+      }
+      after = await root.fstat(fd, rel);
+    }
     const etag = strongEtag(after);
     return reply
       .code(before ? 200 : 201)

@@ -26,12 +26,15 @@ export interface GetArgs {
   readonly resume: boolean;
   /** As given to -r (`0-499`, `500-`, `-500`, `0-1,5-9`). */
   readonly range: string | undefined;
+  /** `-p`: also the mtime, and as root the owner (cp -p); else the permission bits only. */
+  readonly preserve: boolean;
 }
 
 export const getSpec = {
   name: 'get',
-  usage: ['nullgate get REMOTE [-o FILE | -O] [-C -] [-r RANGE]'],
-  summary: 'Downloads a file of the served tree to standard output, or to a local file.',
+  usage: ['nullgate get REMOTE [-o FILE | -O] [-C -] [-r RANGE] [-p]'],
+  summary:
+    "Downloads a file of the served tree to standard output, or to a local file, which keeps the remote file's permission bits, as with cp.",
   operands: [['REMOTE', 'a file in the served tree: /etc/motd asks for GET /files/etc/motd']],
   options: {
     output: {
@@ -56,6 +59,11 @@ export const getSpec = {
       short: 'r',
       value: 'RANGE',
       help: 'only these bytes: 0-499, 500-, -500 (the last 500), or several, comma-separated; attach one that starts with -: -r-500',
+    },
+    preserve: {
+      type: 'boolean',
+      short: 'p',
+      help: "with -o/-O: also keep the remote file's mtime, and as root its owner and set-id bits (cp -p, scp -p)",
     },
     ...commonOptions,
   },
@@ -92,7 +100,10 @@ export function parseGetArgs(argv: string[], env: Env = process.env): GetArgs {
     throw usageError(`get -r takes byte ranges like 0-499, 500- or -500 (comma-separated), got "${range}"`);
   }
   if (resume && range !== undefined) throw usageError('get: -C - and -r exclude each other');
-  return { common, remote, output, forceStdout: values.output === '-', resume, range };
+  const preserve = values.preserve === true;
+  if (preserve && output === undefined)
+    throw usageError('get -p: needs -o FILE or -O (standard output has no mode)');
+  return { common, remote, output, forceStdout: values.output === '-', resume, range, preserve };
 }
 
 export async function getCommand(argv: string[]): Promise<void> {
@@ -116,6 +127,7 @@ export async function getCommand(argv: string[]): Promise<void> {
           const result = await client.download(args.remote, args.output, {
             resume: args.resume,
             range: args.range,
+            keep: args.preserve ? 'all' : 'mode',
             onProgress: progress?.update,
           });
           if (result.restart !== undefined) note = restartNote(result.restart, args.remote, args.output);

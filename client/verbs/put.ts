@@ -22,6 +22,8 @@ export interface PutArgs {
   readonly remote: string;
   /** Fail instead of replacing an existing file (`If-None-Match: *`). */
   readonly noClobber: boolean;
+  /** `-p`: also the mtime, and as root the owner (cp -p); else the permission bits only. */
+  readonly preserve: boolean;
 }
 
 /** Files this large or larger are uploaded resumably (client/resumable.ts). */
@@ -34,9 +36,9 @@ function bytesText(n: number): string {
 
 export const putSpec = {
   name: 'put',
-  usage: ['nullgate put [-n] LOCAL REMOTE', 'nullgate put [-n] - REMOTE'],
+  usage: ['nullgate put [-n] [-p] LOCAL REMOTE', 'nullgate put [-n] - REMOTE'],
   summary:
-    'Uploads a local file, or standard input, into the served tree. The server writes it atomically and creates missing parent directories. A file of 64 MiB or more is sent resumably: when the connection breaks or the server restarts (give --wait to wait for it), the upload goes on from where the server got to.',
+    "Uploads a local file, or standard input, into the served tree. The server writes it atomically and creates missing parent directories; the file keeps LOCAL's permission bits, as with cp. A file of 64 MiB or more is sent resumably: when the connection breaks or the server restarts (give --wait to wait for it), the upload goes on from where the server got to.",
   operands: [
     ['LOCAL', 'a local file; - reads standard input'],
     ['REMOTE', "the file in the served tree; one that ends in / takes LOCAL's name"],
@@ -46,6 +48,11 @@ export const putSpec = {
       type: 'boolean',
       short: 'n',
       help: 'fail (412, exit 22) instead of replacing an existing file',
+    },
+    preserve: {
+      type: 'boolean',
+      short: 'p',
+      help: "also keep LOCAL's mtime, and as root its owner and set-id bits (cp -p, scp -p)",
     },
     ...commonOptions,
   },
@@ -63,7 +70,13 @@ export function parsePutArgs(argv: string[], env: Env = process.env): PutArgs {
     if (local === '-') throw usageError('put - REMOTE: REMOTE must name a file when reading standard input');
     remote += path.basename(local);
   }
-  return { common, local, remote, noClobber: values['no-clobber'] === true };
+  return {
+    common,
+    local,
+    remote,
+    noClobber: values['no-clobber'] === true,
+    preserve: values.preserve === true,
+  };
 }
 
 export async function putCommand(argv: string[]): Promise<void> {
@@ -86,6 +99,7 @@ export async function putCommand(argv: string[]): Promise<void> {
       try {
         await client.put(args.local === '-' ? process.stdin : args.local, args.remote, {
           noClobber: args.noClobber,
+          keep: args.preserve ? 'all' : 'mode',
           onProgress: progress?.update,
           resumable: size !== undefined && size >= RESUMABLE_MIN_SIZE,
           onResume: (offset, cause) => {

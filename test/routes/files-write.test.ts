@@ -145,6 +145,49 @@ describe('writes to /files (--writable)', () => {
       expect(tree(dir)).toEqual(['a', 'a/b', 'a/b/new.txt']);
     });
 
+    it('X-Nullgate-Mode, -Uid, -Gid and -Mtime are applied (a root peer of a root server: set-id and owner as given)', async () => {
+      const asRoot = process.getuid?.() === 0;
+      const res = await app.inject({
+        method: 'PUT',
+        url: '/files/meta/tool',
+        payload: 'x',
+        headers: {
+          'x-nullgate-mode': asRoot ? '4750' : '0750',
+          'x-nullgate-mtime': '1700000000.123456789',
+          ...(asRoot ? { 'x-nullgate-uid': '1234', 'x-nullgate-gid': '2345' } : {}),
+        },
+      });
+      expect(res.statusCode).toBe(201);
+      const st = statSync(join(dir, 'meta/tool'), { bigint: true });
+      expect(Number(st.mode) & 0o7777).toBe(asRoot ? 0o4750 : 0o750);
+      expect(st.mtimeNs).toBe(1_700_000_000_123_456_789n);
+      if (asRoot) expect([Number(st.uid), Number(st.gid)]).toEqual([1234, 2345]);
+      // The ETag answered is the file's as it now is: what GET sends, mtime included.
+      const head = await app.inject({ method: 'HEAD', url: '/files/meta/tool' });
+      expect(res.json<{ etag: string }>().etag).toBe(head.headers.etag);
+      expect(head.headers['x-nullgate-mtime']).toBe('1700000000.123456789');
+      expect(head.headers['x-nullgate-mode']).toBe(asRoot ? '4750' : '0750');
+    });
+
+    it.each([
+      ['x-nullgate-mode', '0999'],
+      ['x-nullgate-mode', 'rwx'],
+      ['x-nullgate-uid', '-1'],
+      ['x-nullgate-gid', 'wheel'],
+      ['x-nullgate-mtime', 'yesterday'],
+    ])('a malformed %s (%s) is 400 and nothing is written', async (name, value) => {
+      const res = await app.inject({
+        method: 'PUT',
+        url: '/files/bad-meta',
+        payload: 'x',
+        headers: { [name]: value },
+      });
+      expect(res.statusCode).toBe(400);
+      expectErrorBody(res.json(), 400, 'NG_ERR_BAD_REQUEST');
+      expect(res.json<{ message: string }>().message).toContain(name);
+      expect(existsSync(join(dir, 'bad-meta'))).toBe(false);
+    });
+
     it('an empty body makes an empty file', async () => {
       const res = await app.inject({ method: 'PUT', url: '/files/empty.bin', payload: '' });
       expect(res.statusCode).toBe(201);
