@@ -29,6 +29,7 @@ import {
   writeFileSync,
   writeSync,
   closeSync,
+  linkSync,
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -419,6 +420,28 @@ async function bigGet(sys, rep) {
   record('get1g', sys.name, rep, r.down / r.time / 1e9, { cpuPerGiB: cpu / (r.down / GiB) });
 }
 
+/**
+ * Issue 12: a tree moves as fast as its files. GET /archive of a directory holding only the
+ * 1 GiB file (a hard link to big.bin: one name in that directory, so a plain member) against
+ * GET /files of the same file, same server, same repetition; server CPU per GiB for both.
+ */
+async function archiveGet(sys, rep) {
+  for (const what of order(['files', 'archive'], rep)) {
+    const url = what === 'files' ? 'http://localhost/files/big.bin' : 'http://localhost/archive/arch';
+    const cpu0 = cpuSeconds(sys.pid);
+    const r = await curl(['-o', '/dev/null', ...curlSocket(sys.address), url]);
+    const cpu = cpuSeconds(sys.pid) - cpu0;
+    const name = `nullgate GET /${what}`;
+    // The archive: the data and a few blocks of headers (a pax record for the ns mtime) and end.
+    const ok = what === 'files' ? r.down === BIG_BYTES : r.down > BIG_BYTES && r.down <= BIG_BYTES + 4096;
+    if (r.code !== 200 || !ok) {
+      record('archive1g', name, rep, NaN, { error: `status ${r.code}, ${r.down} bytes` });
+      continue;
+    }
+    record('archive1g', name, rep, r.down / r.time / 1e9, { cpuPerGiB: cpu / (r.down / GiB) });
+  }
+}
+
 async function bigPut(sys, rep) {
   const cpu0 = cpuSeconds(sys.pid);
   const r = await curl([
@@ -559,6 +582,13 @@ const WORKLOADS = [
     cpu: 'cpuUsPerReq',
     cpuTitle: 'server CPU µs/req',
   },
+  {
+    id: 'archive1g',
+    title: 'GET /archive of a dir with one 1 GiB file vs GET /files of it (GB/s)',
+    cpu: 'cpuPerGiB',
+    cpuTitle: 'server CPU s/GiB',
+    reference: 'nullgate GET /files',
+  },
   { id: 'client-get1g', title: 'client: 1 GiB get -o (GB/s)', reference: 'curl' },
   { id: 'client-get1k', title: 'client: 1 KiB get, wall (ms)', reference: 'node -e 0' },
 ];
@@ -664,6 +694,9 @@ function targets(summary, memoryRows) {
     ],
     ['peak RSS over idle (1 GiB GET/PUT)', peak - (m.idle ?? NaN), '<=', 32, 'MiB'],
     ['client 1 GiB get -o', ratio('client-get1g', 'nullgate-client'), '>=', 0.9, '× curl'],
+    // Issue 12: member bodies by sendfile, as downloads.
+    ['GET /archive of a 1 GiB file', ratio('archive1g', 'nullgate GET /archive'), '>=', 0.8, '× GET /files'],
+    ['GET /archive CPU/GiB', cpuRatio('archive1g', 'nullgate GET /archive'), '<=', 2, '× GET /files'],
     ['client 1 KiB get wall time', ratio('client-get1k', 'nullgate get 1 KiB'), '<=', 2, '× node -e 0'],
     ['1000 keep-alive conns: errors', row('get1k-c1000', 'nullgate')?.errors ?? NaN, '<=', 0, ''],
     // Issue 13: the --export lookup runs once per connection, so keep-alive requests do not pay it.
@@ -724,6 +757,8 @@ async function main() {
   }
   process.stderr.write(`bench: ${REPS} repetitions, ${SMALL_MS} ms per load run, data in ${work}\n`);
   writeRandomFile(path.join(root, 'big.bin'), BIG_BYTES);
+  mkdirSync(path.join(root, 'arch'), { recursive: true });
+  linkSync(path.join(root, 'big.bin'), path.join(root, 'arch', 'big.bin'));
   writeRandomFile(path.join(root, '1k.bin'), 1024);
   writeRandomFile(path.join(src, 'up100.bin'), PUT_BYTES);
 
@@ -768,6 +803,8 @@ async function main() {
 
     const ng = systems.find((s) => s.name === 'nullgate');
     if (ng) {
+      for (let rep = 0; rep < REPS; rep++) await archiveGet(ng, rep);
+      process.stderr.write('  archive: done\n');
       for (let rep = 0; rep < REPS; rep++) {
         await clientGet(ng, rep);
         await clientStartup(ng, rep);
