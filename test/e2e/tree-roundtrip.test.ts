@@ -9,6 +9,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import {
   chmodSync,
+  chownSync,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -30,6 +31,7 @@ import { extractTar } from '../../client/archive.js';
 import { Client } from '../../client/index.js';
 import { encodeHeader, END_OF_ARCHIVE, paddingOf, TYPEFLAG } from '../../core/tar-header.js';
 import { createGateway, type Gateway } from '../../gateway/index.js';
+import { BIN } from '../helpers/cli.js';
 import { makeFixtureTree } from '../helpers/fixture-tree.js';
 import { itNeeds, type Requirement } from '../helpers/requirements.js';
 import { uniqueName } from '../helpers/sockets.js';
@@ -270,6 +272,58 @@ describe('a non-root peer of a root server', () => {
       expect(JSON.parse(res.body).message).toContain('"dev/mem"');
       expect(readdirSync(served).sort()).toEqual(before);
       expect(existsSync(join(served, 'peer-dev'))).toBe(false);
+    },
+  );
+});
+
+describe('pull as a user who is not root', () => {
+  itNeeds(
+    [...NEEDS, 'setpriv'],
+    'keeps modes minus set-id bits, user.* xattrs only, and skips devices with one line each',
+    async () => {
+      const client = new Client({ socket });
+      try {
+        await client.push(src, '/for-user');
+      } finally {
+        await client.close();
+      }
+      const home = join(base, 'user-home');
+      mkdirSync(home);
+      chownSync(home, PEER_UID, PEER_GID);
+      const dest = join(home, 'pulled');
+      const res = await execFileAsync('setpriv', [
+        `--reuid=${PEER_UID}`,
+        `--regid=${PEER_GID}`,
+        '--clear-groups',
+        process.execPath,
+        BIN,
+        'pull',
+        '/for-user',
+        dest,
+        '--socket',
+        socket,
+      ]).catch((err: unknown) => err as { stdout: string; stderr: string; code: number });
+      expect('code' in res ? res.code : 0, res.stderr).toBe(0);
+      expect(res.stderr).toBe(
+        'nullgate: pull: skipped dev/null (device nodes are only extracted by root for root)\n',
+      );
+      expect(existsSync(join(dest, 'dev/null'))).toBe(false);
+      expect(lstatSync(join(dest, 'dev/fifo')).isFIFO()).toBe(true);
+      for (const rel of ['usr/bin/suid', 'usr/bin/sgid', 'home/user/secret', 'tmp']) {
+        const st = lstatSync(join(dest, rel));
+        expect([st.uid, st.gid], rel).toEqual([PEER_UID, PEER_GID]);
+      }
+      expect(lstatSync(join(dest, 'usr/bin/suid')).mode & 0o7777).toBe(0o755);
+      expect(lstatSync(join(dest, 'usr/bin/sgid')).mode & 0o7777).toBe(0o755);
+      expect(lstatSync(join(dest, 'tmp')).mode & 0o7777).toBe(0o1777);
+      expect(lstatSync(join(dest, 'home/user/secret')).mode & 0o7777).toBe(0o600);
+      expect(lstatSync(join(dest, 'home/user/nothing')).mode & 0o7777).toBe(0);
+      expect(lstatSync(join(dest, 'etc/hosts')).ino).toBe(lstatSync(join(dest, 'etc/hosts.hardlink')).ino);
+      const attrs = (rel: string): string =>
+        execFileSync('getfattr', ['-h', '-d', '-m', '-', join(dest, rel)], { encoding: 'utf8' });
+      expect(attrs('home/user/secret')).toContain('user.note=');
+      expect(attrs('usr/bin/ping')).not.toContain('security.capability');
+      expect(lstatSync(join(dest, 'disk.img')).blocks * 512).toBeLessThan(4 * 1024 * 1024);
     },
   );
 });
