@@ -6,7 +6,7 @@
  * archives extract through PUT /archive; a symlink swapped in during a pull never makes it
  * write outside the destination.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import {
   chmodSync,
   chownSync,
@@ -272,6 +272,88 @@ describe('a non-root peer of a root server', () => {
       expect(JSON.parse(res.body).message).toContain('"dev/mem"');
       expect(readdirSync(served).sort()).toEqual(before);
       expect(existsSync(join(served, 'peer-dev'))).toBe(false);
+    },
+  );
+});
+
+/** `nullgate serve` run as uid 1234 (setpriv); resolves once it prints its banner. */
+async function serveAsPeer(root: string, name: string): Promise<() => void> {
+  const child = spawn(
+    'setpriv',
+    [
+      `--reuid=${PEER_UID}`,
+      `--regid=${PEER_GID}`,
+      '--clear-groups',
+      process.execPath,
+      BIN,
+      'serve',
+      '--root',
+      root,
+      '--writable',
+      '--socket',
+      name,
+      '--log-level',
+      'warn',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let err = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stderr.on('data', (c: Buffer) => {
+      err += c.toString();
+      if (err.includes('nullgate: serving')) resolve();
+    });
+    child.on('exit', (code) => reject(new Error(`serve exited with ${code}: ${err}`)));
+  });
+  return () => child.kill('SIGTERM');
+}
+
+describe('a server that is not root', () => {
+  itNeeds(
+    [...NEEDS, 'setpriv', 'curl'],
+    'gives a root peer files of its own user, no set-id bits, user.* only, no devices',
+    async () => {
+      const root = join(base, 'user-served');
+      mkdirSync(root);
+      chownSync(root, PEER_UID, PEER_GID);
+      const name = uniqueName('user-server');
+      const stop = await serveAsPeer(root, name);
+      try {
+        const put = async (file: string, url: string): Promise<{ status: number; body: string }> => {
+          const { stdout } = await execFileAsync('curl', [
+            '-sS',
+            '--abstract-unix-socket',
+            name.slice(1),
+            '-T',
+            file,
+            '-w',
+            '\n%{http_code}',
+            url,
+          ]);
+          const lines = stdout.trimEnd().split('\n');
+          return { status: Number(lines.pop()), body: lines.join('\n') };
+        };
+        const file = join(base, 'claiming-root.tar');
+        writeFileSync(file, claimingArchive(false));
+        const res = await put(file, 'http://localhost/archive/t');
+        expect(res.status, res.body).toBe(201);
+        const tool = lstatSync(join(root, 't/bin/tool'));
+        expect([tool.uid, tool.gid]).toEqual([PEER_UID, PEER_GID]);
+        expect(tool.mode & 0o7777).toBe(0o755);
+        const attrs = execFileSync('getfattr', ['-h', '-d', '-m', '-', join(root, 't/bin/tool')], {
+          encoding: 'utf8',
+        });
+        expect(attrs).toContain('user.kept="yes"');
+        expect(attrs).not.toContain('security.capability');
+        const dev = join(base, 'device-root.tar');
+        writeFileSync(dev, claimingArchive(true));
+        const refused = await put(dev, 'http://localhost/archive/t2');
+        expect(refused.status).toBe(400);
+        expect(JSON.parse(refused.body)).toMatchObject({ code: 'NG_ERR_ARCHIVE_UNSAFE' });
+        expect(readdirSync(root)).toEqual(['t']);
+      } finally {
+        stop();
+      }
     },
   );
 });
