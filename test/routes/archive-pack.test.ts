@@ -3,8 +3,9 @@
  * arrive as they left"): a tree with every kind of entry is archived by nullgate and restored by
  * GNU tar (as root, --xattrs --sparse -p) and by Python's tarfile, then compared entry by entry
  * with the source: owners, every mode bit (0000 too), nanosecond mtimes, a hard-link pair
- * (one inode after extraction), user.* and security.capability xattrs, a 1 GiB sparse file with
- * 64 KiB of data (a small archive, and it arrives sparse), a FIFO and a character device.
+ * (one inode after extraction), user.*, security.capability and ACL (system.posix_acl_access)
+ * xattrs, a 1 GiB sparse file with 64 KiB of data (a small archive, and it arrives sparse), a
+ * FIFO and a character device.
  * Sockets are skipped with one warning line. The same tree gives the same bytes twice.
  */
 import { exec, execFileSync } from 'node:child_process';
@@ -146,6 +147,15 @@ function makeFixture(dir: string): void {
   execFileSync('setfattr', ['-n', 'user.comment', '-v', '0x00ff0a3d20', join(dir, 'owned')]);
   execFileSync('setfattr', ['-n', 'user.mime_type', '-v', 'text/plain', join(dir, 'owned')]);
   execFileSync('setfattr', ['-n', 'user.dir', '-v', 'yes', join(dir, 'sticky')]);
+  // A POSIX ACL (user 1234 may read), as the kernel stores it: version 2, then (tag, perm, id).
+  const acl =
+    '0x02000000' +
+    '01000600ffffffff' +
+    '02000400d2040000' +
+    '04000400ffffffff' +
+    '10000400ffffffff' +
+    '20000000ffffffff';
+  execFileSync('setfattr', ['-n', 'system.posix_acl_access', '-v', acl, join(dir, 'private')]);
   // 1 GiB with 64 KiB of data in the middle.
   const fd = openSync(join(dir, 'sparse.img'), 'w');
   writeSync(fd, Buffer.alloc(64 * 1024, 0x5a), 0, 64 * 1024, 512 * MiB);
