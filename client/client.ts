@@ -615,16 +615,19 @@ export class Client {
     }
     try {
       let size: number;
+      let keep: Record<string, string>;
       try {
-        const st = await fh.stat();
+        const st = await fh.stat({ bigint: true });
         if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
         if (!st.isFile()) return undefined;
-        size = st.size;
+        size = Number(st.size);
+        keep = keepHeaders(localMeta(st), options.keep ?? 'mode');
       } catch (err) {
         throw new LocalFileError('read', source, err);
       }
       const headers: Record<string, string> = {
         'content-type': 'application/octet-stream',
+        ...keep,
         ...options.headers,
       };
       if (options.noClobber) headers['if-none-match'] = '*';

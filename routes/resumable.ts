@@ -36,6 +36,8 @@ import { continueBody } from './plugin.js';
 import { evaluatePreconditions } from './conditional.js';
 import { createDigestHash, type DigestAlgorithm, parseDigestHeader, type ParsedDigest } from './digest.js';
 import { strongEtag } from './etag.js';
+import { applyMtime, applyOwnerAndMode, uploadMeta } from './file-meta.js';
+import { GID_HEADER, MODE_HEADER, MTIME_HEADER, UID_HEADER } from '../core/file-meta.js';
 import {
   commitTemporary,
   currentRep,
@@ -116,6 +118,15 @@ export function uploadLimit(maxUpload: number, maxAgeMs: number): string {
 /** Does a PUT ask for a resumable upload (a valid `Upload-Complete`)? */
 export function wantsResumable(request: FastifyRequest): boolean {
   return parseSfBoolean(request.headers['upload-complete']) !== undefined;
+}
+
+/** The metadata fields a creating request may carry (core/file-meta.ts). */
+const KEEP_FIELDS = [MODE_HEADER, UID_HEADER, GID_HEADER, MTIME_HEADER] as const;
+
+/** The gid of the request's peer, as peerUid. */
+function peerGid(request: FastifyRequest): number {
+  const peer = (request as unknown as { peer?: { gid?: number } | null }).peer;
+  return peer?.gid ?? process.getgid?.() ?? 0;
 }
 
 /** The uid of the request's peer (the gateway sets request.peer; a bare Fastify app is one process). */
@@ -376,14 +387,23 @@ export async function createUpload(
       const value = request.headers[name];
       if (typeof value === 'string') conditions[name] = value;
     }
+    // What to keep of the file (routes/file-meta.ts): checked now (400 before the body), applied at completion.
+    uploadMeta(request.headers);
+    const keep: Record<string, string> = {};
+    for (const name of KEEP_FIELDS) {
+      const value = request.headers[name];
+      if (typeof value === 'string') keep[name] = value;
+    }
     const meta: UploadMeta = {
       id: newUploadId(),
       target: path.rel,
       uid: peerUid(request),
+      gid: peerGid(request),
       length,
       created: Date.now(),
       conditions,
       digests,
+      keep,
     };
     let fd: number;
     try {
@@ -489,11 +509,28 @@ async function completeUpload(
     const parent = parentOf(target);
     const near = before ? parent : await existingDir(root, parent, shown);
     const place = { rel: meta.target, shown, target, parent, near, mustBeNew };
+    const keep = uploadMeta(meta.keep ?? {});
+    const prepare = async (file: number): Promise<void> => {
+      try {
+        await applyOwnerAndMode(file, keep, { uid: meta.uid, gid: meta.gid ?? -1 });
+      } catch (err) {
+        throw fsError(err, shown);
+      }
+    };
     let after;
     if (await root.sameMount(UPLOADS_DIR, near).catch(() => false)) {
+      await prepare(fd);
       after = await commitTemporary(root, place, { fd, named: partPath(meta.id) });
     } else {
-      after = await copyAndCommit(root, place, fd, shown);
+      after = await copyAndCommit(root, place, fd, shown, prepare);
+    }
+    if (keep.mtimeNs !== undefined) {
+      try {
+        await applyMtime(root, target, keep);
+        after = await root.lstat(target);
+      } catch (err) {
+        throw fsError(err, shown);
+      }
     }
     const etag = strongEtag(after);
     const marker: DoneMarker = {
@@ -521,6 +558,7 @@ async function copyAndCommit(
   place: Parameters<typeof commitTemporary>[1],
   fd: number,
   shown: string,
+  prepare: (fd: number) => Promise<void>,
 ) {
   const staged = await openTemporary(root, place.near, shown);
   let linked = false;
@@ -537,6 +575,7 @@ async function copyAndCommit(
     await new Promise<void>((resolve, reject) =>
       writer.end((err?: Error | null) => (err ? reject(err) : resolve())),
     );
+    await prepare(staged.fd);
     const after = await commitTemporary(root, place, staged);
     linked = true;
     return after;

@@ -40,6 +40,10 @@ export interface UploadMeta {
   readonly conditions: Readonly<Record<string, string>>;
   /** Digest fields that cover the whole representation (Repr-Digest; Content-Digest of a request with Upload-Complete: ?1), verified at completion. */
   readonly digests: readonly string[];
+  /** The creating peer's gid: an owner asked for is the peer's with a root server (core/set-rule.ts). */
+  readonly gid?: number | undefined;
+  /** The metadata fields of the creating request (X-Nullgate-Mode, -Uid, -Gid, -Mtime), applied at completion. */
+  readonly keep?: Readonly<Record<string, string>> | undefined;
 }
 
 /** What is left of a completed upload resource, until it expires. */

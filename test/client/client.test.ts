@@ -618,6 +618,17 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
       if (asRoot) expect([gotP.uid, gotP.gid]).toEqual([1234, 2345]);
       const usage = await cli(['get', '-p', '/keep/tool-p.sh']);
       expect(usage.code).toBe(2);
+
+      // The resumable path (put sends files of 64 MiB and more that way) keeps them too.
+      const client = new Client({ socket: name });
+      try {
+        await client.put(local, '/keep/resumable.sh', { resumable: true, keep: 'all' });
+      } finally {
+        await client.close();
+      }
+      const viaResumable = await stat(path.join(root, 'keep/resumable.sh'), { bigint: true });
+      expect(Number(viaResumable.mode) & 0o7777).toBe(0o750);
+      expect(viaResumable.mtimeNs).toBe(localNs);
     });
 
     it('ls, ls -l, ls --json', async () => {

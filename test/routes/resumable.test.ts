@@ -11,6 +11,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   utimesSync,
   writeFileSync,
 } from 'node:fs';
@@ -152,6 +153,31 @@ describe('resumable uploads (--writable)', () => {
       .expect(400);
     expect(again.body.code).toBe('NG_ERR_UPLOAD_COMPLETED');
     expect(uploadsLeft(dir).filter((n) => !n.endsWith('.done'))).toEqual([]);
+  });
+
+  it('the metadata fields of the creating request (X-Nullgate-Mode, -Mtime) are applied at completion', async () => {
+    const data = randomBytes(2000);
+    const where = await create('/files/kept.bin', data.subarray(0, 1000), {
+      'x-nullgate-mode': '0640',
+      'x-nullgate-mtime': '1700000000.123456789',
+    });
+    const last = await request
+      .patch(where)
+      .set({ 'content-type': PARTIAL, 'upload-offset': '1000', 'upload-complete': '?1' })
+      .send(data.subarray(1000))
+      .expect(201);
+    const st = statSync(join(dir, 'kept.bin'), { bigint: true });
+    expect(Number(st.mode) & 0o7777).toBe(0o640);
+    expect(st.mtimeNs).toBe(1_700_000_000_123_456_789n);
+    const head = await request.head('/files/kept.bin').expect(200);
+    expect(last.headers.etag).toBe(head.headers.etag);
+    // A malformed one is refused at creation, before a resource exists.
+    const bad = await request
+      .put('/files/bad.bin')
+      .set({ 'upload-complete': '?0', 'x-nullgate-mode': '9' })
+      .send(Buffer.from('x'))
+      .expect(400);
+    expect(bad.body.code).toBe('NG_ERR_BAD_REQUEST');
   });
 
   it('a wrong Upload-Offset is 409 with the right one; nothing is appended', async () => {
