@@ -43,7 +43,7 @@ export const errorCodes = {
   NG_ERR_ARCHIVE_UNSAFE: {
     statusCode: 400,
     description:
-      'An archive entry is unsafe (absolute path, `..`, link leading outside, device, FIFO, socket); nothing of the archive was kept.',
+      'An archive entry is unsafe (absolute name, `..`, an entry reached through a symlink, a hard link to anything but an earlier entry, a device node from a peer other than root); nothing of the archive was kept, or, for `pull`, nothing more was extracted.',
   },
   NG_ERR_PEER_DENIED: {
     statusCode: 403,
