@@ -226,11 +226,14 @@ async function receive(
     readonly limit: number;
     readonly overLimit: () => NullgateError;
     readonly content: ParsedDigest[];
+    /** Also hash the content with these (digests of the whole, when it all comes in this request). */
+    readonly hash?: DigestAlgorithm[] | undefined;
   },
-): Promise<{ bytes: number; interrupted: boolean }> {
+): Promise<{ bytes: number; interrupted: boolean; digests: Map<DigestAlgorithm, Buffer> }> {
   let over: NullgateError | undefined;
   const overLimit = () => (over = limits.overLimit());
-  const meter = new AppendMeter(limits.limit, overLimit, algorithmsOf(limits.content));
+  const algorithms = [...new Set([...algorithmsOf(limits.content), ...(limits.hash ?? [])])];
+  const meter = new AppendMeter(limits.limit, overLimit, algorithms);
   let interrupted = false;
   try {
     await pipeline(request.raw, meter, fdWriter(ctx.root, fd));
@@ -246,9 +249,11 @@ async function receive(
     interrupted = true;
   }
   await ctx.root.fsync(fd);
+  const digests = new Map<DigestAlgorithm, Buffer>();
   if (!interrupted) {
+    for (const [algorithm, hash] of meter.hashes) digests.set(algorithm, hash.digest());
     for (const { algorithm, bytes } of limits.content) {
-      if (!meter.hashes.get(algorithm)!.digest().equals(bytes)) {
+      if (!digests.get(algorithm)!.equals(bytes)) {
         await ftruncateAsync(fd, offset);
         await ctx.root.fsync(fd);
         throw ngError(
@@ -258,7 +263,7 @@ async function receive(
       }
     }
   }
-  return { bytes: meter.bytes, interrupted };
+  return { bytes: meter.bytes, interrupted, digests };
 }
 
 const ftruncateAsync = promisify(ftruncateCb);
@@ -420,14 +425,22 @@ export async function createUpload(
           ['Location', where],
           ['Upload-Limit', limit],
         ]);
-        const { bytes, interrupted } = await receive(ctx, fd, 0, request, {
+        const {
+          bytes,
+          interrupted,
+          digests: whole,
+        } = await receive(ctx, fd, 0, request, {
           id: meta.id,
           limit: Math.min(ctx.maxUpload, length ?? Infinity),
           overLimit: () => overLimit(ctx, reply, meta, shown),
           content: complete ? [] : content,
+          // The whole representation in this one request: its digests need no read-back.
+          hash: complete
+            ? algorithmsOf(meta.digests.flatMap((field) => parseDigestHeader(field)))
+            : undefined,
         });
         if (interrupted) throw endedEarlyError(shown, where, bytes);
-        if (complete) return await completeUpload(ctx, meta, fd, bytes, reply);
+        if (complete) return await completeUpload(ctx, meta, fd, bytes, reply, whole);
         return reply
           .code(201)
           .header('location', where)
@@ -477,6 +490,8 @@ async function completeUpload(
   fd: number,
   size: number,
   reply: FastifyReply,
+  /** Digests of the whole, hashed as it arrived (a creation that completed in one request). */
+  hashed?: ReadonlyMap<DigestAlgorithm, Buffer>,
 ) {
   const { root } = ctx;
   const shown = displayPath(meta.target);
@@ -495,7 +510,8 @@ async function completeUpload(
     }
     const expected = meta.digests.flatMap((field) => parseDigestHeader(field));
     if (expected.length > 0) {
-      const actual = await digestFile(fd, algorithmsOf(expected));
+      const algorithms = algorithmsOf(expected);
+      const actual = algorithms.every((a) => hashed?.has(a)) ? hashed! : await digestFile(fd, algorithms);
       for (const { algorithm, bytes } of expected) {
         if (!actual.get(algorithm)!.equals(bytes)) {
           throw ngError(

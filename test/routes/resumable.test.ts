@@ -117,6 +117,19 @@ describe('resumable uploads (--writable)', () => {
     const listing = await request.get('/files/').expect(200);
     expect(JSON.stringify(listing.body)).not.toContain('nullgate');
     await request.get(`/files/${UPLOADS_DIR}/`).expect(400);
+    writeFileSync(join(dir, 'visible.txt'), 'visible');
+    const archive = await request
+      .get('/archive/')
+      .buffer(true)
+      .parse((res, done) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => done(null, Buffer.concat(chunks)));
+      })
+      .expect(200);
+    const tarBytes = archive.body as Buffer;
+    expect(tarBytes.includes('visible.txt')).toBe(true);
+    expect(tarBytes.includes('nullgate-tmp')).toBe(false);
 
     const head = await request.head(where).expect(204);
     expect(head.headers).toMatchObject({
@@ -251,6 +264,25 @@ describe('resumable uploads (--writable)', () => {
     expect(res.headers['upload-complete']).toBe('?1');
     expect(existsSync(join(dir, 'bad.bin'))).toBe(false);
     await request.head(bad).expect(404);
+    expect(uploadsLeft(dir).filter((n) => !n.endsWith('.done'))).toEqual([]);
+  });
+
+  it('a creation that completes in one request verifies Repr-Digest/Content-Digest on the whole as it arrives', async () => {
+    const data = randomBytes(50_000);
+    await request
+      .put('/files/one.bin')
+      .set({ 'upload-complete': '?1', 'repr-digest': reprDigest(data), 'content-digest': reprDigest(data) })
+      .send(data)
+      .expect(201);
+    expect(sha256(readFileSync(join(dir, 'one.bin')))).toBe(sha256(data));
+    const bad = await request
+      .put('/files/two.bin')
+      .set({ 'upload-complete': '?1', 'content-digest': reprDigest(Buffer.from('other')) })
+      .send(data)
+      .expect(400);
+    expect(bad.body.code).toBe('NG_ERR_DIGEST_MISMATCH');
+    expect(bad.headers['upload-complete']).toBe('?1');
+    expect(existsSync(join(dir, 'two.bin'))).toBe(false);
     expect(uploadsLeft(dir).filter((n) => !n.endsWith('.done'))).toEqual([]);
   });
 
