@@ -44,6 +44,9 @@ export interface ResumableAnswer {
   readonly completed?: { readonly size: number; readonly etag: string } | undefined;
 }
 
+/** The pause before asking again after a HEAD that got no answer. */
+const RETRY_PAUSE_MS = 250;
+
 /** Bytes read from the local file at a time. */
 const READ_CHUNK = 256 * 1024;
 
@@ -177,13 +180,23 @@ export async function putResumable(t: ResumableTransport, req: ResumableRequest)
   let stalled = 0;
   let lastOffset = -1;
   for (;;) {
-    // HEAD: where is it? (§4.3) With `wait`, the connection waits for a restarting server.
-    const head = await t.dispatcher.request({
-      origin: t.origin,
-      path: location,
-      method: 'HEAD',
-      ...(req.signal ? { signal: req.signal } : {}),
-    });
+    // HEAD: where is it? (§4.3) With `wait`, the connection waits for a restarting server. One
+    // that fails (a dying server can still accept, then reset) counts as an attempt without
+    // progress, tried again after a pause.
+    let head: Dispatcher.ResponseData;
+    try {
+      head = await t.dispatcher.request({
+        origin: t.origin,
+        path: location,
+        method: 'HEAD',
+        ...(req.signal ? { signal: req.signal } : {}),
+      });
+    } catch (err) {
+      if (!resumableFailure(err) || ++stalled >= MAX_STALLED) throw err;
+      failure = err;
+      await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
+      continue;
+    }
     if (head.statusCode !== 204 && head.statusCode !== 200) {
       const error = await responseError(head, 'HEAD', location, t.socket);
       throw head.statusCode === 404 ? Object.assign(error, { cause: failure }) : error;
