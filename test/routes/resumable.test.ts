@@ -22,7 +22,9 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import supertest from 'supertest';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import Fastify from 'fastify';
 import { buildApp } from '../../gateway/app.js';
+import { filesRoutes, uploadsRoutes } from '../../routes/index.js';
 import { UPLOADS_DIR } from '../../routes/upload-store.js';
 import { parseSfBoolean, parseSfInteger, uploadLimit } from '../../routes/resumable.js';
 
@@ -473,5 +475,48 @@ describe('resumable uploads (--writable)', () => {
     await request.patch(id).set({ 'content-type': PARTIAL }).send('a').expect(403);
     await request.delete(id).expect(403);
     await request.head(id).expect(404);
+  });
+});
+
+describe('filesRoutes + uploadsRoutes in any Fastify app (the library API)', () => {
+  it('bounds the open upload resources per tree (maxResources): one more is 429 until one is completed or cancelled', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ng-resumable-lib-'));
+    const app = Fastify({ exposeHeadRoutes: false });
+    app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) =>
+      reply.code(err.statusCode ?? 500).send({ code: err.code, message: err.message }),
+    );
+    const resumable = { prefix: '/up', maxResources: 2 };
+    await app.register(filesRoutes, { prefix: '/f', root: dir, writable: true, resumable });
+    await app.register(uploadsRoutes, { prefix: '/up', root: dir, writable: true, resumable });
+    try {
+      const create = (name: string) =>
+        app.inject({ method: 'PUT', url: `/f/${name}`, headers: { 'upload-complete': '?0' }, payload: 'x' });
+      const first = await create('a');
+      const second = await create('b');
+      expect([first.statusCode, second.statusCode]).toEqual([201, 201]);
+      expect(first.headers.location).toMatch(/^\/up\/[0-9a-f]{32}$/);
+      const third = await create('c');
+      expect(third.statusCode).toBe(429);
+      expect(third.json().code).toBe('NG_ERR_TOO_MANY_REQUESTS');
+      expect((await app.inject({ method: 'DELETE', url: first.headers.location as string })).statusCode).toBe(
+        204,
+      );
+      expect((await create('c')).statusCode).toBe(201);
+      // Without `resumable`, Upload-Complete is ignored: a plain upload (the draft's fallback).
+      const plain = Fastify();
+      await plain.register(filesRoutes, { prefix: '/f', root: dir, writable: true });
+      const res = await plain.inject({
+        method: 'PUT',
+        url: '/f/plain.txt',
+        headers: { 'upload-complete': '?1' },
+        payload: 'plain',
+      });
+      expect(res.statusCode).toBe(201);
+      expect(res.headers['upload-complete']).toBeUndefined();
+      await plain.close();
+    } finally {
+      await app.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
