@@ -106,6 +106,15 @@ nullgate request --wait 10 /health >/dev/null
 /** The sandbox's own /tmp and /srv, nullgate on PATH, a copy of the package to work in. */
 const PRELUDE = `
 set -e -o pipefail
+# The host's /tmp and /srv stay reachable under /mnt (a tmpfs of this namespace), so a checkout
+# or a node binary that lives there (CI installs Node 22 and 24 under /tmp) still runs.
+mkdir -p /mnt
+mount -t tmpfs tmpfs /mnt
+mkdir /mnt/tmp /mnt/srv
+mount --rbind /tmp /mnt/tmp
+mount --rbind /srv /mnt/srv
+case "$REPO" in /tmp/* | /srv/*) REPO="/mnt$REPO" ;; esac
+case "$NODE" in /tmp/* | /srv/*) NODE="/mnt$NODE" ;; esac
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /srv
 mkdir -p /tmp/docs-bin /tmp/docs-work
