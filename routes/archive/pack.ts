@@ -75,8 +75,17 @@ export function packPieces(
   rel: string,
   signal: AbortSignal,
   log: FastifyBaseLogger,
+  options: PackOptions = {},
 ): AsyncGenerator<Piece> {
-  return new TreeWriter(root, signal, log).archive(rel);
+  return new TreeWriter(root, signal, log, options).archive(rel);
+}
+
+export interface PackOptions {
+  /**
+   * Leave out `trusted.*` extended attributes: only a process with CAP_SYS_ADMIN can read them,
+   * so a server running as root must not hand them to a peer that is not root.
+   */
+  readonly withoutTrusted?: boolean;
 }
 
 /**
@@ -89,8 +98,9 @@ export function packTree(
   rel: string,
   signal: AbortSignal,
   log: FastifyBaseLogger,
+  options: PackOptions = {},
 ): Readable {
-  return Readable.from(pieceBytes(packPieces(root, rel, signal, log), signal, log), {
+  return Readable.from(pieceBytes(packPieces(root, rel, signal, log, options), signal, log), {
     objectMode: false,
     highWaterMark: READ_CHUNK,
   });
@@ -160,15 +170,17 @@ class TreeWriter {
   readonly #root: BeneathRoot;
   readonly #signal: AbortSignal;
   readonly #log: FastifyBaseLogger;
+  readonly #withoutTrusted: boolean;
   /** dev:ino of entries with more links than seen so far → first name, names still to come. */
   readonly #links = new Map<string, { name: string; left: number }>();
   readonly #sockets: string[] = [];
   #socketCount = 0;
 
-  constructor(root: BeneathRoot, signal: AbortSignal, log: FastifyBaseLogger) {
+  constructor(root: BeneathRoot, signal: AbortSignal, log: FastifyBaseLogger, options: PackOptions) {
     this.#root = root;
     this.#signal = signal;
     this.#log = log;
+    this.#withoutTrusted = options.withoutTrusted === true;
   }
 
   async *archive(rel: string): AsyncGenerator<Piece> {
@@ -243,12 +255,14 @@ class TreeWriter {
 
   /** The extended attributes of `rel` itself (none where the file system has none). */
   async #xattrs(read: () => Promise<Xattr[]>): Promise<Xattr[]> {
+    let all: Xattr[];
     try {
-      return await read();
+      all = await read();
     } catch (err) {
       if (codeOf(err) === 'ENOTSUP' || codeOf(err) === 'EOPNOTSUPP') return [];
       throw err;
     }
+    return this.#withoutTrusted ? all.filter((x) => !x.name.startsWith('trusted.')) : all;
   }
 
   async *#entry(rel: string, name: string): AsyncGenerator<Piece> {

@@ -54,6 +54,10 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
     if (st.type !== 'dir') throw ngError('NG_ERR_CONFLICT', `not a directory: ${displayPath(rel)}`);
     const gzip = truthyQuery((request.query as Record<string, unknown>).gzip);
 
+    // trusted.* attributes need CAP_SYS_ADMIN to read: a root server keeps them for root peers
+    // (and for callers without a peer: the process itself).
+    const peer = (request as { peer?: Ids }).peer;
+    const packOptions = { withoutTrusted: peer !== undefined && peer.uid !== 0 };
     const abort = new AbortController();
     const piped: { stream?: Readable } = {};
     // A client that goes away stops the walk at the next entry; destroying the stream (Fastify
@@ -81,7 +85,7 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
       try {
         await sendArchive(
           reply.raw,
-          packPieces(root, rel, abort.signal, request.log),
+          packPieces(root, rel, abort.signal, request.log, packOptions),
           abort.signal,
           request.log,
         );
@@ -92,7 +96,7 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
       }
       return reply;
     }
-    const tarStream = packTree(root, rel, abort.signal, request.log);
+    const tarStream = packTree(root, rel, abort.signal, request.log, packOptions);
     piped.stream = tarStream;
     if (!gzip) return reply.send(tarStream);
     const gz = pipeline(tarStream, createGzip(), () => undefined);

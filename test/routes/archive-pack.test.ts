@@ -506,3 +506,52 @@ describe('GET /archive sends member data with sendfile (zero-copy), framing the 
     },
   );
 });
+
+describe('trusted.* attributes go only to root peers', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'ng-archive-trusted-'));
+    mkdirSync(join(dir, 'root/src'), { recursive: true });
+    writeFileSync(join(dir, 'root/src/f'), 'x');
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** The xattr names of member 'f' when a peer of `uid` asks (undefined: no peer, the library). */
+  async function namesFor(uid: number | undefined): Promise<string[]> {
+    const app = buildApp({ logLevel: false });
+    if (uid !== undefined) {
+      app.addHook('onRequest', async (request) => {
+        (request as unknown as { peer: { uid: number; gid: number; pid: number } }).peer = {
+          uid,
+          gid: uid,
+          pid: 1,
+        };
+      });
+    }
+    await app.register(archiveRoutes, { prefix: '/archive', root: join(dir, 'root'), writable: false });
+    await app.ready();
+    try {
+      const res = await app.inject({ url: '/archive/src' });
+      const names: string[] = [];
+      for await (const m of readTar([res.rawPayload])) {
+        if (m.header.name === 'f') names.push(...m.header.xattrs.keys());
+        for await (const piece of m.pieces()) void piece;
+      }
+      return names.sort();
+    } finally {
+      await app.close();
+    }
+  }
+
+  itNeeds(
+    ['root', 'setfattr'],
+    'a root peer gets them, any other peer does not (user.* it gets)',
+    async () => {
+      execFileSync('setfattr', ['-n', 'trusted.secret', '-v', 'root only', join(dir, 'root/src/f')]);
+      execFileSync('setfattr', ['-n', 'user.note', '-v', 'anyone', join(dir, 'root/src/f')]);
+      expect(await namesFor(0)).toEqual(['trusted.secret', 'user.note']);
+      expect(await namesFor(undefined)).toEqual(['trusted.secret', 'user.note']);
+      expect(await namesFor(1000)).toEqual(['user.note']);
+    },
+  );
+});
