@@ -84,6 +84,9 @@ export async function extractTar(
     ...(onProgress && { onBytes: (bytes: number) => onProgress(bytes, undefined) }),
   });
   let name = '';
+  // The transfer failing (not a local write) is reported as it is, for the caller to tell apart.
+  let cut: unknown;
+  body.once('error', (err) => (cut ??= err));
   try {
     for await (const member of readTar(body)) {
       name = member.header.name;
@@ -93,6 +96,7 @@ export async function extractTar(
     await tree.finish();
   } catch (err) {
     body.destroy();
+    if (err === cut || (err !== null && err === body.errored)) throw err;
     throw localError(err, dir, name);
   } finally {
     await root.close();

@@ -815,6 +815,8 @@ export class Client {
       return await extractTar(res.body, localDir, options.onProgress);
     } catch (err) {
       // The connection failing mid-archive (not an entry refused, not a local write).
+      // (The body's 'error' event may come after the rejection it caused: ask the stream too.)
+      cut ??= res.body.errored ?? undefined;
       if (cut !== undefined && err === cut && !isAbort(err)) {
         throw new PartialTransferError(undefined, numberHeader(res.headers, 'content-length'), err);
       }

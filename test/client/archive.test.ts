@@ -169,6 +169,15 @@ describe('extractTar / packTar', () => {
     expect(await readlink(path.join(dest, 'link'))).toBe('a/b/c.bin');
   });
 
+  it('a transfer cut mid-member is reported as the transfer error, not as a local write error', async () => {
+    const whole = await packEntries([{ header: { name: 'big' }, body: Buffer.alloc(100_000, 7) }]);
+    const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET', syscall: 'read' });
+    const body = new Readable({ read() {} });
+    body.push(whole.subarray(0, 30_000));
+    setImmediate(() => body.destroy(reset));
+    await expect(extractTar(body, dest)).rejects.toBe(reset);
+  });
+
   it('packTar of a missing directory is a local read error', async () => {
     await expect(packTar(path.join(base, 'nope'))).rejects.toMatchObject({
       name: 'LocalFileError',
