@@ -96,13 +96,17 @@ export async function mkcol(ctx: WriteContext, path: FilePath, reply: FastifyRep
   return reply.code(created ? 201 : 200).send({ path: displayPath(path.rel, true), created });
 }
 
-/** Counts bytes, feeds the digests, and stops the body at maxUpload. */
-class UploadMeter extends Transform {
+/**
+ * Counts a body's bytes, feeds the digests asked for, and fails the body with `overLimit()` once
+ * it passes `limit`. PUT /files and the resumable uploads' appends (routes/resumable.ts) meter
+ * their bodies with it.
+ */
+export class UploadMeter extends Transform {
   bytes = 0;
   readonly hashes: Map<DigestAlgorithm, ReturnType<typeof createDigestHash>>;
   constructor(
     private readonly limit: number,
-    private readonly shown: string,
+    private readonly overLimit: () => NullgateError,
     algorithms: DigestAlgorithm[],
   ) {
     super();
@@ -115,7 +119,7 @@ class UploadMeter extends Transform {
   ) {
     this.bytes += chunk.length;
     if (this.bytes > this.limit) {
-      done(ngError('NG_ERR_PAYLOAD_TOO_LARGE', `upload to ${this.shown} exceeds ${this.limit} bytes`));
+      done(this.overLimit());
       return;
     }
     for (const hash of this.hashes.values()) hash.update(chunk);
@@ -318,7 +322,11 @@ async function atomicUpload(
   let linked = false;
   try {
     continueBody(request, reply);
-    const meter = new UploadMeter(ctx.maxUpload, shown, [...new Set(expected.map((d) => d.algorithm))]);
+    const meter = new UploadMeter(
+      ctx.maxUpload,
+      () => ngError('NG_ERR_PAYLOAD_TOO_LARGE', `upload to ${shown} exceeds ${ctx.maxUpload} bytes`),
+      [...new Set(expected.map((d) => d.algorithm))],
+    );
     try {
       await pipeline(request.raw, meter, fdWriter(root, fd));
     } catch (err) {

@@ -24,7 +24,6 @@
  */
 import { ftruncate as ftruncateCb, read as readCb } from 'node:fs';
 import { Socket } from 'node:net';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -46,6 +45,7 @@ import {
   fdWriter,
   openTemporary,
   upload,
+  UploadMeter,
   type WriteContext,
   writeTarget,
 } from './file-write.js';
@@ -179,33 +179,6 @@ async function asActive<T>(id: string, request: FastifyRequest, work: () => Prom
 
 // ---- Receiving a body ----
 
-/** Counts bytes, feeds the digests of this request's content, and stops at `limit`. */
-class AppendMeter extends Transform {
-  bytes = 0;
-  readonly hashes: Map<DigestAlgorithm, ReturnType<typeof createDigestHash>>;
-  constructor(
-    private readonly limit: number,
-    private readonly overLimit: () => NullgateError,
-    algorithms: DigestAlgorithm[],
-  ) {
-    super();
-    this.hashes = new Map(algorithms.map((a) => [a, createDigestHash(a)]));
-  }
-  override _transform(
-    chunk: Buffer,
-    _enc: BufferEncoding,
-    done: (err?: Error | null, data?: Buffer) => void,
-  ) {
-    this.bytes += chunk.length;
-    if (this.bytes > this.limit) {
-      done(this.overLimit());
-      return;
-    }
-    for (const hash of this.hashes.values()) hash.update(chunk);
-    done(null, chunk);
-  }
-}
-
 function algorithmsOf(digests: ParsedDigest[]): DigestAlgorithm[] {
   return [...new Set(digests.map((d) => d.algorithm))];
 }
@@ -233,7 +206,7 @@ async function receive(
   let over: NullgateError | undefined;
   const overLimit = () => (over = limits.overLimit());
   const algorithms = [...new Set([...algorithmsOf(limits.content), ...(limits.hash ?? [])])];
-  const meter = new AppendMeter(limits.limit, overLimit, algorithms);
+  const meter = new UploadMeter(limits.limit, overLimit, algorithms);
   let interrupted = false;
   try {
     await pipeline(request.raw, meter, fdWriter(ctx.root, fd));
