@@ -66,13 +66,24 @@ export async function extractTar(
   localDir: string,
   onProgress?: ProgressCallback,
 ): Promise<PullResult> {
+  // The transfer failing (not a local write) is reported as it is, for the caller to tell apart.
+  // Listened for before anything is awaited: a body that fails while LOCAL_DIR is being made
+  // would otherwise throw its error at the process.
+  let cut: unknown;
+  body.on('error', (err) => (cut ??= err));
   const dir = path.resolve(localDir);
-  const created = await makeLocalDir(dir);
+  let created: boolean;
   let root: BeneathRoot;
   try {
-    root = await BeneathRoot.open(dir);
+    created = await makeLocalDir(dir);
+    try {
+      root = await BeneathRoot.open(dir);
+    } catch (err) {
+      throw new LocalFileError('write', dir, err);
+    }
   } catch (err) {
-    throw new LocalFileError('write', dir, err);
+    body.destroy();
+    throw err;
   }
   const writer = { uid: process.geteuid?.() ?? -1, gid: process.getegid?.() ?? -1 };
   const skipped: { name: string; why: string }[] = [];
@@ -84,9 +95,6 @@ export async function extractTar(
     ...(onProgress && { onBytes: (bytes: number) => onProgress(bytes, undefined) }),
   });
   let name = '';
-  // The transfer failing (not a local write) is reported as it is, for the caller to tell apart.
-  let cut: unknown;
-  body.once('error', (err) => (cut ??= err));
   try {
     for await (const member of readTar(body)) {
       name = member.header.name;
