@@ -281,6 +281,43 @@ function remoteMeta(headers: Headers): RemoteMeta {
 }
 
 /** The server marks a directory listing with `X-Nullgate-Type: dir` (a file named x.json is JSON too). */
+/** A local file `put` sends: open, its size when regular, its metadata as headers. */
+interface LocalSource {
+  readonly fh: FileHandle;
+  readonly regular: boolean;
+  readonly size: number;
+  readonly keep: Record<string, string>;
+}
+
+/** Opens `source` for `put` (a directory is EISDIR); every failure is a LocalFileError. */
+async function openLocal(source: string, keep: Keep): Promise<LocalSource> {
+  let fh: FileHandle;
+  try {
+    fh = await fsp.open(source, 'r');
+  } catch (err) {
+    throw new LocalFileError('read', source, err);
+  }
+  try {
+    const st = await fh.stat({ bigint: true });
+    if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+    return { fh, regular: st.isFile(), size: Number(st.size), keep: keepHeaders(localMeta(st), keep) };
+  } catch (err) {
+    await fh.close();
+    throw new LocalFileError('read', source, err);
+  }
+}
+
+/** A PUT's headers: the body's type, the metadata to keep, the caller's own, If-None-Match. */
+function putHeaders(keep: Record<string, string>, options: PutOptions): Record<string, string> {
+  const headers: Record<string, string> = {
+    'content-type': 'application/octet-stream',
+    ...keep,
+    ...options.headers,
+  };
+  if (options.noClobber) headers['if-none-match'] = '*';
+  return headers;
+}
+
 function isListing(headers: Headers): boolean {
   return header(headers, TYPE_HEADER) === 'dir';
 }
@@ -537,29 +574,20 @@ export class Client {
     let body: Readable;
     let size = options.size;
     let localName = '<stream>';
-    if (typeof source === 'string' && options.resumable === true) {
-      const resumed = await this.#putResumable(source, remotePath, options);
-      if (resumed !== undefined) return resumed;
-    }
     let keep: Record<string, string> = {};
     if (typeof source === 'string') {
       localName = source;
-      let fh: FileHandle;
-      try {
-        fh = await fsp.open(source, 'r');
-      } catch (err) {
-        throw new LocalFileError('read', source, err);
+      const local = await openLocal(source, options.keep ?? 'mode');
+      if (local.regular && options.resumable === true) {
+        try {
+          return await this.#putResumable(local, source, remotePath, options);
+        } finally {
+          await local.fh.close();
+        }
       }
-      try {
-        const st = await fh.stat({ bigint: true });
-        if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
-        if (st.isFile()) size = Number(st.size);
-        keep = keepHeaders(localMeta(st), options.keep ?? 'mode');
-      } catch (err) {
-        await fh.close();
-        throw new LocalFileError('read', source, err);
-      }
-      body = fh.createReadStream();
+      if (local.regular) size = local.size;
+      keep = local.keep;
+      body = local.fh.createReadStream();
     } else {
       body = source;
     }
@@ -573,13 +601,8 @@ export class Client {
     });
     body.pipe(upload);
 
-    const headers: Record<string, string> = {
-      'content-type': 'application/octet-stream',
-      ...keep,
-      ...options.headers,
-    };
+    const headers = putHeaders(keep, options);
     if (size !== undefined) headers['content-length'] = String(size);
-    if (options.noClobber) headers['if-none-match'] = '*';
     let res: Dispatcher.ResponseData;
     try {
       res = await this.#checked('PUT', filesPath(remotePath), {
@@ -601,64 +624,40 @@ export class Client {
     return { path: out.path, size: out.size, etag: out.etag, created: res.statusCode === 201 };
   }
 
-  /** `put` with `resumable`; undefined when `source` is no regular file (then a plain put it is). */
+  /** `put` with `resumable`, of a regular file (`local`, closed by the caller). */
   async #putResumable(
+    local: LocalSource,
     source: string,
     remotePath: string,
     options: PutOptions,
-  ): Promise<PutResult | undefined> {
-    let fh: FileHandle;
-    try {
-      fh = await fsp.open(source, 'r');
-    } catch (err) {
-      throw new LocalFileError('read', source, err);
-    }
-    try {
-      let size: number;
-      let keep: Record<string, string>;
-      try {
-        const st = await fh.stat({ bigint: true });
-        if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
-        if (!st.isFile()) return undefined;
-        size = Number(st.size);
-        keep = keepHeaders(localMeta(st), options.keep ?? 'mode');
-      } catch (err) {
-        throw new LocalFileError('read', source, err);
-      }
-      const headers: Record<string, string> = {
-        'content-type': 'application/octet-stream',
-        ...keep,
-        ...options.headers,
+  ): Promise<PutResult> {
+    const { fh, size } = local;
+    const headers = putHeaders(local.keep, options);
+    const urlPath = filesPath(remotePath);
+    const answer = await putResumable(
+      { dispatcher: this.#agent, socket: this.socket, origin: ORIGIN },
+      {
+        fh,
+        localName: source,
+        size,
+        urlPath,
+        headers,
+        signal: options.signal,
+        onProgress: options.onProgress,
+        onResume: options.onResume,
+      },
+    );
+    if (answer.res === undefined) {
+      // Completed, but its answer was lost: HEAD told the size and ETag (whether it was new is unknown).
+      return {
+        path: remotePath,
+        size: answer.completed?.size ?? size,
+        etag: answer.completed?.etag ?? '',
+        created: false,
       };
-      if (options.noClobber) headers['if-none-match'] = '*';
-      const urlPath = filesPath(remotePath);
-      const answer = await putResumable(
-        { dispatcher: this.#agent, socket: this.socket, origin: ORIGIN },
-        {
-          fh,
-          localName: source,
-          size,
-          urlPath,
-          headers,
-          signal: options.signal,
-          onProgress: options.onProgress,
-          onResume: options.onResume,
-        },
-      );
-      if (answer.res === undefined) {
-        // Completed, but its answer was lost: HEAD told the size and ETag (whether it was new is unknown).
-        return {
-          path: remotePath,
-          size: answer.completed?.size ?? size,
-          etag: answer.completed?.etag ?? '',
-          created: false,
-        };
-      }
-      const out = await this.#json<{ path: string; size: number; etag: string }>(answer.res, 'PUT', urlPath);
-      return { path: out.path, size: out.size, etag: out.etag, created: answer.statusCode === 201 };
-    } finally {
-      await fh.close();
     }
+    const out = await this.#json<{ path: string; size: number; etag: string }>(answer.res, 'PUT', urlPath);
+    return { path: out.path, size: out.size, etag: out.etag, created: answer.statusCode === 201 };
   }
 
   /**
