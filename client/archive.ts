@@ -17,7 +17,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { codeOf, isNullgateError } from '../core/errors.js';
 import { joinRel } from '../core/rel-path.js';
-import { setRule } from '../core/set-rule.js';
+import { processIds, setRule } from '../core/set-rule.js';
 import { entryPath, unsafeEntry } from '../core/tar-entry.js';
 import { readTar, type SparseSegment } from '../core/tar-read.js';
 import {
@@ -85,7 +85,7 @@ export async function extractTar(
     body.destroy();
     throw err;
   }
-  const writer = { uid: process.geteuid?.() ?? -1, gid: process.getegid?.() ?? -1 };
+  const writer = processIds();
   const skipped: { name: string; why: string }[] = [];
   const tree = new TreeWriter(root, '', created, {
     writer,

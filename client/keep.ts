@@ -13,7 +13,7 @@ import {
   formatMode,
   formatMtime,
 } from '../core/file-meta.js';
-import { modeUnder, ownerUnder, setRule } from '../core/set-rule.js';
+import { modeUnder, ownerUnder, processIds, setRule } from '../core/set-rule.js';
 
 export type Keep = 'none' | 'mode' | 'all';
 
@@ -22,10 +22,6 @@ export interface RemoteMeta {
   readonly uid: number | undefined;
   readonly gid: number | undefined;
   readonly mtimeNs: bigint | undefined;
-}
-
-function self(): { uid: number; gid: number } {
-  return { uid: process.geteuid?.() ?? -1, gid: process.getegid?.() ?? -1 };
 }
 
 /** The umask, read without changing it for longer than the call (process.umask() with no argument is deprecated). */
@@ -39,7 +35,7 @@ function currentUmask(): number {
 export async function keepLocally(file: string, meta: RemoteMeta, keep: Keep): Promise<void> {
   if (keep === 'none') return;
   if (keep === 'all') {
-    const rule = setRule(self(), self());
+    const rule = setRule(processIds(), processIds());
     if (meta.uid !== undefined && meta.gid !== undefined) {
       const owner = ownerUnder(rule, { uid: meta.uid, gid: meta.gid });
       if (owner !== undefined) await fsp.chown(file, owner.uid, owner.gid);
@@ -77,7 +73,7 @@ export function keepHeaders(st: LocalMeta, keep: Keep): Record<string, string> {
   if (!all) return headers;
   headers[MTIME_HEADER] = formatMtime(st.mtimeNs);
   // Owners are numeric and only root can give files away: as cp -p, only as root.
-  if (self().uid === 0) {
+  if (processIds().uid === 0) {
     headers[UID_HEADER] = String(st.uid);
     headers[GID_HEADER] = String(st.gid);
   }

@@ -22,6 +22,11 @@ export interface Ids {
   readonly gid: number;
 }
 
+/** The running process's effective ids: the writer of every extraction and upload it makes. */
+export function processIds(): Ids {
+  return { uid: process.geteuid?.() ?? -1, gid: process.getegid?.() ?? -1 };
+}
+
 export interface SetRule {
   /**
    * The owner each entry gets: 'archive' = the archive's numeric uid/gid; an `Ids` = that

@@ -20,35 +20,16 @@ import { promisify } from 'node:util';
 import { nameToBytes } from '../core/name-bytes.js';
 import { baseOf, displayPath, isTempName, joinRel, normalizeRel, parentOf } from '../core/rel-path.js';
 import { check, native, systemError } from './binding.js';
-import type { NativeBinding, SystemError } from './binding.js';
+import type { NativeStat, SystemError } from './binding.js';
 
 const closeAsync = promisify(closeCb);
 const fsyncAsync = promisify(fsyncCb);
 
-type NativeStat = Exclude<Awaited<ReturnType<NativeBinding['fsStat']>>, number>;
-
 export type EntryType = 'file' | 'dir' | 'symlink' | 'other';
 
-export interface BeneathStat {
+/** An entry's stat, with its type spelled out. */
+export interface BeneathStat extends NativeStat {
   readonly type: EntryType;
-  readonly dev: number;
-  readonly ino: number;
-  /** st_mode, file type bits included. */
-  readonly mode: number;
-  readonly nlink: number;
-  readonly uid: number;
-  readonly gid: number;
-  readonly size: number;
-  readonly mtimeMs: number;
-  readonly mtimeNs: bigint;
-  readonly atimeNs: bigint;
-  readonly ctimeNs: bigint;
-  /** st_rdev (device nodes; 0 otherwise), and its major and minor numbers. */
-  readonly rdev: number;
-  readonly rdevMajor: number;
-  readonly rdevMinor: number;
-  /** st_blocks: 512-byte units allocated (fewer than size / 512 for a sparse file). */
-  readonly blocks: number;
 }
 
 /** The kinds of node `mknod` makes. */

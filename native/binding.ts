@@ -33,6 +33,28 @@ export interface SocketInfo {
   readonly listening: boolean;
 }
 
+/** What fsStat reports of an entry (st_* fields; times in ms and ns). */
+export interface NativeStat {
+  readonly dev: number;
+  readonly ino: number;
+  /** st_mode, file type bits included. */
+  readonly mode: number;
+  readonly nlink: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly mtimeNs: bigint;
+  readonly atimeNs: bigint;
+  readonly ctimeNs: bigint;
+  /** st_rdev (device nodes; 0 otherwise), and its major and minor numbers. */
+  readonly rdev: number;
+  readonly rdevMajor: number;
+  readonly rdevMinor: number;
+  /** st_blocks: 512-byte units allocated (fewer than size / 512 for a sparse file). */
+  readonly blocks: number;
+}
+
 /**
  * The native module's exports, exactly (native/addon*.cc): test/native/binding-exports.test.ts
  * fails when the two differ.
@@ -80,32 +102,7 @@ export interface NativeBinding {
   // Returned fds belong to JS; fd arguments are borrowed until the promise settles.
   fsOpen(dirFd: number, rel: string, flags: number, mode: number): Promise<number>;
   fsOpenRoot(path: string): Promise<number>;
-  fsStat(
-    dirFd: number,
-    rel: string,
-    follow: boolean,
-  ): Promise<
-    | {
-        readonly dev: number;
-        readonly ino: number;
-        readonly mode: number;
-        readonly nlink: number;
-        readonly uid: number;
-        readonly gid: number;
-        readonly size: number;
-        readonly mtimeMs: number;
-        readonly mtimeNs: bigint;
-        readonly atimeNs: bigint;
-        readonly ctimeNs: bigint;
-        /** st_rdev as a number, and its major and minor (device nodes; 0 otherwise). */
-        readonly rdev: number;
-        readonly rdevMajor: number;
-        readonly rdevMinor: number;
-        /** st_blocks: 512-byte units allocated. */
-        readonly blocks: number;
-      }
-    | number
-  >;
+  fsStat(dirFd: number, rel: string, follow: boolean): Promise<NativeStat | number>;
   fsMkdir(dirFd: number, rel: string, mode: number): Promise<number>;
   fsUnlink(dirFd: number, rel: string, removeDir: boolean): Promise<number>;
   fsRename(dirFd: number, from: string, to: string, flags: number): Promise<number>;

@@ -19,7 +19,7 @@ import {
   parseMode,
   parseMtime,
 } from '../core/file-meta.js';
-import { type Ids, modeUnder, ownerUnder, setRule } from '../core/set-rule.js';
+import { type Ids, modeUnder, ownerUnder, processIds, setRule } from '../core/set-rule.js';
 import type { BeneathRoot } from '../native/beneath.js';
 
 const fchmod = promisify(fchmodCb);
@@ -62,7 +62,7 @@ export function uploadMeta(headers: IncomingHttpHeaders): UploadMeta {
  * other bits). chown first: it clears set-id bits, which the chmod then sets if allowed.
  */
 export async function applyOwnerAndMode(fd: number, meta: UploadMeta, peer: Ids | undefined): Promise<void> {
-  const writer = { uid: process.geteuid?.() ?? -1, gid: process.getegid?.() ?? -1 };
+  const writer = processIds();
   const rule = setRule(writer, peer);
   if (meta.uid !== undefined || meta.gid !== undefined) {
     const owner = ownerUnder(rule, { uid: meta.uid ?? -1, gid: meta.gid ?? -1 });

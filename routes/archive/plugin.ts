@@ -14,7 +14,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 
 import { codeOf, fsError, ngError } from '../../core/errors.js';
 import { baseOf, displayPath } from '../../core/rel-path.js';
-import { type Ids, setRule } from '../../core/set-rule.js';
+import { type Ids, processIds, setRule } from '../../core/set-rule.js';
 import { type BeneathRoot, type BeneathStat, closeFd } from '../../native/beneath.js';
 import { methodNotAllowed } from '../files.js';
 import { closeAfterResponse } from '../linger.js';
@@ -164,7 +164,7 @@ async function stageAndCommit(
   }
   const req = request.raw;
   try {
-    const writer = { uid: process.geteuid?.() ?? -1, gid: process.getegid?.() ?? -1 };
+    const writer = processIds();
     const stager = new Stager(root, staging, rel, maxUpload, {
       writer,
       rule: setRule(writer, (request as { peer?: Ids }).peer),
