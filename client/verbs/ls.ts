@@ -154,28 +154,18 @@ export async function lsCommand(argv: string[]): Promise<void> {
     args.common,
     (socket) => `GET ${filesPath(dir)} on ${socket}`,
     async (client) => {
-      if (args.long) {
+      let out: AsyncIterable<Buffer | string> | Iterable<Buffer | string>;
+      try {
         // -l aligns the size column over all entries, as ls does: it needs the whole listing,
-        // which list() holds up to its entry limit.
-        let listing;
-        try {
-          listing = await client.list(args.remote);
-        } catch (err) {
-          await toStdout([Buffer.from(fileLines(await fileEntry(client, args.remote, err), args))]);
-          return;
-        }
-        await toStdout([Buffer.from(formatListing(listing.entries, true))]);
-      } else {
-        let listing;
-        try {
-          listing = await client.listStream(args.remote);
-        } catch (err) {
-          await toStdout([Buffer.from(fileLines(await fileEntry(client, args.remote, err), args))]);
-          return;
-        }
-        await toStdout(streamedLines(listing, dir, args.json));
+        // which list() holds up to its entry limit; the other forms print entries as they come.
+        out = args.long
+          ? [formatListing((await client.list(args.remote)).entries, true)]
+          : streamedLines(await client.listStream(args.remote), dir, args.json);
+      } catch (err) {
+        // Not a directory: `ls FILE` shows the file, as ls(1) does (or rethrows the failure).
+        out = [fileLines(await fileEntry(client, args.remote, err), args)];
       }
-      return;
+      await toStdout(out);
     },
   );
 }
