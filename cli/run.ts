@@ -9,6 +9,7 @@ import { type CommandSpec, formatHelp, wantsHelp } from '../core/argv.js';
 import { usageError } from '../core/errors.js';
 import { escapeControls } from '../core/terminal-text.js';
 import { EXIT_CODE_SUMMARY, ExitCode, exitCodeOf } from './exit.js';
+import { rawArgs } from './raw-argv.js';
 
 /**
  * The synopsis, one entry per line group, each with the verbs it documents: a dispatcher shows
@@ -130,7 +131,7 @@ function onStdoutError(err: NodeJS.ErrnoException): void {
 }
 
 export async function run(argv: string[], commands: CommandTable): Promise<number> {
-  const [verb, ...rest] = argv;
+  const [verb, ...rest] = rawArgs(argv);
   // Without a listener, an error on stdout is an uncaught exception with a stack trace.
   if (!process.stdout.listeners('error').includes(onStdoutError)) process.stdout.on('error', onStdoutError);
   try {

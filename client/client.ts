@@ -11,6 +11,7 @@ import { inspect } from 'node:util';
 import type { Agent as AgentType, Dispatcher } from 'undici';
 import { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from '../core/address.js';
 import { isNullgateError, ngError } from '../core/errors.js';
+import { encodeNameComponent, fsPath } from '../core/name-bytes.js';
 import {
   GID_HEADER,
   MODE_HEADER,
@@ -225,7 +226,7 @@ export function encodeRemotePath(remotePath: string): string {
   if (remotePath.includes('\0')) {
     throw ngError('NG_ERR_INVALID_OPTION', `remote path contains a NUL byte: ${inspect(remotePath)}`);
   }
-  return remotePath.replace(/^\/+/, '').split('/').map(encodeURIComponent).join('/');
+  return remotePath.replace(/^\/+/, '').split('/').map(encodeNameComponent).join('/');
 }
 
 export function filesPath(remotePath: string): string {
@@ -293,7 +294,7 @@ interface LocalSource {
 async function openLocal(source: string, keep: Keep): Promise<LocalSource> {
   let fh: FileHandle;
   try {
-    fh = await fsp.open(source, 'r');
+    fh = await fsp.open(fsPath(source), 'r');
   } catch (err) {
     throw new LocalFileError('read', source, err);
   }

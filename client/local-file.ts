@@ -10,6 +10,7 @@ import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { bytesToName, fsPath } from '../core/name-bytes.js';
 import { LocalFileError, PartialTransferError, isAbort, writeError } from './client-error.js';
 
 /** Called as bytes move: `done` so far (including a resumed offset), `total` when known. */
@@ -55,7 +56,7 @@ export function tempNameFor(file: string): string {
 /** Looks at what is at `file` now: nothing or a regular file (replace it), a directory (refuse), anything else (write in place). */
 export async function localTarget(file: string): Promise<LocalTarget> {
   const dest = path.resolve(file);
-  const st = await fsp.stat(dest, { bigint: true }).catch(() => undefined);
+  const st = await fsp.stat(fsPath(dest), { bigint: true }).catch(() => undefined);
   // Missing, unreadable or a dangling link: creating the temporary file reports what is wrong.
   if (st === undefined) return { shown: file, path: dest, inPlace: false, size: 0, mtimeNs: undefined };
   if (st.isDirectory()) {
@@ -70,7 +71,7 @@ export async function localTarget(file: string): Promise<LocalTarget> {
   // Through a symlink, replace the file it points to and keep the link, as writing through it would.
   return {
     shown: file,
-    path: await fsp.realpath(dest),
+    path: bytesToName(await fsp.realpath(fsPath(dest), { encoding: 'buffer' })),
     inPlace: false,
     size: Number(st.size),
     mtimeNs: st.mtimeNs,
@@ -194,10 +195,10 @@ async function writeTo(
   try {
     if (flags === 'w') {
       // In place, not a regular file (a FIFO, a terminal, /dev/null): written in order.
-      await pipeline(counted, createWriteStream(file, { flags, highWaterMark: WRITE_HIGH_WATER }));
+      await pipeline(counted, createWriteStream(fsPath(file), { flags, highWaterMark: WRITE_HIGH_WATER }));
     } else {
       // 'a' (resume) appends at the current end; O_APPEND itself would ignore the offsets.
-      handle = await fsp.open(file, flags === 'a' ? fsc.O_WRONLY | fsc.O_CREAT : flags);
+      handle = await fsp.open(fsPath(file), flags === 'a' ? fsc.O_WRONLY | fsc.O_CREAT : flags);
       const start = flags === 'a' ? (await handle.stat()).size : 0;
       await pipeline(counted, positionalSink(handle, start));
       // A close can report a write the kernel deferred (NFS, quotas): it is part of the write.
@@ -246,13 +247,13 @@ export async function saveTo(
     const bytes = await writeTo(source, temp, 'wx', target.shown, options);
     await finishFile(temp, target.shown, options);
     try {
-      await fsp.rename(temp, target.path);
+      await fsp.rename(fsPath(temp), fsPath(target.path));
     } catch (err) {
       throw writeError(target.shown, err);
     }
     return bytes;
   } catch (err) {
-    await fsp.rm(temp, { force: true }).catch(() => undefined);
+    await fsp.rm(fsPath(temp), { force: true }).catch(() => undefined);
     throw err;
   }
 }

@@ -58,3 +58,30 @@ export function bytesToName(bytes: Buffer): string {
   }
   return out;
 }
+
+/** What encodeURIComponent leaves as is (RFC 3986 unreserved plus `!*'()`). */
+const URI_KEPT = /^[A-Za-z0-9\-_.!~*'()]$/;
+
+/**
+ * `encodeURIComponent` for names: the name's bytes percent-encoded, so a byte that is not UTF-8
+ * (a lone U+DC80..U+DCFF) becomes its own `%XX` (`caf\udce9` → `caf%E9`) where
+ * encodeURIComponent throws a URIError. For a well-formed string it is encodeURIComponent.
+ * The server's URL decoding (routes/url-path.ts) turns the result back into the same name.
+ */
+export function encodeNameComponent(name: string): string {
+  if (!SURROGATE.test(name)) return encodeURIComponent(name);
+  let out = '';
+  for (const b of nameToBytes(name)) {
+    const c = String.fromCharCode(b);
+    out += b < 0x80 && URI_KEPT.test(c) ? c : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/**
+ * A local path as node:fs should be given it: node:fs writes a string as UTF-8, where a lone
+ * surrogate becomes U+FFFD, so a path carrying bytes that are not UTF-8 goes as its bytes.
+ */
+export function fsPath(p: string): string | Buffer {
+  return SURROGATE.test(p) ? nameToBytes(p) : p;
+}

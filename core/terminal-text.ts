@@ -24,9 +24,21 @@ function escapeOne(c: string): string {
   return code >= 0x80 ? `\\u00${code.toString(16)}` : `\\x${code.toString(16).padStart(2, '0')}`;
 }
 
-/** `text` with every C0, DEL and C1 control character written as an escape (`\x1b`, `\n`, `\u009b`). */
+/**
+ * A byte of a file name that is not UTF-8, as strings carry it (U+DC80..U+DCFF, core/name-bytes.ts)
+ * and not the low half of a surrogate pair: written as it is, it would print as U+FFFD.
+ */
+const NAME_BYTE = /(?<![\ud800-\udbff])[\udc80-\udcff]/g;
+
+/**
+ * `text` with every C0, DEL and C1 control character written as an escape (`\x1b`, `\n`,
+ * `\u009b`), and each byte of a name that is not UTF-8 as `\xHH` (`caf\xe9`, as nullgate writes
+ * bytes of addresses).
+ */
 export function escapeControls(text: string): string {
-  return text.replace(CONTROLS, escapeOne);
+  return text
+    .replace(CONTROLS, escapeOne)
+    .replace(NAME_BYTE, (c) => `\\x${(c.charCodeAt(0) - 0xdc00).toString(16)}`);
 }
 
 /**

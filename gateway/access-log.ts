@@ -46,7 +46,7 @@ export function accessLine(request: FastifyRequest, reply: FastifyReply): void {
       const length = Number(res.getHeader('content-length') ?? 0);
       if (bytes < length) bytes += length;
     }
-    const url = request.url;
+    const url = request.originalUrl;
     const query = url.indexOf('?');
     request.log.info(
       {

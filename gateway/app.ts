@@ -40,6 +40,7 @@ import { archiveRoutes } from '../routes/archive/plugin.js';
 import { filesRoutes } from '../routes/files.js';
 import { uploadsRoutes } from '../routes/uploads.js';
 import { type ExportSpec, ExportTable } from '../routes/exports.js';
+import { routableUrl } from '../routes/url-path.js';
 import { version } from '../core/version.js';
 
 declare module 'fastify' {
@@ -133,6 +134,8 @@ function fastifyOptions(options: AppOptions, limits: Limits, limitHit: LimitHit)
       // refuses it in the contract's JSON shape instead.
       requireHostHeader: false,
     },
+    // Names are bytes: a path with escapes that are not UTF-8 is routed (routes/url-path.ts).
+    rewriteUrl: routableUrl,
     // A URL find-my-way cannot decode (e.g. a bad %-escape) gets the nullgate shape too.
     frameworkErrors(error, _request, reply) {
       const bad = error.code === 'FST_ERR_BAD_URL';
@@ -280,7 +283,7 @@ function setErrorHandlers(app: FastifyInstance, limitHit: LimitHit): void {
         errorBody(
           404,
           'NG_ERR_ROUTE_NOT_FOUND',
-          `no route for ${request.method} ${request.url.split('?')[0]}`,
+          `no route for ${request.method} ${request.originalUrl.split('?')[0]}`,
         ),
       );
   });

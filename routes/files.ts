@@ -58,7 +58,7 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
     if (!app.supportedMethods.includes(method)) app.addHttpMethod(method, { hasBody: method === 'MKCOL' });
   }
   // The raw target: origin-form, or absolute-form (RFC 9112 §3.2.2) cut to its path.
-  const pathOf = (request: FastifyRequest): FilePath => requestPath(prefix, request.raw.url ?? '/');
+  const pathOf = (request: FastifyRequest): FilePath => requestPath(prefix, request.originalUrl);
   const guard = (request: FastifyRequest, writable: boolean): FilePath => {
     const path = pathOf(request);
     if (!writable && WRITE_METHODS.includes(request.method)) {

@@ -3,3 +3,4 @@ export { parseExport, type ExportSpec } from './exports.js';
 export { archiveRoutes, type ArchiveRoutesOptions, type ArchiveResult } from './archive/plugin.js';
 export { uploadsRoutes, type UploadsOptions } from './uploads.js';
 export type { ResumableOptions } from './resumable.js';
+export { routableUrl } from './url-path.js';

@@ -4,6 +4,7 @@
  * itself is the kernel's job (openat2 RESOLVE_BENEATH), so this module never touches the disk.
  */
 import { ngError } from '../core/errors.js';
+import { bytesToName, nameToBytes } from '../core/name-bytes.js';
 import { isTempName, TEMP_NAME_PREFIX } from '../core/rel-path.js';
 
 export interface FilePath {
@@ -13,7 +14,6 @@ export interface FilePath {
   readonly trailingSlash: boolean;
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
 /** Printable ASCII without '%': a segment that decodes to itself. */
 const PLAIN_SEGMENT = /^[\x20-\x24\x26-\x7e]*$/;
 
@@ -26,8 +26,14 @@ function isHex(code: number | undefined): boolean {
 
 /**
  * Percent-decodes one segment exactly once (RFC 3986 §2.1), so `%252e` stays the literal `%2e`.
+ * The escapes are bytes, and file names are bytes: a segment that is not valid UTF-8 after
+ * decoding names the file with those bytes, carried as a surrogateescape string
+ * (core/name-bytes.ts) exactly as listings and the native layer carry it, so `/files/caf%E9`
+ * reaches the file whose name is `caf` and the byte 0xE9. No byte sequence decodes to a '.'
+ * or '/' other than that byte itself (an overlong `%c0%ae` is two bytes that are not '.').
  * Node's HTTP parser rejects raw non-ASCII bytes in the request target, so characters above
- * 0x7F only come from library callers; they are taken as text and encoded as UTF-8.
+ * 0x7F only come from library callers; they are taken as a name's text (UTF-8, and lone
+ * U+DC80..U+DCFF as the bytes they carry).
  */
 function decodeSegment(raw: string): string {
   // Most segments are plain printable ASCII: nothing to decode, and ASCII is valid UTF-8.
@@ -46,17 +52,11 @@ function decodeSegment(raw: string): string {
     } else {
       const cp = raw.codePointAt(i)!;
       const ch = String.fromCodePoint(cp);
-      for (const b of Buffer.from(ch, 'utf8')) bytes.push(b);
+      for (const b of nameToBytes(ch)) bytes.push(b);
       i += ch.length - 1;
     }
   }
-  // File names are exchanged as UTF-8 text (JSON listings, messages); a name that is not valid
-  // UTF-8 could not be shown back to the client faithfully, so it is refused rather than mangled.
-  try {
-    return utf8.decode(Uint8Array.from(bytes));
-  } catch {
-    throw ngError('NG_ERR_BAD_PATH', 'path is not valid UTF-8 after percent-decoding');
-  }
+  return bytesToName(Buffer.from(bytes));
 }
 
 /**
@@ -129,4 +129,29 @@ export function targetPath(target: string): string {
 export function requestPath(prefix: string, url: string): FilePath {
   const path = targetPath(url);
   return decodeFilePath(path.startsWith(prefix) ? path.slice(prefix.length) : path);
+}
+
+/** An escape of a byte above 0x7F: the only escapes decodeURI can fail on besides malformed ones. */
+const HIGH_ESCAPE = /%([89a-f][0-9a-f])/gi;
+
+/**
+ * Fastify's `rewriteUrl` for the file routes: find-my-way decodes the whole path with decodeURI
+ * before it matches a route, and throws (a 400 before any route runs) on escapes that are not
+ * UTF-8, such as `/files/caf%E9`, a name of bytes (see decodeSegment). The router only needs the
+ * route's prefix, so such a path is routed as its `%25XX` form; the routes read the path as sent
+ * from `request.originalUrl`. A path decodeURI accepts, or one with a malformed escape (still a
+ * 400), is left as it is. A Fastify app of the library's users passes it as
+ * `Fastify({ rewriteUrl: routableUrl })` to address such names too.
+ */
+export function routableUrl(req: { url?: string | undefined }): string {
+  const url = req.url ?? '/';
+  const cut = url.search(/[?#]/);
+  const path = cut === -1 ? url : url.slice(0, cut);
+  if (!path.includes('%')) return url;
+  try {
+    decodeURI(path);
+    return url;
+  } catch {
+    return path.replace(HIGH_ESCAPE, '%25$1') + (cut === -1 ? '' : url.slice(cut));
+  }
 }

@@ -6,6 +6,7 @@
  */
 import { type CommandSpec, parseCommand } from '../../core/argv.js';
 import { usageError } from '../../core/errors.js';
+import { encodeNameComponent } from '../../core/name-bytes.js';
 import { promises as fsp } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
 import path from 'node:path';
@@ -198,7 +199,7 @@ export function parseRequestArgs(argv: string[], env: Env = process.env): Reques
     // curl -T FILE URL/ appends the file's name to a URL that ends in '/'.
     if (urlPath.split('?')[0]!.endsWith('/') && upload !== '-') {
       const q = urlPath.indexOf('?');
-      const name = encodeURIComponent(path.basename(upload));
+      const name = encodeNameComponent(path.basename(upload));
       urlPath = q === -1 ? urlPath + name : urlPath.slice(0, q) + name + urlPath.slice(q);
     }
   } else if (parts.length > 0) {

@@ -13,6 +13,7 @@ import { createGzip } from 'node:zlib';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 
 import { codeOf, fsError, ngError } from '../../core/errors.js';
+import { encodeNameComponent } from '../../core/name-bytes.js';
 import { baseOf, displayPath } from '../../core/rel-path.js';
 import { type Ids, processIds, setRule } from '../../core/set-rule.js';
 import { type BeneathRoot, type BeneathStat, closeFd } from '../../native/beneath.js';
@@ -44,7 +45,7 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
 
   const getArchive = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const { root } = treeOf(request);
-    const { rel } = requestPath(prefix, request.raw.url ?? '/');
+    const { rel } = requestPath(prefix, request.originalUrl);
     let st: BeneathStat;
     try {
       st = await root.stat(rel);
@@ -71,7 +72,7 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
     void reply
       .header(
         'content-disposition',
-        `attachment; filename="${encodeURIComponent(name)}.tar${gzip ? '.gz' : ''}"`,
+        `attachment; filename="${encodeNameComponent(name)}.tar${gzip ? '.gz' : ''}"`,
       )
       .header('cache-control', 'no-store')
       .type(gzip ? 'application/gzip' : 'application/x-tar');
@@ -112,7 +113,7 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
       root = tree.root;
       if (!tree.writable)
         throw ngError('NG_ERR_READ_ONLY', 'the server is read-only (start it with --writable)');
-      rel = requestPath(prefix, request.raw.url ?? '/').rel;
+      rel = requestPath(prefix, request.originalUrl).rel;
       const declared = Number(request.headers['content-length'] ?? 0);
       if (declared > maxUpload) throw tooLarge(maxUpload);
       release = slots.acquire();

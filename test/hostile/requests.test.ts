@@ -173,21 +173,7 @@ describe('hostile header values and URLs', () => {
   }, 15_000);
 
   it('percent-encoding edge cases are 400 in the JSON shape (or a plain 404), never a 5xx or a leak', async () => {
-    const bad = [
-      '%',
-      '%%',
-      '%zz',
-      '%00',
-      '%c0%ae',
-      '%c0%ae%c0%ae/etc/passwd',
-      '%ff',
-      'a.txt%00',
-      'a.txt%00.jpg',
-      '%e0%80%ae',
-      '%f8%80%80%80%ae',
-      '%2',
-      'a%2',
-    ];
+    const bad = ['%', '%%', '%zz', '%00', 'a.txt%00', 'a.txt%00.jpg', '%2', 'a%2'];
     for (const path of bad) {
       const res = await get(server, `/files/${path}`);
       expectErrorShape(res, 400);
@@ -201,6 +187,12 @@ describe('hostile header values and URLs', () => {
       '%u002e%u002e/etc/passwd',
       '.%2e/.%2e/.%2e/etc/passwd',
       '%ef%bc%8e%ef%bc%8e/etc/passwd',
+      // Bytes that are not UTF-8 name files by those bytes (an overlong "." is not a "."): 404.
+      '%c0%ae',
+      '%c0%ae%c0%ae/etc/passwd',
+      '%ff',
+      '%e0%80%ae',
+      '%f8%80%80%80%ae',
     ];
     for (const path of refused) {
       const res = await get(server, `/files/${path}`);

@@ -427,9 +427,19 @@ describe('names that are not UTF-8 are carried as bytes, never dropped', () => {
     expect(res.body).toContain('"name":"bad\\udcff"');
     const names = (res.json() as { entries: { name: string }[] }).entries.map((e) => e.name);
     expect(names).toEqual(['bad\udcff', 'link', 'plain']);
-    // Not addressable by URL yet: a path that is not UTF-8 after percent-decoding stays 400.
+  });
+
+  it('a URL names them by their bytes, percent-encoded (/files/src/bad%FF/in%FE.t)', async () => {
     const inside = await app.inject({ url: '/files/src/bad%FF/' });
-    expect(inside.json()).toMatchObject({ statusCode: 400, code: 'NG_ERR_BAD_PATH' });
+    expect(inside.statusCode).toBe(200);
+    expect(inside.json()).toMatchObject({ path: '/src/bad\udcff/', entries: [{ name: 'in\udcfe.t' }] });
+    const file = await app.inject({ url: '/files/src/bad%ff/in%FE.t' });
+    expect(file.statusCode).toBe(200);
+    expect(file.body).toBe('payload\n');
+    // The archive's suggested file name carries the byte back as its escape.
+    const archive = await app.inject({ url: '/archive/src/bad%FF' });
+    expect(archive.statusCode).toBe(200);
+    expect(archive.headers['content-disposition']).toBe('attachment; filename="bad%FF.tar"');
   });
 
   itNeeds(

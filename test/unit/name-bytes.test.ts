@@ -4,7 +4,8 @@
  */
 import { describe, expect, it } from 'vitest';
 
-import { bytesToName, nameToBytes } from '../../core/name-bytes.js';
+import { bytesToName, encodeNameComponent, nameToBytes } from '../../core/name-bytes.js';
+import { decodeFilePath } from '../../routes/url-path.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replaceAll(' ', ''), 'hex');
 
@@ -39,5 +40,39 @@ describe('bytesToName / nameToBytes', () => {
   it('a lone surrogate that carries no byte encodes as U+FFFD (as V8 writes it)', () => {
     expect(nameToBytes('a\ud800b')).toEqual(Buffer.from('a\ufffdb'));
     expect(nameToBytes('\udc41')).toEqual(Buffer.from('\ufffd'));
+  });
+});
+
+describe('encodeNameComponent: encodeURIComponent for names that are bytes', () => {
+  it.each([
+    ['ASCII', 'a.txt', 'a.txt'],
+    ['reserved characters', "a b?#%&=+;!~*'()", "a%20b%3F%23%25%26%3D%2B%3B!~*'()"],
+    ['UTF-8', 'café 日', 'caf%C3%A9%20%E6%97%A5'],
+    ['a surrogate pair', '😀', '%F0%9F%98%80'],
+    ['Latin-1 (not UTF-8)', 'caf\udce9', 'caf%E9'],
+    ['a lone 0xff and a lone continuation byte', '\udcff\udc80x', '%FF%80x'],
+    ['valid and invalid mixed', 'é\udcfe日', '%C3%A9%FE%E6%97%A5'],
+    ['an encoded surrogate (CESU)', '\udced\udca0\udc80', '%ED%A0%80'],
+  ])('%s', (_, name, encoded) => {
+    expect(encodeNameComponent(name)).toBe(encoded);
+    // The server's decoding gives back the same name.
+    expect(decodeFilePath(`/${encoded}`).rel).toBe(name);
+  });
+
+  it('equals encodeURIComponent for every well-formed string it is given', () => {
+    for (const s of ['', 'a', 'é', '日本', 'a/b', '%', '\u007f', '\ud83d\ude00']) {
+      expect(encodeNameComponent(s)).toBe(encodeURIComponent(s));
+    }
+  });
+
+  it('every byte string of length 1 and 2 goes to a URL segment and back (no / or NUL)', () => {
+    for (let a = 1; a < 256; a++) {
+      for (let b = 1; b < 256; b += 5) {
+        const bytes = Buffer.from([a, b]);
+        const name = bytesToName(bytes);
+        if (bytes.includes(0x2f) || name === '.' || name === '..') continue;
+        expect(nameToBytes(decodeFilePath(`/${encodeNameComponent(name)}`).rel)).toEqual(bytes);
+      }
+    }
   });
 });

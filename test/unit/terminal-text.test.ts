@@ -28,6 +28,11 @@ describe('escapeControls', () => {
     ['\u0080\u009f', '\\u0080\\u009f'],
     // Just outside the ranges: printable.
     [' ~\u00a0¡', ' ~\u00a0¡'],
+    // Bytes of a name that are not UTF-8 (surrogateescape) as \xHH, not as U+FFFD.
+    ['caf\udce9', 'caf\\xe9'],
+    ['\udc80\udcff/', '\\x80\\xff/'],
+    // The low half of a surrogate pair (U+1F480) is a character, not a byte.
+    ['\ud83d\udc80', '\ud83d\udc80'],
   ])('%j → %j', (input, output) => {
     expect(escapeControls(input)).toBe(output);
   });

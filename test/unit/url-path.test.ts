@@ -39,6 +39,17 @@ describe('decodeFilePath: RFC 3986 §2.1 percent-decoding once, §6.2.2.2 dot-se
     ['/%F0%9F%98%80', '😀', false],
     ['/.nullgate-tm', '.nullgate-tm', false],
     ['/x.nullgate-tmp-1', 'x.nullgate-tmp-1', false],
+    // Names are bytes: what is not UTF-8 after decoding is carried as surrogateescape.
+    ['/caf%E9', 'caf\udce9', false],
+    ['/caf%e9/x', 'caf\udce9/x', false],
+    ['/%ff/', '\udcff', true],
+    ['/%c3', '\udcc3', false],
+    ['/%c0%ae', '\udcc0\udcae', false],
+    ['/%c0%ae%c0%ae', '\udcc0\udcae\udcc0\udcae', false],
+    ['/%ed%a0%80', '\udced\udca0\udc80', false],
+    ['/%e9t%C3%A9', '\udce9té', false],
+    ['/%80%80', '\udc80\udc80', false],
+    ['/caf\udce9', 'caf\udce9', false],
   ])('%j → rel %j, trailingSlash %s', (raw, rel, trailingSlash) => {
     expect(decodeFilePath(raw)).toEqual({ rel, trailingSlash });
   });
@@ -61,10 +72,8 @@ describe('decodeFilePath: RFC 3986 §2.1 percent-decoding once, §6.2.2.2 dot-se
     ['/%', 'a bare %'],
     ['/%4', 'a truncated escape'],
     ['/a%g0', 'a half-hex escape'],
-    ['/%ff', 'invalid UTF-8 (lone 0xff)'],
-    ['/%c3', 'truncated UTF-8'],
-    ['/%c0%ae', 'overlong UTF-8 for "."'],
-    ['/%ed%a0%80', 'a UTF-8 encoded surrogate'],
+    ['/%ff%00', 'a NUL after a byte that is not UTF-8'],
+    ['/%ff%2F', 'an encoded slash after a byte that is not UTF-8'],
     ['/.nullgate-tmp-mine', "a name reserved for the server's temporaries"],
     ['/target/.nullgate-tmp-0123456789abcdef/z', 'a temporary as a directory'],
     ['/%2enullgate-tmp-x', 'a reserved name, encoded'],
