@@ -25,6 +25,10 @@ let requests = 0;
 let errors = 0;
 let open = 0;
 let running = true;
+// Per connection: from its first connect attempt to its first whole answer, and the connect
+// alone (a full backlog makes it retry), in ms: where a slow first answer comes from.
+const firstAnswers = [];
+const connectWaits = [];
 const cpu0 = process.cpuUsage();
 const t0 = process.hrtime.bigint();
 
@@ -38,6 +42,13 @@ function percentile(p) {
   return NaN;
 }
 
+/** The q-quantile of `values` (ms, rounded to 0.1), NaN when there are none. */
+function quantile(values, q) {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return Math.round(sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * q) - 1)] * 10) / 10;
+}
+
 function finish() {
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const cpu = process.cpuUsage(cpu0);
@@ -49,6 +60,12 @@ function finish() {
     p50ms: percentile(0.5),
     p99ms: percentile(0.99),
     clientCpuPct: ((cpu.user + cpu.system) / 1e6 / seconds) * 100,
+    firstAnswerP50ms: quantile(firstAnswers, 0.5),
+    firstAnswerP90ms: quantile(firstAnswers, 0.9),
+    firstAnswerP99ms: quantile(firstAnswers, 0.99),
+    firstAnswerMaxMs: quantile(firstAnswers, 1),
+    connectMaxMs: quantile(connectWaits, 1),
+    unanswered: conns - firstAnswers.length,
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
   process.exit(0);
@@ -70,9 +87,12 @@ async function connectRetrying() {
 }
 
 async function connection() {
+  const startedAt = process.hrtime.bigint();
+  let answered = false;
   let fd;
   try {
     fd = await connectRetrying();
+    connectWaits.push(Number(process.hrtime.bigint() - startedAt) / 1e6);
   } catch {
     errors++;
     return;
@@ -92,6 +112,10 @@ async function connection() {
     histogram[Math.min(histogram.length - 1, Math.floor(us / BUCKET_US))]++;
     if (status >= 200 && status < 300) requests++;
     else errors++;
+    if (!answered) {
+      answered = true;
+      firstAnswers.push(Number(process.hrtime.bigint() - startedAt) / 1e6);
+    }
     remaining = -1;
     if (running) send();
     else socket.destroy();

@@ -472,6 +472,8 @@ async function small(sys, rep, conns) {
     p99ms: r.p99ms,
     clientCpuPct: r.clientCpuPct,
     errors: r.errors,
+    firstAnswerMaxMs: r.firstAnswerMaxMs,
+    connectMaxMs: r.connectMaxMs,
   });
 }
 
@@ -611,6 +613,8 @@ function summarise(systems) {
         errors: mine.reduce((n, x) => n + (x.errors ?? 0), 0),
         p99ms: median(mine.map((x) => x.p99ms)),
         clientCpuPct: median(mine.map((x) => x.clientCpuPct)),
+        firstAnswerMaxMs: median(mine.map((x) => x.firstAnswerMaxMs)),
+        connectMaxMs: median(mine.map((x) => x.connectMaxMs)),
         failures: mine.length - values.length,
         n: mine.length,
       };
@@ -729,6 +733,12 @@ function targets(summary, memoryRows) {
   );
   const p99 = row('get1k-c1000', 'nullgate')?.p99ms;
   lines.push('', `1000 keep-alive connections: p99 latency ${fmt(p99)} ms (nullgate)`);
+  // Where a slow first answer comes from: the wait to connect (a full listen backlog) or after.
+  for (const [s, r] of Object.entries(summary['get1k-c1000']?.rows ?? {})) {
+    lines.push(
+      `  ${s}: slowest first answer ${fmt(r.firstAnswerMaxMs)} ms, longest wait to connect ${fmt(r.connectMaxMs)} ms (medians over repetitions)`,
+    );
+  }
   return lines.join('\n');
 }
 

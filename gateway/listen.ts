@@ -12,7 +12,7 @@ import type { Server, Socket } from 'node:net';
 import { type Address, formatAddress, parseAddress } from '../core/address.js';
 import { native, type PeerCredentials } from '../native/binding.js';
 import type { ErrorCode } from '../core/errors.js';
-import { inFlightResponse, socketFd } from '../native/node-internals.js';
+import { adoptConnection, inFlightResponse, listenerFd, socketFd } from '../native/node-internals.js';
 import { closeWithError } from '../routes/raw-error.js';
 import { createPeerPolicy, type PeerPolicy } from './peer-policy.js';
 import { type BoundSocket, bindListener, bindListenerInNetns, DEFAULT_BACKLOG } from '../native/socket.js';
@@ -125,7 +125,18 @@ export function installPeerGate(
   gates.set(server, state);
   const downstream = server.listeners('connection') as ((socket: Socket) => void)[];
   server.removeAllListeners('connection');
+  let draining = false;
   server.on('connection', (socket: Socket) => {
+    admit(socket);
+    if (draining) return;
+    draining = true;
+    try {
+      acceptPending(server);
+    } finally {
+      draining = false;
+    }
+  });
+  function admit(socket: Socket): void {
     const cred = native.peerCred(socketFd(socket));
     if (typeof cred === 'number') {
       onDenied?.({ pid: 0, uid: -1, gid: -1, reason: DENY_NO_CREDENTIALS });
@@ -147,7 +158,38 @@ export function installPeerGate(
     socket.on('close', () => state.served.delete(socket));
     peers.set(socket, cred);
     for (const listener of downstream) listener.call(server, socket);
-  });
+  }
+}
+
+/** Connections accepted at most after each one libuv accepts (see acceptPending). */
+export const ACCEPT_BATCH = 128;
+
+/**
+ * Accepts what else waits in `server`'s listen backlog, up to ACCEPT_BATCH, and emits each as
+ * a 'connection' of it. libuv (1.45 and later, so Node 20 and every later Node) accepts one
+ * connection per turn of the event loop, and a turn of a busy server lasts as long as it takes
+ * to answer every connection that has a request: with hundreds of connections open, new ones
+ * waited seconds in the backlog (clients saw EAGAIN, or a first answer seconds late) while
+ * those already in were served. nginx accepts what is pending on each wake-up; so do we.
+ */
+function acceptPending(server: Server): void {
+  for (let i = 0; i < ACCEPT_BATCH; i++) {
+    // Looked up each time: a 'connection' listener may have closed the server.
+    const fd = listenerFd(server);
+    if (fd < 0) return;
+    const accepted = native.accept(fd);
+    // -EAGAIN: nothing more waits. Anything else (a connection reset while queued, EMFILE) is
+    // left to libuv's own accept, which handles each of them.
+    if (accepted < 0) return;
+    let socket: Socket;
+    try {
+      socket = adoptConnection(server, accepted);
+    } catch {
+      native.close(accepted);
+      return;
+    }
+    server.emit('connection', socket);
+  }
 }
 
 /**

@@ -46,6 +46,11 @@ Napi::Value Listen(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), ng::sock_listen(fd, backlog));
 }
 
+Napi::Value Accept(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "Usage: accept(fd: number)");
+  return Napi::Number::New(info.Env(), ng::sock_accept(fd));
+}
+
 Napi::Value Connect(const Napi::CallbackInfo& info) {
   const char* usage = "Usage: connect(fd: number, sunPath: Buffer)";
   int fd = FdArg(info, 0, usage);
@@ -158,6 +163,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("socket", Napi::Function::New(env, Socket, "socket"));
   exports.Set("bind", Napi::Function::New(env, Bind, "bind"));
   exports.Set("listen", Napi::Function::New(env, Listen, "listen"));
+  exports.Set("accept", Napi::Function::New(env, Accept, "accept"));
   exports.Set("connect", Napi::Function::New(env, Connect, "connect"));
   exports.Set("sockName", Napi::Function::New(env, SockName, "sockName"));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));

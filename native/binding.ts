@@ -63,6 +63,8 @@ export interface NativeBinding {
   socket(): number;
   bind(fd: number, sunPath: Buffer): number;
   listen(fd: number, backlog: number): number;
+  /** One pending connection of a listening fd, non-blocking: its fd, or -EAGAIN when none waits. */
+  accept(fd: number): number;
   connect(fd: number, sunPath: Buffer): number;
   sockName(fd: number): Buffer | number;
   peerCred(fd: number): PeerCredentials | number;

@@ -15,7 +15,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
-import type { Socket } from 'node:net';
+import { type Server, Socket } from 'node:net';
 
 /** A libuv handle as net.Socket keeps it on `_handle` (Pipe or TCP from pipe_wrap/tcp_wrap). */
 interface HandleWithFd {
@@ -36,6 +36,45 @@ interface HttpServerSocket extends Socket {
 
 function internal(socket: Socket): HttpServerSocket {
   return socket as HttpServerSocket;
+}
+
+/** The private fields of net.Server that its accept path keeps (net.js onconnection). */
+interface ServerInternals extends Server {
+  /** The listening libuv handle; null once closed. */
+  _handle?: HandleWithFd | null;
+  /** Open connections: close() emits 'close' once this is back at 0. */
+  _connections: number;
+  allowHalfOpen?: boolean;
+  pauseOnConnect?: boolean;
+}
+
+/** The fd `server` listens on, or -1 when it is not listening (or is not a server of fds). */
+export function listenerFd(server: Server): number {
+  const fd = (server as ServerInternals)._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : -1;
+}
+
+/**
+ * A connection of `server` made from an fd accepted outside libuv, set up as net.js's
+ * onconnection sets up the one libuv accepts: a Socket on the fd with the server's
+ * allowHalfOpen and pauseOnConnect, counted in `_connections` (the Socket counts itself out
+ * through `_server` when destroyed, and close() waits for the count), `server` set. The caller
+ * emits 'connection' with it.
+ */
+export function adoptConnection(server: Server, fd: number): Socket {
+  const inner = server as ServerInternals;
+  const socket = new Socket({
+    fd,
+    readable: true,
+    writable: true,
+    allowHalfOpen: inner.allowHalfOpen === true,
+    // Not in @types/node's SocketConstructorOpts: net.Socket reads it to start paused.
+    ...({ pauseOnCreate: inner.pauseOnConnect === true } as object),
+  });
+  inner._connections++;
+  (socket as Socket & { server: Server; _server: Server }).server = server;
+  (socket as Socket & { _server: Server })._server = server;
+  return socket;
 }
 
 /**

@@ -45,6 +45,14 @@ int sock_bind(int fd, const uint8_t* path, size_t len) {
 
 int sock_listen(int fd, int backlog) { return ::listen(fd, backlog) < 0 ? -errno : 0; }
 
+int sock_accept(int fd) {
+  int rc;
+  do {
+    rc = ::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  } while (rc < 0 && errno == EINTR);
+  return rc < 0 ? -errno : rc;
+}
+
 int sock_connect(int fd, const uint8_t* path, size_t len) {
   if (len == 0) return -EINVAL;
   sockaddr_un addr;

@@ -17,6 +17,9 @@ int sock_create();
 // bind(); len == 0 asks the kernel to autobind an abstract name (unix(7) "Autobind feature").
 int sock_bind(int fd, const uint8_t* path, size_t len);
 int sock_listen(int fd, int backlog);
+// accept4 of one pending connection, non-blocking and close-on-exec: its fd, -EAGAIN when none is
+// pending, or another -errno.
+int sock_accept(int fd);
 // Non-blocking connect: on AF_UNIX stream sockets it completes at once or fails
 // (EAGAIN when the listener's backlog is full).
 int sock_connect(int fd, const uint8_t* path, size_t len);

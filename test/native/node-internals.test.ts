@@ -12,7 +12,9 @@ import * as undici from 'undici';
 import { parseAddress } from '../../core/address.js';
 import { native } from '../../native/binding.js';
 import {
+  adoptConnection,
   closeResponse,
+  listenerFd,
   writeInformational,
   inFlightResponse,
   pauseHttpReading,
@@ -65,6 +67,27 @@ describe(`Node ${process.version}: the shapes native/node-internals.ts relies on
     };
     expect((await rawRequest(address, get('/'))).status).toBe(200);
     expect(seen).toEqual({ pid: process.pid, uid: process.getuid?.(), gid: process.getgid?.() });
+  });
+
+  it('listenerFd / adoptConnection: a listening server has its fd on _handle.fd and counts _connections', async () => {
+    const fd = listenerFd(server);
+    expect(native.sockInfo(fd)).toMatchObject({ listening: true });
+    const other = createServer();
+    expect(listenerFd(other)).toBe(-1);
+    const count = (): Promise<number> =>
+      new Promise((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
+    const before = await count();
+    const client = connectFd(parseAddress(address));
+    // Taken here, in the same turn, before libuv looks: as the gate's batch accept does.
+    const accepted = native.accept(fd);
+    expect(accepted).toBeGreaterThan(0);
+    const socket = adoptConnection(server, accepted);
+    expect(socketFd(socket)).toBe(accepted);
+    expect(await count()).toBe(before + 1);
+    socket.destroy();
+    await new Promise((r) => socket.once('close', r));
+    expect(await count()).toBe(before);
+    native.close(client);
   });
 
   it('inFlightResponse: the response being written; a pipelined one waits with no socket', async () => {

@@ -1,11 +1,11 @@
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, Socket } from 'node:net';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatAddress, parseAddress } from '../../core/address.js';
 import { native, systemError } from '../../native/binding.js';
-import { listenAbstract } from '../../gateway/listen.js';
+import { ACCEPT_BATCH, listenAbstract } from '../../gateway/listen.js';
 import { adoptListener, bindListener, connectFd } from '../../native/socket.js';
 import { connectSocket, openFdCount, uniqueName } from '../helpers/sockets.js';
 
@@ -163,5 +163,51 @@ describe('filesystem sockets', () => {
       native.close(bound.fd);
     }
     expect(() => adoptListener(0)).toThrow(/fd:0 is not/);
+  });
+});
+
+describe('accepting a backlog', () => {
+  it("takes every waiting connection in one turn of the loop, and counts them as the server's", async () => {
+    // libuv accepts one connection per turn; a busy server's turn is long, so the rest of a
+    // backlog waited seconds (issue 15). The gate accepts the others at once.
+    const name = uniqueName('backlog');
+    const waiting = 50;
+    expect(waiting).toBeLessThan(ACCEPT_BATCH);
+    let accepted = 0;
+    const server = createServer((socket) => {
+      accepted++;
+      socket.end('hello');
+    });
+    servers.push(server);
+    await listenAbstract(server, name);
+    // All connected before the server's loop runs again: they wait in the backlog.
+    const fds = Array.from({ length: waiting }, () => connectFd(parseAddress(name)));
+    const inOneTurn = await new Promise<number>((resolve) => {
+      server.once('connection', () => setImmediate(() => resolve(accepted)));
+    });
+    expect(inOneTurn).toBe(waiting);
+    // Each is a full connection of the server: served, and counted (close() waits for them).
+    const words = await Promise.all(
+      fds.map(
+        (fd) =>
+          new Promise<string>((resolve, reject) => {
+            const socket = new Socket({ fd, readable: true, writable: true });
+            let data = '';
+            socket.on('data', (c: Buffer) => (data += c.toString()));
+            socket.on('end', () => {
+              socket.destroy();
+              resolve(data);
+            });
+            socket.on('error', reject);
+          }),
+      ),
+    );
+    expect(words).toEqual(Array(waiting).fill('hello'));
+    await new Promise((r) => server.close(r));
+    servers.splice(servers.indexOf(server), 1);
+    const count = await new Promise<number>((resolve, reject) =>
+      server.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+    );
+    expect(count).toBe(0);
   });
 });
