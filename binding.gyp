@@ -10,6 +10,8 @@
         "native/fs_ops.cc",
         "native/sendfile.cc",
         "native/addon_sendfile.cc",
+        "native/receive.cc",
+        "native/addon_receive.cc",
         "native/small_file.cc",
         "native/addon_small.cc",
         "native/name_codec.cc"

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "addon_fs.h"
+#include "addon_receive.h"
 #include "addon_sendfile.h"
 #include "addon_small.h"
 #include "peer_root.h"
@@ -175,6 +176,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("reportTransientMemory", Napi::Function::New(env, ReportTransientMemory, "reportTransientMemory"));
   ng::RegisterFs(env, exports);
   ng::RegisterSendfile(env, exports);
+  ng::RegisterReceive(env, exports);
   ng::RegisterSmallFile(env, exports);
   return exports;
 }

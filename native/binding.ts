@@ -167,6 +167,30 @@ export interface NativeBinding {
   ): number;
   /** Cancels a running transfer (its callback then gets -ECANCELED); false if it already ended. */
   sendfileCancel?(id: number): boolean;
+  // --- zero-copy receive (native/addon_receive.cc) ---
+  /**
+   * Writes `prefix` to `fileFd` (at its offset), then moves exactly `length` more bytes from
+   * `socketFd` into it with splice(2) through a pipe on a dedicated thread (read + write into a
+   * reused buffer where splice is EINVAL, when `copyOnly`, or when `algorithms` asks for digests:
+   * 'sha256', 'sha512', computed over prefix + body with OpenSSL's EVP). Works on duplicates of
+   * both fds; never reads past `length`. Returns a transfer id (> 0) or a negative errno.
+   * `callback(err, written, digests)` runs once, after the thread closed its fds: `err` is 0 or a
+   * negative errno (-ECANCELED after receiveCancel, -ECONNRESET when the sender ended early,
+   * -ETIMEDOUT when the socket brought nothing for `idleTimeoutMs`, -ENOSPC…), `written` the
+   * bytes written to the file (prefix included), `digests` one Buffer per algorithm on success.
+   */
+  receiveStart(
+    socketFd: number,
+    fileFd: number,
+    prefix: Buffer,
+    length: number,
+    algorithms: readonly string[],
+    callback: (err: number, written: number, digests: Buffer[]) => void,
+    idleTimeoutMs?: number,
+    copyOnly?: boolean,
+  ): number;
+  /** Cancels a running receive (its callback then gets -ECANCELED); false if it already ended. */
+  receiveCancel(id: number): boolean;
   /** Linux flags Node's fs.constants lacks, and the temporary-name prefix. */
   readonly fsConstants: {
     readonly O_PATH: number;

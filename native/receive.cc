@@ -1,0 +1,296 @@
+#include "receive.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <string>
+#include <system_error>
+#include <utility>
+
+#include "fd_guard.h"
+
+namespace ng {
+
+namespace {
+
+// The pipe is sized up so one splice moves up to this much (F_SETPIPE_SZ; the default 64 KiB
+// pipe costs a syscall pair per 64 KiB). Unprivileged processes are capped by
+// /proc/sys/fs/pipe-max-size (1 MiB by default): a refusal keeps the default size.
+constexpr int kPipeBytes = 1 << 20;
+// The read/write fallback's buffer (reused for the whole transfer).
+constexpr size_t kBufferBytes = 1 << 20;
+
+const EVP_MD* DigestByName(const std::string& name) {
+  if (name == "sha256") return EVP_sha256();
+  if (name == "sha512") return EVP_sha512();
+  return nullptr;
+}
+
+}  // namespace
+
+std::shared_ptr<ReceiveTransfer> ReceiveTransfer::Start(int socket_fd, int file_fd, ReceiveOptions options,
+                                                        Done done, int* err) {
+  for (const auto& name : options.algorithms) {
+    if (DigestByName(name) == nullptr) {
+      *err = -EINVAL;
+      return nullptr;
+    }
+  }
+  FdGuard sock(fcntl(socket_fd, F_DUPFD_CLOEXEC, 0));
+  if (!sock.ok()) {
+    *err = -errno;
+    return nullptr;
+  }
+  // splice(2) refuses a file opened O_APPEND (EINVAL), and the flag belongs to the open file
+  // description our duplicate would share with the caller's fd: a new description of the same
+  // file (through /proc/self/fd) without it, positioned at its end, appends all the same. Where
+  // /proc is not there, the duplicate is written with read + write instead.
+  int flags = fcntl(file_fd, F_GETFL);
+  if (flags < 0) {
+    *err = -errno;
+    return nullptr;
+  }
+  bool append = (flags & O_APPEND) != 0;
+  FdGuard file;
+  if (append) {
+    std::string self = "/proc/self/fd/" + std::to_string(file_fd);
+    file.reset(::open(self.c_str(), O_WRONLY | O_CLOEXEC));
+    if (file.ok() && ::lseek64(file.get(), 0, SEEK_END) < 0) file.reset();
+    if (!file.ok()) options.copy_only = true;
+  }
+  if (!file.ok()) file.reset(fcntl(file_fd, F_DUPFD_CLOEXEC, 0));
+  if (!file.ok()) {
+    *err = -errno;
+    return nullptr;
+  }
+  FdGuard event(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!event.ok()) {
+    *err = -errno;
+    return nullptr;
+  }
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) < 0) {
+    *err = -errno;
+    return nullptr;
+  }
+  FdGuard pipe_r(fds[0]);
+  FdGuard pipe_w(fds[1]);
+  std::shared_ptr<ReceiveTransfer> t(new ReceiveTransfer());
+  t->opt_ = std::move(options);
+  t->opt_.idle_timeout_ms = t->opt_.idle_timeout_ms > 0 ? t->opt_.idle_timeout_ms : -1;
+  t->done_ = std::move(done);
+  t->sock_ = sock.release();
+  t->file_ = file.release();
+  t->event_ = event.release();
+  t->pipe_r_ = pipe_r.release();
+  t->pipe_w_ = pipe_w.release();
+  // The thread must not take signals meant for Node's main thread (as in sendfile.cc).
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  try {
+    t->thread_ = std::thread([raw = t.get()] { raw->Run(); });
+  } catch (const std::system_error&) {
+    *err = -EAGAIN;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (!t->thread_.joinable()) {
+    for (int fd : {t->sock_, t->file_, t->event_, t->pipe_r_, t->pipe_w_}) ::close(fd);
+    t->ended_ = true;
+    return nullptr;
+  }
+  return t;
+}
+
+ReceiveTransfer::~ReceiveTransfer() {
+  Cancel();
+  Join();
+  if (thread_.joinable()) thread_.detach();
+}
+
+bool ReceiveTransfer::Cancel() {
+  cancelled_.store(true, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (ended_) return false;
+  uint64_t one = 1;
+  ssize_t rc = ::write(event_, &one, sizeof one);
+  (void)rc;
+  return true;
+}
+
+void ReceiveTransfer::Join() {
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+
+void ReceiveTransfer::Run() {
+  int err = Loop();
+  for (void* h : hashes_) {
+    auto* ctx = static_cast<EVP_MD_CTX*>(h);
+    if (err == 0) {
+      unsigned char md[EVP_MAX_MD_SIZE];
+      unsigned int len = 0;
+      if (EVP_DigestFinal_ex(ctx, md, &len) == 1) {
+        digests_.emplace_back(reinterpret_cast<char*>(md), len);
+      } else {
+        err = -EIO;
+      }
+    }
+    EVP_MD_CTX_free(ctx);
+  }
+  hashes_.clear();
+  if (err != 0) digests_.clear();
+  ::close(sock_);
+  ::close(file_);
+  ::close(pipe_r_);
+  ::close(pipe_w_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ::close(event_);
+    ended_ = true;
+  }
+  done_(err, written_, std::move(digests_));
+}
+
+int ReceiveTransfer::Hash(const char* data, size_t n) {
+  for (void* h : hashes_) {
+    if (EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(h), data, n) != 1) return -EIO;
+  }
+  return 0;
+}
+
+void ReceiveTransfer::Wrote(uint64_t n) {
+  written_ += n;
+  // Start writing back what is complete, so the caller's closing fsync waits for the tail only.
+  // Advisory: an error here shows again in that fsync.
+  if (file_start_ >= 0 && opt_.writeback_step > 0 && written_ - flushed_ >= opt_.writeback_step) {
+    ::sync_file_range(file_, static_cast<off64_t>(file_start_ + flushed_), static_cast<off64_t>(written_ - flushed_),
+                      SYNC_FILE_RANGE_WRITE);
+    flushed_ = written_;
+  }
+}
+
+int ReceiveTransfer::WriteFile(const char* data, size_t n) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t m = ::write(file_, data + done, n - done);
+    if (m < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (m == 0) return -EIO;
+    done += static_cast<size_t>(m);
+    Wrote(static_cast<uint64_t>(m));
+  }
+  return 0;
+}
+
+// Moves `n` bytes that are in the pipe into the file: splice, or read + write where the file
+// system cannot splice (EINVAL).
+int ReceiveTransfer::FromPipe(size_t n) {
+  while (n > 0) {
+    ssize_t m = opt_.copy_only ? -1 : ::splice(pipe_r_, nullptr, file_, nullptr, n, SPLICE_F_MOVE);
+    if (m > 0) {
+      n -= static_cast<size_t>(m);
+      Wrote(static_cast<uint64_t>(m));
+      continue;
+    }
+    if (m == 0) return -EIO;
+    if (!opt_.copy_only && errno == EINTR) continue;
+    if (!opt_.copy_only && errno != EINVAL) return -errno;
+    opt_.copy_only = true;
+    if (buffer_.empty()) buffer_.resize(kBufferBytes);
+    ssize_t r = ::read(pipe_r_, buffer_.data(), std::min(n, buffer_.size()));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (r == 0) return -EIO;
+    int rc = WriteFile(buffer_.data(), static_cast<size_t>(r));
+    if (rc < 0) return rc;
+    n -= static_cast<size_t>(r);
+  }
+  return 0;
+}
+
+// Sleeps until the socket has bytes (or an end or error, which the next read reports), the
+// transfer is cancelled, or the idle timeout passes.
+int ReceiveTransfer::WaitReadable() {
+  struct pollfd fds[2] = {{sock_, POLLIN, 0}, {event_, POLLIN, 0}};
+  int rc;
+  do rc = ::poll(fds, 2, opt_.idle_timeout_ms);
+  while (rc < 0 && errno == EINTR);
+  if (rc < 0) return -errno;
+  if (rc == 0) return -ETIMEDOUT;
+  if (fds[1].revents != 0) return -ECANCELED;
+  return 0;
+}
+
+int ReceiveTransfer::Loop() {
+  off64_t start = ::lseek64(file_, 0, SEEK_CUR);
+  file_start_ = start >= 0 ? start : -1;
+  for (const auto& name : opt_.algorithms) {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    if (ctx == nullptr) return -ENOMEM;
+    hashes_.push_back(ctx);
+    if (EVP_DigestInit_ex(ctx, DigestByName(name), nullptr) != 1) return -EIO;
+  }
+  bool copy = opt_.copy_only || !hashes_.empty();
+  if (!opt_.prefix.empty()) {
+    int rc = Hash(opt_.prefix.data(), opt_.prefix.size());
+    if (rc == 0) rc = WriteFile(opt_.prefix.data(), opt_.prefix.size());
+    if (rc < 0) return rc;
+    std::string().swap(opt_.prefix);
+  }
+  if (!copy) fcntl(pipe_w_, F_SETPIPE_SZ, kPipeBytes);
+  int pipe_size = copy ? 0 : fcntl(pipe_w_, F_GETPIPE_SZ);
+  if (pipe_size <= 0) pipe_size = 64 * 1024;
+  uint64_t remaining = opt_.length;
+  while (remaining > 0) {
+    // A fast sender never leaves the socket empty, so the eventfd alone would not be seen.
+    if (cancelled_.load(std::memory_order_relaxed)) return -ECANCELED;
+    if (!copy) {
+      size_t want = static_cast<size_t>(std::min<uint64_t>(remaining, static_cast<uint64_t>(pipe_size)));
+      // The pipe is empty here (FromPipe drains it), so EAGAIN can only mean an empty socket.
+      ssize_t n = ::splice(sock_, nullptr, pipe_w_, nullptr, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        remaining -= static_cast<uint64_t>(n);
+        int rc = FromPipe(static_cast<size_t>(n));
+        if (rc < 0) return rc;
+        continue;
+      }
+      if (n == 0) return -ECONNRESET;  // the sender ended before the body did
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        int rc = WaitReadable();
+        if (rc < 0) return rc;
+        continue;
+      }
+      if (errno != EINVAL) return -errno;
+      copy = true;  // a socket that cannot splice: read into a buffer instead
+    }
+    if (buffer_.empty()) buffer_.resize(kBufferBytes);
+    size_t want = static_cast<size_t>(std::min<uint64_t>(remaining, buffer_.size()));
+    ssize_t n = ::read(sock_, buffer_.data(), want);
+    if (n > 0) {
+      remaining -= static_cast<uint64_t>(n);
+      int rc = Hash(buffer_.data(), static_cast<size_t>(n));
+      if (rc == 0) rc = WriteFile(buffer_.data(), static_cast<size_t>(n));
+      if (rc < 0) return rc;
+      continue;
+    }
+    if (n == 0) return -ECONNRESET;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) return -errno;
+    int rc = WaitReadable();
+    if (rc < 0) return rc;
+  }
+  return 0;
+}
+
+}  // namespace ng
