@@ -20,6 +20,17 @@ import { type Server, Socket } from 'node:net';
 /** A libuv handle as net.Socket keeps it on `_handle` (Pipe or TCP from pipe_wrap/tcp_wrap). */
 interface HandleWithFd {
   readonly fd?: number;
+  /** Set by net.Socket and http.Server while the handle reads (readStart), cleared by readStop. */
+  readonly reading?: boolean;
+}
+
+/** The connection's HTTP parser (node_http_parser.cc's Parser, set up by _http_server.js). */
+interface HttpParser {
+  execute(data: Buffer): number | Error;
+  resume(): void;
+  /** The callbacks by index; the class has the indexes (kOnBody). */
+  [callback: number]: unknown;
+  readonly constructor: { readonly kOnBody?: number };
 }
 
 /** The private fields of net.Socket that http.Server sets on a connection (_http_server.js). */
@@ -31,7 +42,7 @@ interface HttpServerSocket extends Socket {
   /** Set while http.Server has stopped reading (pipelined responses piled up). */
   _paused?: boolean;
   /** The connection's HTTP parser while http.Server owns the socket. */
-  parser?: { resume(): void } | null;
+  parser?: HttpParser | null;
 }
 
 function internal(socket: Socket): HttpServerSocket {
@@ -121,6 +132,59 @@ export function resumeHttpReading(socket: Socket): boolean {
   s.parser?.resume();
   socket.resume();
   return true;
+}
+
+/** Whether reading is stopped by http.Server's own pause flag (pauseHttpReading, or Node's backpressure). */
+export function httpReadingPaused(socket: Socket): boolean {
+  return internal(socket)._paused === true;
+}
+
+/**
+ * Whether nothing reads `socket` now: its libuv handle is stopped (http.Server's parser reads
+ * the handle directly, bypassing the stream, so the stream's own paused state does not tell).
+ */
+export function handleStopped(socket: Socket): boolean {
+  const handle = internal(socket)._handle;
+  return handle !== null && handle !== undefined && handle.reading !== true;
+}
+
+/** A zero-filled buffer the parser walks over (never read: the body callback is off). */
+let filler: Buffer | undefined;
+const FILLER_BYTES = 1024 * 1024;
+
+/**
+ * Tells the connection's HTTP parser that `bytes` more bytes of the body it is parsing were read
+ * by someone else (a native receive, routes/receive.ts), so that it ends the request exactly as
+ * if it had read them: `req.complete`, 'end', keep-alive, then the next pipelined request from
+ * the socket. llhttp has no "skip N bytes", so the parser executes that many filler bytes with
+ * its body callback removed: node_http_parser.cc's on_body returns at once when the callback is
+ * not a function, and llhttp only counts a Content-Length body's bytes, so this reads no memory
+ * and copies nothing (a 1 GiB body is 1,024 calls). `bytes` must not exceed what the body still
+ * lacks, or the filler would be parsed as the next request. Returns false when the parser is
+ * missing or refused (then the caller closes the connection).
+ */
+export function skipBodyInParser(socket: Socket, bytes: number): boolean {
+  const parser = internal(socket).parser;
+  const onBodyIndex = parser?.constructor.kOnBody;
+  if (!parser || typeof onBodyIndex !== 'number' || typeof parser.execute !== 'function') return false;
+  filler ??= Buffer.alloc(FILLER_BYTES);
+  const onBody = parser[onBodyIndex];
+  parser[onBodyIndex] = undefined;
+  // A parser that http.Server paused (llhttp_pause: pipelined responses piled up) refuses every
+  // byte with HPE_PAUSED; it resumes when reading does anyway.
+  parser.resume();
+  try {
+    let left = bytes;
+    while (left > 0) {
+      const n = Math.min(left, FILLER_BYTES);
+      const ret = parser.execute(n === FILLER_BYTES ? filler : filler.subarray(0, n));
+      if (typeof ret !== 'number' || ret !== n) return false;
+      left -= n;
+    }
+    return true;
+  } finally {
+    parser[onBodyIndex] = onBody;
+  }
 }
 
 /**

@@ -39,6 +39,7 @@ import { strongEtag } from './etag.js';
 import { applyMtime, applyOwnerAndMode, uploadMeta } from './file-meta.js';
 import { ancestorsOf, baseOf, displayPath, isWithin, joinRel, parentOf } from '../core/rel-path.js';
 import { decodeFilePath, type FilePath, targetPath } from './url-path.js';
+import { nativeBodyLength, type ReceiveError, receiveNative } from './receive.js';
 
 export interface WriteContext {
   readonly root: BeneathRoot;
@@ -186,9 +187,53 @@ export function fdWriter(root: BeneathRoot, fd: number): Writable {
   });
 }
 
-function verifyDigests(expected: ParsedDigest[], meter: UploadMeter, shown: string): void {
+/** What `receiveBody` wrote, also when it failed part-way (resumable appends keep it). */
+export interface BodyProgress {
+  bytes: number;
+}
+
+/**
+ * Receives the request's body into `fd` (at its offset): natively when it is an identity body
+ * with a Content-Length (routes/receive.ts: splice on a native thread), else through the
+ * UploadMeter and fdWriter. Resolves with the digests of `algorithms`; `progress.bytes` is the
+ * bytes taken, also after a throw. Throws as the pipeline would: `overLimit()`'s error past
+ * `limit`, a system error (ECONNRESET and the like when the client left: see endedEarly), an
+ * fs error.
+ */
+export async function receiveBody(
+  root: BeneathRoot,
+  fd: number,
+  request: FastifyRequest,
+  limit: number,
+  overLimit: () => NullgateError,
+  algorithms: DigestAlgorithm[],
+  progress: BodyProgress,
+): Promise<Map<DigestAlgorithm, Buffer>> {
+  const length = nativeBodyLength(request.raw, limit);
+  if (length !== undefined) {
+    try {
+      const receipt = await receiveNative(request.raw, length, fd, algorithms);
+      if (receipt !== undefined) {
+        progress.bytes = receipt.bytes;
+        return receipt.digests;
+      }
+    } catch (err) {
+      progress.bytes = (err as ReceiveError).bytesWritten;
+      throw err;
+    }
+  }
+  const meter = new UploadMeter(limit, overLimit, algorithms);
+  try {
+    await pipeline(request.raw, meter, fdWriter(root, fd));
+  } finally {
+    progress.bytes = meter.bytes;
+  }
+  return new Map([...meter.hashes].map(([algorithm, hash]) => [algorithm, hash.digest()]));
+}
+
+function verifyDigests(expected: ParsedDigest[], digests: Map<DigestAlgorithm, Buffer>, shown: string): void {
   for (const { algorithm, bytes } of expected) {
-    const actual = meter.hashes.get(algorithm)!.digest();
+    const actual = digests.get(algorithm)!;
     if (!actual.equals(bytes)) {
       throw ngError(
         'NG_ERR_DIGEST_MISMATCH',
@@ -322,13 +367,17 @@ async function atomicUpload(
   let linked = false;
   try {
     continueBody(request, reply);
-    const meter = new UploadMeter(
-      ctx.maxUpload,
-      () => ngError('NG_ERR_PAYLOAD_TOO_LARGE', `upload to ${shown} exceeds ${ctx.maxUpload} bytes`),
-      [...new Set(expected.map((d) => d.algorithm))],
-    );
+    let digests: Map<DigestAlgorithm, Buffer>;
     try {
-      await pipeline(request.raw, meter, fdWriter(root, fd));
+      digests = await receiveBody(
+        root,
+        fd,
+        request,
+        ctx.maxUpload,
+        () => ngError('NG_ERR_PAYLOAD_TOO_LARGE', `upload to ${shown} exceeds ${ctx.maxUpload} bytes`),
+        [...new Set(expected.map((d) => d.algorithm))],
+        { bytes: 0 },
+      );
     } catch (err) {
       if (err instanceof NullgateError) throw err;
       if (endedEarly(err)) {
@@ -336,7 +385,7 @@ async function atomicUpload(
       }
       throw fsError(err, shown);
     }
-    verifyDigests(expected, meter, shown);
+    verifyDigests(expected, digests, shown);
     try {
       await applyOwnerAndMode(fd, meta, (request as { peer?: { uid: number; gid: number } }).peer);
     } catch (err) {
@@ -366,7 +415,15 @@ async function atomicUpload(
 /** Did a body pipeline fail because the client went away (or the request was cut)? */
 export function endedEarly(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
-  return code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ECONNRESET' || code === 'ERR_STREAM_DESTROYED';
+  // ECANCELED, ETIMEDOUT: a native receive (routes/receive.ts) stopped by the connection's close
+  // or by the idle timeout.
+  return (
+    code === 'ERR_STREAM_PREMATURE_CLOSE' ||
+    code === 'ECONNRESET' ||
+    code === 'ERR_STREAM_DESTROYED' ||
+    code === 'ECANCELED' ||
+    code === 'ETIMEDOUT'
+  );
 }
 
 /** Where a verified temporary goes: see `commitTemporary`. */

@@ -24,7 +24,6 @@
  */
 import { ftruncate as ftruncateCb, read as readCb } from 'node:fs';
 import { Socket } from 'node:net';
-import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type BeneathRoot, closeFd } from '../native/beneath.js';
@@ -44,8 +43,8 @@ import {
   existingDir,
   fdWriter,
   openTemporary,
+  receiveBody,
   upload,
-  UploadMeter,
   type WriteContext,
   writeTarget,
 } from './file-write.js';
@@ -206,10 +205,11 @@ async function receive(
   let over: NullgateError | undefined;
   const overLimit = () => (over = limits.overLimit());
   const algorithms = [...new Set([...algorithmsOf(limits.content), ...(limits.hash ?? [])])];
-  const meter = new UploadMeter(limits.limit, overLimit, algorithms);
+  const progress = { bytes: 0 };
+  let digests = new Map<DigestAlgorithm, Buffer>();
   let interrupted = false;
   try {
-    await pipeline(request.raw, meter, fdWriter(ctx.root, fd));
+    digests = await receiveBody(ctx.root, fd, request, limits.limit, overLimit, algorithms, progress);
   } catch (err) {
     if (err instanceof NullgateError) {
       // Past --max-upload or the declared length mid-body: the draft has the resource
@@ -222,9 +222,7 @@ async function receive(
     interrupted = true;
   }
   await ctx.root.fsync(fd);
-  const digests = new Map<DigestAlgorithm, Buffer>();
   if (!interrupted) {
-    for (const [algorithm, hash] of meter.hashes) digests.set(algorithm, hash.digest());
     for (const { algorithm, bytes } of limits.content) {
       if (!digests.get(algorithm)!.equals(bytes)) {
         await ftruncateAsync(fd, offset);
@@ -236,7 +234,7 @@ async function receive(
       }
     }
   }
-  return { bytes: meter.bytes, interrupted, digests };
+  return { bytes: progress.bytes, interrupted, digests: interrupted ? new Map() : digests };
 }
 
 const ftruncateAsync = promisify(ftruncateCb);

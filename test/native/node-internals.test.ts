@@ -14,7 +14,10 @@ import { native } from '../../native/binding.js';
 import {
   adoptConnection,
   closeResponse,
+  handleStopped,
+  httpReadingPaused,
   listenerFd,
+  skipBodyInParser,
   writeInformational,
   inFlightResponse,
   pauseHttpReading,
@@ -127,6 +130,47 @@ describe(`Node ${process.version}: the shapes native/node-internals.ts relies on
     };
     expect((await rawRequest(address, get('/'))).status).toBe(200);
     expect(seen).toEqual({ flag: false, parser: 'function', paused: true, resumed: true, after: false });
+  });
+
+  it('handleStopped / skipBodyInParser: the handle stops; the parser ends a body it is told was read, then parses the next request', async () => {
+    const seen: { stopped?: boolean; paused?: boolean; skipped?: boolean; complete?: boolean; data: number } =
+      {
+        data: 0,
+      };
+    let got: () => void = () => undefined;
+    const headersIn = new Promise<void>((resolve) => (got = resolve));
+    handler = (req, res) => {
+      if (req.method !== 'PUT') {
+        res.end('next');
+        return;
+      }
+      const socket = req.socket;
+      pauseHttpReading(socket);
+      seen.stopped = handleStopped(socket);
+      seen.paused = httpReadingPaused(socket);
+      req.on('data', (c: Buffer) => (seen.data += c.length));
+      got();
+      // The client sends the next request only now: the 10 body bytes never come, the parser
+      // is told they were read.
+      setTimeout(() => {
+        seen.skipped = skipBodyInParser(socket, 10);
+        seen.complete = req.complete;
+        resumeHttpReading(socket);
+        res.end('put');
+      }, 50);
+    };
+    const socket = new Socket({ fd: connectFd(parseAddress(address)), readable: true, writable: true });
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    const closed = new Promise((resolve) => socket.on('close', resolve));
+    socket.write('PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n');
+    await headersIn;
+    socket.end(get('/next'));
+    await closed;
+    const text = Buffer.concat(chunks).toString();
+    expect(text.match(/HTTP\/1\.1 200/g)).toHaveLength(2);
+    expect(text).toMatch(/put[\s\S]*next/);
+    expect(seen).toEqual({ stopped: true, paused: true, skipped: true, complete: true, data: 0 });
   });
 
   it("closeResponse: a response's closed getter reads _closed; it ends destroyed and emits 'close'", () => {
