@@ -33,7 +33,7 @@ import {
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { clearTimeout, setTimeout } from 'node:timers';
+import { clearInterval, clearTimeout, setInterval, setTimeout } from 'node:timers';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -45,7 +45,14 @@ const MiB = 1024 ** 2;
 // --- options -------------------------------------------------------------------------------
 
 function parseArgs(argv) {
-  const o = { quick: false, reps: undefined, duration: undefined, systems: undefined, dir: undefined };
+  const o = {
+    quick: false,
+    reps: undefined,
+    duration: undefined,
+    systems: undefined,
+    dir: undefined,
+    uploadsOnly: false,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -58,10 +65,12 @@ function parseArgs(argv) {
     else if (a === '--duration') o.duration = Number(value());
     else if (a === '--systems') o.systems = value().split(',');
     else if (a === '--dir') o.dir = value();
+    else if (a === '--uploads-only') o.uploadsOnly = true;
     else if (a === '--help' || a === '-h') {
       process.stdout.write(
         'usage: node bench/run.mjs [--quick] [--reps N] [--duration MS] ' +
-          '[--systems c-limit,nginx,fastify-const,fastify-static,node,node-zerocopy,nullgate] [--dir DIR]\n',
+          '[--systems c-limit,nginx,fastify-const,fastify-static,node,node-zerocopy,nullgate] [--dir DIR] ' +
+          '[--uploads-only]\n',
       );
       process.exit(0);
     } else throw new Error(`unknown option ${a}`);
@@ -78,6 +87,7 @@ const REPS = opts.reps ?? (opts.quick ? 3 : 5);
 const SMALL_MS = opts.duration ?? (opts.quick ? 1500 : 4000);
 const BIG_BYTES = GiB;
 const PUT_BYTES = 100 * MiB;
+const PUT_BIG_BYTES = GiB;
 
 function has(cmd) {
   try {
@@ -288,6 +298,16 @@ async function start(name) {
     await waitReady(child, name);
     return { name, address, pid: child.pid, stop: () => child.kill('SIGTERM'), puts: false, bigGets: false };
   }
+  if (name === 'nullgate-js') {
+    // nullgate with every upload body through JS (NULLGATE_ZERO_COPY_UPLOADS=0): the upload rows only.
+    const address = `@ng-bench-${name}-${tag}`;
+    const child = spawn(node, [path.join(here, 'servers', 'nullgate.mjs'), address, root], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NULLGATE_ZERO_COPY_UPLOADS: '0' },
+    });
+    await waitReady(child, name);
+    return { name, address, pid: child.pid, stop: () => child.kill('SIGTERM'), puts: false, bigGets: false };
+  }
   if (name === 'nullgate' || name === 'node' || name === 'node-zerocopy' || name === 'fastify-static') {
     const address = `@ng-bench-${name}-${tag}`;
     const file =
@@ -463,6 +483,129 @@ async function bigPut(sys, rep) {
   rmSync(path.join(root, `up-${sys.name}-${rep}.bin`), { force: true });
 }
 
+/** Runs curl and resolves its stdout (headers with -D -). */
+function curlText(args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('curl', ['-s', '--max-time', '300', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.on('error', reject);
+    child.on('close', () => resolve(out));
+  });
+}
+
+/**
+ * Issue 14: a 1 GiB PUT (curl -T of a page-cached file) into the served directory, with the
+ * server's CPU per GiB and its largest RSS sampled during the transfer (every 20 ms).
+ */
+async function bigPut1g(sys, rep, label = sys.name) {
+  const name = `up1g-${label.replace(/\W+/g, '-')}-${rep}.bin`;
+  const cpu0 = cpuSeconds(sys.pid);
+  let peak = memory(sys.pid).rss;
+  const sampler = setInterval(() => (peak = Math.max(peak, memory(sys.pid).rss)), 20);
+  const r = await curl([
+    '-o',
+    '/dev/null',
+    '-H',
+    'Expect:',
+    '-T',
+    path.join(src, 'up1g.bin'),
+    ...curlSocket(sys.address),
+    `http://localhost/files/${name}`,
+  ]);
+  clearInterval(sampler);
+  const cpu = cpuSeconds(sys.pid) - cpu0;
+  rmSync(path.join(root, name), { force: true });
+  if (r.code < 200 || r.code > 299 || r.up !== PUT_BIG_BYTES) {
+    record('put1g', label, rep, NaN, { error: `status ${r.code}, ${r.up} bytes` });
+    return;
+  }
+  record('put1g', label, rep, r.up / r.time / 1e9, { cpuPerGiB: cpu / (r.up / GiB), peakRss: peak });
+}
+
+/**
+ * Issue 14: the same 1 GiB as a resumable upload (draft-ietf-httpbis-resumable-upload): a
+ * creation with an empty body and `Upload-Complete: ?0`, then one PATCH with all of it and
+ * `Upload-Complete: ?1`. Timed from the creation to the PATCH's answer.
+ */
+async function resumablePut1g(sys, rep) {
+  const label = 'nullgate resumable';
+  const name = `up1g-resumable-${rep}.bin`;
+  const t0 = process.hrtime.bigint();
+  const cpu0 = cpuSeconds(sys.pid);
+  const head = await curlText([
+    '-o',
+    '/dev/null',
+    '-D',
+    '-',
+    '-X',
+    'PUT',
+    '-H',
+    'Upload-Complete: ?0',
+    '-H',
+    'Content-Type: application/octet-stream',
+    '--data-binary',
+    '',
+    ...curlSocket(sys.address),
+    `http://localhost/files/${name}`,
+  ]);
+  const where = /^location: (\S+)\r?$/im.exec(head)?.[1];
+  const r = where
+    ? await curl([
+        '-o',
+        '/dev/null',
+        '-X',
+        'PATCH',
+        '-H',
+        'Expect:',
+        '-H',
+        'Content-Type: application/partial-upload',
+        '-H',
+        'Upload-Offset: 0',
+        '-H',
+        'Upload-Complete: ?1',
+        '-T',
+        path.join(src, 'up1g.bin'),
+        ...curlSocket(sys.address),
+        `http://localhost${where}`,
+      ])
+    : { code: 0, up: 0 };
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = cpuSeconds(sys.pid) - cpu0;
+  rmSync(path.join(root, name), { force: true });
+  if (r.code < 200 || r.code > 299 || r.up !== PUT_BIG_BYTES) {
+    record('put1g', label, rep, NaN, { error: `status ${r.code}, ${r.up} bytes, location ${where}` });
+    return;
+  }
+  record('put1g', label, rep, PUT_BIG_BYTES / seconds / 1e9, { cpuPerGiB: cpu });
+}
+
+/** dd conv=fsync of the 1 GiB upload's source into the served directory: the disk's limit. */
+async function diskLimit1g(rep) {
+  const out = path.join(root, `dd1g-${rep}.bin`);
+  const r = await timed('dd', [`if=${path.join(src, 'up1g.bin')}`, `of=${out}`, 'bs=1M', 'conv=fsync']);
+  rmSync(out, { force: true });
+  record('put1g', 'disk: dd conv=fsync', rep, r.code === 0 ? PUT_BIG_BYTES / r.seconds / 1e9 : NaN);
+}
+
+/**
+ * The upload rows of issue 14, each repetition in rotating order: 100 MiB and 1 GiB PUTs of
+ * nullgate (native receive), nullgate with bodies through JS, nginx's DAV PUT when it runs,
+ * the resumable 1 GiB, and dd conv=fsync of the same bytes.
+ */
+async function uploadRows(systems, rep) {
+  const putters = systems.filter((s) => ['nullgate', 'nullgate-js', 'nginx'].includes(s.name));
+  const ng = systems.find((s) => s.name === 'nullgate');
+  const jobs = [
+    () => diskLimit(rep),
+    () => diskLimit1g(rep),
+    ...putters.map((s) => () => bigPut(s, rep)),
+    ...putters.map((s) => () => bigPut1g(s, rep)),
+    ...(ng ? [() => resumablePut1g(ng, rep)] : []),
+  ];
+  for (const job of order(jobs, rep)) await job();
+}
+
 async function small(sys, rep, conns) {
   const cpu0 = cpuSeconds(sys.pid);
   const r = await runLoad(sys.address, conns);
@@ -566,6 +709,13 @@ function fmt(x, digits = 2) {
 const WORKLOADS = [
   { id: 'get1g', title: '1 GiB GET (GB/s)', cpu: 'cpuPerGiB', cpuTitle: 'server CPU s/GiB' },
   { id: 'put100m', title: '100 MiB PUT (GB/s)', cpu: 'cpuPerGiB', cpuTitle: 'server CPU s/GiB' },
+  {
+    id: 'put1g',
+    title: '1 GiB PUT (GB/s)',
+    cpu: 'cpuPerGiB',
+    cpuTitle: 'server CPU s/GiB',
+    reference: 'disk: dd conv=fsync',
+  },
   {
     id: 'get1k-c10',
     title: '1 KiB GET keep-alive, 10 conns (req/s)',
@@ -749,28 +899,34 @@ async function main() {
   // --quick keeps the systems the targets are measured against (and stays under 2 minutes).
   const wanted =
     opts.systems ??
-    (opts.quick
-      ? ['c-limit', 'nginx', 'fastify-const', 'fastify-static', 'nullgate', 'nullgate-exports']
-      : [
-          'c-limit',
-          'nginx',
-          'fastify-const',
-          'fastify-static',
-          'node',
-          'node-zerocopy',
-          'nullgate',
-          'nullgate-exports',
-        ]);
+    (opts.uploadsOnly
+      ? ['nginx', 'nullgate', 'nullgate-js']
+      : opts.quick
+        ? ['c-limit', 'nginx', 'fastify-const', 'fastify-static', 'nullgate', 'nullgate-exports']
+        : [
+            'c-limit',
+            'nginx',
+            'fastify-const',
+            'fastify-static',
+            'node',
+            'node-zerocopy',
+            'nullgate',
+            'nullgate-js',
+            'nullgate-exports',
+          ]);
   const names = wanted.filter((s) => s !== 'nginx' || has('nginx'));
   if (wanted.includes('nginx') && !names.includes('nginx')) {
     process.stderr.write('nginx is not on PATH: skipping it (apt-get install nginx-light to compare)\n');
   }
   process.stderr.write(`bench: ${REPS} repetitions, ${SMALL_MS} ms per load run, data in ${work}\n`);
-  writeRandomFile(path.join(root, 'big.bin'), BIG_BYTES);
-  mkdirSync(path.join(root, 'arch'), { recursive: true });
-  linkSync(path.join(root, 'big.bin'), path.join(root, 'arch', 'big.bin'));
+  if (!opts.uploadsOnly) {
+    writeRandomFile(path.join(root, 'big.bin'), BIG_BYTES);
+    mkdirSync(path.join(root, 'arch'), { recursive: true });
+    linkSync(path.join(root, 'big.bin'), path.join(root, 'arch', 'big.bin'));
+  }
   writeRandomFile(path.join(root, '1k.bin'), 1024);
   writeRandomFile(path.join(src, 'up100.bin'), PUT_BYTES);
+  writeRandomFile(path.join(src, 'up1g.bin'), PUT_BIG_BYTES);
 
   const systems = [];
   const memoryRows = {};
@@ -782,9 +938,18 @@ async function main() {
     await new Promise((r) => setTimeout(r, 500));
     for (const s of systems) memoryRows[s.name] = { idle: memory(s.pid).rss };
 
+    if (opts.uploadsOnly) {
+      for (let rep = 0; rep < REPS; rep++) {
+        await uploadRows(systems, rep);
+        process.stderr.write(`  uploads: repetition ${rep + 1}/${REPS} done\n`);
+      }
+      for (const s of systems) memoryRows[s.name].peakLarge = memory(s.pid).hwm;
+      return;
+    }
     // Warm the page cache (and each server) with one untimed download.
     for (const s of systems)
-      await curl(['-o', '/dev/null', ...curlSocket(s.address), 'http://localhost/files/big.bin']);
+      if (s.bigGets !== false)
+        await curl(['-o', '/dev/null', ...curlSocket(s.address), 'http://localhost/files/big.bin']);
 
     for (let rep = 0; rep < REPS; rep++) {
       for (const s of order(
@@ -792,9 +957,10 @@ async function main() {
         rep,
       ))
         await bigGet(s, rep);
-      if (rep === 0 || !opts.quick) await diskLimit(rep);
+      // nullgate's, nginx's and the disk's PUTs with the 1 GiB upload rows (uploadRows).
+      await uploadRows(systems, rep);
       for (const s of order(
-        systems.filter((x) => x.puts),
+        systems.filter((x) => x.puts && !['nullgate', 'nginx'].includes(x.name)),
         rep,
       ))
         await bigPut(s, rep);
@@ -803,7 +969,8 @@ async function main() {
     for (const s of systems) memoryRows[s.name].peakLarge = memory(s.pid).hwm;
 
     for (let rep = 0; rep < REPS; rep++) {
-      for (const conns of [10, 50]) for (const s of order(systems, rep)) await small(s, rep, conns);
+      const loaded = systems.filter((s) => s.name !== 'nullgate-js');
+      for (const conns of [10, 50]) for (const s of order(loaded, rep)) await small(s, rep, conns);
       // 1,000 connections: nullgate and the reference servers only (the C server is a thread each).
       const many = systems.filter((s) => ['nullgate', 'nginx', 'fastify-static'].includes(s.name));
       for (const s of order(many, rep)) await small(s, rep, 1000);
@@ -824,15 +991,68 @@ async function main() {
   } finally {
     for (const s of systems) s.stop();
   }
+  report(systems, memoryRows, began, names);
+}
 
+/** Issue 14's targets for the upload path, each a ratio of this run's medians. */
+function uploadTargets(summary, memoryRows) {
+  const row = (w, s) => summary[w]?.rows[s];
+  const vsDisk = (w, s) => (row(w, s)?.median ?? NaN) / (row(w, 'disk: dd conv=fsync')?.median ?? NaN);
+  const idle = memoryRows.nullgate?.idle ?? NaN;
+  const peaks = samples
+    .filter((x) => x.workload === 'put1g' && x.system === 'nullgate')
+    .map((x) => x.peakRss)
+    .filter(Number.isFinite);
+  const list = [
+    ['100 MiB PUT vs dd conv=fsync', vsDisk('put100m', 'nullgate'), '>=', 0.75, '×'],
+    ['1 GiB PUT vs dd conv=fsync', vsDisk('put1g', 'nullgate'), '>=', 0.75, '×'],
+    [
+      '1 GiB PUT server CPU/GiB vs nginx DAV',
+      (row('put1g', 'nullgate')?.cpu ?? NaN) / (row('put1g', 'nginx')?.cpu ?? NaN),
+      '<=',
+      1.2,
+      '×',
+    ],
+    ['peak RSS during a 1 GiB PUT over idle', Math.max(...peaks) - idle, '<=', 16, 'MiB'],
+    [
+      'resumable 1 GiB vs plain',
+      (row('put1g', 'nullgate resumable')?.median ?? NaN) / (row('put1g', 'nullgate')?.median ?? NaN),
+      '>=',
+      0.95,
+      '×',
+    ],
+  ];
+  const lines = ['| target | measured | goal | met |', '|---|---|---|---|'];
+  for (const [what, value, op, goal, unit] of list) {
+    const met = !Number.isFinite(value)
+      ? 'not measured'
+      : (op === '>=' ? value >= goal : value <= goal)
+        ? 'yes'
+        : 'NO';
+    lines.push(`| ${what} | ${fmt(value)} ${unit} | ${op} ${goal} | ${met} |`);
+  }
+  lines.push(
+    '',
+    `1 GiB PUT, server CPU s/GiB: nullgate ${fmt(row('put1g', 'nullgate')?.cpu)}, through JS ` +
+      `${fmt(row('put1g', 'nullgate-js')?.cpu)}, nginx DAV ${fmt(row('put1g', 'nginx')?.cpu)}; ` +
+      `nullgate's RSS idle ${fmt(idle, 1)} MiB, largest during a 1 GiB PUT ${fmt(Math.max(...peaks), 1)} MiB.`,
+  );
+  return lines.join('\n');
+}
+
+function report(systems, memoryRows, began, names) {
   const summary = summarise(systems.map((s) => s.name));
   const table = printTable(summary, memoryRows);
   process.stdout.write(`\n${table}\n\n`);
   process.stdout.write(
     'ratios: median / reference median, (paired): median of per-repetition ratios. Reference: nginx when installed, ' +
-      'else the C sendfile server for GETs and node:http for PUT.\n',
+      'else the C sendfile server for GETs and node:http for PUT; dd conv=fsync for the 1 GiB PUT.\n',
   );
-  process.stdout.write(`\nIssue 8 targets (nullgate, this run):\n\n${targets(summary, memoryRows)}\n\n`);
+  if (!opts.uploadsOnly)
+    process.stdout.write(`\nIssue 8 targets (nullgate, this run):\n\n${targets(summary, memoryRows)}\n\n`);
+  process.stdout.write(
+    `\nIssue 14 targets (uploads, this run):\n\n${uploadTargets(summary, memoryRows)}\n\n`,
+  );
 
   const env = {
     date: new Date().toISOString(),
