@@ -200,7 +200,7 @@ async function* readRange(
 
 /**
  * Packs the tree under `localDir` as GET /archive does (CONTRACT.md "Trees arrive as they
- * left"): entries in byte order of their names, numeric owners, every permission bit, ns mtimes,
+ * left"): `./` (LOCAL_DIR itself) first, then entries in byte order of their names, numeric owners, every permission bit, ns mtimes,
  * hard links (second and later names of an inode), extended attributes, holes of sparse files
  * (GNU sparse 1.0), FIFOs and devices; symlinks as written, wherever they point. Sockets cannot
  * be archived: they are listed in `skipped`. Read beneath LOCAL_DIR with the beneath-root layer.
@@ -301,6 +301,18 @@ export async function packTar(localDir: string, onProgress?: ProgressCallback): 
   async function* archive(): AsyncGenerator<Buffer> {
     let rel = '';
     try {
+      // `./` first: LOCAL_DIR's own metadata travels too, as with GET /archive.
+      const top = await root.lstat('');
+      yield encodeHeader({
+        name: './',
+        mode: top.mode & 0o7777,
+        uid: top.uid,
+        gid: top.gid,
+        mtimeNs: top.mtimeNs,
+        size: 0,
+        typeflag: TYPEFLAG.dir,
+        xattrs: await xattrsOf(''),
+      });
       const names: string[] = [];
       for await (const d of root.readdir('')) names.push(d.name);
       for (const name of names.sort(byteOrder)) {

@@ -234,15 +234,17 @@ int fs_lutimes_beneath(int dir, const std::string& rel, int64_t atime_sec, int64
   if ((atime_nsec != UTIME_OMIT && (atime_nsec < 0 || atime_nsec > 999999999)) || mtime_nsec < 0 ||
       mtime_nsec > 999999999)
     return -EINVAL;
-  FdGuard parent;
-  std::string name;
-  int rc = open_parent(dir, rel, &parent, &name);
-  if (rc < 0) return rc;
   struct timespec times[2];
   times[0].tv_sec = static_cast<time_t>(atime_sec);
   times[0].tv_nsec = static_cast<long>(atime_nsec);
   times[1].tv_sec = static_cast<time_t>(mtime_sec);
   times[1].tv_nsec = static_cast<long>(mtime_nsec);
+  // '' is the root directory itself: "." beneath its fd (utimensat takes no AT_EMPTY_PATH).
+  if (rel.empty()) return ::utimensat(dir, ".", times, 0) < 0 ? -errno : 0;
+  FdGuard parent;
+  std::string name;
+  int rc = open_parent(dir, rel, &parent, &name);
+  if (rc < 0) return rc;
   return ::utimensat(parent.get(), name.c_str(), times, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 }
 
@@ -356,7 +358,14 @@ unsigned at_flags(const XattrTarget& t) { return t.rel.empty() ? AT_EMPTY_PATH :
 // when it is O_PATH (f*xattr refuse O_PATH fds with EBADF before Linux 6.13's change).
 int fallback_fd(XattrTarget* t, int* fd) {
   if (t->rel.empty()) {
-    *fd = t->dir;
+    // The root's own fd is O_PATH: a real fd of "." beneath it takes f*xattr without /proc
+    // (a chroot may have none); one that cannot be opened (no read permission) keeps the O_PATH
+    // fd and its /proc path.
+    if (!t->object.ok()) {
+      int opened = openat2_beneath(t->dir, ".", O_RDONLY | O_DIRECTORY | O_NONBLOCK, 0);
+      if (opened >= 0) t->object.reset(opened);
+    }
+    *fd = t->object.ok() ? t->object.get() : t->dir;
     return 0;
   }
   if (!t->object.ok()) {
@@ -369,6 +378,11 @@ int fallback_fd(XattrTarget* t, int* fd) {
 }
 
 std::string proc_fd(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+// Whether an *xattrat call's failure (errno) leaves the way through an fd to try: the call is
+// missing (before Linux 6.13), or it refused the root's own O_PATH fd with AT_EMPTY_PATH (EBADF,
+// as 6.18 does), which /proc/self/fd/N then reaches.
+bool at_call_fallback(const XattrTarget& t) { return errno == ENOSYS || (errno == EBADF && t.rel.empty()); }
 
 // Runs `with_fd(fd)`, and on EBADF (an O_PATH fd) `with_path("/proc/self/fd/N")`.
 template <typename F, typename P>
@@ -385,7 +399,7 @@ ssize_t via_fd(XattrTarget* t, F with_fd, P with_path) {
 
 ssize_t list_once(XattrTarget* t, char* buf, size_t size) {
   long n = syscall(SYS_listxattrat, at_dfd(*t), at_path(*t), at_flags(*t), buf, size);
-  if (n >= 0 || errno != ENOSYS) return n < 0 ? -errno : n;
+  if (n >= 0 || !at_call_fallback(*t)) return n < 0 ? -errno : n;
   return via_fd(
       t, [&](int fd) { return ::flistxattr(fd, buf, size); },
       [&](const char* p) { return ::listxattr(p, buf, size); });
@@ -394,7 +408,7 @@ ssize_t list_once(XattrTarget* t, char* buf, size_t size) {
 ssize_t get_once(XattrTarget* t, const char* name, char* buf, size_t size) {
   XattrArgs args{reinterpret_cast<uint64_t>(buf), static_cast<uint32_t>(size), 0};
   long n = syscall(SYS_getxattrat, at_dfd(*t), at_path(*t), at_flags(*t), name, &args, sizeof(args));
-  if (n >= 0 || errno != ENOSYS) return n < 0 ? -errno : n;
+  if (n >= 0 || !at_call_fallback(*t)) return n < 0 ? -errno : n;
   return via_fd(
       t, [&](int fd) { return ::fgetxattr(fd, name, buf, size); },
       [&](const char* p) { return ::getxattr(p, name, buf, size); });
@@ -451,7 +465,7 @@ int fs_set_xattr_beneath(int dir, const std::string& rel, const std::string& nam
                  static_cast<uint32_t>(flags)};
   long n = syscall(SYS_setxattrat, at_dfd(t), at_path(t), at_flags(t), name.c_str(), &args, sizeof(args));
   if (n >= 0) return 0;
-  if (errno != ENOSYS) return -errno;
+  if (!at_call_fallback(t)) return -errno;
   ssize_t r = via_fd(
       &t, [&](int fd) { return static_cast<ssize_t>(::fsetxattr(fd, name.c_str(), value.data(), value.size(), flags)); },
       [&](const char* p) { return static_cast<ssize_t>(::setxattr(p, name.c_str(), value.data(), value.size(), flags)); });

@@ -70,7 +70,8 @@ int fs_rename_beneath(int dir, const std::string& from, const std::string& to, u
 int fs_symlink_beneath(int dir, const std::string& target, const std::string& rel);
 
 // utimensat(parent(rel), name(rel), {atime, mtime}, AT_SYMLINK_NOFOLLOW): times of the entry
-// itself, a symlink included (lutimes), never of what a final symlink points at.
+// itself, a symlink included (lutimes), never of what a final symlink points at; '' is the
+// root directory itself.
 int fs_lutimes_beneath(int dir, const std::string& rel, int64_t atime_sec, int64_t atime_nsec,
                        int64_t mtime_sec, int64_t mtime_nsec);
 

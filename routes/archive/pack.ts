@@ -5,7 +5,8 @@
  * extended attributes, sparse files as GNU sparse 1.0 members, FIFOs and device nodes. Sockets
  * cannot be archived: they are skipped, and named in one warning line at the end.
  *
- * Deterministic: each directory's entries go out in byte order of their names, a directory
+ * The first member is `./`, the top directory itself (as GNU tar `-C dir .` writes it). Then
+ * deterministic: each directory's entries go out in byte order of their names, a directory
  * before its contents (GNU tar --sort=name), and nothing that reading changes (atime) is
  * written, so the same tree gives the same bytes twice.
  *
@@ -185,6 +186,7 @@ class TreeWriter {
 
   async *archive(rel: string): AsyncGenerator<Piece> {
     try {
+      yield await this.#top(rel);
       yield* this.#walk(rel, '');
       yield END_OF_ARCHIVE;
       if (this.#socketCount > 0) {
@@ -197,6 +199,22 @@ class TreeWriter {
       if (!this.#signal.aborted)
         this.#log.error({ err, path: displayPath(rel, true) }, 'archive: walk failed');
       throw err;
+    }
+  }
+
+  /**
+   * The `./` member: the top directory's own mode, owner, mtime and attributes, first, as GNU
+   * tar `-C dir .` writes it, so they travel too (an extraction applies them to its target
+   * directory after its contents). Read from the open directory, like a file's header.
+   */
+  async #top(rel: string): Promise<Buffer> {
+    const fd = await this.#root.open(rel, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NONBLOCK);
+    try {
+      const st = await this.#root.fstat(fd, rel);
+      const xattrs = await this.#xattrs(() => this.#root.freadXattrs(fd, rel));
+      return encodeHeader({ ...this.#spec('./', st, xattrs), typeflag: TYPEFLAG.dir, size: 0 });
+    } finally {
+      await closeFd(fd);
     }
   }
 

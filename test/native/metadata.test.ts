@@ -205,6 +205,16 @@ describe('lchown, lchmod, lutimesNs act on the entry itself', () => {
     await root.lutimesNs('file.txt', null, -1_500_000_000n);
     expect(lstatSync(path.join(rootDir, 'file.txt'), { bigint: true }).mtimeNs).toBe(-1_500_000_000n);
   });
+
+  it("'' is the root directory itself: its times, mode and attributes (the archive's ./ member)", async () => {
+    await root.lutimesNs('', null, 1_650_000_000_000_000_001n);
+    await root.lchmod('', 0o2751);
+    await root.setXattr('', 'user.top', Buffer.from('here'));
+    const st = lstatSync(rootDir, { bigint: true });
+    expect(st.mtimeNs).toBe(1_650_000_000_000_000_001n);
+    expect(Number(st.mode) & 0o7777).toBe(0o2751);
+    expect(await root.readXattrs('')).toEqual([{ name: 'user.top', value: Buffer.from('here') }]);
+  });
 });
 
 describe('extended attributes', () => {

@@ -303,6 +303,7 @@ describe('GET /archive keeps the whole tree', () => {
         for await (const piece of m.pieces()) void piece;
       }
       expect(names).toEqual([
+        './',
         'abs-link',
         'caps',
         'dangling',
@@ -385,7 +386,8 @@ describe('GET /archive without privileges needed', () => {
       names.push(m.header.name);
       for await (const piece of m.pieces()) void piece;
     }
-    expect(names).toEqual(['B', 'Z', '_', 'a', 'a.txt', 'b', 'd/', 'd/inner', 'é']);
+    // `./` first: the top directory itself, as GNU tar -C dir . writes it.
+    expect(names).toEqual(['./', 'B', 'Z', '_', 'a', 'a.txt', 'b', 'd/', 'd/inner', 'é']);
   });
 
   it('mode 0000 stays 0000, and nanosecond mtimes travel', async () => {
@@ -564,4 +566,105 @@ describe('trusted.* attributes go only to root peers', () => {
       expect(await namesFor(1000)).toEqual(['user.note']);
     },
   );
+});
+
+describe('the top directory travels as the `./` member (as GNU tar -C dir . writes it)', () => {
+  let app: FastifyInstance;
+  let dir: string;
+  let top: string;
+  const TOP_NS = 1_600_000_000_123_456_789n;
+  let archive: Buffer;
+  /** What the test compares: mode, owner, mtime and user.* attributes of a directory. */
+  const metaOf = (path: string) => {
+    const st = lstatSync(path, { bigint: true });
+    return {
+      mode: Number(st.mode) & 0o7777,
+      uid: Number(st.uid),
+      gid: Number(st.gid),
+      mtimeNs: st.mtimeNs,
+      xattrs: xattrsOf(path),
+    };
+  };
+  const expected = () => ({ mode: 0o2750, uid: 1234, gid: 2345, mtimeNs: TOP_NS, xattrs: xattrsOf(top) });
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ng-archive-top-'));
+    top = join(dir, 'root/src');
+    mkdirSync(join(top, 'sub'), { recursive: true });
+    writeFileSync(join(top, 'sub/f'), 'inside\n');
+    if (has('root') && has('setfattr')) {
+      execFileSync('setfattr', ['-n', 'user.top', '-v', 'here', top]);
+      lchownSync(top, 1234, 2345);
+    }
+    chmodSync(top, 0o2750);
+    touchNs(top, TOP_NS);
+    app = buildApp({ root: join(dir, 'root'), writable: true, logLevel: false });
+    await app.ready();
+    archive = (await app.inject({ url: '/archive/src' })).rawPayload;
+  });
+  afterAll(async () => {
+    await app.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  itNeeds(['root', 'setfattr'], 'GET /archive writes it first: mode, owner, mtime and xattrs', async () => {
+    const members: { name: string; type: string }[] = [];
+    for await (const m of readTar([archive])) {
+      members.push({ name: m.header.name, type: m.header.type });
+      if (members.length === 1) {
+        expect(m.header).toMatchObject({ name: './', type: 'dir', mode: 0o2750, uid: 1234, gid: 2345 });
+        expect(m.header.mtimeNs).toBe(TOP_NS);
+        expect(m.header.xattrs.get('user.top')?.toString()).toBe('here');
+      }
+      for await (const piece of m.pieces()) void piece;
+    }
+    expect(members.map((m) => m.name)).toEqual(['./', 'sub/', 'sub/f']);
+  });
+
+  itNeeds(['root', 'setfattr'], 'PUT /archive gives it to a new target directory', async () => {
+    const res = await app.inject({ method: 'PUT', url: '/archive/new', payload: archive });
+    expect(res.statusCode, res.body).toBe(201);
+    expect(metaOf(join(dir, 'root/new'))).toEqual(expected());
+    expect(readFileSync(join(dir, 'root/new/sub/f'), 'utf8')).toBe('inside\n');
+  });
+
+  itNeeds(
+    ['root', 'setfattr'],
+    'PUT /archive into an existing directory sets it after the merge (the mtime as in the archive)',
+    async () => {
+      const existing = join(dir, 'root/existing');
+      mkdirSync(existing, { mode: 0o700 });
+      writeFileSync(join(existing, 'old'), 'kept\n');
+      const res = await app.inject({ method: 'PUT', url: '/archive/existing', payload: archive });
+      expect(res.statusCode, res.body).toBe(200);
+      expect(metaOf(existing)).toEqual(expected());
+      expect(readdirSync(existing).sort()).toEqual(['old', 'sub']);
+    },
+  );
+
+  itNeeds(
+    ['root', 'setfattr'],
+    'pull gives it to LOCAL_DIR, new or existing, after its contents',
+    async () => {
+      const { extractTar } = await import('../../client/archive.js');
+      const { Readable } = await import('node:stream');
+      const fresh = join(dir, 'pulled-new');
+      await extractTar(Readable.from([archive]), fresh);
+      expect(metaOf(fresh)).toEqual(expected());
+      const existing = join(dir, 'pulled-existing');
+      mkdirSync(existing, { mode: 0o755 });
+      writeFileSync(join(existing, 'old'), 'kept\n');
+      await extractTar(Readable.from([archive]), existing);
+      expect(metaOf(existing)).toEqual(expected());
+      expect(readdirSync(existing).sort()).toEqual(['old', 'sub']);
+    },
+  );
+
+  itNeeds(['root', 'tar'], 'GNU tar extracts it onto the directory it extracts into', async () => {
+    const out = join(dir, 'gnu');
+    mkdirSync(out, { mode: 0o755 });
+    writeFileSync(join(dir, 'top.tar'), archive);
+    execFileSync('tar', ['--xattrs', '--xattrs-include=*', '-xpf', join(dir, 'top.tar'), '-C', out]);
+    expect(metaOf(out)).toEqual(expected());
+  });
 });

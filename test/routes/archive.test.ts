@@ -191,6 +191,7 @@ describe('GET /archive', () => {
     const byName = new Map(entries.map((e) => [e.header.name.replace(/\/$/, ''), e]));
     expect([...byName.keys()].sort()).toEqual(
       [
+        '.',
         'a',
         'a/b',
         'a/b/c',
@@ -241,7 +242,7 @@ describe('GET /archive', () => {
     for (const url of ['/archive', '/archive/']) {
       const res = await app.inject({ method: 'GET', url });
       expect(res.statusCode).toBe(200);
-      expect((await listTar(res.rawPayload)).map((e) => e.header.name)).toEqual(['f']);
+      expect((await listTar(res.rawPayload)).map((e) => e.header.name)).toEqual(['./', 'f']);
     }
   });
 
@@ -278,6 +279,7 @@ describe('GET /archive', () => {
     await sh(`mkfifo ${JSON.stringify(join(root, 'src/fifo'))}`);
     const res = await app.inject({ method: 'GET', url: '/archive/src' });
     expect((await listTar(res.rawPayload)).map((e) => [e.header.name, e.header.type])).toEqual([
+      ['./', 'directory'],
       ['f', 'file'],
       ['fifo', 'fifo'],
     ]);
@@ -955,7 +957,10 @@ describe('PUT /archive: staging at the top of the root, reserved names, methods,
       'GET http://localhost/archive/sub HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
     );
     expect(get.status).toBe(200);
-    expect((await listTar(get.body)).map((e) => [e.header.name, e.body?.toString()])).toEqual([['f', 'abs']]);
+    expect((await listTar(get.body)).map((e) => [e.header.name, e.body?.toString()])).toEqual([
+      ['./', ''],
+      ['f', 'abs'],
+    ]);
     const body = await packEntries([{ header: { name: 'g' }, body: 'put' }]);
     const putRes = await rawRequest(
       address,
