@@ -109,7 +109,7 @@ function sh(cmd, args) {
 if (!existsSync(path.join(repo, 'dist/gateway/index.js'))) {
   throw new Error('dist/ is missing: run `npm run build` first');
 }
-const BUNDLE = path.join(repo, 'bundle', 'nullgate.mjs');
+const BUNDLE = path.join(repo, 'bundle', 'nullgate.cjs');
 if (!existsSync(BUNDLE))
   throw new Error('bundle/ is missing: run `npm run build` (or `npm run bundle`) first');
 for (const tool of ['curl', 'cc', 'dd'])

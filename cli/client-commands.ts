@@ -12,9 +12,10 @@ import type { CommandTable, Verb } from './run.js';
  * tiering budget keeps the baseline (Liftoff) code, which a transfer never notices: llhttp only
  * parses headers and skips over bodies. `--no-wasm-tier-up` does not do this (it is ignored
  * under dynamic tiering); `--liftoff-only` does, but turns any Liftoff bail-out into a crash.
- * It must be set before undici compiles the parser, at its first connection: so, here.
+ * It must be set before undici compiles the parser, at its first connection: so, here (and
+ * first thing in the install-client launcher, for the compile cache's sake: cli/install-client.ts).
  */
-const SHORT_LIVED_V8_FLAGS = '--wasm-tiering-budget=2147483647';
+export const SHORT_LIVED_V8_FLAGS = '--wasm-tiering-budget=2147483647';
 
 function clientVerb(load: () => Promise<Verb>): () => Promise<Verb> {
   return () => {

@@ -23,4 +23,8 @@ function isEntryScript(): boolean {
 }
 
 // The install-client launcher imports main(); run directly, the bundle is the CLI itself.
-if (isEntryScript()) process.exitCode = await main(process.argv.slice(2));
+if (isEntryScript()) {
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

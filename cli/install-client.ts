@@ -1,6 +1,6 @@
 /**
  * `nullgate install-client DIR [--with-node]`: puts the client into a chroot so that
- * `chroot DIR nullgate get …` works there. It copies the bundle (one ESM file plus the addon)
+ * `chroot DIR nullgate get …` works there. It copies the bundle (one CommonJS file plus the addon)
  * to DIR/usr/local/lib/nullgate/ and a launcher to DIR/usr/local/bin/nullgate; with
  * --with-node also this node binary, every shared library `ldd` lists for it, and the few
  * device nodes Node expects (/dev/null and friends).
@@ -12,6 +12,7 @@ import {
   existsSync,
   mkdirSync,
   realpathSync,
+  rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
@@ -20,13 +21,14 @@ import { fileURLToPath } from 'node:url';
 import { type CommandSpec, parseCommand } from '../core/argv.js';
 import { usageError } from '../core/errors.js';
 import { CliError, ExitCode } from './exit.js';
+import { SHORT_LIVED_V8_FLAGS } from './client-commands.js';
 import type { Verb } from './run.js';
 
 export const installClientSpec = {
   name: 'install-client',
   usage: ['nullgate install-client DIR [--with-node]'],
   summary:
-    'Puts the client into a chroot, so that `chroot DIR nullgate get …` works there: the bundle (one ESM file and the addon) in DIR/usr/local/lib/nullgate/ and a launcher in DIR/usr/local/bin/nullgate.',
+    'Puts the client into a chroot, so that `chroot DIR nullgate get …` works there: the bundle (one CommonJS file and the addon) in DIR/usr/local/lib/nullgate/ and a launcher in DIR/usr/local/bin/nullgate.',
   operands: [['DIR', 'the chroot; created (with its parents) when it does not exist']],
   options: {
     'with-node': {
@@ -64,7 +66,7 @@ export function findBundle(): string {
     path.join(here, '..', '..', '..', 'bundle'),
   ];
   for (const dir of candidates) {
-    if (existsSync(path.join(dir, 'nullgate.mjs')) && existsSync(path.join(dir, 'nullgate.node'))) return dir;
+    if (existsSync(path.join(dir, 'nullgate.cjs')) && existsSync(path.join(dir, 'nullgate.node'))) return dir;
   }
   throw new CliError(
     'the client bundle is missing: run `npm run bundle` in the nullgate package',
@@ -144,6 +146,48 @@ function installNode(dir: string): string[] {
   return notes;
 }
 
+/**
+ * The launcher: CommonJS (no extension, no package.json beside it) that requires the bundle. A
+ * bundle that cannot load (missing, or a node too old for it) is one line, exit 1.
+ *
+ * Node 22.1+ keeps V8's compiled code of the bundle between runs (module.enableCompileCache:
+ * in os.tmpdir()/node-compile-cache, or $NODE_COMPILE_CACHE; a directory it cannot create or
+ * write is skipped without a word, and Node 20 has no such call). V8 accepts cached code only
+ * under the flags it was made with, and the client verbs set one at run time (cli/client-commands.ts):
+ * so the launcher sets it first, before anything is compiled, and every run sees the same flags.
+ */
+export function launcher(firstLine: string): string {
+  return [
+    firstLine,
+    '// nullgate client launcher, written by `nullgate install-client`.',
+    "'use strict';",
+    `require('node:v8').setFlagsFromString(${JSON.stringify(SHORT_LIVED_V8_FLAGS)});`,
+    "const { enableCompileCache } = require('node:module');",
+    'if (enableCompileCache) {',
+    '  try {',
+    '    enableCompileCache();',
+    '  } catch {',
+    '    // No cache: the bundle is compiled as without one.',
+    '  }',
+    '}',
+    'let client;',
+    'try {',
+    `  client = require(${JSON.stringify(`${LIB_DIR}/nullgate.cjs`)});`,
+    '} catch (err) {',
+    // require's message goes on with its "Require stack": the first line says it.
+    "  const why = String(err && err.message ? err.message : err).split('\\n')[0];",
+    '  process.stderr.write(`nullgate: cannot load the client: ${why}\\n`);',
+    '  process.exitCode = 1;',
+    '}',
+    'if (client) {',
+    '  client.main(process.argv.slice(2)).then((code) => {',
+    '    process.exitCode = code;',
+    '  });',
+    '}',
+    '',
+  ].join('\n');
+}
+
 /** DIR, created like `mkdir -p` (as debootstrap does with its target) when it does not exist. */
 function makeTarget(text: string): string {
   const dir = path.resolve(text);
@@ -172,29 +216,21 @@ export async function installClientCommand(argv: string[]): Promise<number> {
   const dir = makeTarget(positionals[0]!);
 
   const notes = values['with-node'] === true ? installNode(dir) : [];
-  copyInto(dir, path.join(bundle, 'nullgate.mjs'), `${LIB_DIR}/nullgate.mjs`, 0o644);
+  copyInto(dir, path.join(bundle, 'nullgate.cjs'), `${LIB_DIR}/nullgate.cjs`, 0o644);
+  // The ESM bundle an earlier install-client left: the launcher no longer loads it.
+  rmSync(path.join(dir, LIB_DIR, 'nullgate.mjs'), { force: true });
   copyInto(dir, path.join(bundle, 'nullgate.node'), `${LIB_DIR}/nullgate.node`, 0o755);
   const node = nodeInside(dir);
   if (!node)
     notes.push('no node in the chroot yet: the launcher uses `/usr/bin/env node` (or use --with-node)');
-  // The launcher is CommonJS (no extension, no package.json): a dynamic import loads the ESM
-  // bundle. A bundle that cannot load (missing, or a node too old for it) is one line, exit 1.
-  const launcher = [
-    shebang(node, node === NODE && existsSync(path.join(dir, ENV))),
-    '// nullgate client launcher, written by `nullgate install-client`.',
-    `import(${JSON.stringify(`${LIB_DIR}/nullgate.mjs`)}).then(`,
-    '  async (m) => {',
-    '    process.exitCode = await m.main(process.argv.slice(2));',
-    '  },',
-    '  (err) => {',
-    '    process.stderr.write(`nullgate: cannot load the client: ${err && err.message ? err.message : err}\\n`);',
-    '    process.exitCode = 1;',
-    '  },',
-    ');',
-    '',
-  ].join('\n');
   mkdirSync(path.join(dir, path.dirname(BIN)), { recursive: true });
-  writeFileSync(path.join(dir, BIN), launcher, { mode: 0o755 });
+  writeFileSync(
+    path.join(dir, BIN),
+    launcher(shebang(node, node === NODE && existsSync(path.join(dir, ENV)))),
+    {
+      mode: 0o755,
+    },
+  );
   chmodSync(path.join(dir, BIN), 0o755);
   process.stderr.write(
     `nullgate: installed the client into ${dir}${notes.length ? ` (${notes.join('; ')})` : ''}: try chroot ${dir} ${BIN} request /health --socket @NAME (the name serve prints; default @nullgate)\n`,

@@ -1,9 +1,16 @@
 #!/usr/bin/env node
-// `npm run bundle`: the chroot client as one ESM file plus the compiled addon, in bundle/:
-//   bundle/nullgate.mjs   every client verb (get, put, ls, …, request), undici included
+// `npm run bundle`: the chroot client as one CommonJS file plus the compiled addon, in bundle/:
+//   bundle/nullgate.cjs   every client verb (get, put, ls, …, request), undici included
 //   bundle/nullgate.node  the Node-API addon (loads in Node 20 and every later Node)
 // native/binding.ts finds nullgate.node beside the script, so the pair works from any directory.
-import { copyFileSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+//
+// CommonJS, not ESM, for start-up time (docs/performance.md, "Client start-up"): an ESM bundle
+// loads every `import 'node:…'` of every module before any code runs, so a `get` paid for
+// node:crypto, fs/promises (and readline with it), os and the rest that only other verbs use;
+// in CommonJS each becomes a require() inside the lazily run module that needs it. The ESM
+// loader itself is not started either, and Node 22+ can cache the compiled code
+// (module.enableCompileCache in the install-client launcher).
+import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -38,26 +45,28 @@ const lazyHttp2 = {
 
 await build({
   entryPoints: [path.join(root, 'cli/client-main.ts')],
-  outfile: path.join(out, 'nullgate.mjs'),
+  outfile: path.join(out, 'nullgate.cjs'),
   bundle: true,
   platform: 'node',
-  format: 'esm',
+  format: 'cjs',
   target: 'node20',
   minify: true,
   legalComments: 'none',
-  define: { NULLGATE_VERSION: JSON.stringify(version) },
-  // undici and friends are CommonJS: give the ESM bundle a require() for Node's built-ins.
-  banner: {
-    js: "import { createRequire as __ngRequire } from 'node:module'; const require = __ngRequire(import.meta.url);",
-  },
+  // Our sources are ESM and locate files beside themselves with import.meta.url (the addon, the
+  // docs): in the CommonJS bundle that is the bundle's own URL. Strict mode, as the ESM sources
+  // had it (and as undici's files ask for).
+  define: { NULLGATE_VERSION: JSON.stringify(version), 'import.meta.url': '__ngUrl' },
+  banner: { js: "'use strict';\nconst __ngUrl = require('node:url').pathToFileURL(__filename).href;" },
   plugins: [lazyHttp2],
   logLevel: 'warning',
 });
+// The ESM bundle of earlier builds: nothing loads it any more.
+rmSync(path.join(out, 'nullgate.mjs'), { force: true });
 // The addon this checkout or package uses: build/Release when built here, else the prebuild
 // (node-gyp-build's own search, as native/binding.ts does).
 const addon = createRequire(path.join(root, 'package.json'))('node-gyp-build').path(root);
 copyFileSync(addon, path.join(out, 'nullgate.node'));
 const kib = (f) => Math.round(statSync(path.join(out, f)).size / 1024);
 process.stdout.write(
-  `bundle: bundle/nullgate.mjs (${kib('nullgate.mjs')} KiB) + bundle/nullgate.node (${kib('nullgate.node')} KiB)\n`,
+  `bundle: bundle/nullgate.cjs (${kib('nullgate.cjs')} KiB) + bundle/nullgate.node (${kib('nullgate.node')} KiB)\n`,
 );

@@ -10,7 +10,7 @@ import { commands } from '../../cli/main.js';
 import { SYNOPSIS, type Verb } from '../../cli/run.js';
 import { runCli, runFile } from '../helpers/cli.js';
 
-const BUNDLE = fileURLToPath(new URL('../../bundle/nullgate.mjs', import.meta.url));
+const BUNDLE = fileURLToPath(new URL('../../bundle/nullgate.cjs', import.meta.url));
 const DOCS = fileURLToPath(new URL('../../docs/cli.md', import.meta.url));
 const VERBS = Object.keys(commands);
 const squeeze = (text: string): string => text.replace(/\s+/g, ' ');

@@ -15,7 +15,7 @@ describe('install-client DIR', () => {
     expect(r.stderr).toContain(`installed the client into ${dir}`);
     expect(r.code).toBe(0);
     expect(statSync(path.join(dir, 'usr/local/bin/nullgate')).mode & 0o111).not.toBe(0);
-    expect(existsSync(path.join(dir, 'usr/local/lib/nullgate/nullgate.mjs'))).toBe(true);
+    expect(existsSync(path.join(dir, 'usr/local/lib/nullgate/nullgate.cjs'))).toBe(true);
   });
 
   it.each([

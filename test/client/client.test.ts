@@ -36,7 +36,7 @@ import { BIN, runCli, runFile, runNode } from '../helpers/cli.js';
 import { itNeeds } from '../helpers/requirements.js';
 import { uniqueName } from '../helpers/sockets.js';
 
-const BUNDLE = fileURLToPath(new URL('../../bundle/nullgate.mjs', import.meta.url));
+const BUNDLE = fileURLToPath(new URL('../../bundle/nullgate.cjs', import.meta.url));
 
 /** Temporary download names (`.NAME.<random>.part`) left in `dir`. */
 const leftovers = (dir: string): string[] => readdirSync(dir).filter((f) => f.endsWith('.part'));
@@ -142,7 +142,7 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
   });
 
   describe('the bundle (npm run bundle)', () => {
-    it('runs as a script from any directory: node bundle/nullgate.mjs get …', async () => {
+    it('runs as a script from any directory: node bundle/nullgate.cjs get …', async () => {
       await writeFile(path.join(root, 'bundled.txt'), 'from the bundle\n');
       const r = await runFile(BUNDLE, ['get', '/bundled.txt', '--socket', name], { cwd: tmpdir() });
       expect(r.stderr).toBe('');

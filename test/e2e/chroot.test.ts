@@ -188,12 +188,12 @@ describe.skipIf(!canChroot && !requireAll)('a bare chroot with only the installe
   });
 
   itNeeds(['root', 'chroot'], 'a launcher whose bundle cannot load says so in one line, exit 1', async () => {
-    const bundle = path.join(chroot, 'usr', 'local', 'lib', 'nullgate', 'nullgate.mjs');
+    const bundle = path.join(chroot, 'usr', 'local', 'lib', 'nullgate', 'nullgate.cjs');
     renameSync(bundle, `${bundle}.away`);
     try {
       const r = await inChroot(chroot, ['nullgate', 'request', '/health', '--socket', socket]);
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/^nullgate: cannot load the client: .*nullgate\.mjs.*\n$/);
+      expect(r.stderr).toMatch(/^nullgate: cannot load the client: .*nullgate\.cjs.*\n$/);
     } finally {
       renameSync(`${bundle}.away`, bundle);
     }
