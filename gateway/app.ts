@@ -41,6 +41,7 @@ import { filesRoutes } from '../routes/files.js';
 import { uploadsRoutes } from '../routes/uploads.js';
 import { type ExportSpec, ExportTable } from '../routes/exports.js';
 import { routableUrl } from '../routes/url-path.js';
+import { setBodyRate } from '../routes/receive.js';
 import { version } from '../core/version.js';
 
 declare module 'fastify' {
@@ -231,11 +232,17 @@ function addRequestHooks(
     if (refuseMalformed(request, reply, limitHit)) return;
     // A body too slow, or not whole in time, is 408 and the connection closed (gateway/body-rate.ts).
     const socket = request.raw.socket;
-    watchBody(request.raw, socket, limits, (message) => {
+    const tooSlow = (message: string): void => {
       limitHit(408, message, request.peer);
       if (!reply.raw.headersSent) reply.raw.statusCode = 408;
       cutRequest(socket, 408, 'NG_ERR_TIMEOUT', message);
-    });
+    };
+    watchBody(request.raw, socket, limits, tooSlow);
+    // The bytes of a body received natively bypass Node, and so the watch: the native thread
+    // applies the minimum rate itself (routes/receive.ts).
+    if (limits.bodyMinRate > 0 && request.headers['content-length'] !== undefined) {
+      setBodyRate(request.raw, { minRate: limits.bodyMinRate, windowMs: limits.bodyRateWindowMs, tooSlow });
+    }
     done();
   });
   // At most MAX_PIPELINED_REQUESTS requests of a connection run at once, and what a closed

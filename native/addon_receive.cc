@@ -1,7 +1,7 @@
 // Entry points of the receive transfer (native/receive.h):
 //
 //   receiveStart(socketFd, fileFd, prefix, length, algorithms, callback, idleTimeoutMs = 0,
-//                copyOnly = false) -> id (> 0) | -errno
+//                copyOnly = false, minRate = 0, rateWindowMs = 0) -> id (> 0) | -errno
 //   receiveCancel(id) -> boolean (false when the transfer already ended)
 //
 // `callback(err, written, digests)` runs once on the JS thread, through a thread-safe function,
@@ -62,7 +62,7 @@ Napi::Value ReceiveStart(const Napi::CallbackInfo& info) {
   const char* usage =
       "Usage: receiveStart(socketFd: number, fileFd: number, prefix: Buffer, length: number, "
       "algorithms: string[], callback: (err: number, written: number, digests: Buffer[]) => void, "
-      "idleTimeoutMs?: number, copyOnly?: boolean)";
+      "idleTimeoutMs?: number, copyOnly?: boolean, minRate?: number, rateWindowMs?: number)";
   Napi::Env env = info.Env();
   ReceiveOptions options;
   if (info.Length() < 6 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsBuffer() ||
@@ -86,6 +86,14 @@ Napi::Value ReceiveStart(const Napi::CallbackInfo& info) {
   if (info.Length() > 7 && !info[7].IsUndefined()) {
     if (!info[7].IsBoolean()) throw Napi::TypeError::New(env, usage);
     options.copy_only = info[7].As<Napi::Boolean>().Value();
+  }
+  if (info.Length() > 8 && !info[8].IsUndefined() && !SizeArg(info[8], &options.min_rate)) {
+    throw Napi::TypeError::New(env, usage);
+  }
+  if (info.Length() > 9 && !info[9].IsUndefined()) {
+    uint64_t window = 0;
+    if (!SizeArg(info[9], &window)) throw Napi::TypeError::New(env, usage);
+    options.rate_window_ms = window > 2147483647 ? 2147483647 : static_cast<int>(window);
   }
   int socket_fd = info[0].As<Napi::Number>().Int32Value();
   int file_fd = info[1].As<Napi::Number>().Int32Value();

@@ -176,7 +176,9 @@ export interface NativeBinding {
    * both fds; never reads past `length`. Returns a transfer id (> 0) or a negative errno.
    * `callback(err, written, digests)` runs once, after the thread closed its fds: `err` is 0 or a
    * negative errno (-ECANCELED after receiveCancel, -ECONNRESET when the sender ended early,
-   * -ETIMEDOUT when the socket brought nothing for `idleTimeoutMs`, -ENOSPC…), `written` the
+   * -ETIMEDOUT when the socket brought nothing for `idleTimeoutMs`, -ETIME when a window of
+   * `rateWindowMs` in which it waited at least half the time brought under `minRate` bytes per
+   * second of waiting, -ENOSPC…), `written` the
    * bytes written to the file (prefix included), `digests` one Buffer per algorithm on success.
    */
   receiveStart(
@@ -188,6 +190,8 @@ export interface NativeBinding {
     callback: (err: number, written: number, digests: Buffer[]) => void,
     idleTimeoutMs?: number,
     copyOnly?: boolean,
+    minRate?: number,
+    rateWindowMs?: number,
   ): number;
   /** Cancels a running receive (its callback then gets -ECANCELED); false if it already ended. */
   receiveCancel(id: number): boolean;

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +26,12 @@ namespace {
 constexpr int kPipeBytes = 1 << 20;
 // The read/write fallback's buffer (reused for the whole transfer).
 constexpr size_t kBufferBytes = 1 << 20;
+
+int64_t NowMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
 
 const EVP_MD* DigestByName(const std::string& name) {
   if (name == "sha256") return EVP_sha256();
@@ -164,6 +171,11 @@ int ReceiveTransfer::Hash(const char* data, size_t n) {
   return 0;
 }
 
+void ReceiveTransfer::Received(uint64_t n) {
+  last_data_ms_ = NowMs();
+  window_bytes_ += n;
+}
+
 void ReceiveTransfer::Wrote(uint64_t n) {
   written_ += n;
   // Start writing back what is complete, so the caller's closing fsync waits for the tail only.
@@ -219,19 +231,41 @@ int ReceiveTransfer::FromPipe(size_t n) {
 }
 
 // Sleeps until the socket has bytes (or an end or error, which the next read reports), the
-// transfer is cancelled, or the idle timeout passes.
+// transfer is cancelled, the idle timeout passes (-ETIMEDOUT) or a body-rate window ends too
+// slow (-ETIME).
 int ReceiveTransfer::WaitReadable() {
+  int64_t start = NowMs();
+  int64_t timeout = -1;
+  if (opt_.idle_timeout_ms > 0) timeout = std::max<int64_t>(0, last_data_ms_ + opt_.idle_timeout_ms - start);
+  bool rated = opt_.min_rate > 0 && opt_.rate_window_ms > 0;
+  if (rated) {
+    int64_t left = std::max<int64_t>(0, window_start_ms_ + opt_.rate_window_ms - start);
+    timeout = timeout < 0 ? left : std::min(timeout, left);
+  }
   struct pollfd fds[2] = {{sock_, POLLIN, 0}, {event_, POLLIN, 0}};
   int rc;
-  do rc = ::poll(fds, 2, opt_.idle_timeout_ms);
+  do rc = ::poll(fds, 2, static_cast<int>(std::min<int64_t>(timeout, 2147483647)));
   while (rc < 0 && errno == EINTR);
   if (rc < 0) return -errno;
-  if (rc == 0) return -ETIMEDOUT;
-  if (fds[1].revents != 0) return -ECANCELED;
+  int64_t now = NowMs();
+  window_waited_ms_ += now - start;
+  if (rc > 0 && fds[1].revents != 0) return -ECANCELED;
+  if (rc == 0 && opt_.idle_timeout_ms > 0 && now - last_data_ms_ >= opt_.idle_timeout_ms) return -ETIMEDOUT;
+  return CheckRate(now);
+}
+
+int ReceiveTransfer::CheckRate(int64_t now) {
+  if (opt_.min_rate == 0 || opt_.rate_window_ms <= 0 || now - window_start_ms_ < opt_.rate_window_ms) return 0;
+  bool judged = window_waited_ms_ * 2 >= opt_.rate_window_ms;
+  if (judged && window_bytes_ * 1000 < opt_.min_rate * static_cast<uint64_t>(window_waited_ms_)) return -ETIME;
+  window_start_ms_ = now;
+  window_waited_ms_ = 0;
+  window_bytes_ = 0;
   return 0;
 }
 
 int ReceiveTransfer::Loop() {
+  last_data_ms_ = window_start_ms_ = NowMs();
   off64_t start = ::lseek64(file_, 0, SEEK_CUR);
   file_start_ = start >= 0 ? start : -1;
   for (const auto& name : opt_.algorithms) {
@@ -260,6 +294,7 @@ int ReceiveTransfer::Loop() {
       ssize_t n = ::splice(sock_, nullptr, pipe_w_, nullptr, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
         remaining -= static_cast<uint64_t>(n);
+        Received(static_cast<uint64_t>(n));
         int rc = FromPipe(static_cast<size_t>(n));
         if (rc < 0) return rc;
         continue;
@@ -279,6 +314,7 @@ int ReceiveTransfer::Loop() {
     ssize_t n = ::read(sock_, buffer_.data(), want);
     if (n > 0) {
       remaining -= static_cast<uint64_t>(n);
+      Received(static_cast<uint64_t>(n));
       int rc = Hash(buffer_.data(), static_cast<size_t>(n));
       if (rc == 0) rc = WriteFile(buffer_.data(), static_cast<size_t>(n));
       if (rc < 0) return rc;

@@ -36,6 +36,13 @@ struct ReceiveOptions {
   std::vector<std::string> algorithms;
   // > 0: the transfer ends with -ETIMEDOUT when the socket brings nothing for that long.
   int idle_timeout_ms = 0;
+  // > 0: the transfer ends with -ETIME when, over a window of `rate_window_ms` in which the
+  // thread waited for the socket at least half the time, the sender averaged fewer than
+  // `min_rate` bytes per second of waiting (the body-rate rule of gateway/body-rate.ts, which
+  // cannot see the bytes that bypass Node). Time spent writing the file is the server's own and
+  // does not count.
+  uint64_t min_rate = 0;
+  int rate_window_ms = 0;
   // Start writeback (sync_file_range SYNC_FILE_RANGE_WRITE) after every this many bytes; 0: never.
   uint64_t writeback_step = 8u << 20;
   // Testing: never splice, read into a buffer and write (the fallback where splice is EINVAL).
@@ -73,9 +80,11 @@ class ReceiveTransfer {
   void Run();
   int Loop();
   int WaitReadable();
+  int CheckRate(int64_t now);
   int WriteFile(const char* data, size_t n);
   int FromPipe(size_t n);
   void Wrote(uint64_t n);
+  void Received(uint64_t n);
   int Hash(const char* data, size_t n);
 
   int sock_ = -1;
@@ -87,6 +96,10 @@ class ReceiveTransfer {
   int64_t file_start_ = -1;  // the file offset the transfer started at (-1: unknown, no writeback)
   uint64_t written_ = 0;
   uint64_t flushed_ = 0;
+  int64_t last_data_ms_ = 0;     // when the socket last brought bytes (or the transfer started)
+  int64_t window_start_ms_ = 0;  // the body-rate window: its start, the time waited and bytes in it
+  int64_t window_waited_ms_ = 0;
+  uint64_t window_bytes_ = 0;
   std::vector<void*> hashes_;  // EVP_MD_CTX*, one per algorithm
   std::vector<std::string> digests_;
   std::vector<char> buffer_;

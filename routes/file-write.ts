@@ -415,14 +415,15 @@ async function atomicUpload(
 /** Did a body pipeline fail because the client went away (or the request was cut)? */
 export function endedEarly(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
-  // ECANCELED, ETIMEDOUT: a native receive (routes/receive.ts) stopped by the connection's close
-  // or by the idle timeout.
+  // ECANCELED, ETIMEDOUT, ETIME: a native receive (routes/receive.ts) stopped by the
+  // connection's close, the idle timeout or the body-rate rule.
   return (
     code === 'ERR_STREAM_PREMATURE_CLOSE' ||
     code === 'ECONNRESET' ||
     code === 'ERR_STREAM_DESTROYED' ||
     code === 'ECANCELED' ||
-    code === 'ETIMEDOUT'
+    code === 'ETIMEDOUT' ||
+    code === 'ETIME'
   );
 }
 

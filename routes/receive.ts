@@ -37,7 +37,25 @@ import {
 import type { DigestAlgorithm } from './digest.js';
 import { ZERO_COPY_MIN_BYTES } from './zero-copy.js';
 
-const { ECONNRESET, ETIMEDOUT } = constants.errno;
+const { ECONNRESET, ETIME, ETIMEDOUT } = constants.errno;
+
+/**
+ * The body-rate rule (gateway/body-rate.ts) for a request, given by the gateway: the native
+ * thread applies it to the bytes that bypass Node, and calls `tooSlow` (which answers 408 and
+ * cuts the connection) when a window is too slow.
+ */
+export interface BodyRate {
+  readonly minRate: number;
+  readonly windowMs: number;
+  tooSlow(message: string): void;
+}
+
+const bodyRates = new WeakMap<IncomingMessage, BodyRate>();
+
+/** Gives the native receive of `req`'s body the body-rate rule (the gateway does, per request). */
+export function setBodyRate(req: IncomingMessage, rate: BodyRate): void {
+  bodyRates.set(req, rate);
+}
 
 /** The OpenSSL names of the digests the native thread computes. */
 const NATIVE_DIGEST: Record<DigestAlgorithm, string> = { 'sha-256': 'sha256', 'sha-512': 'sha512' };
@@ -81,9 +99,9 @@ export interface NativeReceipt {
 /** An error of the receive that carries what was written before it (resumable appends keep it). */
 export type ReceiveError = NodeJS.ErrnoException & { bytesWritten: number };
 
+/** The native errno as a Node-shaped error (`splice ECONNRESET`: what endedEarly() knows). */
 function failed(err: number, written: number): ReceiveError {
-  // The sender ended early: shaped like Node's own 'aborted' request (routes' endedEarly()).
-  const e = systemError(err === -ETIMEDOUT ? ETIMEDOUT : err, 'splice') as ReceiveError;
+  const e = systemError(err, 'splice') as ReceiveError;
   e.bytesWritten = written;
   return e;
 }
@@ -121,20 +139,22 @@ export async function receiveNative(
   const prefix = parts.length === 1 ? parts[0]! : Buffer.concat(parts, taken);
   const rest = length - taken;
   const fd = socketFd(socket);
-  if (rest < 0 || (rest > 0 && (req.complete || fd < 0))) {
-    // Cannot happen with an identity body whose length the parser enforces; never guess.
-    throw failed(-ECONNRESET, 0);
-  }
   const idle = socket.timeout ?? 0;
   socket.setTimeout(0);
   let ok = false;
   try {
-    const result = await transfer(socket, fd, fileFd, prefix, rest, algorithms, idle);
+    if (rest < 0 || (rest > 0 && (req.complete || fd < 0))) {
+      // Cannot happen with an identity body whose length the parser enforces; never guess.
+      throw failed(-ECONNRESET, 0);
+    }
+    const result = await transfer(socket, fd, fileFd, prefix, rest, algorithms, idle, bodyRates.get(req));
     if (rest > 0 && !skipBodyInParser(socket, rest)) {
       socket.destroy();
       throw failed(-ECONNRESET, result.bytes);
     }
     ok = true;
+    // The stream has ended (the parser pushed its end): let it emit 'end' to whoever waits.
+    req.resume();
     return result;
   } finally {
     if (!socket.destroyed) {
@@ -159,6 +179,7 @@ function transfer(
   rest: number,
   algorithms: readonly DigestAlgorithm[],
   idleMs: number,
+  rate: BodyRate | undefined,
 ): Promise<NativeReceipt> {
   return new Promise((resolve, reject) => {
     let id = 0;
@@ -178,12 +199,19 @@ function transfer(
         if (err < 0) {
           // A sender that went quiet for the idle timeout is cut, as Node's own timeout would.
           if (err === -ETIMEDOUT) socket.destroy();
+          if (err === -ETIME && rate) {
+            const seconds = rate.windowMs / 1000;
+            rate.tooSlow(`request body too slow: under ${rate.minRate} bytes/s over ${seconds} s`);
+          }
           reject(failed(err, written));
           return;
         }
         resolve({ bytes: written, digests: new Map(algorithms.map((a, i) => [a, digests[i]!])) });
       },
       idleMs,
+      false,
+      rate?.minRate ?? 0,
+      rate?.windowMs ?? 0,
     );
     if (rc < 0) {
       reject(failed(rc, 0));

@@ -20,6 +20,7 @@ import {
   statfsSync,
   writeFileSync,
   writeSync,
+  writeSync,
 } from 'node:fs';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -377,6 +378,73 @@ describe('zero-copy uploads', () => {
       await eventually(() => taskCount() <= tasks, 'the receive thread to end');
       expect(readdirSync(dir)).toEqual([]);
     } finally {
+      await gw.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('closing the server cancels a receive in flight: no thread or temporary left', async () => {
+    process.env.NULLGATE_ZERO_COPY_UPLOADS = 'always';
+    const closing = uniqueName('receive-close');
+    const dir = mkdtempSync(path.join(tmpdir(), 'ng-receive-close-'));
+    const gw = createGateway({ socket: closing, root: dir, writable: true, logLevel: false, graceMs: 200 });
+    await gw.listen();
+    const tasks = taskCount();
+    const before = started.mock.calls.length;
+    const conn = new Conn(closing);
+    try {
+      await conn.write(putHead('stalled.bin', 8 * MiB));
+      await conn.write(pattern(MiB));
+      await eventually(() => started.mock.calls.length - before === 1, 'the native receive to start');
+      // The sender stalls; only the close can end the receive (after its grace period).
+      await gw.close();
+      await eventually(() => conn.closed, 'the connection to be closed');
+      await eventually(() => taskCount() <= tasks, 'the receive thread to end');
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      conn.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a sender under the minimum body rate is cut with a 408 by the native thread, leaving nothing', async () => {
+    process.env.NULLGATE_ZERO_COPY_UPLOADS = 'always';
+    const slow = uniqueName('receive-rate');
+    const dir = mkdtempSync(path.join(tmpdir(), 'ng-receive-rate-'));
+    const gw = createGateway({
+      socket: slow,
+      root: dir,
+      writable: true,
+      logLevel: false,
+      limits: { bodyMinRate: 1000, bodyRateWindowMs: 500 },
+    });
+    await gw.listen();
+    const conn = new Conn(slow);
+    const before = started.mock.calls.length;
+    // A byte every 100 ms, until the server answers: 10 bytes/s, under the 1000 asked. Written
+    // with write(2) on the fd, a failure ignored: a Socket destroys itself on the EPIPE of a write
+    // after the server closed, dropping the answer it had not read yet (as in slow-body.test.ts).
+    const fd = socketFd(conn.socket);
+    const trickle = setInterval(() => {
+      if (conn.closed) return;
+      try {
+        writeSync(fd, 'x');
+      } catch {
+        // EPIPE or EAGAIN: the server stopped reading; its answer is read by the Conn.
+      }
+    }, 100);
+    try {
+      await conn.write(putHead('slow.bin', MiB));
+      await conn.write(pattern(64 * KiB));
+      const res = await conn.next();
+      expect(res?.status).toBe(408);
+      expect(JSON.parse(res!.body.toString()).code).toBe('NG_ERR_TIMEOUT');
+      expect(started.mock.calls.length - before).toBe(1);
+      await eventually(() => conn.closed, 'the server to close the connection');
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      clearInterval(trickle);
+      conn.close();
       await gw.close();
       rmSync(dir, { recursive: true, force: true });
     }
