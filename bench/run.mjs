@@ -944,49 +944,49 @@ async function main() {
         process.stderr.write(`  uploads: repetition ${rep + 1}/${REPS} done\n`);
       }
       for (const s of systems) memoryRows[s.name].peakLarge = memory(s.pid).hwm;
-      return;
-    }
-    // Warm the page cache (and each server) with one untimed download.
-    for (const s of systems)
-      if (s.bigGets !== false)
-        await curl(['-o', '/dev/null', ...curlSocket(s.address), 'http://localhost/files/big.bin']);
+    } else {
+      // Warm the page cache (and each server) with one untimed download.
+      for (const s of systems)
+        if (s.bigGets !== false)
+          await curl(['-o', '/dev/null', ...curlSocket(s.address), 'http://localhost/files/big.bin']);
 
-    for (let rep = 0; rep < REPS; rep++) {
-      for (const s of order(
-        systems.filter((x) => x.bigGets !== false),
-        rep,
-      ))
-        await bigGet(s, rep);
-      // nullgate's, nginx's and the disk's PUTs with the 1 GiB upload rows (uploadRows).
-      await uploadRows(systems, rep);
-      for (const s of order(
-        systems.filter((x) => x.puts && !['nullgate', 'nginx'].includes(x.name)),
-        rep,
-      ))
-        await bigPut(s, rep);
-      process.stderr.write(`  large transfers: repetition ${rep + 1}/${REPS} done\n`);
-    }
-    for (const s of systems) memoryRows[s.name].peakLarge = memory(s.pid).hwm;
-
-    for (let rep = 0; rep < REPS; rep++) {
-      const loaded = systems.filter((s) => s.name !== 'nullgate-js');
-      for (const conns of [10, 50]) for (const s of order(loaded, rep)) await small(s, rep, conns);
-      // 1,000 connections: nullgate and the reference servers only (the C server is a thread each).
-      const many = systems.filter((s) => ['nullgate', 'nginx', 'fastify-static'].includes(s.name));
-      for (const s of order(many, rep)) await small(s, rep, 1000);
-      process.stderr.write(`  1 KiB loads: repetition ${rep + 1}/${REPS} done\n`);
-    }
-    for (const s of systems) memoryRows[s.name].peakEnd = memory(s.pid).hwm;
-
-    const ng = systems.find((s) => s.name === 'nullgate');
-    if (ng) {
-      for (let rep = 0; rep < REPS; rep++) await archiveGet(ng, rep);
-      process.stderr.write('  archive: done\n');
       for (let rep = 0; rep < REPS; rep++) {
-        await clientGet(ng, rep);
-        await clientStartup(ng, rep);
+        for (const s of order(
+          systems.filter((x) => x.bigGets !== false),
+          rep,
+        ))
+          await bigGet(s, rep);
+        // nullgate's, nginx's and the disk's PUTs with the 1 GiB upload rows (uploadRows).
+        await uploadRows(systems, rep);
+        for (const s of order(
+          systems.filter((x) => x.puts && !['nullgate', 'nginx'].includes(x.name)),
+          rep,
+        ))
+          await bigPut(s, rep);
+        process.stderr.write(`  large transfers: repetition ${rep + 1}/${REPS} done\n`);
       }
-      process.stderr.write('  client: done\n');
+      for (const s of systems) memoryRows[s.name].peakLarge = memory(s.pid).hwm;
+
+      for (let rep = 0; rep < REPS; rep++) {
+        const loaded = systems.filter((s) => s.name !== 'nullgate-js');
+        for (const conns of [10, 50]) for (const s of order(loaded, rep)) await small(s, rep, conns);
+        // 1,000 connections: nullgate and the reference servers only (the C server is a thread each).
+        const many = systems.filter((s) => ['nullgate', 'nginx', 'fastify-static'].includes(s.name));
+        for (const s of order(many, rep)) await small(s, rep, 1000);
+        process.stderr.write(`  1 KiB loads: repetition ${rep + 1}/${REPS} done\n`);
+      }
+      for (const s of systems) memoryRows[s.name].peakEnd = memory(s.pid).hwm;
+
+      const ng = systems.find((s) => s.name === 'nullgate');
+      if (ng) {
+        for (let rep = 0; rep < REPS; rep++) await archiveGet(ng, rep);
+        process.stderr.write('  archive: done\n');
+        for (let rep = 0; rep < REPS; rep++) {
+          await clientGet(ng, rep);
+          await clientStartup(ng, rep);
+        }
+        process.stderr.write('  client: done\n');
+      }
     }
   } finally {
     for (const s of systems) s.stop();
