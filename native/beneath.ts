@@ -597,6 +597,96 @@ export class BeneathRoot {
 }
 
 /**
+ * An open directory beneath the root, for a walk that a swap must not redirect: every call
+ * resolves one name relative to this directory's fd (openat2 RESOLVE_BENEATH from it, so
+ * nothing leaves it) and never follows that name if it is a symlink. A subdirectory is opened
+ * from its parent's fd with O_DIRECTORY | O_NOFOLLOW: a directory swapped for a symlink since it
+ * was listed is ENOTDIR (O_DIRECTORY | O_NOFOLLOW on a symlink; ELOOP on some kernels), never a walk of the link's target, and
+ * nothing beneath it is looked up by a path from the root again. `rel` (the directory's path
+ * beneath the root) names entries in errors; the fd is this object's, closed by `close`.
+ */
+export class BeneathDir {
+  readonly fd: number;
+  readonly rel: string;
+
+  private constructor(fd: number, rel: string) {
+    this.fd = fd;
+    this.rel = rel;
+  }
+
+  /** The directory `rel` of `root`, resolved from the root (symlinks inside the root followed). */
+  static async open(root: BeneathRoot, rel: string): Promise<BeneathDir> {
+    const r = relFor(rel, 'opendir');
+    const fd = await root.open(r, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NONBLOCK);
+    return new BeneathDir(fd, r);
+  }
+
+  #name(name: string, syscall: string): string {
+    if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
+      throw systemError(-EINVAL, syscall, { path: displayPath(joinRel(this.rel, name)) });
+    }
+    return name;
+  }
+
+  #shown(name: string): string {
+    return displayPath(joinRel(this.rel, name));
+  }
+
+  /** The subdirectory `name`, opened from this one with O_NOFOLLOW (a symlink there is refused). */
+  async openDir(name: string): Promise<BeneathDir> {
+    const n = this.#name(name, 'opendir');
+    const flags = fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK;
+    const fd = check(await native.fsOpen(this.fd, n, flags, 0), 'opendir', { path: this.#shown(n) });
+    return new BeneathDir(fd, joinRel(this.rel, n));
+  }
+
+  /** openat2 of the entry `name` (`flags` as for BeneathRoot.open); the fd is the caller's. */
+  async open(name: string, flags: number): Promise<number> {
+    const n = this.#name(name, 'open');
+    return check(await native.fsOpen(this.fd, n, flags, 0), 'open', { path: this.#shown(n) });
+  }
+
+  /** lstat of the entry `name` itself. */
+  async lstat(name: string): Promise<BeneathStat> {
+    const n = this.#name(name, 'lstat');
+    return toStat(check(await native.fsStat(this.fd, n, false), 'lstat', { path: this.#shown(n) }));
+  }
+
+  /** fstat of this directory. */
+  async stat(): Promise<BeneathStat> {
+    return toStat(
+      check(await native.fsStat(this.fd, '', true), 'fstat', { path: displayPath(this.rel, true) }),
+    );
+  }
+
+  /** The target of the symlink `name`, as stored. */
+  async readlink(name: string): Promise<string> {
+    const n = this.#name(name, 'readlink');
+    return check(await native.fsReadlink(this.fd, n), 'readlink', { path: this.#shown(n) });
+  }
+
+  /** The extended attributes of the entry `name` itself, in byte order of their names. */
+  async readXattrs(name: string): Promise<Xattr[]> {
+    const n = this.#name(name, 'listxattr');
+    return readXattrsAt(this.fd, n, this.#shown(n));
+  }
+
+  /** The extended attributes of this directory (read from its fd). */
+  async ownXattrs(): Promise<Xattr[]> {
+    return readXattrsAt(this.fd, '', displayPath(this.rel, true));
+  }
+
+  /** The entries of this directory in batches (BeneathRoot.readdirBatches), read once. */
+  async *readdirBatches(bufferBytes = DEFAULT_DIR_BUFFER): AsyncGenerator<BeneathDirent[]> {
+    yield* readBatches(this.fd, bufferBytes, displayPath(this.rel, true));
+  }
+
+  async close(): Promise<void> {
+    await closeAsync(this.fd);
+  }
+}
+
+/**
  * Marks a temporary (an open file or staging directory fd) as in use until the fd is closed:
  * `sweepTemporaries` of another server on the same root skips what it cannot flock. Best
  * effort: a file system without flock support only loses that protection.

@@ -15,8 +15,10 @@
  * sorted names of the directories on the current path (a directory's names must all be read to
  * sort them, as GNU tar --sort=name does); hard-link bookkeeping keeps an inode only until its
  * last name has been seen. Everything on disk goes through the beneath-root layer
- * (native/beneath.ts). A file is opened O_NOFOLLOW and its header comes from the open fd
- * (fstat), so a symlink swapped in during the walk is skipped, never followed. The header
+ * (native/beneath.ts): each directory is opened from its parent's fd with O_DIRECTORY |
+ * O_NOFOLLOW (BeneathDir) and its entries are looked up from that fd, files are opened
+ * O_NOFOLLOW, and every header comes from the open fd (fstat), so a directory or file swapped
+ * for a symlink during the walk is skipped, never followed or walked under the wrong name. The header
  * encoding is core/tar-header.ts's.
  */
 import { constants as fsc, read as readCb } from 'node:fs';
@@ -38,7 +40,7 @@ import {
   sparseMapBlock,
   sparseMapOf,
 } from '../../core/tar-header.js';
-import { type BeneathRoot, type BeneathStat, type Xattr, closeFd } from '../../native/beneath.js';
+import { BeneathDir, type BeneathRoot, type BeneathStat, type Xattr, closeFd } from '../../native/beneath.js';
 
 const readAsync = promisify(readCb);
 
@@ -186,8 +188,13 @@ class TreeWriter {
 
   async *archive(rel: string): AsyncGenerator<Piece> {
     try {
-      yield await this.#top(rel);
-      yield* this.#walk(rel, '');
+      const top = await BeneathDir.open(this.#root, rel);
+      try {
+        yield await this.#top(top);
+        yield* this.#walk(top, '');
+      } finally {
+        await top.close();
+      }
       yield END_OF_ARCHIVE;
       if (this.#socketCount > 0) {
         this.#log.warn(
@@ -207,21 +214,16 @@ class TreeWriter {
    * tar `-C dir .` writes it, so they travel too (an extraction applies them to its target
    * directory after its contents). Read from the open directory, like a file's header.
    */
-  async #top(rel: string): Promise<Buffer> {
-    const fd = await this.#root.open(rel, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NONBLOCK);
-    try {
-      const st = await this.#root.fstat(fd, rel);
-      const xattrs = await this.#xattrs(() => this.#root.freadXattrs(fd, rel));
-      return encodeHeader({ ...this.#spec('./', st, xattrs), typeflag: TYPEFLAG.dir, size: 0 });
-    } finally {
-      await closeFd(fd);
-    }
+  async #top(dir: BeneathDir): Promise<Buffer> {
+    const st = await dir.stat();
+    const xattrs = await this.#xattrs(() => dir.ownXattrs());
+    return encodeHeader({ ...this.#spec('./', st, xattrs), typeflag: TYPEFLAG.dir, size: 0 });
   }
 
-  /** The names in `dirRel`, in byte order, without the server's temporaries. */
-  async #sortedNames(dirRel: string): Promise<string[]> {
+  /** The names in `dir`, in byte order, without the server's temporaries. */
+  async #sortedNames(dir: BeneathDir): Promise<string[]> {
     const names: { key: Buffer; name: string }[] = [];
-    for await (const batch of this.#root.readdirBatches(dirRel)) {
+    for await (const batch of dir.readdirBatches()) {
       this.#signal.throwIfAborted();
       // A PUT in progress stages here; half-extracted trees are not part of the tree.
       for (const e of batch) if (!isTempName(e.name)) names.push({ key: nameToBytes(e.name), name: e.name });
@@ -229,19 +231,23 @@ class TreeWriter {
     return names.sort(byBytes).map((n) => n.name);
   }
 
-  /** The members for the contents of `dirRel` (names relative to `prefix` in the archive). */
-  async *#walk(dirRel: string, prefix: string): AsyncGenerator<Piece> {
+  /**
+   * The members for the contents of the open directory `dir` (names relative to `prefix` in
+   * the archive). Every entry is looked up from `dir`'s fd, never by a path from the root, so
+   * a directory on the way swapped for a symlink meanwhile cannot redirect the walk.
+   */
+  async *#walk(dir: BeneathDir, prefix: string): AsyncGenerator<Piece> {
     let names: string[];
     try {
-      names = await this.#sortedNames(dirRel);
+      names = await this.#sortedNames(dir);
     } catch (err) {
-      // Removed (or replaced by a non-directory) since it was seen: as GNU tar, go on.
-      if (prefix !== '' && (isMissing(err) || codeOf(err) === 'ENOTDIR')) return;
+      // Removed since it was opened (getdents of a deleted directory): as GNU tar, go on.
+      if (prefix !== '' && isMissing(err)) return;
       throw err;
     }
     for (const name of names) {
       this.#signal.throwIfAborted();
-      yield* this.#entry(joinRel(dirRel, name), joinRel(prefix, name));
+      yield* this.#entry(dir, name, joinRel(prefix, name));
     }
   }
 
@@ -283,17 +289,22 @@ class TreeWriter {
     return this.#withoutTrusted ? all.filter((x) => !x.name.startsWith('trusted.')) : all;
   }
 
-  async *#entry(rel: string, name: string): AsyncGenerator<Piece> {
+  async *#entry(dir: BeneathDir, base: string, name: string): AsyncGenerator<Piece> {
+    const rel = joinRel(dir.rel, base);
     let st: BeneathStat;
     try {
-      st = await this.#root.lstat(rel);
+      st = await dir.lstat(base);
     } catch (err) {
       if (isMissing(err)) return; // removed since the listing
       throw err;
     }
     const format = st.mode & fsc.S_IFMT;
     if (format === fsc.S_IFREG) {
-      yield* this.#file(rel, name);
+      yield* this.#file(dir, base, name);
+      return;
+    }
+    if (format === fsc.S_IFDIR) {
+      yield* this.#dir(dir, base, name);
       return;
     }
     if (format === fsc.S_IFSOCK) {
@@ -304,17 +315,12 @@ class TreeWriter {
     let xattrs: Xattr[];
     let linkname = '';
     try {
-      xattrs = await this.#xattrs(() => this.#root.readXattrs(rel));
-      if (format === fsc.S_IFLNK) linkname = await this.#root.readlink(rel);
+      xattrs = await this.#xattrs(() => dir.readXattrs(base));
+      if (format === fsc.S_IFLNK) linkname = await dir.readlink(base);
     } catch (err) {
       // Removed, or replaced by something else (readlink of a non-link is EINVAL) meanwhile.
       if (isMissing(err) || codeOf(err) === 'EINVAL') return;
       throw err;
-    }
-    if (format === fsc.S_IFDIR) {
-      yield encodeHeader({ ...this.#spec(`${name}/`, st, xattrs), typeflag: TYPEFLAG.dir, size: 0 });
-      yield* this.#walk(rel, name);
-      return;
     }
     const link = this.#hardlink(name, st);
     if (link !== undefined) {
@@ -344,13 +350,38 @@ class TreeWriter {
     }
   }
 
-  async *#file(rel: string, name: string): AsyncGenerator<Piece> {
+  /**
+   * A directory member and then its contents. The directory is opened from its parent's fd with
+   * O_DIRECTORY | O_NOFOLLOW, and its header comes from that fd: a directory swapped for a
+   * symlink since the listing is refused (ENOTDIR or ELOOP) and skipped, as a file
+   * swapped the same way is, never walked under the directory's name.
+   */
+  async *#dir(parent: BeneathDir, base: string, name: string): AsyncGenerator<Piece> {
+    let dir: BeneathDir;
+    try {
+      dir = await parent.openDir(base);
+    } catch (err) {
+      if (isMissing(err) || codeOf(err) === 'ELOOP' || codeOf(err) === 'ENOTDIR') return;
+      throw err;
+    }
+    try {
+      const st = await dir.stat();
+      const xattrs = await this.#xattrs(() => dir.ownXattrs());
+      yield encodeHeader({ ...this.#spec(`${name}/`, st, xattrs), typeflag: TYPEFLAG.dir, size: 0 });
+      yield* this.#walk(dir, name);
+    } finally {
+      await dir.close();
+    }
+  }
+
+  async *#file(dir: BeneathDir, base: string, name: string): AsyncGenerator<Piece> {
+    const rel = joinRel(dir.rel, base);
     // O_NOFOLLOW: a symlink swapped in since the lstat is not followed (ELOOP, skipped);
     // O_NONBLOCK: a FIFO swapped in does not block the thread pool. The header comes from the
     // fd, so it describes exactly what is read.
     let fd: number;
     try {
-      fd = await this.#root.open(rel, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+      fd = await dir.open(base, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
     } catch (err) {
       if (isMissing(err) || codeOf(err) === 'ELOOP') return;
       throw err;

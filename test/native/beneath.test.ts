@@ -12,6 +12,7 @@ import {
   readFileSync,
   readSync,
   readdirSync,
+  renameSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -26,7 +27,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 
 import { native } from '../../native/binding.js';
 import type { SystemError } from '../../native/binding.js';
-import { BeneathRoot, TMP_PREFIX, closeFd } from '../../native/beneath.js';
+import { BeneathDir, BeneathRoot, TMP_PREFIX, closeFd } from '../../native/beneath.js';
 import { fsError } from '../../core/errors.js';
 import { normalizeRel, TEMP_NAME_PREFIX } from '../../core/rel-path.js';
 import { itNeeds } from '../helpers/requirements.js';
@@ -575,5 +576,60 @@ describe('resources', () => {
     await other.close();
     expect(fdCount()).toBe(before);
     expect((await rejection(BeneathRoot.open(path.join(rootDir, 'file.txt')))).code).toBe('ENOTDIR');
+  });
+});
+
+describe('BeneathDir: a walk from open directories, one name at a time', () => {
+  it('opens subdirectories from their parent, never through a symlink, nor a file', async () => {
+    const top = await BeneathDir.open(root, '');
+    try {
+      const sub = await top.openDir('sub');
+      try {
+        expect(sub.rel).toBe('sub');
+        expect((await sub.stat()).type).toBe('dir');
+        expect((await sub.lstat('link-up-in')).type).toBe('symlink');
+        expect(await sub.readlink('link-up-in')).toBe('../file.txt');
+        const names: string[] = [];
+        for await (const batch of sub.readdirBatches()) names.push(...batch.map((e) => e.name));
+        expect(names.sort()).toEqual(['inner.txt', 'link-up-in']);
+      } finally {
+        await sub.close();
+      }
+      // O_DIRECTORY | O_NOFOLLOW on a symlink: Linux answers ENOTDIR (ELOOP without O_DIRECTORY).
+      expect(['ELOOP', 'ENOTDIR']).toContain((await rejection(top.openDir('link-dir-in'))).code);
+      expect(['ELOOP', 'ENOTDIR']).toContain((await rejection(top.openDir('link-out'))).code);
+      expect((await rejection(top.openDir('file.txt'))).code).toBe('ENOTDIR');
+      const err = await rejection(top.openDir('missing'));
+      expect([err.code, err.path]).toEqual(['ENOENT', '/missing']);
+    } finally {
+      await top.close();
+    }
+  });
+
+  it('takes one plain name: a path, "." or ".." is EINVAL', async () => {
+    const top = await BeneathDir.open(root, 'sub');
+    try {
+      for (const name of ['', '.', '..', 'a/b', '../sub', 'x\0y']) {
+        expect((await rejection(top.lstat(name))).code, name).toBe('EINVAL');
+      }
+    } finally {
+      await top.close();
+    }
+  });
+
+  it('a directory renamed away after it was opened is still the one that was opened', async () => {
+    const top = await BeneathDir.open(root, '');
+    try {
+      const sub = await top.openDir('sub');
+      renameSync(path.join(rootDir, 'sub'), path.join(rootDir, 'moved'));
+      mkdirSync(path.join(rootDir, 'sub'));
+      try {
+        expect((await sub.lstat('inner.txt')).type).toBe('file');
+      } finally {
+        await sub.close();
+      }
+    } finally {
+      await top.close();
+    }
   });
 });

@@ -23,6 +23,7 @@ import {
   readSync,
   readdirSync,
   readlinkSync,
+  renameSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -34,7 +35,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
-import type { FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { buildApp } from '../../gateway/app.js';
@@ -42,6 +43,8 @@ import { listenAbstract } from '../../gateway/listen.js';
 import { uniqueName } from '../helpers/sockets.js';
 import { readTar } from '../../core/tar-read.js';
 import { archiveRoutes } from '../../routes/archive/plugin.js';
+import { packPieces, readFileRange } from '../../routes/archive/pack.js';
+import { BeneathRoot } from '../../native/beneath.js';
 import { has, itNeeds } from '../helpers/requirements.js';
 
 const execAsync = promisify(exec);
@@ -666,5 +669,93 @@ describe('the top directory travels as the `./` member (as GNU tar -C dir . writ
     writeFileSync(join(dir, 'top.tar'), archive);
     execFileSync('tar', ['--xattrs', '--xattrs-include=*', '-xpf', join(dir, 'top.tar'), '-C', out]);
     expect(metaOf(out)).toEqual(expected());
+  });
+});
+
+describe('a directory swapped for a symlink while the archive is read', () => {
+  const quiet = { warn: () => undefined, error: () => undefined } as unknown as FastifyBaseLogger;
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'ng-archive-swap-'));
+  });
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /**
+   * Reads the archive of `src` one piece at a time, like a slow reader: the walk only goes on
+   * when the next piece is asked for. Once the header of `a/` has been read, `swap` runs; the
+   * member names of the whole archive are returned.
+   */
+  async function namesWithSwap(root: string, swap: () => void): Promise<string[]> {
+    const beneath = await BeneathRoot.open(root);
+    const chunks: Buffer[] = [];
+    const signal = new AbortController().signal;
+    try {
+      for await (const piece of packPieces(beneath, 'src', signal, quiet)) {
+        if (Buffer.isBuffer(piece)) {
+          chunks.push(piece);
+          if (isHeaderOf(piece, 'a/')) swap();
+        } else {
+          for await (const bytes of readFileRange(piece, signal, quiet)) chunks.push(bytes);
+        }
+      }
+    } finally {
+      await beneath.close();
+    }
+    const names: string[] = [];
+    for await (const m of readTar([Buffer.concat(chunks)])) {
+      names.push(m.header.name);
+      for await (const piece of m.pieces()) void piece;
+    }
+    return names;
+  }
+
+  /** Whether `piece` holds the ustar block of the member `name` (after its pax block, if any). */
+  function isHeaderOf(piece: Buffer, name: string): boolean {
+    const want = Buffer.from(`${name}\0`);
+    for (let at = 0; at + 512 <= piece.length; at += 512) {
+      if (piece.subarray(at, at + want.length).equals(want)) return true;
+    }
+    return false;
+  }
+
+  function tree(name: string): string {
+    const root = join(dir, name);
+    mkdirSync(join(root, 'src/a/deeper'), { recursive: true });
+    mkdirSync(join(root, 'src/b'));
+    writeFileSync(join(root, 'src/a/mine'), 'a\n');
+    writeFileSync(join(root, 'src/a/deeper/too'), 'a\n');
+    writeFileSync(join(root, 'src/b/other'), 'b\n');
+    return root;
+  }
+
+  it('is walked as the directory that was listed (renamed away), never as the link target', async () => {
+    const root = tree('renamed');
+    const names = await namesWithSwap(root, () => {
+      renameSync(join(root, 'src/a'), join(root, 'a-moved'));
+      symlinkSync('b', join(root, 'src/a'));
+    });
+    expect(names).toEqual(['./', 'a/', 'a/deeper/', 'a/deeper/too', 'a/mine', 'b/', 'b/other']);
+  });
+
+  it('removed and replaced by a symlink: nothing of the link target under its name', async () => {
+    const root = tree('removed');
+    const names = await namesWithSwap(root, () => {
+      rmSync(join(root, 'src/a'), { recursive: true });
+      symlinkSync(join(root, 'src/b'), join(root, 'src/a'));
+    });
+    expect(names).toEqual(['./', 'a/', 'b/', 'b/other']);
+  });
+
+  it('a subdirectory swapped before it is opened is skipped, not walked', async () => {
+    const root = tree('deeper');
+    const names = await namesWithSwap(root, () => {
+      // The walk has listed a/ (its fd is open); a/deeper is opened from it only now.
+      renameSync(join(root, 'src/a/deeper'), join(root, 'deeper-moved'));
+      symlinkSync('../b', join(root, 'src/a/deeper'));
+    });
+    // a/deeper is now a symlink: archived as one (its target as written), nothing walked.
+    expect(names).toEqual(['./', 'a/', 'a/deeper', 'a/mine', 'b/', 'b/other']);
   });
 });
