@@ -838,20 +838,28 @@ function targets(summary, memoryRows) {
     ['1 KiB GET c10 server CPU/req', cpuRatio('get1k-c10'), '<=', 1.5, `× ${refOf('get1k-c10')}`],
     ['1 KiB GET c50 server CPU/req', cpuRatio('get1k-c50'), '<=', 1.5, `× ${refOf('get1k-c50')}`],
     ['100 MiB PUT (with fsyncs)', ratio('put100m'), '>=', 0.8, `× ${refOf('put100m')}`],
-    ['idle RSS', m.idle ?? NaN, '<=', 62, 'MiB'],
+    // Issue 15: idle RSS at most Fastify + @fastify/static's, goal plain node:http's + 10 MiB.
     [
       'idle RSS vs Fastify + @fastify/static',
       (m.idle ?? NaN) / (memoryRows['fastify-static']?.idle ?? NaN),
       '<=',
       1,
-      '×',
+      `× (${fmt(m.idle, 1)} MiB against ${fmt(memoryRows['fastify-static']?.idle, 1)})`,
+    ],
+    [
+      'idle RSS vs node:http + 10 MiB (goal)',
+      (m.idle ?? NaN) / ((memoryRows.node?.idle ?? NaN) + 10),
+      '<=',
+      1,
+      `× (node:http ${fmt(memoryRows.node?.idle, 1)} MiB)`,
     ],
     ['peak RSS over idle (1 GiB GET/PUT)', peak - (m.idle ?? NaN), '<=', 32, 'MiB'],
     ['client 1 GiB get -o', ratio('client-get1g', 'nullgate-client'), '>=', 0.9, '× curl'],
     // Issue 12: member bodies by sendfile, as downloads.
     ['GET /archive of a 1 GiB file', ratio('archive1g', 'nullgate GET /archive'), '>=', 0.8, '× GET /files'],
     ['GET /archive CPU/GiB', cpuRatio('archive1g', 'nullgate GET /archive'), '<=', 2, '× GET /files'],
-    ['client 1 KiB get wall time', ratio('client-get1k', 'nullgate get 1 KiB'), '<=', 2, '× node -e 0'],
+    // Issue 15 (issue 8 asked for 2×).
+    ['client 1 KiB get wall time', ratio('client-get1k', 'nullgate get 1 KiB'), '<=', 1.5, '× node -e 0'],
     ['1000 keep-alive conns: errors', row('get1k-c1000', 'nullgate')?.errors ?? NaN, '<=', 0, ''],
     // Issue 13: the --export lookup runs once per connection, so keep-alive requests do not pay it.
     [
@@ -937,6 +945,18 @@ async function main() {
       await curl(['-o', '/dev/null', ...curlSocket(s.address), 'http://localhost/files/1k.bin']);
     await new Promise((r) => setTimeout(r, 500));
     for (const s of systems) memoryRows[s.name] = { idle: memory(s.pid).rss };
+    // The idle-RSS goal is plain node:http's + 10 MiB: without the node system in this run
+    // (--quick), one is started for that reading alone, the same way, and stopped.
+    if (!memoryRows.node && !opts.uploadsOnly) {
+      const baseline = await start('node');
+      try {
+        await curl(['-o', '/dev/null', ...curlSocket(baseline.address), 'http://localhost/files/1k.bin']);
+        await new Promise((r) => setTimeout(r, 500));
+        memoryRows.node = { idle: memory(baseline.pid).rss };
+      } finally {
+        baseline.stop();
+      }
+    }
 
     if (opts.uploadsOnly) {
       for (let rep = 0; rep < REPS; rep++) {

@@ -19,7 +19,7 @@ import Fastify, {
   type FastifyServerOptions,
 } from 'fastify';
 import type { PeerCredentials } from '../native/binding.js';
-import { requireFromFastify } from '../native/node-internals.js';
+import { markDefaultValidator, requireFromFastify } from '../native/node-internals.js';
 import { codeForStatus, type ErrorCode, errorBody, isNullgateError } from '../core/errors.js';
 import { closeAfterResponse } from '../routes/linger.js';
 import { framingRefusal, refuseConnect } from './framing.js';
@@ -88,17 +88,18 @@ const selfPeer: PeerCredentials = Object.freeze({
   gid: process.getgid?.() ?? 0,
 });
 
-type SerializerFactory = NonNullable<
-  NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>['buildSerializer']
+type CompilersFactory = NonNullable<
+  NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']
 >;
+type SerializerFactory = NonNullable<CompilersFactory['buildSerializer']>;
 type SerializerCompiler = ReturnType<SerializerFactory>;
+type ValidatorFactory = NonNullable<CompilersFactory['buildValidator']>;
 
 /**
  * Fastify's default response serializer compiler (fast-json-stringify), loaded the first time a
  * route declares a response schema rather than when the app is built: nullgate's own routes
  * have none, and loading it costs ~6 MiB of resident memory in every idle server. Only the
- * loading is deferred; what it compiles is what Fastify's default would. (The validator
- * compiler stays Fastify's own: replacing it changes how header schemas are read.)
+ * loading is deferred; what it compiles is what Fastify's default would.
  */
 const lazySerializerFactory: SerializerFactory = (externalSchemas, serializerOptions) => {
   let compile: SerializerCompiler | undefined;
@@ -114,6 +115,22 @@ const lazySerializerFactory: SerializerFactory = (externalSchemas, serializerOpt
 };
 
 /**
+ * The same for the validator compiler (ajv, through @fastify/ajv-compiler): loaded the first time
+ * a route declares a body, query, params or headers schema, which Fastify asks for when the route
+ * is added; ~3.5 MiB of an idle server's resident memory otherwise (docs/performance.md). One per
+ * app, as Fastify makes its default (its pool of ajv instances is per app). buildApp tells Fastify
+ * that the compiler is still its default (markDefaultValidator), so header schemas keep their
+ * case-insensitive property names.
+ */
+function lazyValidatorFactory(): ValidatorFactory {
+  let build: ValidatorFactory | undefined;
+  return (externalSchemas, ajvOptions) => {
+    build ??= (requireFromFastify('@fastify/ajv-compiler') as () => ValidatorFactory)();
+    return build(externalSchemas, ajvOptions);
+  };
+}
+
+/**
  * Fastify's options: the limits and timeouts, the logger, and the nullgate error shape for the
  * errors Fastify and the HTTP parser raise before a route runs. The operator's `fastify` options
  * go over the defaults, but not over logging, draining or the parser's error shape.
@@ -121,7 +138,9 @@ const lazySerializerFactory: SerializerFactory = (externalSchemas, serializerOpt
 function fastifyOptions(options: AppOptions, limits: Limits, limitHit: LimitHit): FastifyHttpOptions<Server> {
   const logLevel = options.logLevel ?? 'info';
   return {
-    schemaController: { compilersFactory: { buildSerializer: lazySerializerFactory } },
+    schemaController: {
+      compilersFactory: { buildSerializer: lazySerializerFactory, buildValidator: lazyValidatorFactory() },
+    },
     connectionTimeout: limits.idleTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     requestTimeout: limits.requestTimeoutMs,
@@ -358,6 +377,8 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
   // Parser errors and limit hits, logged through `app` (its logger exists by the time one comes).
   const refusals = limitLog(() => app.log);
   const app = Fastify(fastifyOptions(options, limits, refusals.hit));
+  // Before any plugin: child contexts copy the mark when they are made.
+  markDefaultValidator(app);
   app.addHook('onClose', (_instance, done) => {
     refusals.flush();
     done();

@@ -235,3 +235,21 @@ export function requireFromFastify(id: string): unknown {
   const fastifyEntry = createRequire(import.meta.url).resolve('fastify');
   return createRequire(fastifyEntry)(id);
 }
+
+/**
+ * Tells a Fastify instance that its validator compiler is Fastify's default (ajv) although it came
+ * as the `schemaController.compilersFactory.buildValidator` option (gateway/app.ts defers loading
+ * ajv that way). Fastify marks a compiler given as an option as custom, and reads the header
+ * schemas of routes with a custom compiler as they are written instead of with lowercased
+ * property names (lib/schema-controller.js `isCustomValidatorCompiler`, lib/validation.js).
+ * Call it before any plugin is registered: child contexts copy the mark when they are made.
+ * Returns false when the instance has no such mark (a Fastify that changed).
+ */
+export function markDefaultValidator(app: object): boolean {
+  const key = Object.getOwnPropertySymbols(app).find((s) => s.description === 'fastify.schemaController');
+  if (key === undefined) return false;
+  const controller = (app as Record<symbol, { isCustomValidatorCompiler?: unknown } | undefined>)[key];
+  if (typeof controller?.isCustomValidatorCompiler !== 'boolean') return false;
+  controller.isCustomValidatorCompiler = false;
+  return true;
+}

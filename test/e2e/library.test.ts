@@ -8,7 +8,7 @@ import { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGateway, type Gateway, listenAbstract } from '../../gateway/index.js';
-import { runFile } from '../helpers/cli.js';
+import { runFile, runNode } from '../helpers/cli.js';
 import { settlesWithin } from '../helpers/bounds.js';
 import { connectSocket, rawGet, rawRequest, uniqueName } from '../helpers/sockets.js';
 
@@ -143,6 +143,24 @@ describe('createGateway (library API)', () => {
     expect(bad.statusCode).toBe(400);
     expect((await gateway.app.inject({ url: '/user/7' })).statusCode).toBe(400);
     await gateway.app.close();
+  });
+
+  it('an idle gateway has loaded neither schema compiler (ajv, fast-json-stringify): they load on first use', async () => {
+    // A fresh process, so no other test's schema routes count; dist/ is what users import.
+    const gateway = fileURLToPath(new URL('../../dist/gateway/index.js', import.meta.url));
+    const script = [
+      `const { createGateway } = await import(${JSON.stringify(gateway)});`,
+      'const g = createGateway({ logLevel: false, root: process.cwd() });',
+      'await g.app.ready();',
+      "const { createRequire } = await import('node:module');",
+      'const cache = Object.keys(createRequire(import.meta.url).cache);',
+      "const loaded = ['/ajv/', '/@fastify/ajv-compiler/', '/@fastify/fast-json-stringify-compiler/'].filter((p) => cache.some((f) => f.includes(p)));",
+      'process.stdout.write(JSON.stringify(loaded));',
+      'await g.app.close();',
+    ].join('\n');
+    const r = await runNode(['--input-type=module', '-e', script]);
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout.toString())).toEqual([]);
   });
 
   it('inject() requests carry the process itself as peer', async () => {

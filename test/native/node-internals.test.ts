@@ -8,6 +8,7 @@
 import { createServer, IncomingMessage, type Server, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FastifyServerOptions } from 'fastify';
 import * as undici from 'undici';
 import { parseAddress } from '../../core/address.js';
 import { native } from '../../native/binding.js';
@@ -20,6 +21,7 @@ import {
   skipBodyInParser,
   writeInformational,
   inFlightResponse,
+  markDefaultValidator,
   pauseHttpReading,
   replaceDestroySoon,
   requireFromFastify,
@@ -214,6 +216,26 @@ describe(`Node ${process.version}: the shapes native/node-internals.ts relies on
     const reply = await rawRequest(address, get('/'));
     expect(reply.body.toString()).toBe('bye');
     expect(called).toBe(1);
+  });
+});
+
+type ValidatorFactory = NonNullable<
+  NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>['buildValidator']
+>;
+
+describe("Fastify's validator mark", () => {
+  it('markDefaultValidator: a buildValidator option no longer counts as a custom compiler', async () => {
+    const { default: Fastify } = await import('fastify');
+    // Fastify's own default, given as an option (as gateway/app.ts gives a lazy one).
+    const buildValidator = (requireFromFastify('@fastify/ajv-compiler') as () => ValidatorFactory)();
+    const app = Fastify({ schemaController: { compilersFactory: { buildValidator } } });
+    const key = Object.getOwnPropertySymbols(app).find((s) => s.description === 'fastify.schemaController')!;
+    const controller = (app as unknown as Record<symbol, { isCustomValidatorCompiler: boolean }>)[key]!;
+    expect(controller.isCustomValidatorCompiler).toBe(true);
+    expect(markDefaultValidator(app)).toBe(true);
+    expect(controller.isCustomValidatorCompiler).toBe(false);
+    expect(markDefaultValidator({})).toBe(false);
+    await app.close();
   });
 });
 
