@@ -67,7 +67,16 @@ export interface HeaderSpec {
   readonly xattrs?: readonly { readonly name: string; readonly value: Buffer }[];
   /** A sparse file (GNU 1.0): its real size. The map itself is in the data (`sparseMapBlock`). */
   readonly sparse?: { readonly realSize: number };
+  /** A deletion record of a sync push (`NULLGATE.delete=1`, see DELETE_RECORD). */
+  readonly delete?: boolean;
 }
+
+/**
+ * The pax keyword of a deletion record: a member carrying `NULLGATE.delete=1` (a zero-size
+ * regular file in ustar terms) asks `PUT /archive/<dir>?sync=1` to delete its path, whatever is
+ * there (a whole directory too), inside the same all-or-nothing merge. Any other PUT refuses it.
+ */
+export const DELETE_RECORD = 'NULLGATE.delete';
 
 const MAX_OCTAL7 = 0o7777777;
 const MAX_OCTAL11 = 0o77777777777;
@@ -236,6 +245,7 @@ export function paxRecordsOf(spec: HeaderSpec): Buffer[] {
   if ((spec.devmajor ?? 0) > MAX_OCTAL7) records.push(paxRecord('SCHILY.devmajor', String(spec.devmajor)));
   if ((spec.devminor ?? 0) > MAX_OCTAL7) records.push(paxRecord('SCHILY.devminor', String(spec.devminor)));
   for (const x of spec.xattrs ?? []) records.push(paxRecord(`SCHILY.xattr.${x.name}`, x.value));
+  if (spec.delete === true) records.push(paxRecord(DELETE_RECORD, '1'));
   return records;
 }
 

@@ -15,6 +15,7 @@
  */
 import { ngError, type NullgateError } from './errors.js';
 import { bytesToName } from './name-bytes.js';
+import { DELETE_RECORD } from './tar-header.js';
 
 const BLOCK = 512;
 
@@ -49,6 +50,8 @@ export interface TarHeader {
   readonly xattrs: ReadonlyMap<string, Buffer>;
   /** Set for a sparse member: its real size and where its data goes. */
   readonly sparse?: { readonly realSize: number; readonly map: readonly SparseSegment[] };
+  /** A deletion record (pax `NULLGATE.delete=1`, core/tar-header.ts DELETE_RECORD). */
+  readonly delete?: boolean;
 }
 
 export interface TarMember {
@@ -444,6 +447,7 @@ export async function* readTar(
       devmajor: paxNumber('SCHILY.devmajor', number(block, 329, 8, 'devmajor')),
       devminor: paxNumber('SCHILY.devminor', number(block, 337, 8, 'devminor')),
       xattrs,
+      ...(str(DELETE_RECORD) === '1' && { delete: true }),
     };
     // Only regular files carry data that is written; other types' data (if any) is skipped.
     const hasData = header.type === 'file' || header.type === 'unsupported' || flag === 'D';

@@ -79,6 +79,11 @@ export interface TreeWriterOptions {
   checkLink?(name: string, linkname: string): void;
   /** Data bytes written so far, after each piece. */
   onBytes?(bytes: number): void;
+  /**
+   * Deletion records (`NULLGATE.delete=1`): 'collect' them in `deleted` for the merge to apply
+   * (`PUT /archive/<dir>?sync=1`); anything else refuses them (NG_ERR_ARCHIVE_INVALID).
+   */
+  readonly deletions?: 'collect' | 'refuse';
 }
 
 interface DirMeta {
@@ -106,6 +111,8 @@ export class TreeWriter {
   readonly #dirMeta = new Map<string, DirMeta>();
   #declared = 0;
   readonly counts: TreeCounts = { files: 0, dirs: 0, symlinks: 0, bytes: 0 };
+  /** The paths deletion records named (relative to the base), in archive order. */
+  readonly deleted: string[] = [];
 
   /**
    * Writes beneath `base` (a directory relative to the root of `root`); `baseIsNew` when it was
@@ -140,6 +147,10 @@ export class TreeWriter {
     const h = member.header;
     const name = h.name;
     const rel = entryPath(name);
+    if (h.delete === true) {
+      this.#deletion(rel, name);
+      return;
+    }
     if (rel === '') {
       if (h.type !== 'dir') throw unsafeEntry(name, 'names the target directory itself');
       this.#dirMeta.set('', this.#metaOf(h, this.#dirMeta.get('')?.existed ?? true));
@@ -197,6 +208,22 @@ export class TreeWriter {
         await this.#node(rel, name, h);
         return;
     }
+  }
+
+  /** A deletion record: checked and collected; nothing is written for it. */
+  #deletion(rel: string, name: string): void {
+    if (this.#o.deletions !== 'collect') {
+      throw invalidEntry(
+        name,
+        'a deletion record (NULLGATE.delete) is only taken by PUT /archive/<dir>?sync=1',
+      );
+    }
+    if (rel === '') throw unsafeEntry(name, 'a deletion of the target directory itself');
+    const through = symlinkPrefix(rel, this.#symlinks);
+    if (through !== undefined) {
+      throw unsafeEntry(name, `leads through the symlink "${through}" made by an earlier entry`);
+    }
+    this.deleted.push(rel);
   }
 
   #hardlinkTarget(name: string, linkname: string): string {

@@ -7,7 +7,15 @@
 import type { FastifyBaseLogger } from 'fastify';
 
 import { codeOf, fsError, ngError } from '../../core/errors.js';
-import { displayPath, joinRel, parentOf, shortened, TEMP_NAME_PREFIX } from '../../core/rel-path.js';
+import {
+  ancestorsOf,
+  displayPath,
+  isWithin,
+  joinRel,
+  parentOf,
+  shortened,
+  TEMP_NAME_PREFIX,
+} from '../../core/rel-path.js';
 import { entryLabel, unsafeEntry } from '../../core/tar-entry.js';
 import type { BeneathRoot, BeneathStat } from '../../native/beneath.js';
 import type { Stager } from './stage.js';
@@ -35,6 +43,45 @@ export async function locate(root: BeneathRoot, rel: string): Promise<{ exists: 
   return { exists: found.rel === rel, near: found.rel };
 }
 
+/**
+ * The deletions of a sync push (deletion records, `PUT /archive/<dir>?sync=1`) that find
+ * something to delete in `target`: the outermost of nested ones, each checked to be reached
+ * through real directories only (a symlink on the way is refused, as for any entry). A path
+ * with nothing there is already as asked.
+ */
+async function planDeletions(
+  root: BeneathRoot,
+  target: string,
+  deletions: readonly string[],
+): Promise<string[]> {
+  const out: string[] = [];
+  const sorted = [...new Set(deletions)].sort((a, b) => a.split('/').length - b.split('/').length);
+  next: for (const rel of sorted) {
+    if (out.some((d) => isWithin(rel, d))) continue;
+    for (const dir of ancestorsOf(rel)) {
+      const st = await lstatOrNothing(root, joinRel(target, dir));
+      if (st === undefined || (st.type !== 'dir' && st.type !== 'symlink')) continue next;
+      if (st.type === 'symlink') {
+        throw unsafeEntry(
+          rel,
+          `leads through the symlink ${shortened(displayPath(joinRel(target, dir)))} already in the tree`,
+        );
+      }
+    }
+    if ((await lstatOrNothing(root, joinRel(target, rel))) !== undefined) out.push(rel);
+  }
+  return out;
+}
+
+async function lstatOrNothing(root: BeneathRoot, rel: string): Promise<BeneathStat | undefined> {
+  try {
+    return await root.lstat(rel);
+  } catch (err) {
+    if (codeOf(err) === 'ENOENT' || codeOf(err) === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}
+
 /** One rename of a merge: `from` (in the staging tree) to `to`, which it may replace. */
 interface MergeMove {
   readonly from: string;
@@ -55,6 +102,7 @@ async function planMerge(
   rel: string,
   moves: MergeMove[],
   merged: Set<string>,
+  deleted: ReadonlySet<string>,
 ): Promise<void> {
   for await (const dirent of root.readdir(joinRel(staging, rel))) {
     const childRel = joinRel(rel, dirent.name);
@@ -63,6 +111,8 @@ async function planMerge(
     const stagedIsDir = dirent.type === 'dir';
     let existing: BeneathStat;
     try {
+      // What a deletion of this push removes is gone by the time this move is made.
+      if (deleted.has(childRel)) throw Object.assign(new Error('deleted'), { code: 'ENOENT' });
       existing = await root.lstat(to);
     } catch (err) {
       if (codeOf(err) !== 'ENOENT') throw err;
@@ -78,7 +128,7 @@ async function planMerge(
     }
     if (stagedIsDir && existing.type === 'dir') {
       merged.add(childRel);
-      await planMerge(root, staging, target, childRel, moves, merged);
+      await planMerge(root, staging, target, childRel, moves, merged, deleted);
     } else if (stagedIsDir || existing.type === 'dir') {
       throw ngError(
         'NG_ERR_CONFLICT',
@@ -93,7 +143,10 @@ async function planMerge(
 }
 
 /** How a move was made, so that it can be undone. */
-type DoneMove = MergeMove & { readonly how: 'new' | 'exchange' | 'aside'; readonly aside?: string };
+type DoneMove = MergeMove & {
+  readonly how: 'new' | 'exchange' | 'aside' | 'deleted';
+  readonly aside?: string;
+};
 
 /**
  * Makes the moves of a merge, all or nothing as far as rename(2) allows. A new name is renamed
@@ -108,19 +161,27 @@ type DoneMove = MergeMove & { readonly how: 'new' | 'exchange' | 'aside'; readon
 async function applyMoves(
   root: BeneathRoot,
   moves: readonly MergeMove[],
+  deletions: readonly string[],
   staging: string,
   log: FastifyBaseLogger,
 ): Promise<void> {
   const done: DoneMove[] = [];
   let exchange = true;
   // Renames change their directories' mtime: an undone merge puts those back too.
-  const parents = [...new Set(moves.map((m) => parentOf(m.to)))];
+  const parents = [...new Set([...moves.map((m) => m.to), ...deletions].map(parentOf))];
   const mtimes = new Map<string, number>();
   for (const dir of parents) {
     const st = await root.lstat(dir).catch(() => undefined);
     if (st) mtimes.set(dir, st.mtimeMs);
   }
   try {
+    // Deletions first, as renames aside into the staging tree: undone like the moves, and
+    // removed with the staging directory once everything is in place.
+    for (const [i, to] of deletions.entries()) {
+      const aside = joinRel(staging, `${TEMP_NAME_PREFIX}deleted-${i}`);
+      await root.rename(to, aside, { noReplace: true });
+      done.push({ from: aside, to, replaces: true, how: 'deleted', aside });
+    }
     for (const move of moves) {
       if (!move.replaces) {
         await root.rename(move.from, move.to, { noReplace: true });
@@ -158,6 +219,8 @@ async function applyMoves(
       try {
         if (move.how === 'exchange') {
           await root.rename(move.from, move.to, { exchange: true });
+        } else if (move.how === 'deleted') {
+          await root.rename(move.from, move.to, { noReplace: true });
         } else {
           await root.rename(move.to, move.from, { noReplace: true });
           if (move.aside !== undefined) await root.rename(move.aside, move.to, { noReplace: true });
@@ -183,14 +246,14 @@ export async function commit(
   target: string,
   exists: boolean,
   log: FastifyBaseLogger,
-): Promise<boolean> {
+): Promise<{ created: boolean; deleted: number }> {
   if (!exists) {
     await stager.finish();
     await root.mkdirp(parentOf(target));
     try {
       await root.rename(staging, target, { noReplace: true });
       await root.fsyncDir(parentOf(target));
-      return true;
+      return { created: true, deleted: 0 };
     } catch (err) {
       // Someone created the target meanwhile: merge into it like into any existing directory.
       if (codeOf(err) !== 'EEXIST' && codeOf(err) !== 'ENOTEMPTY') throw err;
@@ -198,20 +261,30 @@ export async function commit(
   }
   const moves: MergeMove[] = [];
   const merged = new Set<string>();
-  await planMerge(root, staging, target, '', moves, merged);
+  const deletions = await planDeletions(root, target, stager.deleted);
+  await planMerge(root, staging, target, '', moves, merged, new Set(deletions));
   merged.add('');
   await stager.finish(merged);
-  await applyMoves(root, moves, staging, log);
+  await applyMoves(
+    root,
+    moves,
+    deletions.map((d) => joinRel(target, d)),
+    staging,
+    log,
+  );
   // The directories merged into get the archive's modes and times now that they are filled
   // (a re-push leaves their mtimes as the archive says, not now); this fsyncs them too.
   await stager.retouch(target, merged);
   // The new names are durable once each directory that received one is fsynced.
-  for (const dir of new Set(moves.map((m) => parentOf(m.to)))) await root.fsyncDir(dir);
+  for (const dir of new Set(
+    [...moves.map((m) => m.to), ...deletions.map((d) => joinRel(target, d))].map(parentOf),
+  ))
+    await root.fsyncDir(dir);
   // What is left in the staging tree is the replaced entries and the merged directories'
   // shells. The merge is done: a failure here is the server's to log, not the client's error
   // (and the sweep of the next start removes a staging directory at the top of the root).
   await root.rm(staging, { recursive: true }).catch((err: unknown) => {
     log.error({ err }, 'archive: could not remove the staging directory');
   });
-  return false;
+  return { created: false, deleted: deletions.length };
 }

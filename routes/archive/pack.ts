@@ -28,8 +28,15 @@ import { promisify } from 'node:util';
 import type { FastifyBaseLogger } from 'fastify';
 
 import { codeOf } from '../../core/errors.js';
+import {
+  type ManifestType,
+  type XattrScope,
+  manifestEntry,
+  manifestLine,
+  xattrDigest,
+} from '../../core/manifest.js';
 import { nameToBytes } from '../../core/name-bytes.js';
-import { displayPath, isTempName, joinRel } from '../../core/rel-path.js';
+import { ancestorsOf, displayPath, isTempName, joinRel } from '../../core/rel-path.js';
 import {
   END_OF_ARCHIVE,
   type HeaderSpec,
@@ -89,6 +96,45 @@ export interface PackOptions {
    * so a server running as root must not hand them to a peer that is not root.
    */
   readonly withoutTrusted?: boolean;
+  /**
+   * Only these entries (paths relative to the archived directory, '' for the directory itself,
+   * archived as `./`): `POST /archive/<dir>?select=1`. The walk enters only the directories on
+   * the way to a selected path. Hard links are made between selected names only.
+   */
+  readonly select?: ReadonlySet<string>;
+  /**
+   * Instead of tar members, one manifest line per entry (core/manifest.ts), the directory itself
+   * first: `GET /archive/<dir>?manifest=1`. The same walk, so the same order and the same
+   * entries as the archive.
+   */
+  readonly manifest?: ManifestOptions;
+}
+
+export interface ManifestOptions {
+  /** Which extended attributes the digests cover. */
+  readonly xattrs: XattrScope;
+  /** The sha-256 (hex) of a regular file's content, from its open fd: `checksum=1`. */
+  readonly checksum?: (fd: number, st: BeneathStat, rel: string) => Promise<string>;
+}
+
+/** A manifest entry's type from a stat (undefined for a socket, which no archive carries). */
+function manifestType(mode: number): ManifestType | undefined {
+  switch (mode & fsc.S_IFMT) {
+    case fsc.S_IFREG:
+      return 'file';
+    case fsc.S_IFDIR:
+      return 'dir';
+    case fsc.S_IFLNK:
+      return 'symlink';
+    case fsc.S_IFIFO:
+      return 'fifo';
+    case fsc.S_IFCHR:
+      return 'char';
+    case fsc.S_IFBLK:
+      return 'block';
+    default:
+      return undefined;
+  }
 }
 
 /**
@@ -174,6 +220,10 @@ class TreeWriter {
   readonly #signal: AbortSignal;
   readonly #log: FastifyBaseLogger;
   readonly #withoutTrusted: boolean;
+  readonly #select: ReadonlySet<string> | undefined;
+  /** The directories on the way to a selected path (and the selected ones): the walk enters these. */
+  readonly #enter: ReadonlySet<string> | undefined;
+  readonly #manifest: ManifestOptions | undefined;
   /** dev:ino of entries with more links than seen so far → first name, names still to come. */
   readonly #links = new Map<string, { name: string; left: number }>();
   readonly #sockets: string[] = [];
@@ -184,18 +234,34 @@ class TreeWriter {
     this.#signal = signal;
     this.#log = log;
     this.#withoutTrusted = options.withoutTrusted === true;
+    this.#manifest = options.manifest;
+    this.#select = options.select;
+    if (options.select !== undefined) {
+      const enter = new Set<string>(['']);
+      for (const p of options.select) {
+        enter.add(p);
+        for (const a of ancestorsOf(p)) enter.add(a);
+      }
+      this.#enter = enter;
+    }
+  }
+
+  /** Is the entry `name` (its path in the archive) part of the output? */
+  #selected(name: string): boolean {
+    return this.#select === undefined || this.#select.has(name);
   }
 
   async *archive(rel: string): AsyncGenerator<Piece> {
     try {
       const top = await BeneathDir.open(this.#root, rel);
       try {
-        yield await this.#top(top);
+        // The `./` member (or manifest line) first; a selection has it only when it lists ''.
+        if (this.#selected('')) yield await this.#top(top);
         yield* this.#walk(top, '');
       } finally {
         await top.close();
       }
-      yield END_OF_ARCHIVE;
+      if (this.#manifest === undefined) yield END_OF_ARCHIVE;
       if (this.#socketCount > 0) {
         this.#log.warn(
           { path: displayPath(rel), count: this.#socketCount, sockets: this.#sockets },
@@ -210,14 +276,40 @@ class TreeWriter {
   }
 
   /**
-   * The `./` member: the top directory's own mode, owner, mtime and attributes, first, as GNU
+   * The `./` member (in a manifest, the line with path ''): the top directory's own mode, owner,
+   * mtime and attributes, first, as GNU
    * tar `-C dir .` writes it, so they travel too (an extraction applies them to its target
    * directory after its contents). Read from the open directory, like a file's header.
    */
   async #top(dir: BeneathDir): Promise<Buffer> {
     const st = await dir.stat();
     const xattrs = await this.#xattrs(() => dir.ownXattrs());
+    if (this.#manifest !== undefined) return this.#line('', 'dir', st, xattrs);
     return encodeHeader({ ...this.#spec('./', st, xattrs), typeflag: TYPEFLAG.dir, size: 0 });
+  }
+
+  /** One manifest line. */
+  #line(
+    name: string,
+    type: ManifestType,
+    st: BeneathStat,
+    xattrs: readonly Xattr[] | undefined,
+    extra: { target?: string; link?: string; sha256?: string } = {},
+  ): Buffer {
+    return manifestLine(
+      manifestEntry({
+        path: name,
+        type,
+        size: st.size,
+        mtimeNs: st.mtimeNs,
+        mode: st.mode,
+        uid: st.uid,
+        gid: st.gid,
+        rdev: type === 'char' || type === 'block' ? [st.rdevMajor, st.rdevMinor] : undefined,
+        xattrs: xattrs && xattrDigest(xattrs, this.#manifest?.xattrs ?? 'all'),
+        ...extra,
+      }),
+    );
   }
 
   /** The names in `dir`, in byte order, without the server's temporaries. */
@@ -247,7 +339,9 @@ class TreeWriter {
     }
     for (const name of names) {
       this.#signal.throwIfAborted();
-      yield* this.#entry(dir, name, joinRel(prefix, name));
+      const member = joinRel(prefix, name);
+      if (this.#enter !== undefined && !this.#enter.has(member)) continue;
+      yield* this.#entry(dir, name, member);
     }
   }
 
@@ -269,6 +363,9 @@ class TreeWriter {
       return undefined;
     }
     if (--first.left <= 0) this.#links.delete(key);
+    if (this.#manifest !== undefined) {
+      return this.#line(name, manifestType(st.mode) ?? 'file', st, undefined, { link: first.name });
+    }
     return encodeHeader({
       ...this.#spec(name, st, []),
       typeflag: TYPEFLAG.hardlink,
@@ -299,12 +396,15 @@ class TreeWriter {
       throw err;
     }
     const format = st.mode & fsc.S_IFMT;
-    if (format === fsc.S_IFREG) {
-      yield* this.#file(dir, base, name);
+    if (format === fsc.S_IFDIR) {
+      // A directory that is not selected itself may still be on the way to selected entries.
+      yield* this.#dir(dir, base, name);
       return;
     }
-    if (format === fsc.S_IFDIR) {
-      yield* this.#dir(dir, base, name);
+    if (!this.#selected(name)) return;
+    // A manifest without checksums needs no open file: the lstat says it all.
+    if (format === fsc.S_IFREG && (this.#manifest === undefined || this.#manifest.checksum !== undefined)) {
+      yield* this.#file(dir, base, name);
       return;
     }
     if (format === fsc.S_IFSOCK) {
@@ -325,6 +425,15 @@ class TreeWriter {
     const link = this.#hardlink(name, st);
     if (link !== undefined) {
       yield link;
+      return;
+    }
+    if (this.#manifest !== undefined) {
+      const type = manifestType(st.mode);
+      if (type === undefined) return;
+      yield this.#line(name, type, st, xattrs, {
+        ...(type === 'symlink' && { target: linkname }),
+        ...(st.nlink > 1 && { link: name }),
+      });
       return;
     }
     const spec = this.#spec(name, st, xattrs);
@@ -366,8 +475,12 @@ class TreeWriter {
     }
     try {
       const st = await dir.stat();
-      const xattrs = await this.#xattrs(() => dir.ownXattrs());
-      yield encodeHeader({ ...this.#spec(`${name}/`, st, xattrs), typeflag: TYPEFLAG.dir, size: 0 });
+      if (this.#selected(name)) {
+        const xattrs = await this.#xattrs(() => dir.ownXattrs());
+        yield this.#manifest !== undefined
+          ? this.#line(name, 'dir', st, xattrs)
+          : encodeHeader({ ...this.#spec(`${name}/`, st, xattrs), typeflag: TYPEFLAG.dir, size: 0 });
+      }
       yield* this.#walk(dir, name);
     } finally {
       await dir.close();
@@ -395,6 +508,14 @@ class TreeWriter {
         return;
       }
       const xattrs = await this.#xattrs(() => this.#root.freadXattrs(fd, rel));
+      if (this.#manifest !== undefined) {
+        const sha256 = await this.#manifest.checksum?.(fd, st, rel);
+        yield this.#line(name, 'file', st, xattrs, {
+          ...(sha256 !== undefined && { sha256 }),
+          ...(st.nlink > 1 && { link: name }),
+        });
+        return;
+      }
       const spec = this.#spec(name, st, xattrs);
       const data = await this.#sparseData(fd, st, rel);
       if (data === undefined) {

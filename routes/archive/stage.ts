@@ -38,6 +38,8 @@ export interface ArchiveResult {
   dirs: number;
   symlinks: number;
   bytes: number;
+  /** A sync push (`?sync=1`): the entries its deletion records removed (a directory counts once). */
+  deleted?: number;
 }
 
 /** A new staging directory in `near` (relative to the root) and the fd that locks it. */
@@ -119,10 +121,12 @@ export class Stager {
     finalBase: string,
     maxBytes: number,
     who: { rule: SetRule; writer: Ids },
+    sync = false,
   ) {
     this.#finalBase = finalBase;
     this.#writer = new TreeWriter(root, staging, true, {
       ...who,
+      deletions: sync ? 'collect' : 'refuse',
       maxBytes,
       tooLarge: () => tooLarge(maxBytes),
       durable: true,
@@ -138,6 +142,11 @@ export class Stager {
 
   get result(): ArchiveResult {
     return { ...this.#writer.counts };
+  }
+
+  /** The paths the archive's deletion records name (relative to the target). */
+  get deleted(): readonly string[] {
+    return this.#writer.deleted;
   }
 
   async entry(member: TarMember): Promise<void> {

@@ -39,7 +39,7 @@ describe('allowedMethods: the Allow of a refused CONNECT', () => {
   it.each([
     ['/files/a.txt', ['GET', 'HEAD', 'PUT', 'DELETE', 'MKCOL', 'MOVE']],
     ['/files', ['GET', 'HEAD', 'PUT', 'DELETE', 'MKCOL', 'MOVE']],
-    ['/archive/x?gzip=1', ['GET', 'HEAD', 'PUT']],
+    ['/archive/x?gzip=1', ['GET', 'HEAD', 'POST', 'PUT']],
     ['/filesystem', ['GET', 'HEAD']],
     ['/health', ['GET', 'HEAD']],
     ['example.com:443', ['GET', 'HEAD']],
