@@ -36,7 +36,8 @@ export const SYNOPSIS: readonly { readonly verbs: readonly string[]; readonly te
   },
   {
     verbs: ['pull', 'push'],
-    text: 'nullgate pull REMOTE_DIR LOCAL_DIR    nullgate push LOCAL_DIR REMOTE_DIR',
+    text: `nullgate pull [--sync [--delete] [--checksum] [--dry-run]] REMOTE_DIR LOCAL_DIR
+nullgate push [--sync [--delete] [--checksum] [--dry-run]] LOCAL_DIR REMOTE_DIR`,
   },
   {
     verbs: ['request'],

@@ -16,7 +16,15 @@ import { promisify } from 'node:util';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { codeOf, isNullgateError } from '../core/errors.js';
-import { joinRel } from '../core/rel-path.js';
+import { createHash } from 'node:crypto';
+import {
+  type ManifestEntry,
+  type ManifestType,
+  type XattrScope,
+  manifestEntry,
+  xattrDigest,
+} from '../core/manifest.js';
+import { ancestorsOf, joinRel } from '../core/rel-path.js';
 import { processIds, setRule } from '../core/set-rule.js';
 import { entryPath, unsafeEntry } from '../core/tar-entry.js';
 import { readTar, type SparseSegment } from '../core/tar-read.js';
@@ -198,15 +206,8 @@ async function* readRange(
   }
 }
 
-/**
- * Packs the tree under `localDir` as GET /archive does (CONTRACT.md "Trees arrive as they
- * left"): `./` (LOCAL_DIR itself) first, then entries in byte order of their names, numeric owners, every permission bit, ns mtimes,
- * hard links (second and later names of an inode), extended attributes, holes of sparse files
- * (GNU sparse 1.0), FIFOs and devices; symlinks as written, wherever they point. Sockets cannot
- * be archived: they are listed in `skipped`. Read beneath LOCAL_DIR with the beneath-root layer.
- */
-export async function packTar(localDir: string, onProgress?: ProgressCallback): Promise<PackedTar> {
-  const dir = path.resolve(localDir);
+/** The local tree opened for reading: LOCAL_DIR checked to be a directory, as a beneath-root. */
+async function openLocalTree(dir: string): Promise<BeneathRoot> {
   let st: Stats;
   try {
     st = await fsp.stat(dir);
@@ -216,18 +217,58 @@ export async function packTar(localDir: string, onProgress?: ProgressCallback): 
   if (!st.isDirectory()) {
     throw new LocalFileError('read', dir, Object.assign(new Error('not a directory'), { code: 'ENOTDIR' }));
   }
-  let root: BeneathRoot;
   try {
-    root = await BeneathRoot.open(dir);
+    return await BeneathRoot.open(dir);
   } catch (err) {
     throw new LocalFileError('read', dir, err);
   }
-  const skipped: string[] = [];
-  let failure: Error | undefined;
-  let bytes = 0;
-  const inodes = new Map<string, string>();
+}
 
-  const xattrsOf = async (rel: string): Promise<Xattr[]> => {
+/** One entry of the local walk: its path relative to LOCAL_DIR ('' is LOCAL_DIR) and its lstat. */
+interface LocalEntry {
+  readonly rel: string;
+  readonly st: BeneathStat;
+}
+
+/**
+ * The local tree in archive order: LOCAL_DIR itself, then each directory's entries in byte
+ * order of their names, a directory before its contents (as GET /archive walks). With `enter`,
+ * only those directories are read (the way to a selection). The one walk of pack and manifest.
+ */
+async function* localWalk(root: BeneathRoot, enter?: ReadonlySet<string>): AsyncGenerator<LocalEntry> {
+  yield { rel: '', st: await root.stat('') };
+  async function* dir(rel: string): AsyncGenerator<LocalEntry> {
+    const names: string[] = [];
+    for await (const d of root.readdir(rel)) names.push(d.name);
+    for (const name of names.sort(byteOrder)) {
+      const child = joinRel(rel, name);
+      if (enter !== undefined && !enter.has(child)) continue;
+      let st: BeneathStat;
+      try {
+        st = await root.lstat(child);
+      } catch (err) {
+        if (codeOf(err) === 'ENOENT') continue; // removed since the listing
+        throw err;
+      }
+      yield { rel: child, st };
+      if (st.type === 'dir') yield* dir(child);
+    }
+  }
+  yield* dir('');
+}
+
+/** The directories on the way to each selected path (and the selected ones): the walk enters these. */
+function waysTo(select: ReadonlySet<string>): Set<string> {
+  const enter = new Set<string>();
+  for (const p of select) {
+    enter.add(p);
+    for (const a of ancestorsOf(p)) enter.add(a);
+  }
+  return enter;
+}
+
+function localXattrs(root: BeneathRoot) {
+  return async (rel: string): Promise<Xattr[]> => {
     try {
       return await root.readXattrs(rel);
     } catch (err) {
@@ -235,9 +276,151 @@ export async function packTar(localDir: string, onProgress?: ProgressCallback): 
       throw err;
     }
   };
+}
 
-  async function* entry(rel: string): AsyncGenerator<Buffer> {
-    const s = await root.lstat(rel);
+function manifestTypeOf(mode: number): ManifestType | undefined {
+  switch (mode & fsc.S_IFMT) {
+    case fsc.S_IFREG:
+      return 'file';
+    case fsc.S_IFDIR:
+      return 'dir';
+    case fsc.S_IFLNK:
+      return 'symlink';
+    case fsc.S_IFIFO:
+      return 'fifo';
+    case fsc.S_IFCHR:
+      return 'char';
+    case fsc.S_IFBLK:
+      return 'block';
+    default:
+      return undefined;
+  }
+}
+
+/** sha-256 (hex) of a local file's content. */
+async function fileSha256(root: BeneathRoot, rel: string, file: string): Promise<string> {
+  const fd = await root.open(rel, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  try {
+    const st = await root.fstat(fd, rel);
+    const hash = createHash('sha256');
+    for await (const chunk of readRange(fd, 0, st.size, file)) hash.update(chunk);
+    return hash.digest('hex');
+  } finally {
+    await closeFd(fd);
+  }
+}
+
+export interface LocalManifestOptions {
+  /** Which extended attributes the digests cover (what the receiver applies). */
+  readonly xattrs: XattrScope;
+  /** Add the sha-256 of each regular file's content (`--checksum`). */
+  readonly checksum?: boolean;
+}
+
+/**
+ * The manifest of LOCAL_DIR (core/manifest.ts), the same entries and order as GET
+ * /archive/<dir>?manifest=1 gives of a served tree; an empty one when LOCAL_DIR does not exist.
+ * Sockets are left out (no archive carries them).
+ */
+export async function localManifest(
+  localDir: string,
+  options: LocalManifestOptions,
+): Promise<ManifestEntry[]> {
+  const dir = path.resolve(localDir);
+  try {
+    await fsp.lstat(dir);
+  } catch (err) {
+    if (codeOf(err) === 'ENOENT') return [];
+    throw new LocalFileError('read', dir, err);
+  }
+  const root = await openLocalTree(dir);
+  const xattrsOf = localXattrs(root);
+  const out: ManifestEntry[] = [];
+  const links = new Map<string, string>();
+  let rel = '';
+  try {
+    for await (const e of localWalk(root)) {
+      rel = e.rel;
+      const { st } = e;
+      const type = manifestTypeOf(st.mode);
+      if (type === undefined) continue;
+      let link: string | undefined;
+      if (type !== 'dir' && st.nlink > 1) {
+        const key = `${st.dev}:${st.ino}`;
+        link = links.get(key);
+        if (link !== undefined) {
+          out.push(manifestEntry({ ...facts(e), type, link }));
+          continue;
+        }
+        links.set(key, e.rel);
+        link = e.rel;
+      }
+      out.push(
+        manifestEntry({
+          ...facts(e),
+          type,
+          link,
+          target: type === 'symlink' ? await root.readlink(e.rel) : undefined,
+          rdev: type === 'char' || type === 'block' ? [st.rdevMajor, st.rdevMinor] : undefined,
+          xattrs: xattrDigest(await xattrsOf(e.rel), options.xattrs),
+          sha256:
+            type === 'file' && options.checksum === true
+              ? await fileSha256(root, e.rel, path.join(dir, e.rel))
+              : undefined,
+        }),
+      );
+    }
+  } catch (err) {
+    throw err instanceof LocalFileError ? err : new LocalFileError('read', path.join(dir, rel), err);
+  } finally {
+    await root.close();
+  }
+  return out;
+}
+
+function facts(e: LocalEntry) {
+  return {
+    path: e.rel,
+    size: e.st.size,
+    mtimeNs: e.st.mtimeNs,
+    mode: e.st.mode,
+    uid: e.st.uid,
+    gid: e.st.gid,
+  };
+}
+
+export interface PackOptions {
+  /**
+   * Only these entries (relative to LOCAL_DIR, '' for LOCAL_DIR itself as `./`): a sync push.
+   * Hard links are made between selected names only.
+   */
+  readonly select?: ReadonlySet<string>;
+  /** Deletion records (`NULLGATE.delete=1`) for these paths, before the entries: a sync push. */
+  readonly deletions?: readonly string[];
+}
+
+/**
+ * Packs the tree under `localDir` as GET /archive does (CONTRACT.md "Trees arrive as they
+ * left"): `./` (LOCAL_DIR itself) first, then entries in byte order of their names, numeric owners, every permission bit, ns mtimes,
+ * hard links (second and later names of an inode), extended attributes, holes of sparse files
+ * (GNU sparse 1.0), FIFOs and devices; symlinks as written, wherever they point. Sockets cannot
+ * be archived: they are listed in `skipped`. Read beneath LOCAL_DIR with the beneath-root layer.
+ */
+export async function packTar(
+  localDir: string,
+  onProgress?: ProgressCallback,
+  options: PackOptions = {},
+): Promise<PackedTar> {
+  const dir = path.resolve(localDir);
+  const root = await openLocalTree(dir);
+  const skipped: string[] = [];
+  let failure: Error | undefined;
+  let bytes = 0;
+  const inodes = new Map<string, string>();
+  const xattrsOf = localXattrs(root);
+  const select = options.select;
+
+  async function* entry(rel: string, s: BeneathStat): AsyncGenerator<Buffer> {
     const base = { name: rel, mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, mtimeNs: s.mtimeNs, size: 0 };
     const fmt = s.mode & fsc.S_IFMT;
     if (fmt === fsc.S_IFSOCK) {
@@ -255,10 +438,7 @@ export async function packTar(localDir: string, onProgress?: ProgressCallback): 
     }
     const xattrs = await xattrsOf(rel);
     if (s.type === 'dir') {
-      yield encodeHeader({ ...base, name: `${rel}/`, typeflag: TYPEFLAG.dir, xattrs });
-      const names: string[] = [];
-      for await (const d of root.readdir(rel)) names.push(d.name);
-      for (const name of names.sort(byteOrder)) yield* entry(joinRel(rel, name));
+      yield encodeHeader({ ...base, name: rel === '' ? './' : `${rel}/`, typeflag: TYPEFLAG.dir, xattrs });
       return;
     }
     if (s.type === 'symlink') {
@@ -301,23 +481,25 @@ export async function packTar(localDir: string, onProgress?: ProgressCallback): 
   async function* archive(): AsyncGenerator<Buffer> {
     let rel = '';
     try {
-      // `./` first: LOCAL_DIR's own metadata travels too, as with GET /archive.
-      const top = await root.lstat('');
-      yield encodeHeader({
-        name: './',
-        mode: top.mode & 0o7777,
-        uid: top.uid,
-        gid: top.gid,
-        mtimeNs: top.mtimeNs,
-        size: 0,
-        typeflag: TYPEFLAG.dir,
-        xattrs: await xattrsOf(''),
-      });
-      const names: string[] = [];
-      for await (const d of root.readdir('')) names.push(d.name);
-      for (const name of names.sort(byteOrder)) {
-        rel = name;
-        yield* entry(name);
+      for (const gone of options.deletions ?? []) {
+        rel = gone;
+        yield encodeHeader({
+          name: gone,
+          typeflag: TYPEFLAG.file,
+          mode: 0,
+          uid: 0,
+          gid: 0,
+          size: 0,
+          mtimeNs: 0n,
+          delete: true,
+        });
+      }
+      for await (const e of localWalk(root, select && waysTo(select))) {
+        rel = e.rel;
+        // `./` first (LOCAL_DIR's own metadata travels too, as with GET /archive); a sync sends
+        // only what it selected.
+        if (select !== undefined && !select.has(e.rel)) continue;
+        yield* entry(e.rel, e.st);
       }
       yield END_OF_ARCHIVE;
     } catch (err) {

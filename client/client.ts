@@ -4,6 +4,7 @@
  * are paths in the served tree (`/etc/motd`), mapped to `/files/<percent-encoded segments>`.
  */
 import type { PullResult } from './archive.js';
+import type { SyncOptions, SyncResult } from './sync.js';
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { PassThrough, type Readable, Transform } from 'node:stream';
@@ -58,6 +59,7 @@ export interface ClientOptions {
 
 export type { ProgressCallback } from './local-file.js';
 export type { PullResult } from './archive.js';
+export type { SyncOptions, SyncResult } from './sync.js';
 
 export type Headers = Record<string, string | string[] | undefined>;
 
@@ -854,6 +856,21 @@ export class Client {
       archivePath(remoteDir),
     );
     return { files: out.files ?? 0, dirs: out.dirs ?? 0, bytes: out.bytes ?? 0, skipped: packed.skipped };
+  }
+
+  /**
+   * Makes REMOTE_DIR equal to LOCAL_DIR sending only what differs (`push --sync`, client/sync.ts):
+   * one PUT /archive/<dir>?sync=1, applied all or nothing, deletions included (`delete`).
+   */
+  async pushSync(localDir: string, remoteDir: string, options: SyncOptions = {}): Promise<SyncResult> {
+    const { pushSync } = await import('./sync.js');
+    return pushSync(this, localDir, archivePath(remoteDir), options);
+  }
+
+  /** Makes LOCAL_DIR equal to REMOTE_DIR fetching only what differs (`pull --sync`, client/sync.ts). */
+  async pullSync(remoteDir: string, localDir: string, options: SyncOptions = {}): Promise<SyncResult> {
+    const { pullSync } = await import('./sync.js');
+    return pullSync(this, archivePath(remoteDir), localDir, options);
   }
 
   /** Waits for requests in flight, then closes the connections. */

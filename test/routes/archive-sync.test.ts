@@ -105,6 +105,7 @@ describe('GET /archive/<dir>?manifest=1', () => {
     expect(entries.map((x) => x.path)).toEqual(['', 'a.txt', 'link', 'sub', 'sub/b.txt', 'sub/hard']);
     const archive = await app.inject({ method: 'GET', url: '/archive/t' });
     expect(await members(archive.rawPayload)).toEqual([
+      'dir ./',
       'file a.txt',
       'symlink link',
       'dir sub/',
