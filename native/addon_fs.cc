@@ -299,6 +299,13 @@ Napi::Value FsStartWriteback(const Napi::CallbackInfo& info) {
   return PromiseWorker::Run(info.Env(), [fd, offset, nbytes] { return fs_start_writeback(fd, offset, nbytes); });
 }
 
+// fsSyncfs(fd): Promise<0 | -errno>. On the pool: it waits for the whole file system's writeback.
+Napi::Value FsSyncfs(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: fsSyncfs(fd: number)";
+  int fd = IntArg(info, 0, usage);
+  return PromiseWorker::Run(info.Env(), [fd] { return fs_syncfs(fd); });
+}
+
 // fsReadDir(dirFd, bufferBytes): Promise<Array<{name, type}> | -errno>; [] at the end.
 Napi::Value FsReadDir(const Napi::CallbackInfo& info) {
   const char* usage = "Usage: fsReadDir(dirFd: number, bufferBytes: number)";
@@ -500,6 +507,7 @@ void RegisterFs(Napi::Env env, Napi::Object exports) {
   exports.Set("fsMountId", Napi::Function::New(env, FsMountId, "fsMountId"));
   exports.Set("fsTryLock", Napi::Function::New(env, FsTryLock, "fsTryLock"));
   exports.Set("fsStartWriteback", Napi::Function::New(env, FsStartWriteback, "fsStartWriteback"));
+  exports.Set("fsSyncfs", Napi::Function::New(env, FsSyncfs, "fsSyncfs"));
   exports.Set("fsLutimesNs", Napi::Function::New(env, FsLutimesNs, "fsLutimesNs"));
   exports.Set("fsLchown", Napi::Function::New(env, FsLchown, "fsLchown"));
   exports.Set("fsLchmod", Napi::Function::New(env, FsLchmod, "fsLchmod"));

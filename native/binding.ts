@@ -123,6 +123,8 @@ export interface NativeBinding {
   fsTryLock(fd: number): number;
   /** sync_file_range(SYNC_FILE_RANGE_WRITE): start writing back `nbytes` at `offset` of `fd`. */
   fsStartWriteback(fd: number, offset: number, nbytes: number): Promise<number>;
+  /** syncfs(2) of the file system `fd` is on. */
+  fsSyncfs(fd: number): Promise<number>;
   /** The next entries (one getdents64 of at most `bufferBytes` bytes); `type` is DT_*; [] at the end. */
   fsReadDir(
     dirFd: number,

@@ -280,6 +280,8 @@ int fs_start_writeback(int fd, int64_t offset, int64_t nbytes) {
   }
 }
 
+int fs_syncfs(int fd) { return ::syncfs(fd) < 0 ? -errno : 0; }
+
 int fs_read_dir(int dir_fd, size_t buffer_bytes, std::vector<DirEntry>* out) {
   // Big enough for any one entry (getdents64 fails with EINVAL otherwise), small enough to bound.
   if (buffer_bytes < 4096) buffer_bytes = 4096;

@@ -89,6 +89,11 @@ int fs_try_lock(int fd);
 // pages now, without waiting for them, so that a later fsync has little left to do.
 int fs_start_writeback(int fd, int64_t offset, int64_t nbytes);
 
+// syncfs(2) of the file system `fd` is on: every dirty page and inode of it written back, and
+// (Linux 5.8+) a writeback error since the fd was opened reported. One call instead of an fsync
+// per file when a whole tree was written.
+int fs_syncfs(int fd);
+
 // readlinkat of a symlink beneath `dir` (never followed). Returns the target's length.
 int fs_readlink_beneath(int dir, const std::string& rel, std::string* out);
 

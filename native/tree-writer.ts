@@ -18,13 +18,15 @@
  * the final mode may not give its owner), then the mode, the times last. Directories get theirs
  * in `finish`, deepest first, after everything in them was written (filling a directory changes
  * its mtime; a read-only directory would block its children).
+ *
+ * Nothing here is fsynced: a writer that needs the tree durable syncs it once when it is
+ * complete (the server's staging: one syncfs(2) before it becomes visible, routes/archive/merge.ts).
  */
 import {
   constants as fsc,
   close as closeCb,
   fchmod as fchmodCb,
   fchown as fchownCb,
-  fsync as fsyncCb,
   ftruncate as ftruncateCb,
   write as writeCb,
 } from 'node:fs';
@@ -48,7 +50,6 @@ import type { BeneathRoot } from './beneath.js';
 const closeAsync = promisify(closeCb);
 const fchmodAsync = promisify(fchmodCb);
 const fchownAsync = promisify(fchownCb);
-const fsyncAsync = promisify(fsyncCb);
 const ftruncateAsync = promisify(ftruncateCb);
 const writeAsync = promisify(writeCb);
 
@@ -67,8 +68,6 @@ export interface TreeWriterOptions {
   /** Stop with this error once the members' declared data passes `maxBytes`. */
   readonly maxBytes?: number;
   readonly tooLarge?: () => Error;
-  /** fsync each file and directory (the server's staging, before it is moved into place). */
-  readonly durable?: boolean;
   /**
    * A device node the rule does not allow: 'refuse' (NG_ERR_ARCHIVE_UNSAFE, the server) or
    * 'skip' (reported through `onSkip`, the client's pull as a user).
@@ -344,7 +343,6 @@ export class TreeWriter {
       await this.#xattrs(at, name, h.xattrs);
       await fchmodAsync(fd, modeUnder(this.#o.rule, h.mode));
       await this.#root.lutimesNs(at, null, h.mtimeNs);
-      if (this.#o.durable === true) await fsyncAsync(fd);
     } finally {
       await closeAsync(fd);
     }
@@ -441,7 +439,6 @@ export class TreeWriter {
       await this.#xattrs(path, meta.name, meta.xattrs);
       await this.#root.lchmod(path, meta.mode);
       if (meta.mtimeNs !== undefined) await this.#root.lutimesNs(path, null, meta.mtimeNs);
-      if (this.#o.durable === true) await this.#root.fsyncDir(path);
     }
   }
 }

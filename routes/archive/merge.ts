@@ -249,6 +249,9 @@ export async function commit(
 ): Promise<{ created: boolean; deleted: number }> {
   if (!exists) {
     await stager.finish();
+    // Durable before visible, with one syncfs(2) of the staging tree's file system instead of an
+    // fsync per file and directory (a tree of 10,000 small files waited 10,000 times).
+    await root.syncfs(staging);
     await root.mkdirp(parentOf(target));
     try {
       await root.rename(staging, target, { noReplace: true });
@@ -265,6 +268,8 @@ export async function commit(
   await planMerge(root, staging, target, '', moves, merged, new Set(deletions));
   merged.add('');
   await stager.finish(merged);
+  // The staged data durable before any of it becomes visible (one syncfs(2), as above).
+  await root.syncfs(staging);
   await applyMoves(
     root,
     moves,
@@ -273,13 +278,11 @@ export async function commit(
     log,
   );
   // The directories merged into get the archive's modes and times now that they are filled
-  // (a re-push leaves their mtimes as the archive says, not now); this fsyncs them too.
+  // (a re-push leaves their mtimes as the archive says, not now).
   await stager.retouch(target, merged);
-  // The new names are durable once each directory that received one is fsynced.
-  for (const dir of new Set(
-    [...moves.map((m) => m.to), ...deletions.map((d) => joinRel(target, d))].map(parentOf),
-  ))
-    await root.fsyncDir(dir);
+  // The new names, the deletions and the retouched directories' metadata durable: one more
+  // syncfs of the target's file system (the staging directory is on the same one).
+  await root.syncfs(target);
   // What is left in the staging tree is the replaced entries and the merged directories'
   // shells. The merge is done: a failure here is the server's to log, not the client's error
   // (and the sweep of the next start removes a staging directory at the top of the root).

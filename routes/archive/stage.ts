@@ -129,7 +129,6 @@ export class Stager {
       deletions: sync ? 'collect' : 'refuse',
       maxBytes,
       tooLarge: () => tooLarge(maxBytes),
-      durable: true,
       devices: 'refuse',
       // A link into a temporary would serve a half-written upload under an ordinary name.
       checkLink: (name, linkname) => {
@@ -173,9 +172,9 @@ export class Stager {
 
   /**
    * Gives the staged directories their owners, modes and times, deepest first (so a read-only
-   * parent does not block its children, and filling a directory no longer changes its mtime),
-   * and fsyncs each so the names in it are durable before the tree is moved into place. `skip`
-   * are directories that will be merged into existing ones instead of moved.
+   * parent does not block its children, and filling a directory no longer changes its mtime).
+   * `skip` are directories that will be merged into existing ones instead of moved. Nothing is
+   * fsynced here: commit (merge.ts) makes the whole staged tree durable with one syncfs(2).
    */
   async finish(skip: ReadonlySet<string> = new Set()): Promise<void> {
     await this.#writer.finish(skip);

@@ -633,3 +633,14 @@ describe('BeneathDir: a walk from open directories, one name at a time', () => {
     }
   });
 });
+
+describe('syncfs', () => {
+  it('writes back the file system of a directory beneath the root; a missing one is ENOENT, one outside EXDEV', async () => {
+    writeFileSync(path.join(rootDir, 'sub', 'dirty.txt'), 'dirty');
+    await root.syncfs('sub');
+    await root.syncfs('');
+    expect((await rejection(root.syncfs('missing'))).code).toBe('ENOENT');
+    expect((await rejection(root.syncfs('link-out'))).code).toBe('EXDEV');
+    expect((await rejection(root.syncfs('file.txt'))).code).toBe('ENOTDIR');
+  });
+});
