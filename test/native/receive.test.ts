@@ -20,7 +20,6 @@ import {
   statfsSync,
   writeFileSync,
   writeSync,
-  writeSync,
 } from 'node:fs';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
