@@ -156,6 +156,29 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
     });
 
+    it('a get loads only what get needs: no node:crypto, zlib or fs/promises (the archive and tree code use them)', async () => {
+      // The bundle is CommonJS so that each module's built-ins load when that module first runs
+      // (scripts/bundle.mjs); process.moduleLoadList names every built-in the process loaded.
+      await writeFile(path.join(root, 'lean.txt'), 'lean\n');
+      const list = path.join(work, 'module-load-list.json');
+      const preload = path.join(work, 'module-load-list.cjs');
+      await writeFile(
+        preload,
+        `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(list)}, JSON.stringify(process.moduleLoadList)));\n`,
+      );
+      const r = await runNode(['-r', preload, BUNDLE, 'get', '/lean.txt', '--socket', name]);
+      expect(r.stderr).toBe('');
+      expect(r.stdout.toString()).toBe('lean\n');
+      const loaded = JSON.parse(await readFile(list, 'utf8')) as string[];
+      for (const absent of [
+        'NativeModule crypto',
+        'NativeModule zlib',
+        'NativeModule internal/fs/promises',
+      ]) {
+        expect(loaded, absent).not.toContain(absent);
+      }
+    });
+
     it('carries only the undici it uses: no fetch, EventSource, mock or cache layers', async () => {
       const text = await readFile(BUNDLE, 'utf8');
       for (const absent of [
