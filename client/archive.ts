@@ -240,22 +240,35 @@ async function* localWalk(root: BeneathRoot, enter?: ReadonlySet<string>): Async
   async function* dir(rel: string): AsyncGenerator<LocalEntry> {
     const names: string[] = [];
     for await (const d of root.readdir(rel)) names.push(d.name);
-    for (const name of names.sort(byteOrder)) {
-      const child = joinRel(rel, name);
-      if (enter !== undefined && !enter.has(child)) continue;
-      let st: BeneathStat;
-      try {
-        st = await root.lstat(child);
-      } catch (err) {
-        if (codeOf(err) === 'ENOENT') continue; // removed since the listing
-        throw err;
+    const children = names
+      .sort(byteOrder)
+      .map((name) => joinRel(rel, name))
+      .filter((child) => enter === undefined || enter.has(child));
+    // The lstats of a batch are asked for at once (the thread pool works on several), then
+    // yielded in order.
+    for (let at = 0; at < children.length; at += BATCH) {
+      const batch = children.slice(at, at + BATCH);
+      const stats = await Promise.all(
+        batch.map((child) =>
+          root.lstat(child).catch((err: unknown) => {
+            if (codeOf(err) === 'ENOENT') return undefined; // removed since the listing
+            throw err;
+          }),
+        ),
+      );
+      for (const [i, child] of batch.entries()) {
+        const st = stats[i];
+        if (st === undefined) continue;
+        yield { rel: child, st };
+        if (st.type === 'dir') yield* dir(child);
       }
-      yield { rel: child, st };
-      if (st.type === 'dir') yield* dir(child);
     }
   }
   yield* dir('');
 }
+
+/** Entries whose system calls a walk has in flight at once. */
+const BATCH = 64;
 
 /** The directories on the way to each selected path (and the selected ones): the walk enters these. */
 function waysTo(select: ReadonlySet<string>): Set<string> {
@@ -315,6 +328,8 @@ export interface LocalManifestOptions {
   readonly xattrs: XattrScope;
   /** Add the sha-256 of each regular file's content (`--checksum`). */
   readonly checksum?: boolean;
+  /** Sockets found (they cannot be archived), by their path in LOCAL_DIR. */
+  readonly sockets?: string[];
 }
 
 /**
@@ -338,24 +353,35 @@ export async function localManifest(
   const out: ManifestEntry[] = [];
   const links = new Map<string, string>();
   let rel = '';
+  // Entries are described a batch at a time (their attributes, targets and checksums read
+  // concurrently), and kept in walk order; hard links are told in order, before.
+  const pending: Promise<ManifestEntry>[] = [];
+  const flush = async (): Promise<void> => {
+    out.push(...(await Promise.all(pending)));
+    pending.length = 0;
+  };
   try {
     for await (const e of localWalk(root)) {
+      if (pending.length >= BATCH) await flush();
       rel = e.rel;
       const { st } = e;
       const type = manifestTypeOf(st.mode);
-      if (type === undefined) continue;
+      if (type === undefined) {
+        if ((st.mode & fsc.S_IFMT) === fsc.S_IFSOCK) options.sockets?.push(e.rel);
+        continue;
+      }
       let link: string | undefined;
       if (type !== 'dir' && st.nlink > 1) {
         const key = `${st.dev}:${st.ino}`;
         link = links.get(key);
         if (link !== undefined) {
-          out.push(manifestEntry({ ...facts(e), type, link }));
+          pending.push(Promise.resolve(manifestEntry({ ...facts(e), type, link })));
           continue;
         }
         links.set(key, e.rel);
         link = e.rel;
       }
-      out.push(
+      const describe = async (): Promise<ManifestEntry> =>
         manifestEntry({
           ...facts(e),
           type,
@@ -367,10 +393,13 @@ export async function localManifest(
             type === 'file' && options.checksum === true
               ? await fileSha256(root, e.rel, path.join(dir, e.rel))
               : undefined,
-        }),
-      );
+        });
+      pending.push(describe());
     }
+    await flush();
   } catch (err) {
+    // The others in flight are settled before the tree is closed under them.
+    await Promise.allSettled(pending);
     throw err instanceof LocalFileError ? err : new LocalFileError('read', path.join(dir, rel), err);
   } finally {
     await root.close();

@@ -150,7 +150,8 @@ export async function pushSync(
   const apply = remote?.apply ?? 'user';
   // Before the server's first answer the rule is not known; a missing directory has nothing to compare.
   const xattrs = remote?.xattrs ?? 'user';
-  const local = await localManifest(localDir, { xattrs, checksum: options.checksum === true });
+  const sockets: string[] = [];
+  const local = await localManifest(localDir, { xattrs, checksum: options.checksum === true, sockets });
   if (local.length === 0) {
     throw new LocalFileError(
       'read',
@@ -159,7 +160,7 @@ export async function pushSync(
     );
   }
   const plan = planSync(local, remote?.entries ?? [], planOptions(options, apply));
-  const nothing = { plan, skipped: [], unsendable: [] };
+  const nothing = { plan, skipped: [], unsendable: sockets };
   if (options.dryRun === true || (plan.send.length === 0 && plan.delete.length === 0)) return nothing;
   const packed = await packTar(localDir, options.onProgress, {
     select: new Set(plan.send),
@@ -183,7 +184,7 @@ export async function pushSync(
   await discardBody(res.body);
   const localErr = packed.error();
   if (localErr !== undefined) throw localErr;
-  return { plan, skipped: [], unsendable: packed.skipped };
+  return { plan, skipped: [], unsendable: sockets };
 }
 
 /** `pull --sync REMOTE_DIR LOCAL_DIR`. */

@@ -215,6 +215,14 @@ function isMissing(err: unknown): boolean {
   return codeOf(err) === 'ENOENT';
 }
 
+/** Entries of a manifest looked up at once (TreeWriter's #prefetch). */
+const PREFETCH = 64;
+
+interface Prefetched {
+  readonly st: BeneathStat;
+  readonly xattrs: Xattr[];
+}
+
 class TreeWriter {
   readonly #root: BeneathRoot;
   readonly #signal: AbortSignal;
@@ -337,12 +345,38 @@ class TreeWriter {
       if (prefix !== '' && isMissing(err)) return;
       throw err;
     }
-    for (const name of names) {
-      this.#signal.throwIfAborted();
-      const member = joinRel(prefix, name);
-      if (this.#enter !== undefined && !this.#enter.has(member)) continue;
-      yield* this.#entry(dir, name, member);
+    const chosen =
+      this.#enter === undefined ? names : names.filter((name) => this.#enter!.has(joinRel(prefix, name)));
+    for (let at = 0; at < chosen.length; at += PREFETCH) {
+      const batch = chosen.slice(at, at + PREFETCH);
+      const pre = this.#manifest === undefined ? [] : await this.#prefetch(dir, batch);
+      for (const [i, name] of batch.entries()) {
+        this.#signal.throwIfAborted();
+        yield* this.#entry(dir, name, joinRel(prefix, name), pre[i]);
+      }
     }
+  }
+
+  /**
+   * A manifest's lstats and attribute lists of a batch of names, asked for all at once (the
+   * thread pool works on several, as a listing's stats are): one entry after the other, each
+   * waiting on its syscalls, a 10,000-entry tree took four times as long. Entries are still
+   * described in order from these (hard links are told in walk order); a failed prefetch is
+   * left undefined and asked again in order.
+   */
+  async #prefetch(dir: BeneathDir, names: string[]): Promise<(Prefetched | undefined)[]> {
+    return Promise.all(
+      names.map(async (name) => {
+        try {
+          const st = await dir.lstat(name);
+          const fmt = st.mode & fsc.S_IFMT;
+          if (fmt === fsc.S_IFDIR || fmt === fsc.S_IFSOCK) return { st, xattrs: [] };
+          return { st, xattrs: await this.#xattrs(() => dir.readXattrs(name)) };
+        } catch {
+          return undefined;
+        }
+      }),
+    );
   }
 
   /** The header fields every member shares, from a stat. */
@@ -386,11 +420,11 @@ class TreeWriter {
     return this.#withoutTrusted ? all.filter((x) => !x.name.startsWith('trusted.')) : all;
   }
 
-  async *#entry(dir: BeneathDir, base: string, name: string): AsyncGenerator<Piece> {
+  async *#entry(dir: BeneathDir, base: string, name: string, pre?: Prefetched): AsyncGenerator<Piece> {
     const rel = joinRel(dir.rel, base);
     let st: BeneathStat;
     try {
-      st = await dir.lstat(base);
+      st = pre?.st ?? (await dir.lstat(base));
     } catch (err) {
       if (isMissing(err)) return; // removed since the listing
       throw err;
@@ -415,7 +449,7 @@ class TreeWriter {
     let xattrs: Xattr[];
     let linkname = '';
     try {
-      xattrs = await this.#xattrs(() => dir.readXattrs(base));
+      xattrs = pre?.xattrs ?? (await this.#xattrs(() => dir.readXattrs(base)));
       if (format === fsc.S_IFLNK) linkname = await dir.readlink(base);
     } catch (err) {
       // Removed, or replaced by something else (readlink of a non-link is EINVAL) meanwhile.
