@@ -632,6 +632,46 @@ async function diskLimit(rep) {
   record('put100m', 'disk: dd conv=fsync', rep, r.code === 0 ? PUT_BYTES / r.seconds / 1e9 : NaN);
 }
 
+/** Issue 12: the unchanged tree of `push --sync`: 100 directories of 100 small files each. */
+const SYNC_DIRS = 100;
+const SYNC_FILES = 100;
+
+function makeSyncTree(dir) {
+  for (let d = 0; d < SYNC_DIRS; d++) {
+    const sub = path.join(dir, `d${String(d).padStart(3, '0')}`);
+    mkdirSync(sub, { recursive: true });
+    for (let f = 0; f < SYNC_FILES; f++)
+      writeFileSync(path.join(sub, `f${String(f).padStart(3, '0')}`), 'x'.repeat(100));
+  }
+}
+
+/**
+ * Issue 12: `push --sync` of an unchanged 10,000-file tree (one manifest request, a local walk,
+ * nothing sent) against `ls -lR` of the same tree through the same server (curl listing every
+ * directory over one connection), both wall time.
+ */
+async function syncUnchanged(sys, rep) {
+  const urls = ['http://localhost/files/sync10k/'];
+  for (let d = 0; d < SYNC_DIRS; d++)
+    urls.push(`http://localhost/files/sync10k/d${String(d).padStart(3, '0')}/`);
+  for (const who of order(['ls -lR (curl, every directory)', 'nullgate push --sync'], rep)) {
+    const r =
+      who === 'nullgate push --sync'
+        ? await timed(process.execPath, [
+            BUNDLE,
+            'push',
+            '--sync',
+            '-s',
+            '--socket',
+            sys.address,
+            path.join(src, 'sync10k'),
+            '/sync10k',
+          ])
+        : await timed('curl', ['-sf', ...curlSocket(sys.address), ...urls]);
+    record('sync10k', who, rep, r.code === 0 ? r.seconds * 1000 : NaN, r.code === 0 ? {} : { error: r.err });
+  }
+}
+
 /** The chroot client's 1 GiB `get -o` and curl's, from the same nullgate server, to tmpfs. */
 async function clientGet(sys, rep) {
   const out = path.join(shm, `get-${rep}.bin`);
@@ -742,6 +782,11 @@ const WORKLOADS = [
     reference: 'nullgate GET /files',
   },
   { id: 'client-get1g', title: 'client: 1 GiB get -o (GB/s)', reference: 'curl' },
+  {
+    id: 'sync10k',
+    title: 'push --sync of an unchanged 10,000-file tree, wall (ms)',
+    reference: 'ls -lR (curl, every directory)',
+  },
   { id: 'client-get1k', title: 'client: 1 KiB get, wall (ms)', reference: 'node -e 0' },
 ];
 
@@ -855,6 +900,14 @@ function targets(summary, memoryRows) {
     ],
     ['peak RSS over idle (1 GiB GET/PUT)', peak - (m.idle ?? NaN), '<=', 32, 'MiB'],
     ['client 1 GiB get -o', ratio('client-get1g', 'nullgate-client'), '>=', 0.9, '× curl'],
+    // Issue 12: one streamed manifest, not a request per file.
+    [
+      'push --sync of an unchanged 10k-file tree',
+      ratio('sync10k', 'nullgate push --sync'),
+      '<=',
+      3,
+      '× ls -lR',
+    ],
     // Issue 12: member bodies by sendfile, as downloads.
     ['GET /archive of a 1 GiB file', ratio('archive1g', 'nullgate GET /archive'), '>=', 0.8, '× GET /files'],
     ['GET /archive CPU/GiB', cpuRatio('archive1g', 'nullgate GET /archive'), '<=', 2, '× GET /files'],
@@ -1006,6 +1059,10 @@ async function main() {
           await clientStartup(ng, rep);
         }
         process.stderr.write('  client: done\n');
+        makeSyncTree(path.join(root, 'sync10k'));
+        execFileSync('cp', ['-a', path.join(root, 'sync10k'), path.join(src, 'sync10k')]);
+        for (let rep = 0; rep < REPS; rep++) await syncUnchanged(ng, rep);
+        process.stderr.write('  sync: done\n');
       }
     }
   } finally {
