@@ -29,6 +29,7 @@ import {
   writeFileSync,
   writeSync,
   closeSync,
+  ftruncateSync,
   linkSync,
 } from 'node:fs';
 import os from 'node:os';
@@ -52,6 +53,7 @@ function parseArgs(argv) {
     systems: undefined,
     dir: undefined,
     uploadsOnly: false,
+    treesOnly: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -66,11 +68,12 @@ function parseArgs(argv) {
     else if (a === '--systems') o.systems = value().split(',');
     else if (a === '--dir') o.dir = value();
     else if (a === '--uploads-only') o.uploadsOnly = true;
+    else if (a === '--trees-only') o.treesOnly = true;
     else if (a === '--help' || a === '-h') {
       process.stdout.write(
         'usage: node bench/run.mjs [--quick] [--reps N] [--duration MS] ' +
           '[--systems c-limit,nginx,fastify-const,fastify-static,node,node-zerocopy,nullgate] [--dir DIR] ' +
-          '[--uploads-only]\n',
+          '[--uploads-only | --trees-only]\n',
       );
       process.exit(0);
     } else throw new Error(`unknown option ${a}`);
@@ -462,6 +465,118 @@ async function archiveGet(sys, rep) {
   }
 }
 
+/** The 10,000-file tree (100 directories of 100 files of 100 bytes) and its tar, made once. */
+const TREE_FILES = 10_000;
+let treeTar;
+function makeTree10k() {
+  if (treeTar) return treeTar;
+  const dir = path.join(src, 'tree10k');
+  const line = Buffer.alloc(100, 'x');
+  for (let d = 0; d < 100; d++) {
+    mkdirSync(path.join(dir, `d${String(d).padStart(3, '0')}`), { recursive: true });
+    for (let f = 0; f < 100; f++)
+      writeFileSync(path.join(dir, `d${String(d).padStart(3, '0')}`, `f${String(f).padStart(3, '0')}`), line);
+  }
+  treeTar = path.join(src, 'tree10k.tar');
+  execFileSync('tar', ['-C', dir, '-cf', treeTar, '.']);
+  return treeTar;
+}
+
+/**
+ * Issue 12: extraction. PUT /archive of the 10,000-file tree against `tar -x` of the same tar
+ * into the same file system, each into a new directory, wall seconds; `tar -x` is followed by
+ * `sync -f` so both end durable (PUT /archive syncs before it answers).
+ */
+async function archiveExtract(sys, rep) {
+  const tar = makeTree10k();
+  for (const who of order(['nullgate PUT /archive', 'tar -x + sync -f'], rep)) {
+    if (who === 'tar -x + sync -f') {
+      const dest = path.join(root, `tar10k-${rep}`);
+      mkdirSync(dest);
+      const r = await timed('sh', ['-c', 'tar -xf "$1" -C "$2" && sync -f "$2"', 'sh', tar, dest]);
+      record('extract10k', who, rep, r.code === 0 ? r.seconds : NaN, r.code === 0 ? {} : { error: r.err });
+      rmSync(dest, { recursive: true, force: true });
+      continue;
+    }
+    const cpu0 = cpuSeconds(sys.pid);
+    const r = await curl([
+      '-o',
+      '/dev/null',
+      '-T',
+      tar,
+      ...curlSocket(sys.address),
+      `http://localhost/archive/x10k-${rep}`,
+    ]);
+    const cpu = cpuSeconds(sys.pid) - cpu0;
+    record(
+      'extract10k',
+      who,
+      rep,
+      r.code === 201 ? r.time : NaN,
+      r.code === 201 ? { cpuPerFile: (cpu / TREE_FILES) * 1e6 } : { error: `status ${r.code}` },
+    );
+    rmSync(path.join(root, `x10k-${rep}`), { recursive: true, force: true });
+  }
+}
+
+/**
+ * Issue 12: a 10 GiB sparse file with 1 MiB of data pushes and pulls in under a second: the
+ * client (the bundle) run whole, wall seconds, holes never read or sent.
+ */
+async function sparsePushPull(sys, rep) {
+  const local = path.join(src, 'sparse10g');
+  if (!existsSync(local)) {
+    mkdirSync(local);
+    const fd = openSync(path.join(local, 'disk.img'), 'w');
+    try {
+      writeSync(fd, randomBytes(MiB), 0, MiB, 5 * GiB);
+      ftruncateSync(fd, 10 * GiB);
+    } finally {
+      closeSync(fd);
+    }
+  }
+  const pulled = path.join(work, `sparse-pulled-${rep}`);
+  const push = await timed(process.execPath, [
+    BUNDLE,
+    'push',
+    '-s',
+    '--socket',
+    sys.address,
+    local,
+    `/sparse-${rep}`,
+  ]);
+  const pushedOk =
+    push.code === 0 && statSync(path.join(root, `sparse-${rep}`, 'disk.img')).size === 10 * GiB;
+  record('sparse10g', 'push', rep, pushedOk ? push.seconds : NaN, pushedOk ? {} : { error: push.err });
+  const pull = await timed(process.execPath, [
+    BUNDLE,
+    'pull',
+    '-s',
+    '--socket',
+    sys.address,
+    `/sparse-${rep}`,
+    pulled,
+  ]);
+  let pulledOk = false;
+  try {
+    const st = statSync(path.join(pulled, 'disk.img'));
+    pulledOk = pull.code === 0 && st.size === 10 * GiB && st.blocks * 512 < 64 * MiB;
+  } catch {
+    /* not written */
+  }
+  record('sparse10g', 'pull', rep, pulledOk ? pull.seconds : NaN, pulledOk ? {} : { error: pull.err });
+  rmSync(pulled, { recursive: true, force: true });
+  rmSync(path.join(root, `sparse-${rep}`), { recursive: true, force: true });
+}
+
+/** The tree rows: extraction and the sparse file, on the nullgate server. */
+async function treeRows(ng) {
+  for (let rep = 0; rep < REPS; rep++) await archiveExtract(ng, rep);
+  process.stderr.write('  extraction: done\n');
+  for (let rep = 0; rep < REPS; rep++) await sparsePushPull(ng, rep);
+  process.stderr.write('  sparse 10 GiB push/pull: done\n');
+}
+
 async function bigPut(sys, rep) {
   const cpu0 = cpuSeconds(sys.pid);
   const r = await curl([
@@ -781,6 +896,14 @@ const WORKLOADS = [
     cpuTitle: 'server CPU s/GiB',
     reference: 'nullgate GET /files',
   },
+  {
+    id: 'extract10k',
+    title: 'extract a 10,000-file tree, wall (s)',
+    cpu: 'cpuPerFile',
+    cpuTitle: 'server CPU µs/file',
+    reference: 'tar -x + sync -f',
+  },
+  { id: 'sparse10g', title: '10 GiB sparse file (1 MiB data), wall (s)', reference: 'push' },
   { id: 'client-get1g', title: 'client: 1 GiB get -o (GB/s)', reference: 'curl' },
   {
     id: 'sync10k',
@@ -960,34 +1083,38 @@ async function main() {
   // --quick keeps the systems the targets are measured against (and stays under 2 minutes).
   const wanted =
     opts.systems ??
-    (opts.uploadsOnly
-      ? ['nginx', 'nullgate', 'nullgate-js']
-      : opts.quick
-        ? ['c-limit', 'nginx', 'fastify-const', 'fastify-static', 'nullgate', 'nullgate-exports']
-        : [
-            'c-limit',
-            'nginx',
-            'fastify-const',
-            'fastify-static',
-            'node',
-            'node-zerocopy',
-            'nullgate',
-            'nullgate-js',
-            'nullgate-exports',
-          ]);
+    (opts.treesOnly
+      ? ['nullgate']
+      : opts.uploadsOnly
+        ? ['nginx', 'nullgate', 'nullgate-js']
+        : opts.quick
+          ? ['c-limit', 'nginx', 'fastify-const', 'fastify-static', 'nullgate', 'nullgate-exports']
+          : [
+              'c-limit',
+              'nginx',
+              'fastify-const',
+              'fastify-static',
+              'node',
+              'node-zerocopy',
+              'nullgate',
+              'nullgate-js',
+              'nullgate-exports',
+            ]);
   const names = wanted.filter((s) => s !== 'nginx' || has('nginx'));
   if (wanted.includes('nginx') && !names.includes('nginx')) {
     process.stderr.write('nginx is not on PATH: skipping it (apt-get install nginx-light to compare)\n');
   }
   process.stderr.write(`bench: ${REPS} repetitions, ${SMALL_MS} ms per load run, data in ${work}\n`);
-  if (!opts.uploadsOnly) {
+  if (!opts.uploadsOnly && !opts.treesOnly) {
     writeRandomFile(path.join(root, 'big.bin'), BIG_BYTES);
     mkdirSync(path.join(root, 'arch'), { recursive: true });
     linkSync(path.join(root, 'big.bin'), path.join(root, 'arch', 'big.bin'));
   }
   writeRandomFile(path.join(root, '1k.bin'), 1024);
-  writeRandomFile(path.join(src, 'up100.bin'), PUT_BYTES);
-  writeRandomFile(path.join(src, 'up1g.bin'), PUT_BIG_BYTES);
+  if (!opts.treesOnly) {
+    writeRandomFile(path.join(src, 'up100.bin'), PUT_BYTES);
+    writeRandomFile(path.join(src, 'up1g.bin'), PUT_BIG_BYTES);
+  }
 
   const systems = [];
   const memoryRows = {};
@@ -1000,7 +1127,7 @@ async function main() {
     for (const s of systems) memoryRows[s.name] = { idle: memory(s.pid).rss };
     // The idle-RSS goal is plain node:http's + 10 MiB: without the node system in this run
     // (--quick), one is started for that reading alone, the same way, and stopped.
-    if (!memoryRows.node && !opts.uploadsOnly) {
+    if (!memoryRows.node && !opts.uploadsOnly && !opts.treesOnly) {
       const baseline = await start('node');
       try {
         await curl(['-o', '/dev/null', ...curlSocket(baseline.address), 'http://localhost/files/1k.bin']);
@@ -1011,7 +1138,10 @@ async function main() {
       }
     }
 
-    if (opts.uploadsOnly) {
+    if (opts.treesOnly) {
+      const ng = systems.find((s) => s.name === 'nullgate');
+      if (ng) await treeRows(ng);
+    } else if (opts.uploadsOnly) {
       for (let rep = 0; rep < REPS; rep++) {
         await uploadRows(systems, rep);
         process.stderr.write(`  uploads: repetition ${rep + 1}/${REPS} done\n`);
@@ -1054,6 +1184,7 @@ async function main() {
       if (ng) {
         for (let rep = 0; rep < REPS; rep++) await archiveGet(ng, rep);
         process.stderr.write('  archive: done\n');
+        await treeRows(ng);
         for (let rep = 0; rep < REPS; rep++) {
           await clientGet(ng, rep);
           await clientStartup(ng, rep);
@@ -1117,6 +1248,27 @@ function uploadTargets(summary, memoryRows) {
   return lines.join('\n');
 }
 
+/** Issue 12's tree rows: extraction against tar -x, and the sparse file's push and pull. */
+function treeTargets(summary) {
+  const row = (w, s) => summary[w]?.rows[s];
+  const list = [
+    [
+      '10,000-file PUT /archive vs tar -x + sync -f',
+      row('extract10k', 'nullgate PUT /archive')?.ratio ?? NaN,
+      '',
+      '×',
+    ],
+    ['10 GiB sparse (1 MiB data) push', row('sparse10g', 'push')?.median ?? NaN, '< 1', 's'],
+    ['10 GiB sparse (1 MiB data) pull', row('sparse10g', 'pull')?.median ?? NaN, '< 1', 's'],
+  ];
+  const lines = ['| row | measured | goal | met |', '|---|---|---|---|'];
+  for (const [what, value, goal, unit] of list) {
+    const met = goal === '' ? '' : !Number.isFinite(value) ? 'not measured' : value < 1 ? 'yes' : 'NO';
+    lines.push(`| ${what} | ${fmt(value)} ${unit} | ${goal} | ${met} |`);
+  }
+  return lines.join('\n');
+}
+
 function report(systems, memoryRows, began, names) {
   const summary = summarise(systems.map((s) => s.name));
   const table = printTable(summary, memoryRows);
@@ -1125,11 +1277,14 @@ function report(systems, memoryRows, began, names) {
     'ratios: median / reference median, (paired): median of per-repetition ratios. Reference: nginx when installed, ' +
       'else the C sendfile server for GETs and node:http for PUT; dd conv=fsync for the 1 GiB PUT.\n',
   );
-  if (!opts.uploadsOnly)
+  if (!opts.uploadsOnly && !opts.treesOnly)
     process.stdout.write(`\nIssue 8 targets (nullgate, this run):\n\n${targets(summary, memoryRows)}\n\n`);
-  process.stdout.write(
-    `\nIssue 14 targets (uploads, this run):\n\n${uploadTargets(summary, memoryRows)}\n\n`,
-  );
+  if (!opts.treesOnly)
+    process.stdout.write(
+      `\nIssue 14 targets (uploads, this run):\n\n${uploadTargets(summary, memoryRows)}\n\n`,
+    );
+  if (!opts.uploadsOnly)
+    process.stdout.write(`\nIssue 12 trees (nullgate, this run):\n\n${treeTargets(summary)}\n\n`);
 
   const env = {
     date: new Date().toISOString(),
