@@ -150,11 +150,16 @@ function installNode(dir: string): string[] {
  * The launcher: CommonJS (no extension, no package.json beside it) that requires the bundle. A
  * bundle that cannot load (missing, or a node too old for it) is one line, exit 1.
  *
- * Node 22.1+ keeps V8's compiled code of the bundle between runs (module.enableCompileCache:
- * in os.tmpdir()/node-compile-cache, or $NODE_COMPILE_CACHE; a directory it cannot create or
- * write is skipped without a word, and Node 20 has no such call). V8 accepts cached code only
- * under the flags it was made with, and the client verbs set one at run time (cli/client-commands.ts):
- * so the launcher sets it first, before anything is compiled, and every run sees the same flags.
+ * Node 22.1+ keeps V8's compiled code of the bundle between runs (module.enableCompileCache;
+ * Node 20 has no such call). Not in Node's default directory, os.tmpdir()/node-compile-cache: it
+ * is shared by every user, and whoever makes it first decides what code V8 loads from it for the
+ * others (V8's code cache is not made to be read from untrusted files). The launcher uses
+ * TMPDIR/nullgate-compile-cache-UID, made 0700, and only when it is a directory of its own uid
+ * that nobody else may write; else, or if anything fails (a chroot without /tmp), it runs
+ * without a cache, silently. NODE_COMPILE_CACHE, when set, is the user's choice and wins (Node
+ * enabled it before the launcher runs). V8 takes cached code only under the flags it was made
+ * with, and the client verbs set one at run time (cli/client-commands.ts): so the launcher sets
+ * it first, before anything is compiled, and every run sees the same flags.
  */
 export function launcher(firstLine: string): string {
   return [
@@ -163,9 +168,19 @@ export function launcher(firstLine: string): string {
     "'use strict';",
     `require('node:v8').setFlagsFromString(${JSON.stringify(SHORT_LIVED_V8_FLAGS)});`,
     "const { enableCompileCache } = require('node:module');",
-    'if (enableCompileCache) {',
+    'if (enableCompileCache && !process.env.NODE_COMPILE_CACHE) {',
     '  try {',
-    '    enableCompileCache();',
+    "    const fs = require('node:fs');",
+    '    const uid = process.geteuid();',
+    "    const tmp = (process.env.TMPDIR || '/tmp').replace(/\\/+$/, '');",
+    '    const dir = `${tmp}/nullgate-compile-cache-${uid}`;',
+    '    try {',
+    '      fs.mkdirSync(dir, { mode: 0o700 });',
+    '    } catch (err) {',
+    "      if (err.code !== 'EEXIST') throw err;",
+    '    }',
+    '    const st = fs.lstatSync(dir);',
+    '    if (st.isDirectory() && st.uid === uid && (st.mode & 0o022) === 0) enableCompileCache(dir);',
     '  } catch {',
     '    // No cache: the bundle is compiled as without one.',
     '  }',

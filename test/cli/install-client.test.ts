@@ -1,9 +1,13 @@
 /** `nullgate install-client DIR`: DIR is made when missing; a file in the way is a usage error. */
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/cli.js';
+import { launcher } from '../../cli/install-client.js';
+import { runCli, runNode } from '../helpers/cli.js';
+
+const BUNDLE = fileURLToPath(new URL('../../bundle/nullgate.cjs', import.meta.url));
 
 describe('install-client DIR', () => {
   const work = mkdtempSync(path.join(tmpdir(), 'ng-install-'));
@@ -26,5 +30,35 @@ describe('install-client DIR', () => {
     const r = await runCli(['install-client', path.join(work, rel)]);
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(`nullgate: ${path.join(work, shown)}: not a directory\n`);
+  });
+
+  it("the launcher's compile cache (Node 22.1+) is a directory of the caller's own, never a shared or writable one", async () => {
+    // Node 20 has no module.enableCompileCache: a stub stands in for it and says where it was asked.
+    const stub = path.join(work, 'stub.cjs');
+    writeFileSync(
+      stub,
+      "require('node:module').enableCompileCache = (dir) => { process.stderr.write(`cache ${dir}\\n`); return { status: 1 }; };\n",
+    );
+    const script = path.join(work, 'launcher.cjs');
+    writeFileSync(script, launcher('// test').replace('/usr/local/lib/nullgate/nullgate.cjs', BUNDLE));
+    const tmp = mkdtempSync(path.join(work, 'tmp-'));
+    const env = { TMPDIR: tmp, NODE_COMPILE_CACHE: '' };
+    const dir = path.join(tmp, `nullgate-compile-cache-${process.geteuid!()}`);
+
+    const first = await runNode(['-r', stub, script, '--version'], { env });
+    expect(first.stderr).toBe(`cache ${dir}\n`);
+    expect(first.stdout.toString()).toMatch(/^\d+\.\d+\.\d+/);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+
+    chmodSync(dir, 0o777);
+    const shared = await runNode(['-r', stub, script, '--version'], { env });
+    expect(shared.stderr).toBe('');
+    expect(shared.code).toBe(0);
+
+    const none = await runNode(['-r', stub, script, '--version'], {
+      env: { ...env, TMPDIR: path.join(work, 'missing') },
+    });
+    expect(none.stderr).toBe('');
+    expect(none.code).toBe(0);
   });
 });
