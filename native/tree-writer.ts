@@ -315,12 +315,27 @@ export class TreeWriter {
     if (this.#o.maxBytes !== undefined && this.#declared > this.#o.maxBytes) {
       throw this.#o.tooLarge?.() ?? invalidEntry(name, 'too large');
     }
-    await this.#clear(rel, name);
     const at = this.#at(rel);
-    // O_EXCL | O_NOFOLLOW: never opens something already there, least of all through a link.
-    const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
-    const fd = await this.#root.open(at, flags, 0o600);
+    if (this.#dirs.has(rel)) throw invalidEntry(name, 'a directory is in the way');
+    const existing = await this.#root.lstat(at).catch((err: unknown) => {
+      if (codeOf(err) === 'ENOENT') return undefined;
+      throw err;
+    });
+    if (existing?.type === 'dir') throw invalidEntry(name, 'a directory is in the way');
+    // A new name is created O_EXCL | O_NOFOLLOW: never opens something already there, least of
+    // all through a link. An existing one is replaced atomically (a pull into a tree in use):
+    // the file is written under a temporary name beside it and renamed over it, which replaces
+    // the entry itself (a symlink too), never what it points to.
+    let fd: number;
+    let writeAt = at;
+    if (existing === undefined) {
+      fd = await this.#root.open(at, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    } else {
+      ({ fd, rel: writeAt } = await this.#root.openNamedTmpfile(parentOf(at), 0o600));
+    }
+    this.#symlinks.delete(rel);
     this.#made.add(rel);
+    let done = false;
     try {
       let written = 0;
       const sparse = h.sparse !== undefined;
@@ -340,11 +355,14 @@ export class TreeWriter {
       await ftruncateAsync(fd, h.sparse?.realSize ?? h.size);
       const owner = ownerUnder(this.#o.rule, { uid: h.uid, gid: h.gid });
       if (owner) await fchownAsync(fd, owner.uid, owner.gid);
-      await this.#xattrs(at, name, h.xattrs);
+      await this.#xattrs(writeAt, name, h.xattrs);
       await fchmodAsync(fd, modeUnder(this.#o.rule, h.mode));
-      await this.#root.lutimesNs(at, null, h.mtimeNs);
+      await this.#root.lutimesNs(writeAt, null, h.mtimeNs);
+      if (writeAt !== at) await this.#root.rename(writeAt, at);
+      done = true;
     } finally {
       await closeAsync(fd);
+      if (!done && writeAt !== at) await this.#root.unlink(writeAt).catch(() => undefined);
     }
     this.counts.files++;
   }

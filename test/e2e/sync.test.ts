@@ -249,6 +249,10 @@ describe('pull --sync', () => {
     expect(rewritten(before, idents(local))).toEqual(
       ['d0/f1.txt', 'd1/f3.txt', 'd2/f7.txt', 'd3/new.txt'].sort(),
     );
+    // Changed files were written beside their names and renamed over them: nothing left over.
+    expect(
+      readdirSync(local, { recursive: true }).filter((n) => String(n).includes('.nullgate-tmp-')),
+    ).toEqual([]);
     expect(await compareTrees(remote, local, OPTS)).toEqual([]);
     expect((await cli('pull', '--sync', '--delete', '--dry-run', '/pull', local)).stdout.toString()).toBe('');
   });
