@@ -24,6 +24,7 @@ import {
   manifestEntry,
   xattrDigest,
 } from '../core/manifest.js';
+import { fsPath } from '../core/name-bytes.js';
 import { ancestorsOf, joinRel } from '../core/rel-path.js';
 import { processIds, setRule } from '../core/set-rule.js';
 import { entryPath, unsafeEntry } from '../core/tar-entry.js';
@@ -56,8 +57,8 @@ export interface PullResult {
 /** LOCAL_DIR made (with its parents) if missing; true when it was made by this call. */
 async function makeLocalDir(dir: string): Promise<boolean> {
   try {
-    await fsp.mkdir(path.dirname(dir), { recursive: true });
-    await fsp.mkdir(dir, { mode: 0o700 });
+    await fsp.mkdir(fsPath(path.dirname(dir)), { recursive: true });
+    await fsp.mkdir(fsPath(dir), { mode: 0o700 });
     return true;
   } catch (err) {
     if (codeOf(err) !== 'EEXIST') throw new LocalFileError('write', dir, err);
@@ -210,7 +211,7 @@ async function* readRange(
 async function openLocalTree(dir: string): Promise<BeneathRoot> {
   let st: Stats;
   try {
-    st = await fsp.stat(dir);
+    st = await fsp.stat(fsPath(dir));
   } catch (err) {
     throw new LocalFileError('read', dir, err);
   }
@@ -343,7 +344,7 @@ export async function localManifest(
 ): Promise<ManifestEntry[]> {
   const dir = path.resolve(localDir);
   try {
-    await fsp.lstat(dir);
+    await fsp.lstat(fsPath(dir));
   } catch (err) {
     if (codeOf(err) === 'ENOENT') return [];
     throw new LocalFileError('read', dir, err);

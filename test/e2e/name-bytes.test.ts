@@ -142,4 +142,15 @@ describe('a file named with a byte that is not UTF-8 (0xE9)', () => {
     expect(readFileSync(at(whole, latin1('caf\xe9')), 'utf8')).toBe('latin-1\n');
     expect(readFileSync(at(whole, latin1('d\xe9j'), latin1('\xe0 faire')), 'utf8')).toBe('inside\n');
   });
+
+  it('pull and push take a LOCAL_DIR whose name has the byte', async () => {
+    const pull = await run(`NG pull "$(printf '/d\\351j')" "$(printf 'loc\\351')"`, dir);
+    expect(pull.stderr).toBe('');
+    expect(pull.code).toBe(0);
+    expect(readFileSync(at(dir, latin1('loc\xe9'), latin1('\xe0 faire')), 'utf8')).toBe('inside\n');
+    const push = await run(`NG push "$(printf 'loc\\351')" "$(printf '/back\\351')"`, dir);
+    expect(push.stderr).toBe('');
+    expect(push.code).toBe(0);
+    expect(readFileSync(at(root, latin1('back\xe9'), latin1('\xe0 faire')), 'utf8')).toBe('inside\n');
+  });
 });
