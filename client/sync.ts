@@ -69,7 +69,8 @@ export interface SyncResult {
 }
 
 export interface RemoteManifest {
-  readonly entries: ManifestEntry[];
+  /** The entries, read as they stream in (the caller walks its own tree meanwhile). */
+  readonly entries: Promise<ManifestEntry[]>;
   /** The rule a PUT from this client gets on the server. */
   readonly apply: 'all' | 'user';
   /** Which extended attributes the digests cover. */
@@ -107,25 +108,48 @@ export async function remoteManifest(
       `${where}: not a manifest (${type || 'no content type'}); does the server support --sync?`,
     );
   }
-  const splitter = new ManifestSplitter();
-  const entries: ManifestEntry[] = [];
-  let received = 0;
-  res.body.on('error', () => undefined);
-  try {
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      received += chunk.length;
-      for (const e of splitter.push(chunk)) entries.push(e);
+  const read = async (): Promise<ManifestEntry[]> => {
+    const splitter = new ManifestSplitter();
+    const entries: ManifestEntry[] = [];
+    let received = 0;
+    res.body.on('error', () => undefined);
+    try {
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        received += chunk.length;
+        for (const e of splitter.push(chunk)) entries.push(e);
+      }
+      splitter.end();
+    } catch (err) {
+      res.body.destroy();
+      if (err instanceof ManifestFormatError)
+        throw ngError('NG_ERR_HTTP', `${where}: not a manifest (${err.message})`, err);
+      if (isAbort(err)) throw err;
+      throw new PartialTransferError(received, undefined, err);
     }
-    splitter.end();
-  } catch (err) {
-    if (err instanceof ManifestFormatError)
-      throw ngError('NG_ERR_HTTP', `${where}: not a manifest (${err.message})`, err);
-    if (isAbort(err)) throw err;
-    throw new PartialTransferError(received, undefined, err);
-  }
+    return entries;
+  };
+  const entries = read();
+  // Awaited by the caller, possibly after its own walk failed: never an unhandled rejection.
+  entries.catch(() => undefined);
   const apply = header(res, APPLY_HEADER) === 'all' ? 'all' : 'user';
   const xattrs = header(res, XATTRS_HEADER) === 'all' ? 'all' : 'user';
   return { entries, apply, xattrs };
+}
+
+/** The remote entries and the local manifest, the two walks running at the same time. */
+async function bothManifests(
+  remote: Promise<ManifestEntry[]>,
+  local: Promise<ManifestEntry[]>,
+): Promise<[ManifestEntry[], ManifestEntry[]]> {
+  // Either may fail while the other is awaited: neither is an unhandled rejection.
+  local.catch(() => undefined);
+  remote.catch(() => undefined);
+  try {
+    return [await remote, await local];
+  } finally {
+    // Whichever failed first, the other is settled before the error goes on.
+    await Promise.allSettled([remote, local]);
+  }
 }
 
 /** The plan's options for a receiver that applies `rule` ('all': root for root). */
@@ -151,7 +175,10 @@ export async function pushSync(
   // Before the server's first answer the rule is not known; a missing directory has nothing to compare.
   const xattrs = remote?.xattrs ?? 'user';
   const sockets: string[] = [];
-  const local = await localManifest(localDir, { xattrs, checksum: options.checksum === true, sockets });
+  const [remoteEntries, local] = await bothManifests(
+    remote?.entries ?? Promise.resolve([]),
+    localManifest(localDir, { xattrs, checksum: options.checksum === true, sockets }),
+  );
   if (local.length === 0) {
     throw new LocalFileError(
       'read',
@@ -159,7 +186,7 @@ export async function pushSync(
       Object.assign(new Error('no such directory'), { code: 'ENOENT' }),
     );
   }
-  const plan = planSync(local, remote?.entries ?? [], planOptions(options, apply));
+  const plan = planSync(local, remoteEntries, planOptions(options, apply));
   const nothing = { plan, skipped: [], unsendable: sockets };
   if (options.dryRun === true || (plan.send.length === 0 && plan.delete.length === 0)) return nothing;
   const packed = await packTar(localDir, options.onProgress, {
@@ -203,8 +230,11 @@ export async function pullSync(
     missingOk: false,
     signal: options.signal,
   }))!;
-  const local = await localManifest(localDir, { xattrs: rule.xattrs, checksum: options.checksum === true });
-  const plan = planSync(remote.entries, local, planOptions(options, receiver));
+  const [remoteEntries, local] = await bothManifests(
+    remote.entries,
+    localManifest(localDir, { xattrs: rule.xattrs, checksum: options.checksum === true }),
+  );
+  const plan = planSync(remoteEntries, local, planOptions(options, receiver));
   if (options.dryRun === true) return { plan, skipped: [], unsendable: [] };
   if (plan.delete.length > 0) await deleteLocal(localDir, plan.delete);
   if (plan.send.length === 0) return { plan, skipped: [], unsendable: [] };
