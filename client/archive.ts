@@ -19,12 +19,12 @@ import { codeOf, isNullgateError } from '../core/errors.js';
 import { createHash } from 'node:crypto';
 import {
   type ManifestEntry,
-  type ManifestType,
   type XattrScope,
   manifestEntry,
+  manifestTypeOfMode,
   xattrDigest,
 } from '../core/manifest.js';
-import { fsPath } from '../core/name-bytes.js';
+import { compareNames, fsPath } from '../core/name-bytes.js';
 import { ancestorsOf, joinRel } from '../core/rel-path.js';
 import { processIds, setRule } from '../core/set-rule.js';
 import { entryPath, unsafeEntry } from '../core/tar-entry.js';
@@ -159,11 +159,6 @@ export interface PackedTar {
 /** Bytes read from a file at a time. */
 const READ_CHUNK = 256 * 1024;
 
-/** Byte order of names, as GNU tar --sort=name and the server's archives have it. */
-function byteOrder(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
-}
-
 /**
  * The data segments of a file that has holes (fewer blocks allocated than its size says), found
  * with SEEK_DATA/SEEK_HOLE; undefined for a file without holes.
@@ -242,7 +237,7 @@ async function* localWalk(root: BeneathRoot, enter?: ReadonlySet<string>): Async
     const names: string[] = [];
     for await (const d of root.readdir(rel)) names.push(d.name);
     const children = names
-      .sort(byteOrder)
+      .sort(compareNames)
       .map((name) => joinRel(rel, name))
       .filter((child) => enter === undefined || enter.has(child));
     // The lstats of a batch are asked for at once (the thread pool works on several), then
@@ -290,25 +285,6 @@ function localXattrs(root: BeneathRoot) {
       throw err;
     }
   };
-}
-
-function manifestTypeOf(mode: number): ManifestType | undefined {
-  switch (mode & fsc.S_IFMT) {
-    case fsc.S_IFREG:
-      return 'file';
-    case fsc.S_IFDIR:
-      return 'dir';
-    case fsc.S_IFLNK:
-      return 'symlink';
-    case fsc.S_IFIFO:
-      return 'fifo';
-    case fsc.S_IFCHR:
-      return 'char';
-    case fsc.S_IFBLK:
-      return 'block';
-    default:
-      return undefined;
-  }
 }
 
 /** sha-256 (hex) of a local file's content. */
@@ -366,7 +342,7 @@ export async function localManifest(
       if (pending.length >= BATCH) await flush();
       rel = e.rel;
       const { st } = e;
-      const type = manifestTypeOf(st.mode);
+      const type = manifestTypeOfMode(st.mode);
       if (type === undefined) {
         if ((st.mode & fsc.S_IFMT) === fsc.S_IFSOCK) options.sockets?.push(e.rel);
         continue;

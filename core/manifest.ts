@@ -12,6 +12,7 @@
  * `\udcXX` escape, as listings do, and JSON.parse gives back the same string.
  */
 import { createHash } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
 
 import { nameToBytes } from './name-bytes.js';
 
@@ -19,6 +20,26 @@ import { nameToBytes } from './name-bytes.js';
 export type ManifestType = 'file' | 'dir' | 'symlink' | 'fifo' | 'char' | 'block';
 
 export const MANIFEST_TYPES: readonly ManifestType[] = ['file', 'dir', 'symlink', 'fifo', 'char', 'block'];
+
+/** An entry's type from its stat mode (undefined for a socket, which no tree carries). */
+export function manifestTypeOfMode(mode: number): ManifestType | undefined {
+  switch (mode & fsc.S_IFMT) {
+    case fsc.S_IFREG:
+      return 'file';
+    case fsc.S_IFDIR:
+      return 'dir';
+    case fsc.S_IFLNK:
+      return 'symlink';
+    case fsc.S_IFIFO:
+      return 'fifo';
+    case fsc.S_IFCHR:
+      return 'char';
+    case fsc.S_IFBLK:
+      return 'block';
+    default:
+      return undefined;
+  }
+}
 
 export interface ManifestEntry {
   /** Relative to the synced directory; '' is the directory itself. */

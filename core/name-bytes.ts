@@ -85,3 +85,11 @@ export function encodeNameComponent(name: string): string {
 export function fsPath(p: string): string | Buffer {
   return SURROGATE.test(p) ? nameToBytes(p) : p;
 }
+
+/**
+ * Byte order of two names (what `sort` in the C locale and GNU tar --sort=name give): by their
+ * bytes, so a name that is not UTF-8 sorts by its raw bytes, not by its surrogate escapes.
+ */
+export function compareNames(a: string, b: string): number {
+  return Buffer.compare(nameToBytes(a), nameToBytes(b));
+}

@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { constants as osc } from 'node:os';
 import { promisify } from 'node:util';
 
-import { nameToBytes } from '../core/name-bytes.js';
+import { compareNames } from '../core/name-bytes.js';
 import { baseOf, displayPath, isTempName, joinRel, normalizeRel, parentOf } from '../core/rel-path.js';
 import { check, native, systemError } from './binding.js';
 import type { NativeStat, SystemError } from './binding.js';
@@ -714,15 +714,10 @@ export async function closeFd(fd: number): Promise<void> {
   await closeAsync(fd);
 }
 
-/** Byte order of names (what `sort` in the C locale and GNU tar --sort=name give). */
-function byteOrder(a: string, b: string): number {
-  return Buffer.compare(nameToBytes(a), nameToBytes(b));
-}
-
 async function readXattrsAt(fd: number, rel: string, shown: string): Promise<Xattr[]> {
   const names = check(await native.fsListXattr(fd, rel), 'listxattr', { path: shown });
   const out: Xattr[] = [];
-  for (const name of names.sort(byteOrder)) {
+  for (const name of names.sort(compareNames)) {
     const rc = await native.fsGetXattr(fd, rel, name);
     if (rc === -ENODATA) continue;
     out.push({ name, value: check(rc, 'getxattr', { path: shown }) });

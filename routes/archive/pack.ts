@@ -33,6 +33,7 @@ import {
   type XattrScope,
   manifestEntry,
   manifestLine,
+  manifestTypeOfMode,
   xattrDigest,
 } from '../../core/manifest.js';
 import { nameToBytes } from '../../core/name-bytes.js';
@@ -115,26 +116,6 @@ export interface ManifestOptions {
   readonly xattrs: XattrScope;
   /** The sha-256 (hex) of a regular file's content, from its open fd: `checksum=1`. */
   readonly checksum?: (fd: number, st: BeneathStat, rel: string) => Promise<string>;
-}
-
-/** A manifest entry's type from a stat (undefined for a socket, which no archive carries). */
-function manifestType(mode: number): ManifestType | undefined {
-  switch (mode & fsc.S_IFMT) {
-    case fsc.S_IFREG:
-      return 'file';
-    case fsc.S_IFDIR:
-      return 'dir';
-    case fsc.S_IFLNK:
-      return 'symlink';
-    case fsc.S_IFIFO:
-      return 'fifo';
-    case fsc.S_IFCHR:
-      return 'char';
-    case fsc.S_IFBLK:
-      return 'block';
-    default:
-      return undefined;
-  }
 }
 
 /**
@@ -398,7 +379,7 @@ class TreeWriter {
     }
     if (--first.left <= 0) this.#links.delete(key);
     if (this.#manifest !== undefined) {
-      return this.#line(name, manifestType(st.mode) ?? 'file', st, undefined, { link: first.name });
+      return this.#line(name, manifestTypeOfMode(st.mode) ?? 'file', st, undefined, { link: first.name });
     }
     return encodeHeader({
       ...this.#spec(name, st, []),
@@ -462,7 +443,7 @@ class TreeWriter {
       return;
     }
     if (this.#manifest !== undefined) {
-      const type = manifestType(st.mode);
+      const type = manifestTypeOfMode(st.mode);
       if (type === undefined) return;
       yield this.#line(name, type, st, xattrs, {
         ...(type === 'symlink' && { target: linkname }),

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 
-import { bytesToName, encodeNameComponent, nameToBytes } from '../../core/name-bytes.js';
+import { bytesToName, compareNames, encodeNameComponent, nameToBytes } from '../../core/name-bytes.js';
 import { decodeFilePath } from '../../routes/url-path.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replaceAll(' ', ''), 'hex');
@@ -74,5 +74,24 @@ describe('encodeNameComponent: encodeURIComponent for names that are bytes', () 
         expect(nameToBytes(decodeFilePath(`/${encodeNameComponent(name)}`).rel)).toEqual(bytes);
       }
     }
+  });
+});
+
+describe('compareNames: byte order of names, raw bytes included', () => {
+  const name = (...bytes: number[]): string => bytesToName(Buffer.from(bytes));
+  it.each([
+    ['a', 'b', -1],
+    ['B', 'a', -1],
+    ['a', 'a', 0],
+    ['a', 'a.b', -1],
+    ['a/b', 'a.b', 1],
+    // é is C3 A9 in UTF-8: after every ASCII name, before a raw byte 0xE9.
+    ['\u00e9', 'z', 1],
+    [name(0xe9), '\u00e9', 1],
+    // A raw 0x80 sorts before the UTF-8 of U+FFFD (EF BF BD), which Buffer.from would give it.
+    [name(0x80), '\ufffd', -1],
+  ])('%j against %j', (a, b, sign) => {
+    expect(Math.sign(compareNames(a, b))).toBe(sign);
+    expect(Math.sign(compareNames(b, a))).toBe(-sign || 0);
   });
 });

@@ -1,3 +1,5 @@
+import { constants as fsc } from 'node:fs';
+
 import { describe, expect, it } from 'vitest';
 
 import {
@@ -6,6 +8,7 @@ import {
   ManifestSplitter,
   manifestEntry,
   manifestLine,
+  manifestTypeOfMode,
   parseManifestLine,
   xattrDigest,
 } from '../../core/manifest.js';
@@ -250,5 +253,19 @@ describe('xattrDigest', () => {
     expect(xattrDigest([user, sec], 'all')).toBe(xattrDigest([sec, user], 'all'));
     expect(xattrDigest([user, sec], 'user')).toBe(xattrDigest([user], 'all'));
     expect(xattrDigest([user], 'all')).not.toBe(xattrDigest([{ ...user, value: Buffer.from('2') }], 'all'));
+  });
+});
+
+describe('manifestTypeOfMode', () => {
+  it.each([
+    [fsc.S_IFREG | 0o644, 'file'],
+    [fsc.S_IFDIR | 0o1777, 'dir'],
+    [fsc.S_IFLNK | 0o777, 'symlink'],
+    [fsc.S_IFIFO | 0o600, 'fifo'],
+    [fsc.S_IFCHR | 0o620, 'char'],
+    [fsc.S_IFBLK | 0o660, 'block'],
+    [fsc.S_IFSOCK | 0o755, undefined],
+  ])('mode %o is %s', (mode, type) => {
+    expect(manifestTypeOfMode(mode)).toBe(type);
   });
 });
