@@ -147,6 +147,32 @@ function localError(err: unknown, dir: string, name: string): unknown {
   return new LocalFileError('write', local, err);
 }
 
+/**
+ * Sends a packed tree as the body of the request `send` makes, and returns its response once the
+ * tree was read whole. A local read failure is reported as the cause, before the request's own
+ * error or answer, which it brought about (the body cut short: "entry destroyed", a 400).
+ */
+export async function sendPacked<R extends { body: { dump(): Promise<unknown> } }>(
+  packed: PackedTar,
+  send: (body: Readable) => Promise<R>,
+): Promise<R> {
+  let res: R;
+  try {
+    res = await send(packed.stream);
+  } catch (err) {
+    packed.stream.destroy();
+    const localErr = packed.error();
+    if (localErr instanceof LocalFileError) throw localErr;
+    throw err;
+  }
+  const localErr = packed.error();
+  if (localErr !== undefined) {
+    await res.body.dump();
+    throw localErr;
+  }
+  return res;
+}
+
 export interface PackedTar {
   /** The tar stream, to send as a request body. */
   readonly stream: Readable;

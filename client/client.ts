@@ -828,28 +828,15 @@ export class Client {
 
   /** Puts the contents of LOCAL_DIR into REMOTE_DIR, as one tar stream to PUT /archive. */
   async push(localDir: string, remoteDir: string, options: ArchiveOptions = {}): Promise<PushResult> {
-    const { packTar } = await import('./archive.js');
+    const { packTar, sendPacked } = await import('./archive.js');
     const packed = await packTar(localDir, options.onProgress);
-    let res: Dispatcher.ResponseData;
-    try {
-      res = await this.#checked('PUT', archivePath(remoteDir), {
+    const res = await sendPacked(packed, (body) =>
+      this.#checked('PUT', archivePath(remoteDir), {
         headers: { 'content-type': 'application/x-tar' },
-        body: packed.stream,
+        body,
         signal: options.signal,
-      });
-    } catch (err) {
-      packed.stream.destroy();
-      // A local read failure is the cause; anything else packing reports ("entry destroyed")
-      // is the consequence of the request failing.
-      const localErr = packed.error();
-      if (localErr instanceof LocalFileError) throw localErr;
-      throw err;
-    }
-    const localErr = packed.error();
-    if (localErr !== undefined) {
-      await res.body.dump();
-      throw localErr;
-    }
+      }),
+    );
     const out = await this.#json<{ files?: number; dirs?: number; bytes?: number }>(
       res,
       'PUT',

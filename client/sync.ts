@@ -30,7 +30,7 @@ import { processIds, setRule } from '../core/set-rule.js';
 import { type SyncPlan, planSync } from '../core/sync-plan.js';
 import { unsafeEntry } from '../core/tar-entry.js';
 import { BeneathRoot } from '../native/beneath.js';
-import { extractTar, localManifest, packTar, type PullResult } from './archive.js';
+import { extractTar, localManifest, packTar, type PullResult, sendPacked } from './archive.js';
 import { LocalFileError, PartialTransferError, discardBody, isAbort, responseError } from './client-error.js';
 import type { ProgressCallback } from './local-file.js';
 
@@ -187,31 +187,23 @@ export async function pushSync(
     );
   }
   const plan = planSync(local, remoteEntries, planOptions(options, apply));
-  const nothing = { plan, skipped: [], unsendable: sockets };
-  if (options.dryRun === true || (plan.send.length === 0 && plan.delete.length === 0)) return nothing;
+  const result = { plan, skipped: [], unsendable: sockets };
+  if (options.dryRun === true || (plan.send.length === 0 && plan.delete.length === 0)) return result;
   const packed = await packTar(localDir, options.onProgress, {
     select: new Set(plan.send),
     deletions: plan.delete,
   });
   const url = `${urlPath}?sync=1`;
-  let res: Dispatcher.ResponseData;
-  try {
-    res = await client.request('PUT', url, {
+  const res = await sendPacked(packed, (body) =>
+    client.request('PUT', url, {
       headers: { 'content-type': 'application/x-tar' },
-      body: packed.stream,
+      body,
       signal: options.signal,
-    });
-  } catch (err) {
-    packed.stream.destroy();
-    const localErr = packed.error();
-    if (localErr instanceof LocalFileError) throw localErr;
-    throw err;
-  }
+    }),
+  );
   if (res.statusCode < 200 || res.statusCode > 299) throw await responseError(res, 'PUT', url, client.socket);
   await discardBody(res.body);
-  const localErr = packed.error();
-  if (localErr !== undefined) throw localErr;
-  return { plan, skipped: [], unsendable: sockets };
+  return result;
 }
 
 /** `pull --sync REMOTE_DIR LOCAL_DIR`. */
