@@ -6,6 +6,7 @@
 import type { Socket } from 'node:net';
 import type { ErrorCode } from '../core/errors.js';
 import { inFlightResponse } from '../native/node-internals.js';
+import { cutLingering } from '../routes/linger.js';
 import { closeWithError, rawErrorResponse } from '../routes/raw-error.js';
 import type { LimitHit } from './limit-log.js';
 import { peerOf } from './listen.js';
@@ -24,14 +25,18 @@ function clientErrorBody(err: NodeJS.ErrnoException): [number, ErrorCode, string
 
 /**
  * Cuts a connection whose request being answered is itself broken (a bad or too slow body, see
- * also gateway/body-rate.ts): its handler may still write, so the connection is closed now, with
- * the error written raw only if nothing of a response was sent yet.
+ * also gateway/body-rate.ts): its handler may still read or write, so the connection is closed
+ * for Node now (the request aborted), with the error written raw only if nothing of a response
+ * was sent or queued yet, and closed lingering (routes/linger.ts cutLingering): a client still
+ * sending its body reads the answer instead of a reset.
  */
 export function cutRequest(socket: Socket, status: number, code: ErrorCode, message: string): void {
   const inflight = inFlightResponse(socket);
-  if (socket.writable && inflight?.headersSent !== true)
-    socket.write(rawErrorResponse(status, code, message));
-  socket.destroy();
+  const answer =
+    socket.writable && inflight?.headersSent !== true && socket.writableLength === 0
+      ? rawErrorResponse(status, code, message)
+      : undefined;
+  cutLingering(socket, answer);
 }
 
 /** Fastify's `clientErrorHandler`: each refusal is told to `limitHit`. */

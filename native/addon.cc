@@ -110,6 +110,12 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), ng::fd_close(fd));
 }
 
+// The fd is borrowed; the duplicate is the caller's to wrap (a net.Socket then owns it).
+Napi::Value Dup(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "Usage: dup(fd: number)");
+  return Napi::Number::New(info.Env(), ng::fd_dup(fd));
+}
+
 // Blocks the JS thread for one thread create/join (tens of microseconds, once at start-up); an
 // AsyncWorker would make `listen` asynchronous for no gain.
 Napi::Value ListenInNetns(const Napi::CallbackInfo& info) {
@@ -171,6 +177,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("peerRoot", Napi::Function::New(env, PeerRoot, "peerRoot"));
   exports.Set("sockInfo", Napi::Function::New(env, SockInfo, "sockInfo"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
+  exports.Set("dup", Napi::Function::New(env, Dup, "dup"));
   exports.Set("listenInNetns", Napi::Function::New(env, ListenInNetns, "listenInNetns"));
   exports.Set("sendDatagram", Napi::Function::New(env, SendDatagram, "sendDatagram"));
   exports.Set("reportTransientMemory", Napi::Function::New(env, ReportTransientMemory, "reportTransientMemory"));

@@ -76,6 +76,8 @@ export interface NativeBinding {
   peerRoot(fd: number): PeerRoot | number;
   sockInfo(fd: number): SocketInfo | number;
   close(fd: number): number;
+  /** A close-on-exec duplicate of `fd` (F_DUPFD_CLOEXEC), or a negative errno; the caller owns it. */
+  dup(fd: number): number;
   /** A listening fd made inside another network namespace, or the failing errno and syscall. */
   listenInNetns(
     nsPath: string,

@@ -100,6 +100,11 @@ int sock_info(int fd, SockInfo* out) {
 
 int fd_close(int fd) { return ::close(fd) < 0 ? -errno : 0; }
 
+int fd_dup(int fd) {
+  int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  return copy < 0 ? -errno : copy;
+}
+
 int sock_listen_in_netns(const char* ns_path, const uint8_t* path, size_t len, int backlog, const char** failed) {
   int result = -EINVAL;
   const char* syscall_name = "setns";

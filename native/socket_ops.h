@@ -39,6 +39,10 @@ struct SockInfo {
 // SO_DOMAIN / SO_TYPE / SO_ACCEPTCONN, to vet inherited (socket-activated) fds.
 int sock_info(int fd, SockInfo* out);
 int fd_close(int fd);
+// fcntl(F_DUPFD_CLOEXEC): a second fd on the same open socket. The socket is released (and a
+// peer with unsent data reset) only when its last fd is closed, so the duplicate keeps the
+// connection open after the first fd is closed (routes/linger.ts cutLingering).
+int fd_dup(int fd);
 
 // socket + bind + listen inside the network namespace `ns_path` (a /proc/PID/ns/net or
 // /run/netns/NAME file). The socket belongs to the namespace it was created in, so a short-lived

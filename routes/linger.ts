@@ -1,13 +1,22 @@
 /**
  * Lingering close (nginx's lingering_close): answer, send FIN, then read and discard what the
- * client is still sending, until it stops (LINGER_IDLE_MS of silence) or for LINGER_MS at most. Closing a unix socket that has
- * unread data makes the kernel report ECONNRESET to the peer (af_unix: unix_release_sock), and a
- * client still writing a body it was refused mid-way (507, 413, 403) then loses the answer
- * that was already in its receive queue.
+ * client is still sending, until it stops (LINGER_IDLE_MS of silence) or for LINGER_MS at most.
+ * Closing a unix socket that has unread data makes the kernel report ECONNRESET to the peer
+ * (af_unix: unix_release_sock), and its next write fails with EPIPE: a client still writing a
+ * body it was refused or cut mid-way (507, 413, 403, 408) then stops at the failed write (curl:
+ * "Send failure: Broken pipe", or "Recv failure: Connection reset by peer") and never reads the
+ * answer already in its receive queue.
+ *
+ * The bounds are time only, as nginx's are (lingering_time 30 s, lingering_timeout 5 s), here
+ * shorter because the peer is local: a client that answers nothing for LINGER_IDLE_MS after
+ * its answer was sent is done, and none is drained longer than LINGER_MS. No byte bound: a local
+ * client sends a body at memory speed, so any bound in bytes would cut, and reset, the very
+ * client that is about to read its answer, while the time bound already caps what draining costs.
  */
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import type { FastifyReply } from 'fastify';
-import { replaceDestroySoon } from '../native/node-internals.js';
+import { native } from '../native/binding.js';
+import { replaceDestroySoon, socketFd } from '../native/node-internals.js';
 
 /** How long a refused connection is drained at most (bounds what a hostile client can hold). */
 export const LINGER_MS = 2000;
@@ -38,6 +47,31 @@ export function lingeringClose(socket: Socket, data?: string | Buffer, maxMs = L
     clearTimeout(timer);
     clearInterval(idle);
   });
+}
+
+/**
+ * Cuts `socket` for everything in Node that uses it, as destroy() does (its request is
+ * aborted, a native transfer on it cancelled, the server's count of connections drops), and
+ * lingers on a duplicate of its fd: the kernel releases a socket with its last fd, so the
+ * connection stays open under the duplicate, which answers `data` and drains the client. The
+ * HTTP parser is gone with the socket: nothing the client sends after the cut reaches a route.
+ * A socket with no fd of its own (a mock, a TLS socket) is destroyed after `data` is written.
+ */
+export function cutLingering(socket: Socket, data?: string, maxMs = LINGER_MS): void {
+  if (socket.destroyed) return;
+  const fd = socketFd(socket);
+  const copy = fd >= 0 ? native.dup(fd) : -1;
+  if (copy < 0) {
+    if (data !== undefined && socket.writable) socket.write(data);
+    socket.destroy();
+    return;
+  }
+  socket.destroy();
+  // From here the duplicate's Socket owns `copy`: it closes it when destroyed.
+  const twin = new Socket({ fd: copy, readable: true, writable: true });
+  // EPIPE or ECONNRESET: the client is gone, there is nothing left to linger for.
+  twin.on('error', () => twin.destroy());
+  lingeringClose(twin, data, maxMs);
 }
 
 /**

@@ -17,7 +17,14 @@ import { parseAddress } from '../../core/address.js';
 import type { Limits } from '../../core/limits.js';
 import { connectFd } from '../../native/socket.js';
 import { DEFAULT_LIMITS, resolveLimits } from '../../core/limits.js';
-import { connectSocket, parseResponse, rawRequest, uniqueName } from '../helpers/sockets.js';
+import { settlesWithin } from '../helpers/bounds.js';
+import { connectSocket, openFdCount, parseResponse, rawRequest, uniqueName } from '../helpers/sockets.js';
+
+/** Resolves true once this process holds no more fds than `count` (polled every 50 ms). */
+async function waitForFds(count: number): Promise<boolean> {
+  while (openFdCount() > count) await sleep(50);
+  return true;
+}
 
 /**
  * Sends `head`, then one byte of body every `everyMs` until the server closes (or `maxBytes`).
@@ -62,6 +69,76 @@ function trickle(
       clearInterval(timer);
       clearTimeout(hang);
       resolve({ answer: Buffer.concat(chunks), sent });
+    });
+    send(head);
+  });
+}
+
+interface SendOutcome {
+  readonly answer: Buffer;
+  /** Errors of the client's writes and reads, by code, before it stopped sending on its own. */
+  readonly errors: readonly string[];
+  /** Whether a write failed because the server had closed the connection (EPIPE). */
+  readonly cutOff: boolean;
+}
+
+/**
+ * Sends `head`, then 16 KiB of body every 5 ms, with write(2) on the fd as `trickle` does. With
+ * `stopOnAnswer`, it behaves as curl does on an early answer: once the whole answer is in, it
+ * writes the block it has at hand (64 KiB) and stops sending, reading on until the server
+ * closes. Without, it sends on for ever (only the server's close stops it) and ignores its EOF.
+ */
+function sendUntilCut(address: string, head: string, stopOnAnswer: boolean): Promise<SendOutcome> {
+  return new Promise((resolve, reject) => {
+    const fd = connectFd(parseAddress(address));
+    // allowHalfOpen: the client's own FIN is never what stops it; the server's close is.
+    const socket = new Socket({ fd, readable: true, writable: true, allowHalfOpen: !stopOnAnswer });
+    const chunks: Buffer[] = [];
+    const errors: string[] = [];
+    let cutOff = false;
+    let sending = true;
+    const block = Buffer.alloc(16 * 1024, 0x61);
+    const send = (data: string | Buffer): void => {
+      if (socket.destroyed) return; // its fd is closed, and its number may be reused
+      try {
+        if (typeof data === 'string') writeSync(fd, data);
+        else writeSync(fd, data);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
+        if (code === 'EAGAIN') return; // the server reads slower than this: not an error
+        if (code === 'EPIPE') cutOff = true;
+        if (sending || stopOnAnswer) errors.push(code);
+        sending = false;
+        // The endless sender has nothing else that would close its half-open socket.
+        if (!stopOnAnswer) socket.destroy();
+      }
+    };
+    const answered = (): boolean => {
+      const all = Buffer.concat(chunks);
+      const res = parseResponse(all);
+      const length = Number(res.headers['content-length'] ?? NaN);
+      return res.status >= 200 && res.body.length === length;
+    };
+    socket.on('error', (err: NodeJS.ErrnoException) => errors.push(err.code ?? 'unknown'));
+    socket.on('data', (c: Buffer) => {
+      chunks.push(c);
+      if (stopOnAnswer && sending && answered()) {
+        send(Buffer.alloc(64 * 1024, 0x62));
+        sending = false;
+      }
+    });
+    const timer = setInterval(() => {
+      if (sending) send(block);
+    }, 5);
+    const hang = setTimeout(() => {
+      clearInterval(timer);
+      socket.destroy();
+      reject(new Error('the connection was not closed within 20 s'));
+    }, 20_000);
+    socket.on('close', () => {
+      clearInterval(timer);
+      clearTimeout(hang);
+      resolve({ answer: Buffer.concat(chunks), errors, cutOff });
     });
     send(head);
   });
@@ -153,6 +230,56 @@ describe('a request body too slow, or not whole in time, is 408 and frees its up
     expect408(answer, /not whole within 1\.5 s/);
     expect(existsSync(join(dir, 'long.txt'))).toBe(false);
     await expectSlotFree();
+  });
+
+  // A client sending 3.2 MB/s where 100 MiB/s are asked: cut at the first window, on the JS path
+  // (the parser reads the body) and on the native one (a thread splices it; the cut cancels it).
+  const tooSlowForIt = { bodyMinRate: 100 * 2 ** 20, bodyRateWindowMs: 500, bodyTimeoutMs: 0 };
+
+  it.each([
+    ['through Node', '0'],
+    ['received natively', 'always'],
+  ])(
+    'a client still sending when cut (%s) reads the whole 408, not a reset (lingering close)',
+    async (_how, mode) => {
+      const before = process.env.NULLGATE_ZERO_COPY_UPLOADS;
+      process.env.NULLGATE_ZERO_COPY_UPLOADS = mode;
+      try {
+        await start(tooSlowForIt);
+        const fds = openFdCount();
+        const { answer, errors } = await sendUntilCut(
+          address,
+          `PUT /files/cut.bin HTTP/1.1\r\nHost: x\r\nContent-Length: ${2 ** 40}\r\n\r\n`,
+          true,
+        );
+        expect408(answer, /too slow/);
+        // Neither a write refused (EPIPE) nor the answer followed by ECONNRESET.
+        expect(errors).toEqual([]);
+        expect(existsSync(join(dir, 'cut.bin'))).toBe(false);
+        await expectSlotFree();
+        expect(await settlesWithin(waitForFds(fds), 10_000, 'the fds of the cut connection closed')).toBe(
+          true,
+        );
+      } finally {
+        if (before === undefined) delete process.env.NULLGATE_ZERO_COPY_UPLOADS;
+        else process.env.NULLGATE_ZERO_COPY_UPLOADS = before;
+      }
+    },
+  );
+
+  it('a client that never stops sending after the 408 is closed all the same (the linger is bounded)', async () => {
+    await start(tooSlowForIt);
+    const fds = openFdCount();
+    // sendUntilCut's own bound (20 s, ten times LINGER_MS) fails the test if the server waits on.
+    const { answer, cutOff } = await sendUntilCut(
+      address,
+      `PUT /files/endless.bin HTTP/1.1\r\nHost: x\r\nContent-Length: ${2 ** 40}\r\n\r\n`,
+      false,
+    );
+    expect408(answer, /too slow/);
+    expect(cutOff).toBe(true);
+    expect(existsSync(join(dir, 'endless.bin'))).toBe(false);
+    expect(await settlesWithin(waitForFds(fds), 10_000, 'the fds of the cut connection closed')).toBe(true);
   });
 
   it('a large body sent at full speed is not cut, whatever the window', async () => {

@@ -2,12 +2,15 @@ import { createServer, type Server, Socket } from 'node:net';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { constants } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatAddress, parseAddress } from '../../core/address.js';
 import { native, systemError } from '../../native/binding.js';
 import { ACCEPT_BATCH, listenAbstract } from '../../gateway/listen.js';
 import { adoptListener, bindListener, connectFd } from '../../native/socket.js';
 import { connectSocket, openFdCount, uniqueName } from '../helpers/sockets.js';
+
+const { EBADF } = constants.errno;
 
 const servers: Server[] = [];
 afterEach(async () => {
@@ -114,6 +117,25 @@ describe('native binding: exact-length abstract names', () => {
     native.reportTransientMemory(-5);
     // Only its own transient bytes are reported, and taken back: nothing accumulates.
     expect(Math.abs(process.memoryUsage().external - before)).toBeLessThan(8 * 1024 * 1024);
+  });
+
+  it('dup: a second fd keeps a connection open after the first is closed', async () => {
+    const address = uniqueName('dup');
+    await echoServer(address, 'still here');
+    const fd = connectFd(parseAddress(address));
+    const copy = native.dup(fd);
+    expect(copy).toBeGreaterThan(fd);
+    expect(native.close(fd)).toBe(0);
+    const socket = new Socket({ fd: copy, readable: true, writable: true });
+    const data = await new Promise<string>((resolve, reject) => {
+      let got = '';
+      socket.on('data', (c: Buffer) => (got += c.toString()));
+      socket.on('end', () => resolve(got));
+      socket.on('error', reject);
+    });
+    socket.destroy();
+    expect(data).toBe('still here');
+    expect(native.dup(-1)).toBe(-EBADF);
   });
 
   it('no fd leaks over 500 binds, connects and failures', async () => {
