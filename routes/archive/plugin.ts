@@ -15,10 +15,10 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 
 import { codeOf, fsError, ngError } from '../../core/errors.js';
 import { APPLY_HEADER, MANIFEST_TYPE, XATTRS_HEADER, type XattrScope } from '../../core/manifest.js';
-import { encodeNameComponent } from '../../core/name-bytes.js';
 import { baseOf, displayPath, isTempName, normalizeRel } from '../../core/rel-path.js';
 import { type Ids, processIds, setRule } from '../../core/set-rule.js';
 import { type BeneathRoot, type BeneathStat, closeFd } from '../../native/beneath.js';
+import { contentDisposition } from '../content-disposition.js';
 import { DigestCache } from '../digest.js';
 import { strongEtag } from '../etag.js';
 import { methodNotAllowed } from '../files.js';
@@ -198,10 +198,7 @@ export const archiveRoutes: FastifyPluginAsync<ArchiveRoutesOptions> = async (ap
     });
     const name = rel === '' ? 'root' : baseOf(rel);
     void reply
-      .header(
-        'content-disposition',
-        `attachment; filename="${encodeNameComponent(name)}.tar${gzip ? '.gz' : ''}"`,
-      )
+      .header('content-disposition', contentDisposition(`${name}.tar${gzip ? '.gz' : ''}`))
       .header('cache-control', 'no-store')
       .type(gzip ? 'application/gzip' : 'application/x-tar');
     if (!gzip && request.method !== 'HEAD' && zeroCopyAvailable()) {
