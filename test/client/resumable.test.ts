@@ -31,6 +31,8 @@ function leftovers(root: string): string[] {
  * client has sent more than `cuts[k]` bytes through it (on the very first connection, only after
  * the server has answered something: its 104 naming the resource; a cut before that cannot be
  * resumed, by design, the draft's optimistic creation). After the last cut everything passes.
+ * The bytes up to the cut reach the server, never one more: a client that got there before the
+ * 104 did (a busy server) is held, its bytes past the cut unforwarded, until the 104 has passed.
  */
 async function cuttingProxy(name: string, upstream: string, cuts: number[]): Promise<net.Server> {
   let connections = 0;
@@ -41,22 +43,42 @@ async function cuttingProxy(name: string, upstream: string, cuts: number[]): Pro
     const target = new net.Socket({ fd, readable: true, writable: true });
     let sent = 0;
     let answered = !first;
+    // The cut is due but waits for the server's first answer (held: the client is paused).
+    let held = false;
+    let cutDone = false;
     client.on('error', () => undefined);
     target.on('error', () => undefined);
+    // What reached the server so far stays there (then EOF mid-body); the client is cut off.
+    const cut = (): void => {
+      cutDone = true;
+      client.destroy();
+      target.end();
+    };
     client.on('data', (chunk: Buffer) => {
-      sent += chunk.length;
+      if (held || cutDone) return;
       const limit = cuts[made];
-      if (limit !== undefined && sent > limit && answered) {
+      sent += chunk.length;
+      if (limit !== undefined && sent > limit) {
         made++;
-        // What reached the proxy reaches the server (then EOF mid-body); the client is cut off.
-        client.destroy();
-        target.end(chunk.subarray(0, chunk.length - (sent - limit)));
+        target.write(chunk.subarray(0, chunk.length - (sent - limit)));
+        if (answered) {
+          cut();
+        } else {
+          held = true;
+          client.pause();
+        }
         return;
       }
       target.write(chunk);
     });
     target.on('data', (chunk: Buffer) => {
       answered = true;
+      if (held) {
+        // The 104 goes to the client first (it names the resource to resume), then the cut.
+        held = false;
+        client.write(chunk, () => cut());
+        return;
+      }
       client.write(chunk);
     });
     client.on('end', () => target.end());
