@@ -441,20 +441,21 @@ export interface CommitPlace {
 }
 
 /**
- * The end of every upload (a plain PUT and a completed resumable one): fsync the temporary,
- * make the missing parents, link (O_TMPFILE) or rename (`named`) it over the target, fsync the
- * directories whose names changed. Resolves with the new file's stat. On a throw the caller
- * still owns `fd` and `named` (unless the link was made: then the error came after it).
+ * The end of every upload (a plain PUT and a completed resumable one): fsync the temporary
+ * (unless the caller did: `synced`), make the missing parents, link (O_TMPFILE) or rename
+ * (`named`) it over the target, fsync the directories whose names changed. Resolves with the new
+ * file's stat. On a throw the caller still owns `fd` and `named` (unless the link was made: then
+ * the error came after it).
  */
 export async function commitTemporary(
   root: BeneathRoot,
   place: CommitPlace,
-  staged: { readonly fd: number; readonly named?: string | undefined },
+  staged: { readonly fd: number; readonly named?: string | undefined; readonly synced?: boolean },
 ): Promise<BeneathStat> {
   const { rel, shown, target, parent, near, mustBeNew } = place;
   const { fd, named } = staged;
   try {
-    await root.fsync(fd);
+    if (staged.synced !== true) await root.fsync(fd);
     if (near !== parent) await makeDirs(root, parent);
     if (named === undefined) {
       await root.linkTmpfile(fd, target, { replace: !mustBeNew });

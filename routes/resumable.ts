@@ -56,6 +56,7 @@ import {
   newUploadId,
   openPart,
   partPath,
+  persist,
   readDone,
   readMeta,
   removeResource,
@@ -185,8 +186,11 @@ function algorithmsOf(digests: ParsedDigest[]): DigestAlgorithm[] {
 /**
  * Appends the request's body to the data file (`fd`, at `offset`). A body cut short keeps what
  * arrived (§4.4.2: "append as much … as possible") and resolves `interrupted`; a body whose own
- * `Content-Digest` does not match is taken back (truncated to `offset`) and refused. The data is
- * fsynced before this returns, so an offset reported afterwards survives a crash.
+ * `Content-Digest` does not match is taken back (truncated to `offset`) and refused. Before this
+ * returns, what the resource keeps is durable: the data alone when the request `completes` the
+ * upload (the completion links it: nothing else of the resource needs to survive a crash),
+ * else the whole resource (upload-store.ts persist), so that an offset reported afterwards
+ * survives a crash; a resource that still holds nothing is not synced at all.
  */
 async function receive(
   ctx: ResumableContext,
@@ -200,12 +204,21 @@ async function receive(
     readonly content: ParsedDigest[];
     /** Also hash the content with these (digests of the whole, when it all comes in this request). */
     readonly hash?: DigestAlgorithm[] | undefined;
+    /** The request asks to complete the upload (Upload-Complete: ?1). */
+    readonly completes: boolean;
+    /** Runs before the resource is made durable when the request leaves it incomplete. */
+    readonly beforeKeep?: (() => Promise<void>) | undefined;
   },
 ): Promise<{ bytes: number; interrupted: boolean; digests: Map<DigestAlgorithm, Buffer> }> {
   let over: NullgateError | undefined;
   const overLimit = () => (over = limits.overLimit());
   const algorithms = [...new Set([...algorithmsOf(limits.content), ...(limits.hash ?? [])])];
   const progress = { bytes: 0 };
+  // The resource stays incomplete, holding `size` bytes.
+  const keep = async (size: number): Promise<void> => {
+    await limits.beforeKeep?.();
+    if (size > 0) await persist(ctx.root, limits.id, fd);
+  };
   let digests = new Map<DigestAlgorithm, Buffer>();
   let interrupted = false;
   try {
@@ -215,18 +228,21 @@ async function receive(
       // Past --max-upload or the declared length mid-body: the draft has the resource
       // deactivated ("marking the upload resource invalid"), so nothing of it stays.
       if (err === over) await removeResource(ctx.root, limits.id).catch(() => undefined);
-      else await ctx.root.fsync(fd);
+      else await keep(offset + progress.bytes);
       throw err;
     }
-    if (!endedEarly(err)) throw fsError(err, displayPath(UPLOADS_DIR));
+    if (!endedEarly(err)) {
+      // ENOSPC and the like: what was written stays, as for a body cut short.
+      await keep(offset + progress.bytes).catch(() => undefined);
+      throw fsError(err, displayPath(UPLOADS_DIR));
+    }
     interrupted = true;
   }
-  await ctx.root.fsync(fd);
   if (!interrupted) {
     for (const { algorithm, bytes } of limits.content) {
       if (!digests.get(algorithm)!.equals(bytes)) {
         await ftruncateAsync(fd, offset);
-        await ctx.root.fsync(fd);
+        await keep(offset);
         throw ngError(
           'NG_ERR_DIGEST_MISMATCH',
           `${algorithm} Content-Digest of this request's content does not match; nothing of it was appended (offset ${offset})`,
@@ -234,6 +250,10 @@ async function receive(
       }
     }
   }
+  // Completing: the data must be durable before it is linked (file-write.ts commitTemporary,
+  // told it is synced already); the rest of the resource goes with the completion.
+  if (limits.completes && !interrupted) await ctx.root.fsync(fd);
+  else await keep(offset + progress.bytes);
   return { bytes: progress.bytes, interrupted, digests: interrupted ? new Map() : digests };
 }
 
@@ -409,6 +429,7 @@ export async function createUpload(
           hash: complete
             ? algorithmsOf(meta.digests.flatMap((field) => parseDigestHeader(field)))
             : undefined,
+          completes: complete,
         });
         if (interrupted) throw endedEarlyError(shown, where, bytes);
         if (complete) return await completeUpload(ctx, meta, fd, bytes, reply, whole);
@@ -507,7 +528,8 @@ async function completeUpload(
     let after;
     if (await root.sameMount(UPLOADS_DIR, near).catch(() => false)) {
       await prepare(fd);
-      after = await commitTemporary(root, place, { fd, named: partPath(meta.id) });
+      // The data was fsynced as it was received (receive: `completes`).
+      after = await commitTemporary(root, place, { fd, named: partPath(meta.id), synced: true });
     } else {
       after = await copyAndCommit(root, place, fd, shown, prepare);
     }
@@ -589,7 +611,7 @@ async function find(ctx: ResumableContext, id: string, request: FastifyRequest):
   throw ngError('NG_ERR_NOT_FOUND', `no upload resource ${location(ctx, id)}`);
 }
 
-/** The offset of a live resource: its data file's size (fsynced after every request). */
+/** The offset of a live resource: its data file's size (made durable before a request that keeps it ends). */
 async function withPart<T>(
   ctx: ResumableContext,
   id: string,
@@ -680,10 +702,11 @@ export async function patchUpload(
           );
         }
         const length = declaredLength(request, offset, complete, meta.length);
-        if (length !== meta.length) {
-          meta = { ...meta, length };
-          await writeMeta(ctx.root, meta);
-        }
+        // A length declared now is kept on disk for the requests after this one: there are none
+        // when this one completes the upload, unless it is cut short.
+        const declared = length !== meta.length;
+        if (declared) meta = { ...meta, length };
+        if (declared && !complete) await writeMeta(ctx.root, meta);
         const cl = contentLength(request);
         if (cl !== undefined && offset + cl > ctx.maxUpload) {
           throw tooLarge(
@@ -693,14 +716,24 @@ export async function patchUpload(
           );
         }
         continueBody(request, reply);
-        const { bytes, interrupted } = await receive(ctx, fd, offset, request, {
+        const { bytes, interrupted, digests } = await receive(ctx, fd, offset, request, {
           id,
           limit: Math.min(ctx.maxUpload, meta.length ?? Infinity) - offset,
           overLimit: () => overLimit(ctx, reply, meta, shown),
           content,
+          // All of the representation in this one request (a creation without data, then one
+          // append from 0): its digests are hashed as it arrives, not read back at completion.
+          hash:
+            complete && offset === 0
+              ? algorithmsOf(meta.digests.flatMap((field) => parseDigestHeader(field)))
+              : undefined,
+          completes: complete,
+          beforeKeep: declared && complete ? () => writeMeta(ctx.root, meta) : undefined,
         });
         if (interrupted) throw endedEarlyError(shown, location(ctx, id), offset + bytes);
-        if (complete) return completeUpload(ctx, meta, fd, offset + bytes, reply);
+        // From offset 0 the digests of this request's content are those of the whole.
+        const whole = offset === 0 ? digests : undefined;
+        if (complete) return completeUpload(ctx, meta, fd, offset + bytes, reply, whole);
         return reply
           .code(204)
           .header('upload-complete', '?0')

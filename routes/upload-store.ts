@@ -12,6 +12,14 @@
  *                it (DoneMarker), so a client that lost the final answer can learn it with HEAD
  * Nothing is kept in memory, so a server restarted (or killed and started again) carries on.
  * Every access goes through the beneath-root layer by relative path, never a host path.
+ *
+ * Durability (a crash of the machine, not only of the server): the files are written without
+ * fsync, so a restarted server finds them (the page cache outlives the process), and `persist`
+ * makes a resource durable — its data, its metadata and both names — before an offset other than
+ * 0 is reported or kept: an upload resource that holds no data yet costs no fsync, and one that
+ * completes in the request that brings its data needs none of its state durable (the completion
+ * fsyncs the data and the target's directory, as a plain PUT does). A crash can lose a resource
+ * that holds nothing (the client starts again: HEAD is 404) but never acknowledged bytes.
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsc, readFile, writeFile } from 'node:fs';
@@ -91,18 +99,27 @@ async function ensureDir(root: BeneathRoot): Promise<void> {
   }
 }
 
-/** Writes a small JSON file whole or not at all: a temporary beside it, fsync, rename over. */
+/**
+ * Writes a small JSON file whole or not at all, for readers in this process and after a restart
+ * of it: a temporary beside it, renamed over. Not fsynced (see the top: `persist`).
+ */
 async function writeJson(root: BeneathRoot, rel: string, value: unknown): Promise<void> {
   const tmp = `${rel}.new`;
   const fd = await root.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC, 0o600);
   try {
     await writeFileAsync(fd, `${JSON.stringify(value)}\n`);
-    await root.fsync(fd);
   } finally {
     await closeFd(fd);
   }
   await root.rename(tmp, rel);
 }
+
+/**
+ * The resources whose metadata and names this process made durable (`persist`) and has not
+ * changed since; forgotten when they go. A restarted server starts empty, so the first `persist`
+ * after a restart syncs them again.
+ */
+const durable = new Set<string>();
 
 async function readJson<T>(root: BeneathRoot, rel: string): Promise<T | undefined> {
   let fd: number;
@@ -139,14 +156,13 @@ export async function countLive(root: BeneathRoot): Promise<number> {
 
 /**
  * Creates the resource: its data file (opened O_RDWR | O_APPEND, returned: the caller's to close),
- * then its metadata, then makes both names durable.
+ * then its metadata. Nothing is fsynced: `persist` does once the resource holds data.
  */
 export async function createResource(root: BeneathRoot, meta: UploadMeta): Promise<number> {
   await ensureDir(root);
   const fd = await root.open(partPath(meta.id), fsc.O_RDWR | fsc.O_APPEND | fsc.O_CREAT | fsc.O_EXCL, 0o644);
   try {
     await writeJson(root, metaPath(meta.id), meta);
-    await root.fsyncDir(UPLOADS_DIR);
     return fd;
   } catch (err) {
     await closeFd(fd);
@@ -163,8 +179,28 @@ export function readDone(root: BeneathRoot, id: string): Promise<DoneMarker | un
   return readJson<DoneMarker>(root, donePath(id));
 }
 
-export function writeMeta(root: BeneathRoot, meta: UploadMeta): Promise<void> {
-  return writeJson(root, metaPath(meta.id), meta);
+/** Replaces the metadata (a length declared later); durable with the next `persist`. */
+export async function writeMeta(root: BeneathRoot, meta: UploadMeta): Promise<void> {
+  durable.delete(meta.id);
+  await writeJson(root, metaPath(meta.id), meta);
+}
+
+/**
+ * Makes the resource durable as it is: its data (`fd`, its data file), and, unless they already
+ * are, its metadata and the names of both in the uploads directory. Called before an offset
+ * other than 0 is reported, or kept after a request that did not complete the upload.
+ */
+export async function persist(root: BeneathRoot, id: string, fd: number): Promise<void> {
+  await root.fsync(fd);
+  if (durable.has(id)) return;
+  const meta = await root.open(metaPath(id), fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  try {
+    await root.fsync(meta);
+  } finally {
+    await closeFd(meta);
+  }
+  await root.fsyncDir(UPLOADS_DIR);
+  durable.add(id);
 }
 
 /** The data file of a live resource, O_RDWR | O_APPEND (the caller's to close); undefined when it is gone. */
@@ -177,8 +213,13 @@ export async function openPart(root: BeneathRoot, id: string): Promise<number | 
   }
 }
 
-/** After completion: the marker replaces the metadata (the data file has become the target). */
+/**
+ * After completion: the marker replaces the metadata (the data file has become the target). Not
+ * fsynced: it only answers a client that lost the completion's answer; after a crash of the
+ * machine that client may get 404 instead, while the target itself is durable.
+ */
 export async function markDone(root: BeneathRoot, marker: DoneMarker): Promise<void> {
+  durable.delete(marker.id);
   await writeJson(root, donePath(marker.id), marker);
   await unlinkQuietly(root, metaPath(marker.id));
   await unlinkQuietly(root, partPath(marker.id));
@@ -194,6 +235,7 @@ async function unlinkQuietly(root: BeneathRoot, rel: string): Promise<void> {
 
 /** Removes every file of a resource, live or done. */
 export async function removeResource(root: BeneathRoot, id: string): Promise<void> {
+  durable.delete(id);
   for (const suffix of ['.json', '.json.new', '.part', '.done', '.done.new']) {
     await unlinkQuietly(root, joinRel(UPLOADS_DIR, `${id}${suffix}`));
   }

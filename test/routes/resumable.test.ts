@@ -21,9 +21,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import supertest from 'supertest';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import Fastify from 'fastify';
 import { buildApp } from '../../gateway/app.js';
+import { BeneathRoot } from '../../native/beneath.js';
 import { filesRoutes, uploadsRoutes } from '../../routes/index.js';
 import { UPLOADS_DIR } from '../../routes/upload-store.js';
 import { parseSfBoolean, parseSfInteger, uploadLimit } from '../../routes/resumable.js';
@@ -286,6 +287,102 @@ describe('resumable uploads (--writable)', () => {
     expect(bad.headers['upload-complete']).toBe('?1');
     expect(existsSync(join(dir, 'two.bin'))).toBe(false);
     expect(uploadsLeft(dir).filter((n) => !n.endsWith('.done'))).toEqual([]);
+  });
+
+  it('one PATCH from offset 0 after an empty creation verifies the digests of the whole as it arrives', async () => {
+    const data = randomBytes(20_000);
+    const patchAll = (where: string, headers: Record<string, string> = {}) =>
+      request
+        .patch(where)
+        .set({ 'content-type': PARTIAL, 'upload-offset': '0', 'upload-complete': '?1', ...headers })
+        .send(data);
+    const good = await create('/files/good.bin', Buffer.alloc(0), { 'repr-digest': reprDigest(data) });
+    await patchAll(good).expect(201);
+    expect(sha256(readFileSync(join(dir, 'good.bin')))).toBe(sha256(data));
+    const bad = await create('/files/bad.bin', Buffer.alloc(0), {
+      'repr-digest': reprDigest(Buffer.from('x')),
+    });
+    const res = await patchAll(bad).expect(400);
+    expect(res.body.code).toBe('NG_ERR_DIGEST_MISMATCH');
+    expect(existsSync(join(dir, 'bad.bin'))).toBe(false);
+    // From a later offset, the PATCH's own Content-Digest covers its part only, never the whole.
+    const split = await create('/files/split.bin', data.subarray(0, 5000), {
+      'repr-digest': reprDigest(data),
+    });
+    await request
+      .patch(split)
+      .set({
+        'content-type': PARTIAL,
+        'upload-offset': '5000',
+        'upload-complete': '?1',
+        'content-digest': reprDigest(data.subarray(5000)),
+      })
+      .send(data.subarray(5000))
+      .expect(201);
+    expect(sha256(readFileSync(join(dir, 'split.bin')))).toBe(sha256(data));
+    expect(uploadsLeft(dir).filter((n) => !n.endsWith('.done'))).toEqual([]);
+  });
+
+  describe('durability: fsyncs counted', () => {
+    const counts = () => {
+      const fsync = vi.spyOn(BeneathRoot.prototype, 'fsync');
+      const fsyncDir = vi.spyOn(BeneathRoot.prototype, 'fsyncDir');
+      return {
+        take: () => {
+          const taken = { fsync: fsync.mock.calls.length, fsyncDir: fsyncDir.mock.calls.length };
+          fsync.mockClear();
+          fsyncDir.mockClear();
+          return taken;
+        },
+      };
+    };
+    afterEach(() => vi.restoreAllMocks());
+
+    it('an empty creation then one completing PATCH fsync as a plain PUT: the data, then its directory', async () => {
+      const data = randomBytes(300_000);
+      const c = counts();
+      await request.put('/files/plain.bin').send(data).expect(201);
+      const plain = c.take();
+      expect(plain).toEqual({ fsync: 1, fsyncDir: 1 });
+      // A resource that holds nothing is not synced: a crash loses nothing a client was told of.
+      const where = await create('/files/res.bin', Buffer.alloc(0));
+      expect(c.take()).toEqual({ fsync: 0, fsyncDir: 0 });
+      await request
+        .patch(where)
+        .set({ 'content-type': PARTIAL, 'upload-offset': '0', 'upload-complete': '?1' })
+        .send(data)
+        .expect(201);
+      expect(c.take()).toEqual(plain);
+      expect(readFileSync(join(dir, 'res.bin')).equals(data)).toBe(true);
+    });
+
+    it('an offset other than 0 is reported only once the data, the metadata and their names are durable', async () => {
+      const c = counts();
+      // Data, metadata, then the uploads directory.
+      const where = await create('/files/kept.bin', Buffer.from('first '));
+      expect(c.take()).toEqual({ fsync: 2, fsyncDir: 1 });
+      // The names and the metadata are durable already: the data alone.
+      await request
+        .patch(where)
+        .set({ 'content-type': PARTIAL, 'upload-offset': '6', 'upload-complete': '?0' })
+        .send(Buffer.from('second '))
+        .expect(204);
+      expect(c.take()).toEqual({ fsync: 1, fsyncDir: 0 });
+      // A length declared now rewrites the metadata: durable again with the data.
+      await request
+        .patch(where)
+        .set({
+          'content-type': PARTIAL,
+          'upload-offset': '13',
+          'upload-complete': '?0',
+          'upload-length': '18',
+        })
+        .send(Buffer.from('third'))
+        .expect(204);
+      expect(c.take()).toEqual({ fsync: 2, fsyncDir: 1 });
+      const head = await request.head(where).expect(204);
+      expect(head.headers).toMatchObject({ 'upload-offset': '18', 'upload-length': '18' });
+    });
   });
 
   it("a PATCH's own Content-Digest covers its content: a mismatch appends nothing", async () => {
