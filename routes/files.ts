@@ -15,6 +15,7 @@ import { type FilePath, requestPath } from './url-path.js';
 import {
   createUpload,
   DEFAULT_MAX_RESUMABLE,
+  discovery,
   DEFAULT_UPLOAD_EXPIRY_MS,
   type ResumableContext,
   type ResumableOptions,
@@ -32,8 +33,8 @@ export interface FilesOptions extends RoutesOptions {
 }
 
 const WRITE_METHODS = ['PUT', 'MKCOL', 'DELETE', 'MOVE'];
-/** The methods of every /files resource (the `Allow` of a 405). */
-export const FILES_METHODS: readonly string[] = ['GET', 'HEAD', 'PUT', 'DELETE', 'MKCOL', 'MOVE'];
+/** The methods of every /files resource (the `Allow` of a 405 and of OPTIONS). */
+export const FILES_METHODS: readonly string[] = ['GET', 'HEAD', 'PUT', 'DELETE', 'MKCOL', 'MOVE', 'OPTIONS'];
 
 export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options) => {
   const { trees, treeOf, maxUpload, uploads } = await setUpRoutes(app, options);
@@ -98,6 +99,8 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
         return remove(write, path, request, reply);
       case 'MOVE':
         return move(write, path, request, reply, prefix);
+      case 'OPTIONS':
+        return answerOptions(reply, FILES_METHODS, writable ? resume : undefined);
       default:
         return methodNotAllowed(request, reply, FILES_METHODS, prefix);
     }
@@ -112,6 +115,21 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
   app.route({ method: others, url: '/', handler: refuse });
   app.route({ method: others, url: '/*', handler: refuse });
 };
+
+/**
+ * OPTIONS (RFC 9110 §9.3.7): 204 with `Allow`, and where resumable uploads can be created
+ * (`resume`: a writable tree that offers them) the discovery of the resumable-upload draft
+ * (§4.1.4): `Accept-Patch: application/partial-upload` and `Upload-Limit`.
+ */
+export function answerOptions(
+  reply: FastifyReply,
+  allowed: readonly string[],
+  resume: ResumableContext | undefined,
+): FastifyReply {
+  void reply.code(204).header('allow', allowed.join(', '));
+  if (resume) for (const [name, value] of discovery(resume)) void reply.header(name, value);
+  return reply.send();
+}
 
 /** 405 NG_ERR_METHOD_NOT_ALLOWED with `Allow` (RFC 9110 §10.2.1, §15.5.6). */
 export function methodNotAllowed(

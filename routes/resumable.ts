@@ -115,6 +115,18 @@ export function uploadLimit(maxUpload: number, maxAgeMs: number): string {
   return parts.join(', ');
 }
 
+/**
+ * What an OPTIONS answer carries where resumable uploads can be created, and on an upload
+ * resource (§4.1.4): `Accept-Patch` with the full `application/partial-upload` (a MUST), and the
+ * limits (`Upload-Limit`, a SHOULD), the same as a creation announces.
+ */
+export function discovery(ctx: ResumableContext): [string, string][] {
+  return [
+    ['accept-patch', PARTIAL_UPLOAD_TYPE],
+    ['upload-limit', uploadLimit(ctx.maxUpload, ctx.expiryMs)],
+  ];
+}
+
 /** Does a PUT ask for a resumable upload (a valid `Upload-Complete`)? */
 export function wantsResumable(request: FastifyRequest): boolean {
   return parseSfBoolean(request.headers['upload-complete']) !== undefined;

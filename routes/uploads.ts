@@ -8,7 +8,7 @@
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { ngError } from '../core/errors.js';
-import { failOnEarlyEnd, methodNotAllowed } from './files.js';
+import { answerOptions, failOnEarlyEnd, methodNotAllowed } from './files.js';
 import { closeAfterResponse } from './linger.js';
 import { type RoutesOptions, setUpRoutes } from './plugin.js';
 import {
@@ -28,8 +28,8 @@ export interface UploadsOptions extends RoutesOptions {
   readonly resumable: ResumableOptions;
 }
 
-/** The methods of an upload resource (the `Allow` of a 405). */
-export const UPLOAD_METHODS: readonly string[] = ['HEAD', 'PATCH', 'DELETE'];
+/** The methods of an upload resource (the `Allow` of a 405 and of OPTIONS). */
+export const UPLOAD_METHODS: readonly string[] = ['HEAD', 'PATCH', 'DELETE', 'OPTIONS'];
 
 /** How often the expiry sweep runs: a quarter of the expiry time, within 1 s … 1 h. */
 function sweepEvery(expiryMs: number): number {
@@ -76,7 +76,7 @@ export const uploadsRoutes: FastifyPluginAsync<UploadsOptions> = async (app, opt
       const { ctx, writable } = contexts.get(treeOf(request))!;
       const url = request.raw.url ?? '/';
       const id = url.slice(prefix.length + 1).split('?')[0] ?? '';
-      if (request.method !== 'HEAD' && !writable) {
+      if (request.method !== 'HEAD' && request.method !== 'OPTIONS' && !writable) {
         throw ngError(
           'NG_ERR_READ_ONLY',
           `${request.method} refused: the server is read-only (start it with --writable)`,
@@ -90,6 +90,9 @@ export const uploadsRoutes: FastifyPluginAsync<UploadsOptions> = async (app, opt
           return await patchUpload(ctx, id, request, reply);
         case 'DELETE':
           return await deleteUpload(ctx, id, request, reply);
+        case 'OPTIONS':
+          // Any well-formed id, existing or not, another uid's or not: the answer reveals nothing.
+          return answerOptions(reply, UPLOAD_METHODS, writable ? ctx : undefined);
         default:
           return methodNotAllowed(request, reply, UPLOAD_METHODS, prefix);
       }
@@ -99,5 +102,5 @@ export const uploadsRoutes: FastifyPluginAsync<UploadsOptions> = async (app, opt
       throw err;
     }
   };
-  app.route({ method: ['HEAD', 'PATCH', 'DELETE', 'GET'], url: '/*', handler });
+  app.route({ method: ['HEAD', 'PATCH', 'DELETE', 'OPTIONS', 'GET'], url: '/*', handler });
 };

@@ -244,7 +244,7 @@ describe('resumable uploads (--writable)', () => {
     await request.delete('/uploads/..%2Ffiles').expect(404);
     const where = await create('/files/x.bin', Buffer.from('a'));
     const res = await request.get(where).expect(405);
-    expect(res.headers.allow).toBe('HEAD, PATCH, DELETE');
+    expect(res.headers.allow).toBe('HEAD, PATCH, DELETE, OPTIONS');
   });
 
   it('Repr-Digest given at creation is verified on the whole at completion; a mismatch keeps nothing', async () => {
@@ -561,6 +561,29 @@ describe('resumable uploads (--writable)', () => {
     expect(uploadsLeft(dir).some((n) => n.startsWith(id))).toBe(false);
     const head = await request.head(fresh).expect(204);
     expect(head.headers['upload-limit']).toMatch(new RegExp(`^max-size=${MAX_UPLOAD}, max-age=3\\d{3}$`));
+  });
+
+  it('OPTIONS discovers resumable uploads (Accept-Patch: application/partial-upload, Upload-Limit)', async () => {
+    const limit = new RegExp(`^max-size=${MAX_UPLOAD}, max-age=\\d+$`);
+    for (const url of ['/files/some/file.bin', '/files/', '/files']) {
+      const res = await request.options(url).expect(204);
+      expect(res.headers.allow, url).toBe('GET, HEAD, PUT, DELETE, MKCOL, MOVE, OPTIONS');
+      expect(res.headers['accept-patch'], url).toBe(PARTIAL);
+      expect(res.headers['upload-limit'], url).toMatch(limit);
+    }
+    // On an upload resource too, whether it exists or not (nothing is revealed); nothing is created.
+    const res = await request.options(`/uploads/${'ab'.repeat(16)}`).expect(204);
+    expect(res.headers).toMatchObject({ allow: 'HEAD, PATCH, DELETE, OPTIONS', 'accept-patch': PARTIAL });
+    expect(res.headers['upload-limit']).toMatch(limit);
+    await request.options('/uploads/nope').expect(404);
+    expect(uploadsLeft(dir)).toEqual([]);
+    // A read-only server has no resumable uploads to offer: Allow only.
+    await app.close();
+    await start({ writable: false });
+    const ro = await request.options('/files/x').expect(204);
+    expect(ro.headers.allow).toBe('GET, HEAD, PUT, DELETE, MKCOL, MOVE, OPTIONS');
+    expect(ro.headers['accept-patch']).toBeUndefined();
+    expect(ro.headers['upload-limit']).toBeUndefined();
   });
 
   it('a read-only server refuses creation and appends (403), and has no resources', async () => {
