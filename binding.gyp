@@ -8,6 +8,7 @@
         "native/socket_ops.cc",
         "native/peer_root.cc",
         "native/fs_ops.cc",
+        "native/transfer_thread.cc",
         "native/sendfile.cc",
         "native/addon_sendfile.cc",
         "native/receive.cc",

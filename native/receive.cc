@@ -4,14 +4,11 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <poll.h>
-#include <signal.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <string>
-#include <system_error>
 #include <utility>
 
 #include "fd_guard.h"
@@ -76,11 +73,6 @@ std::shared_ptr<ReceiveTransfer> ReceiveTransfer::Start(int socket_fd, int file_
     *err = -errno;
     return nullptr;
   }
-  FdGuard event(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!event.ok()) {
-    *err = -errno;
-    return nullptr;
-  }
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) < 0) {
     *err = -errno;
@@ -89,51 +81,32 @@ std::shared_ptr<ReceiveTransfer> ReceiveTransfer::Start(int socket_fd, int file_
   FdGuard pipe_r(fds[0]);
   FdGuard pipe_w(fds[1]);
   std::shared_ptr<ReceiveTransfer> t(new ReceiveTransfer());
+  *err = t->thread_.Open();
+  if (*err < 0) return nullptr;
   t->opt_ = std::move(options);
   t->opt_.idle_timeout_ms = t->opt_.idle_timeout_ms > 0 ? t->opt_.idle_timeout_ms : -1;
   t->done_ = std::move(done);
   t->sock_ = sock.release();
   t->file_ = file.release();
-  t->event_ = event.release();
   t->pipe_r_ = pipe_r.release();
   t->pipe_w_ = pipe_w.release();
-  // The thread must not take signals meant for Node's main thread (as in sendfile.cc).
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  try {
-    t->thread_ = std::thread([raw = t.get()] { raw->Run(); });
-  } catch (const std::system_error&) {
-    *err = -EAGAIN;
-  }
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (!t->thread_.joinable()) {
-    for (int fd : {t->sock_, t->file_, t->event_, t->pipe_r_, t->pipe_w_}) ::close(fd);
-    t->ended_ = true;
+  *err = t->thread_.Start([raw = t.get()] { raw->Run(); });
+  if (*err < 0) {
+    // No thread: close what it would have closed. done_ is never called.
+    for (int fd : {t->sock_, t->file_, t->pipe_r_, t->pipe_w_}) ::close(fd);
     return nullptr;
   }
   return t;
 }
 
 ReceiveTransfer::~ReceiveTransfer() {
-  Cancel();
-  Join();
-  if (thread_.joinable()) thread_.detach();
+  thread_.Cancel();
+  thread_.Join();
 }
 
-bool ReceiveTransfer::Cancel() {
-  cancelled_.store(true, std::memory_order_relaxed);
-  std::lock_guard<std::mutex> lock(mu_);
-  if (ended_) return false;
-  uint64_t one = 1;
-  ssize_t rc = ::write(event_, &one, sizeof one);
-  (void)rc;
-  return true;
-}
+bool ReceiveTransfer::Cancel() { return thread_.Cancel(); }
 
-void ReceiveTransfer::Join() {
-  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
-}
+void ReceiveTransfer::Join() { thread_.Join(); }
 
 void ReceiveTransfer::Run() {
   int err = Loop();
@@ -156,11 +129,7 @@ void ReceiveTransfer::Run() {
   ::close(file_);
   ::close(pipe_r_);
   ::close(pipe_w_);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ::close(event_);
-    ended_ = true;
-  }
+  thread_.Finish();
   done_(err, written_, std::move(digests_));
 }
 
@@ -242,7 +211,7 @@ int ReceiveTransfer::WaitReadable() {
     int64_t left = std::max<int64_t>(0, window_start_ms_ + opt_.rate_window_ms - start);
     timeout = timeout < 0 ? left : std::min(timeout, left);
   }
-  struct pollfd fds[2] = {{sock_, POLLIN, 0}, {event_, POLLIN, 0}};
+  struct pollfd fds[2] = {{sock_, POLLIN, 0}, {thread_.event_fd(), POLLIN, 0}};
   int rc;
   do rc = ::poll(fds, 2, static_cast<int>(std::min<int64_t>(timeout, 2147483647)));
   while (rc < 0 && errno == EINTR);
@@ -287,7 +256,7 @@ int ReceiveTransfer::Loop() {
   uint64_t remaining = opt_.length;
   while (remaining > 0) {
     // A fast sender never leaves the socket empty, so the eventfd alone would not be seen.
-    if (cancelled_.load(std::memory_order_relaxed)) return -ECANCELED;
+    if (thread_.cancelled()) return -ECANCELED;
     if (!copy) {
       size_t want = static_cast<size_t>(std::min<uint64_t>(remaining, static_cast<uint64_t>(pipe_size)));
       // The pipe is empty here (FromPipe drains it), so EAGAIN can only mean an empty socket.

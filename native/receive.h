@@ -3,7 +3,8 @@
 // of native/sendfile.h. Plain C++ without Napi (native/addon_receive.cc is the JS boundary).
 //
 // Why a dedicated thread: an upload lasts as long as its sender is slow, and a libuv pool worker
-// held that long starves every fs call of the process (the same reason as for sendfile).
+// held that long starves every fs call of the process (the same reason as for sendfile; the
+// thread and its cancellation are native/transfer_thread.h, shared with it).
 //
 // Exactly `length` bytes are taken from the socket, never one more: the bytes after a body
 // (a pipelined request) stay in the kernel for Node's HTTP parser. splice(2) and read(2) are
@@ -16,13 +17,12 @@
 
 #include <stdint.h>
 
-#include <atomic>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
+
+#include "transfer_thread.h"
 
 namespace ng {
 
@@ -89,7 +89,6 @@ class ReceiveTransfer {
 
   int sock_ = -1;
   int file_ = -1;
-  int event_ = -1;  // eventfd: written by Cancel(), polled by the thread while the socket is empty
   int pipe_r_ = -1;
   int pipe_w_ = -1;
   ReceiveOptions opt_;
@@ -104,10 +103,7 @@ class ReceiveTransfer {
   std::vector<std::string> digests_;
   std::vector<char> buffer_;
   Done done_;
-  std::atomic<bool> cancelled_{false};
-  std::mutex mu_;       // guards event_ against Cancel() racing with its close
-  bool ended_ = false;  // guarded by mu_
-  std::thread thread_;
+  TransferThread thread_;  // its eventfd is polled while the socket is empty
 };
 
 }  // namespace ng

@@ -4,6 +4,8 @@
 // Why a dedicated thread and not a libuv pool AsyncWorker: a transfer to a slow or stalled reader
 // can last indefinitely, and a pool worker would hold one of the four pool threads all that time;
 // four stalled downloads would then starve every fs call of the process (PERFORMANCE-NOTES.md).
+// The thread, its cancellation and their locking are native/transfer_thread.h, shared with the
+// receive side.
 //
 // Fd lifetime: the transfer works on its own duplicates of both fds (F_DUPFD_CLOEXEC), so the
 // caller may close its fds at any moment (Node closes a socket fd as soon as the client is gone).
@@ -13,11 +15,10 @@
 
 #include <stdint.h>
 
-#include <atomic>
 #include <functional>
 #include <memory>
-#include <mutex>
-#include <thread>
+
+#include "transfer_thread.h"
 
 namespace ng {
 
@@ -53,16 +54,12 @@ class SendfileTransfer {
 
   int sock_ = -1;
   int file_ = -1;
-  int event_ = -1;  // eventfd: written by Cancel(), polled by the thread while the socket is full
   uint64_t offset_ = 0;
   uint64_t length_ = 0;
   uint64_t sent_ = 0;
   int idle_timeout_ms_ = 0;
   Done done_;
-  std::atomic<bool> cancelled_{false};
-  std::mutex mu_;       // guards event_ against Cancel() racing with its close
-  bool ended_ = false;  // guarded by mu_
-  std::thread thread_;
+  TransferThread thread_;  // its eventfd is polled while the socket is full
 };
 
 }  // namespace ng
