@@ -17,6 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { constants as osc } from 'node:os';
 import { promisify } from 'node:util';
 
+import { manifestTypeOfMode } from '../core/manifest.js';
 import { compareNames } from '../core/name-bytes.js';
 import { baseOf, displayPath, isTempName, joinRel, normalizeRel, parentOf } from '../core/rel-path.js';
 import { check, native, systemError } from './binding.js';
@@ -75,17 +76,10 @@ const DT_REG = 8;
 const DT_LNK = 10;
 const DEFAULT_DIR_BUFFER = 64 * 1024;
 
+/** A listing's type: the manifest's (one reading of S_IFMT), with fifos, devices and sockets 'other'. */
 function typeFromMode(mode: number): EntryType {
-  switch (mode & fsc.S_IFMT) {
-    case fsc.S_IFREG:
-      return 'file';
-    case fsc.S_IFDIR:
-      return 'dir';
-    case fsc.S_IFLNK:
-      return 'symlink';
-    default:
-      return 'other';
-  }
+  const type = manifestTypeOfMode(mode);
+  return type === 'file' || type === 'dir' || type === 'symlink' ? type : 'other';
 }
 
 function typeFromDtype(type: number): EntryType {

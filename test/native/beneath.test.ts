@@ -175,6 +175,21 @@ describe('open and stat beneath the root', () => {
     }
   });
 
+  it('stat types: file, dir, symlink, and other for a fifo or a socket', async () => {
+    execFileSync('mkfifo', [path.join(rootDir, 'fifo')]);
+    expect((await root.lstat('file.txt')).type).toBe('file');
+    expect((await root.lstat('sub')).type).toBe('dir');
+    expect((await root.lstat('link-in')).type).toBe('symlink');
+    expect((await root.lstat('fifo')).type).toBe('other');
+    const sock = native.socket();
+    expect(native.bind(sock, Buffer.from(path.join(rootDir, 'sock')))).toBe(0);
+    try {
+      expect((await root.lstat('sock')).type).toBe('other');
+    } finally {
+      native.close(sock);
+    }
+  });
+
   it('lstat reports a symlink leading out as a symlink without following it', async () => {
     const st = await root.lstat('link-etc');
     expect(st.type).toBe('symlink');
