@@ -42,6 +42,23 @@ bool IsFloat64Array(const Napi::Value& v, size_t min_length) {
   return a.TypedArrayType() == napi_float64_array && a.ElementLength() >= min_length;
 }
 
+void FillSlots(const StatResult& st, double* out) {
+  out[kDev] = static_cast<double>(st.dev);
+  out[kIno] = static_cast<double>(st.ino);
+  out[kMode] = st.mode;
+  out[kNlink] = static_cast<double>(st.nlink);
+  out[kUid] = st.uid;
+  out[kGid] = st.gid;
+  out[kSize] = static_cast<double>(st.size);
+  out[kMtimeSec] = static_cast<double>(st.mtime_sec);
+  out[kMtimeNsec] = static_cast<double>(st.mtime_nsec);
+  out[kAtimeSec] = static_cast<double>(st.atime_sec);
+  out[kAtimeNsec] = static_cast<double>(st.atime_nsec);
+  out[kCtimeSec] = static_cast<double>(st.ctime_sec);
+  out[kCtimeNsec] = static_cast<double>(st.ctime_nsec);
+  out[kBlocks] = static_cast<double>(st.blocks);
+}
+
 Napi::Value ReadSmallCached(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsString() || !info[2].IsBuffer() ||
@@ -55,22 +72,22 @@ Napi::Value ReadSmallCached(const Napi::CallbackInfo& info) {
   double* out = info[3].As<Napi::Float64Array>().Data();
   StatResult st{};
   long rc = fs_read_small_cached(dir, rel, buf.Data(), buf.Length(), &st);
-  if (rc >= 0 || rc == -EISDIR || rc == -ENXIO || rc == -EFBIG) {
-    out[kDev] = static_cast<double>(st.dev);
-    out[kIno] = static_cast<double>(st.ino);
-    out[kMode] = st.mode;
-    out[kNlink] = static_cast<double>(st.nlink);
-    out[kUid] = st.uid;
-    out[kGid] = st.gid;
-    out[kSize] = static_cast<double>(st.size);
-    out[kMtimeSec] = static_cast<double>(st.mtime_sec);
-    out[kMtimeNsec] = static_cast<double>(st.mtime_nsec);
-    out[kAtimeSec] = static_cast<double>(st.atime_sec);
-    out[kAtimeNsec] = static_cast<double>(st.atime_nsec);
-    out[kCtimeSec] = static_cast<double>(st.ctime_sec);
-    out[kCtimeNsec] = static_cast<double>(st.ctime_nsec);
-    out[kBlocks] = static_cast<double>(st.blocks);
+  if (rc >= 0 || rc == -EISDIR || rc == -ENXIO || rc == -EFBIG) FillSlots(st, out);
+  return Napi::Number::New(env, static_cast<double>(rc));
+}
+
+// statAt(dirFd, rel, stat): fstatat into the same slots, 0 or -errno (the small-file cache's
+// one system call per hit).
+Napi::Value StatAt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsString() || !IsFloat64Array(info[2], kSlots)) {
+    throw Napi::TypeError::New(env, "Usage: statAt(dirFd: number, rel: string, stat: Float64Array(14))");
   }
+  int dir = info[0].As<Napi::Number>().Int32Value();
+  std::string rel = info[1].As<Napi::String>().Utf8Value();
+  StatResult st{};
+  long rc = fs_stat_at(dir, rel, &st);
+  if (rc == 0) FillSlots(st, info[2].As<Napi::Float64Array>().Data());
   return Napi::Number::New(env, static_cast<double>(rc));
 }
 
@@ -78,6 +95,7 @@ Napi::Value ReadSmallCached(const Napi::CallbackInfo& info) {
 
 void RegisterSmallFile(Napi::Env env, Napi::Object exports) {
   exports.Set("readSmallCached", Napi::Function::New(env, ReadSmallCached, "readSmallCached"));
+  exports.Set("statAt", Napi::Function::New(env, StatAt, "statAt"));
 }
 
 }  // namespace ng

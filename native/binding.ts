@@ -99,6 +99,12 @@ export interface NativeBinding {
    * ctime s, ctime ns, blocks).
    */
   readSmallCached(dirFd: number, rel: string, buf: Buffer, stat: Float64Array): number;
+  /**
+   * fstatat(2) of `rel` under `dirFd` into the same 14 slots: 0, or a negative errno. One system
+   * call, not confined: it only revalidates a file readSmallCached read beneath the root
+   * (routes/small-file-cache.ts).
+   */
+  statAt(dirFd: number, rel: string, stat: Float64Array): number;
   // --- beneath-root filesystem layer (native/addon_fs.cc) ---
   // Every fs* call runs on the libuv thread pool and resolves to its value or a negative errno
   // (it never rejects). Paths are relative to `dirFd` and resolve beneath it with openat2(2)

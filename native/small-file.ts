@@ -3,7 +3,8 @@
  * native call opens a file beneath the root (openat2 RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS |
  * RESOLVE_CACHED), fstats it and reads it whole with preadv2 RWF_NOWAIT — from the kernel's
  * caches only, so it never waits for a disk on the event loop. Nothing is cached here: every
- * answer is the file as it is on disk now.
+ * answer is the file as it is on disk now (routes/small-file-cache.ts keeps what this reads,
+ * revalidated by statSlots).
  */
 import type { BeneathRoot, BeneathStat } from './beneath.js';
 import { native } from './binding.js';
@@ -11,10 +12,16 @@ import { native } from './binding.js';
 /** Files up to this size can take the fast path. */
 export const SMALL_FILE_MAX = 64 * 1024;
 
+/**
+ * The 14 status slots the native calls fill (native/addon_small.cc): dev, ino, mode, nlink,
+ * uid, gid, size, mtime s, mtime ns, atime s, atime ns, ctime s, ctime ns, blocks.
+ */
+export const STAT_SLOTS = 14;
+
 // One scratch buffer and one stat array for every call: the call is synchronous, and the bytes
 // are copied out before anything else can run.
 const scratch = Buffer.allocUnsafe(SMALL_FILE_MAX);
-const st = new Float64Array(14);
+const st = new Float64Array(STAT_SLOTS);
 
 export interface CachedFile {
   readonly stat: BeneathStat;
@@ -27,9 +34,11 @@ export interface CachedFile {
  * caches. `undefined` otherwise — not cached, not a regular file, too large, or any error: the
  * caller takes the asynchronous path, which gives the same answer (or the error) the slow way.
  */
-export function readCached(root: BeneathRoot, rel: string): CachedFile | undefined {
+export function readCached(root: BeneathRoot, rel: string, slots?: Float64Array): CachedFile | undefined {
   const n = native.readSmallCached(root.fd, rel, scratch, st);
   if (n < 0) return undefined;
+  // The raw status as well, for a caller that revalidates what it keeps (statSlots).
+  slots?.set(st);
   // A copy: the response may sit in the socket's queue while later requests reuse the scratch.
   const data = Buffer.allocUnsafe(n);
   scratch.copy(data, 0, 0, n);
@@ -58,4 +67,13 @@ export function readCached(root: BeneathRoot, rel: string): CachedFile | undefin
       blocks: st[13]!,
     },
   };
+}
+
+/**
+ * The status of `rel` under the root in one system call (fstatat, following symlinks), into
+ * `out` (STAT_SLOTS slots): true, or false on any error. NOT confined to the root: it may only
+ * revalidate a file readCached read beneath it, never decide what is served.
+ */
+export function statSlots(root: BeneathRoot, rel: string, out: Float64Array): boolean {
+  return native.statAt(root.fd, rel, out) === 0;
 }

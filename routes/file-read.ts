@@ -9,7 +9,6 @@ import { promisify } from 'node:util';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type BeneathRoot, type BeneathStat, closeFd } from '../native/beneath.js';
 import { fsError, ngError } from '../core/errors.js';
-import { readCached } from '../native/small-file.js';
 import { evaluatePreconditions, ifRangeAllows, type Representation } from './conditional.js';
 import { contentTypeFor } from './content-type.js';
 import {
@@ -32,6 +31,7 @@ import {
 import { createBoundary, multipartContentType, multipartLength, multipartParts } from './multipart.js';
 import { contentRange, parseRange, unsatisfiedContentRange } from './range.js';
 import { displayPath, isTempName, joinRel } from '../core/rel-path.js';
+import type { SmallFileCache } from './small-file-cache.js';
 import type { FilePath } from './url-path.js';
 import { sendFileRange, ZERO_COPY_MIN_BYTES, zeroCopyAvailable } from './zero-copy.js';
 
@@ -46,21 +46,40 @@ type Source = { readonly fd: number } | { readonly data: Buffer };
 export interface ReadContext {
   readonly root: BeneathRoot;
   readonly digests: DigestCache;
+  /** Small files served often, revalidated on every request (routes/small-file-cache.ts). */
+  readonly small: SmallFileCache;
 }
 
-export async function getPath(
+/** Answers synchronously (a small file from the caches) or with a promise of the answer. */
+export function getPath(
   ctx: ReadContext,
   path: FilePath,
   request: FastifyRequest,
   reply: FastifyReply,
-) {
+): FastifyReply | Promise<FastifyReply> {
   const shown = displayPath(path.rel);
-  // Most requests of a busy server are for small files that are in the caches: answer them in
-  // one native call on this thread (PERFORMANCE-NOTES: ~4 µs against ~90 µs through fs.promises).
-  const cached = path.trailingSlash ? undefined : readCached(ctx.root, path.rel);
+  // Most requests of a busy server are for small files that are in the caches: answer them on
+  // this thread, from the small-file cache (one fstatat) or in one native call that reads them
+  // (PERFORMANCE-NOTES: ~4 µs against ~90 µs through fs.promises).
+  const cached = path.trailingSlash ? undefined : ctx.small.get(path.rel);
   if (cached !== undefined) {
+    const { headers } = request;
+    // The whole file, answered synchronously: no promise on the hot path.
+    if (headers.range === undefined && headers['want-repr-digest'] === undefined) {
+      return sendWhole(cached.data, cached.stat, shown, request, reply);
+    }
     return sendFile(ctx, { data: cached.data }, cached.stat, shown, request, reply);
   }
+  return openAndSend(ctx, path, shown, request, reply);
+}
+
+async function openAndSend(
+  ctx: ReadContext,
+  path: FilePath,
+  shown: string,
+  request: FastifyRequest,
+  reply: FastifyReply,
+) {
   let fd: number;
   try {
     // O_NONBLOCK: opening a FIFO must not wait for a writer, nor a device for its line (both are
@@ -89,8 +108,76 @@ export async function getPath(
   }
 }
 
-function representation(st: BeneathStat): Representation & { etag: string } {
-  return { exists: true, etag: strongEtag(st), lastModified: st.mtimeMs };
+type FileRepresentation = Representation & { readonly etag: string };
+
+/**
+ * What a file's status says about it: its validators (RFC 9110 §8.8) and the header fields of
+ * every answer about it. Made once per status object: a cached file's repeats.
+ */
+interface Described {
+  readonly rep: FileRepresentation;
+  readonly fields: Record<string, string>;
+}
+
+const describedMemo = new WeakMap<BeneathStat, Described>();
+
+function described(st: BeneathStat): Described {
+  let known = describedMemo.get(st);
+  if (known === undefined) {
+    const etag = strongEtag(st);
+    known = {
+      rep: { exists: true, etag, lastModified: st.mtimeMs },
+      fields: {
+        etag,
+        'last-modified': lastModifiedHeader(st.mtimeMs),
+        'accept-ranges': 'bytes',
+        // What `get` needs to keep the mode (and with -p the owner and mtime), as cp and scp do.
+        [MODE_HEADER]: formatMode(st.mode),
+        [UID_HEADER]: String(st.uid),
+        [GID_HEADER]: String(st.gid),
+        [MTIME_HEADER]: formatMtime(st.mtimeNs),
+      },
+    };
+    describedMemo.set(st, known);
+  }
+  return known;
+}
+
+/**
+ * Sets the validators and metadata fields and judges the request's preconditions (RFC 9110
+ * §13.2.2): the representation, or undefined when that answered the request (304); a failed
+ * precondition throws 412.
+ */
+function describe(
+  st: BeneathStat,
+  shown: string,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): FileRepresentation | undefined {
+  const { rep, fields } = described(st);
+  void reply.headers(fields);
+  const verdict = evaluatePreconditions(request.method, request.headers, rep);
+  if (verdict === 'not-modified') {
+    void reply.code(304).send();
+    return undefined;
+  }
+  if (verdict === 'precondition-failed') {
+    throw ngError('NG_ERR_PRECONDITION_FAILED', `precondition failed for ${shown}`);
+  }
+  return rep;
+}
+
+/** 200 with all of `data` (HEAD: none of it), or what the preconditions answered. */
+function sendWhole(
+  data: Buffer,
+  st: BeneathStat,
+  shown: string,
+  request: FastifyRequest,
+  reply: FastifyReply,
+) {
+  if (describe(st, shown, request, reply) === undefined) return reply;
+  void reply.code(200).type(contentTypeFor(shown)).header('content-length', st.size);
+  return reply.send(request.method === 'HEAD' ? undefined : data);
 }
 
 /** Takes ownership of the source's fd: it is closed when the response is done, whatever happens. */
@@ -104,23 +191,9 @@ async function sendFile(
 ) {
   let streamed = false;
   try {
-    const rep = representation(st);
+    const rep = describe(st, shown, request, reply);
+    if (rep === undefined) return reply;
     const headers = request.headers;
-    void reply
-      .header('etag', rep.etag)
-      .header('last-modified', lastModifiedHeader(st.mtimeMs))
-      .header('accept-ranges', 'bytes')
-      // What `get` needs to keep the mode (and with -p the owner and mtime), as cp and scp do.
-      .header(MODE_HEADER, formatMode(st.mode))
-      .header(UID_HEADER, st.uid)
-      .header(GID_HEADER, st.gid)
-      .header(MTIME_HEADER, formatMtime(st.mtimeNs));
-
-    const verdict = evaluatePreconditions(request.method, headers, rep);
-    if (verdict === 'not-modified') return reply.code(304).send();
-    if (verdict === 'precondition-failed') {
-      throw ngError('NG_ERR_PRECONDITION_FAILED', `precondition failed for ${shown}`);
-    }
 
     // RFC 9530 §4: the digest of the whole representation, also on 206 and HEAD.
     const algorithm = parseWantDigest(headers['want-repr-digest']);

@@ -8,6 +8,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { ngError } from '../core/errors.js';
 import { closeAfterResponse } from './linger.js';
 import { DigestCache } from './digest.js';
+import { SmallFileCache } from './small-file-cache.js';
 import { getPath, type ReadContext } from './file-read.js';
 import { mkcol, move, remove, upload, type WriteContext } from './file-write.js';
 import { type RoutesOptions, setUpRoutes } from './plugin.js';
@@ -42,7 +43,11 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
   // Each tree's contexts, made once: a request picks its connection's (routes/exports.ts).
   const contexts = new Map(
     trees.map((tree) => {
-      const read: ReadContext = { root: tree.root, digests: new DigestCache() };
+      const read: ReadContext = {
+        root: tree.root,
+        digests: new DigestCache(),
+        small: new SmallFileCache(tree.root),
+      };
       const write: WriteContext = { root: tree.root, maxUpload, uploads };
       const { resumable } = options;
       const resume: ResumableContext | undefined = resumable && {
@@ -71,19 +76,25 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
     return path;
   };
 
-  const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+  // Synchronous while dispatch is (a small file from the caches): no promise on the hot path.
+  const handler = (request: FastifyRequest, reply: FastifyReply) => {
     failOnEarlyEnd(request, reply);
     try {
-      return await dispatch(request, reply);
+      const answer = dispatch(request, reply);
+      if (!(answer instanceof Promise)) return undefined;
+      return answer.catch((err: unknown) => refused(request, reply, err));
     } catch (err) {
-      // Refused before the body was read whole (413 by Content-Length, 403, 412, …): reading the
-      // rest only to discard it could mean gigabytes, and on a kept-alive connection the unread
-      // body would be parsed as the next request. Close after the answer (RFC 9112 §9.6).
-      if (!request.raw.complete) closeAfterResponse(reply);
-      throw err;
+      return refused(request, reply, err);
     }
   };
-  const dispatch = async (request: FastifyRequest, reply: FastifyReply) => {
+  // Refused before the body was read whole (413 by Content-Length, 403, 412, …): reading the
+  // rest only to discard it could mean gigabytes, and on a kept-alive connection the unread
+  // body would be parsed as the next request. Close after the answer (RFC 9112 §9.6).
+  const refused = (request: FastifyRequest, reply: FastifyReply, err: unknown): never => {
+    if (!request.raw.complete) closeAfterResponse(reply);
+    throw err;
+  };
+  const dispatch = (request: FastifyRequest, reply: FastifyReply): FastifyReply | Promise<unknown> => {
     const { read, write, resume, writable } = contexts.get(treeOf(request))!;
     const path = guard(request, writable);
     switch (request.method) {
