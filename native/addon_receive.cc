@@ -4,10 +4,11 @@
 //                copyOnly = false, minRate = 0, rateWindowMs = 0) -> id (> 0) | -errno
 //   receiveCancel(id) -> boolean (false when the transfer already ended)
 //
-// `callback(err, written, digests)` runs once on the JS thread, through a thread-safe function,
-// after the transfer thread has closed every fd it held: `err` is 0 or a negative errno,
-// `written` the bytes written to the file (prefix included), `digests` one Buffer per algorithm
-// (empty unless err is 0).
+// `callback(err, written, digests, windowBytes, windowMs)` runs once on the JS thread, through a
+// thread-safe function, after the transfer thread has closed every fd it held: `err` is 0 or a
+// negative errno, `written` the bytes written to the file (prefix included), `digests` one Buffer
+// per algorithm (empty unless err is 0), `windowBytes` and `windowMs` after -ETIME (too slow) the
+// bytes of the last body-rate window and the time it waited for them (else 0).
 //
 // Not an AsyncWorker on purpose (native/addon_transfer.h): an upload lasts as long as its
 // sender is slow. The fds are borrowed only for the duration of receiveStart (the transfer works on duplicates),
@@ -34,20 +35,25 @@ struct Result {
   int err;
   uint64_t written;
   std::vector<std::string> digests;
+  uint64_t window_bytes;
+  int64_t window_ms;
   void Call(Napi::Env env, Napi::Function callback) const {
     Napi::Array list = Napi::Array::New(env, digests.size());
     for (size_t i = 0; i < digests.size(); i++) {
       const std::string& d = digests[i];
       list.Set(static_cast<uint32_t>(i), Napi::Buffer<char>::Copy(env, d.data(), d.size()));
     }
-    callback.Call({Napi::Number::New(env, err), Napi::Number::New(env, static_cast<double>(written)), list});
+    callback.Call({Napi::Number::New(env, err), Napi::Number::New(env, static_cast<double>(written)), list,
+                   Napi::Number::New(env, static_cast<double>(window_bytes)),
+                   Napi::Number::New(env, static_cast<double>(window_ms))});
   }
 };
 
 Napi::Value ReceiveStart(const Napi::CallbackInfo& info) {
   const char* usage =
       "Usage: receiveStart(socketFd: number, fileFd: number, prefix: Buffer, length: number, "
-      "algorithms: string[], callback: (err: number, written: number, digests: Buffer[]) => void, "
+      "algorithms: string[], callback: (err: number, written: number, digests: Buffer[], windowBytes: number, "
+      "windowMs: number) => void, "
       "idleTimeoutMs?: number, copyOnly?: boolean, minRate?: number, rateWindowMs?: number)";
   Napi::Env env = info.Env();
   ReceiveOptions options;
@@ -82,8 +88,9 @@ Napi::Value ReceiveStart(const Napi::CallbackInfo& info) {
   int file_fd = info[1].As<Napi::Number>().Int32Value();
   return g_transfers.Start<Result>(
       env, info[5].As<Napi::Function>(), "nullgate:receive", [&](auto report, int* err) {
-        auto done = [report](int e, uint64_t written, std::vector<std::string> digests) mutable {
-          report(new Result{e, written, std::move(digests)});
+        auto done = [report](int e, uint64_t written, std::vector<std::string> digests, uint64_t window_bytes,
+                             int64_t window_ms) mutable {
+          report(new Result{e, written, std::move(digests), window_bytes, window_ms});
         };
         return ReceiveTransfer::Start(socket_fd, file_fd, std::move(options), done, err);
       });

@@ -197,7 +197,14 @@ export interface NativeBinding {
     prefix: Buffer,
     length: number,
     algorithms: readonly string[],
-    callback: (err: number, written: number, digests: Buffer[]) => void,
+    /** `windowBytes`, `windowMs`: after -ETIME, the last body-rate window's bytes and wait (else 0). */
+    callback: (
+      err: number,
+      written: number,
+      digests: Buffer[],
+      windowBytes: number,
+      windowMs: number,
+    ) => void,
     idleTimeoutMs?: number,
     copyOnly?: boolean,
     minRate?: number,

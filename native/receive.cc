@@ -130,7 +130,8 @@ void ReceiveTransfer::Run() {
   ::close(pipe_r_);
   ::close(pipe_w_);
   thread_.Finish();
-  done_(err, written_, std::move(digests_));
+  bool slow = err == -ETIME;
+  done_(err, written_, std::move(digests_), slow ? window_bytes_ : 0, slow ? window_waited_ms_ : 0);
 }
 
 int ReceiveTransfer::Hash(const char* data, size_t n) {

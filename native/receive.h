@@ -56,7 +56,10 @@ class ReceiveTransfer {
   // `length` bytes, -ETIMEDOUT when idle too long, -ENOSPC and the like from the file);
   // `written` the bytes written to the file (prefix included); `digests` the raw digests, in the
   // order of `algorithms`, on success only.
-  using Done = std::function<void(int err, uint64_t written, std::vector<std::string> digests)>;
+  // `window_bytes` and `window_ms`: after -ETIME, the bytes the last body-rate window brought and
+  // the time it waited for them (the figures of the 408's message); 0 otherwise.
+  using Done = std::function<void(int err, uint64_t written, std::vector<std::string> digests, uint64_t window_bytes,
+                                  int64_t window_ms)>;
 
   // Duplicates the fds and starts the thread. Returns the transfer, or null with `*err` set to a
   // negative errno (EBADF, EMFILE, EINVAL for an unknown algorithm, EAGAIN when no thread can be

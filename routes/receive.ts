@@ -194,14 +194,17 @@ function transfer(
       prefix,
       rest,
       algorithms.map((a) => NATIVE_DIGEST[a]),
-      (err, written, digests) => {
+      (err, written, digests, windowBytes, windowMs) => {
         socket.off('close', onClose);
         if (err < 0) {
           // A sender that went quiet for the idle timeout is cut, as Node's own timeout would.
           if (err === -ETIMEDOUT) socket.destroy();
           if (err === -ETIME && rate) {
-            const seconds = rate.windowMs / 1000;
-            rate.tooSlow(`request body too slow: under ${rate.minRate} bytes/s over ${seconds} s`);
+            // The JS path's wording (gateway/body-rate.ts): the last window's bytes and wait.
+            const seconds = Math.round(windowMs / 1000);
+            rate.tooSlow(
+              `request body too slow: ${windowBytes} bytes in ${seconds} s, under ${rate.minRate} bytes/s`,
+            );
           }
           reject(failed(err, written));
           return;

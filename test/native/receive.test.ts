@@ -437,7 +437,10 @@ describe('zero-copy uploads', () => {
       await conn.write(pattern(64 * KiB));
       const res = await conn.next();
       expect(res?.status).toBe(408);
-      expect(JSON.parse(res!.body.toString()).code).toBe('NG_ERR_TIMEOUT');
+      const body = JSON.parse(res!.body.toString());
+      expect(body.code).toBe('NG_ERR_TIMEOUT');
+      // Worded as on the JS path (gateway/body-rate.ts): the bytes the window brought, its wait.
+      expect(body.message).toMatch(/^request body too slow: \d+ bytes in \d+ s, under 1000 bytes\/s$/);
       expect(started.mock.calls.length - before).toBe(1);
       await eventually(() => conn.closed, 'the server to close the connection');
       expect(readdirSync(dir)).toEqual([]);
