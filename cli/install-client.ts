@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { type CommandSpec, parseCommand } from '../core/argv.js';
 import { usageError } from '../core/errors.js';
 import { CliError, ExitCode } from './exit.js';
-import { SHORT_LIVED_V8_FLAGS } from './client-commands.js';
+import { SHORT_LIVED_V8_FLAGS } from '../client/verbs/short-lived.js';
 import type { Verb } from './run.js';
 
 export const installClientSpec = {
@@ -158,7 +158,7 @@ function installNode(dir: string): string[] {
  * that nobody else may write; else, or if anything fails (a chroot without /tmp), it runs
  * without a cache, silently. NODE_COMPILE_CACHE, when set, is the user's choice and wins (Node
  * enabled it before the launcher runs). V8 takes cached code only under the flags it was made
- * with, and the client verbs set one at run time (cli/client-commands.ts): so the launcher sets
+ * with, and the verbs on undici set one at run time (client/verbs/common.ts): so the launcher sets
  * it first, before anything is compiled, and every run sees the same flags.
  */
 export function launcher(firstLine: string): string {

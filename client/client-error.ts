@@ -7,8 +7,8 @@ import { existsSync } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
 import path from 'node:path';
 import { getSystemErrorMap } from 'node:util';
-import type { Dispatcher } from 'undici';
 import { codeForStatus } from '../core/errors.js';
+import type { ResponseBody } from './transport.js';
 
 /** An error body larger than this is not nullgate's; read no further. */
 const MAX_ERROR_BODY = 64 * 1024;
@@ -18,7 +18,7 @@ const MAX_ERROR_BODY = 64 * 1024;
  * emits UND_ERR_ABORTED as an 'error' event with no listener, which crashes the process;
  * `dump()` reads a small rest and closes the body quietly (a large rest: the connection).
  */
-export async function discardBody(body: Dispatcher.ResponseData['body']): Promise<void> {
+export async function discardBody(body: { dump(): Promise<unknown> }): Promise<void> {
   await body.dump().catch(() => undefined);
 }
 
@@ -176,7 +176,7 @@ export function writeError(file: string, cause: unknown): LocalFileError {
   return new LocalFileError('write', file, cause);
 }
 
-async function readBounded(body: Dispatcher.ResponseData['body']): Promise<string> {
+async function readBounded(body: ResponseBody): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   // Leaving the loop early destroys the body; its abort error must not go unheard.
@@ -196,7 +196,7 @@ async function readBounded(body: Dispatcher.ResponseData['body']): Promise<strin
 
 /** Turns an answer that is not a success (a 3xx, 4xx or 5xx) into a ClientError, consuming a bounded part of its body. */
 export async function responseError(
-  res: Dispatcher.ResponseData,
+  res: { readonly statusCode: number; readonly body: ResponseBody },
   method: string,
   urlPath: string,
   socket: string,

@@ -4,7 +4,6 @@
  * also the mtime and, as root, the owner and set-id bits (cp -p, scp -p; the local side of the
  * rule of who may set what, core/set-rule.ts, with the local user writing for itself).
  */
-import { promises as fsp } from 'node:fs';
 import {
   GID_HEADER,
   MODE_HEADER,
@@ -15,6 +14,7 @@ import {
 } from '../core/file-meta.js';
 import { modeUnder, ownerUnder, processIds, setRule } from '../core/set-rule.js';
 import { fsPath } from '../core/name-bytes.js';
+import * as fsa from './fs-calls.js';
 
 export type Keep = 'none' | 'mode' | 'all';
 
@@ -39,18 +39,18 @@ export async function keepLocally(file: string, meta: RemoteMeta, keep: Keep): P
     const rule = setRule(processIds(), processIds());
     if (meta.uid !== undefined && meta.gid !== undefined) {
       const owner = ownerUnder(rule, { uid: meta.uid, gid: meta.gid });
-      if (owner !== undefined) await fsp.chown(fsPath(file), owner.uid, owner.gid);
+      if (owner !== undefined) await fsa.chown(fsPath(file), owner.uid, owner.gid);
     }
-    if (meta.mode !== undefined) await fsp.chmod(fsPath(file), modeUnder(rule, meta.mode));
+    if (meta.mode !== undefined) await fsa.chmod(fsPath(file), modeUnder(rule, meta.mode));
     if (meta.mtimeNs !== undefined) {
       // Node's utimes takes seconds as a double and sets microseconds: not every nanosecond.
       const NS = 1_000_000_000n;
       const mtime = Number(meta.mtimeNs / NS) + Number(meta.mtimeNs % NS) / 1e9;
-      await fsp.utimes(fsPath(file), Date.now() / 1000, mtime);
+      await fsa.utimes(fsPath(file), Date.now() / 1000, mtime);
     }
     return;
   }
-  if (meta.mode !== undefined) await fsp.chmod(fsPath(file), meta.mode & 0o777 & ~currentUmask());
+  if (meta.mode !== undefined) await fsa.chmod(fsPath(file), meta.mode & 0o777 & ~currentUmask());
 }
 
 /** A local file's metadata, from a bigint stat (`{ bigint: true }`: the mtime to the nanosecond). */

@@ -5,12 +5,12 @@
  * a regular file (`/dev/null`, a FIFO, a terminal) is written in place, as curl does: renaming
  * over it would replace the device node itself. Errors name the file as the user gave it.
  */
-import { constants as fsc, createWriteStream, promises as fsp } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
+import { constants as fsc, createWriteStream } from 'node:fs';
 import path from 'node:path';
 import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { bytesToName, fsPath } from '../core/name-bytes.js';
+import * as fsa from './fs-calls.js';
 import { LocalFileError, PartialTransferError, isAbort, writeError } from './client-error.js';
 
 /** Called as bytes move: `done` so far (including a resumed offset), `total` when known. */
@@ -56,7 +56,7 @@ export function tempNameFor(file: string): string {
 /** Looks at what is at `file` now: nothing or a regular file (replace it), a directory (refuse), anything else (write in place). */
 export async function localTarget(file: string): Promise<LocalTarget> {
   const dest = path.resolve(file);
-  const st = await fsp.stat(fsPath(dest), { bigint: true }).catch(() => undefined);
+  const st = await fsa.stat(fsPath(dest), { bigint: true }).catch(() => undefined);
   // Missing, unreadable or a dangling link: creating the temporary file reports what is wrong.
   if (st === undefined) return { shown: file, path: dest, inPlace: false, size: 0, mtimeNs: undefined };
   if (st.isDirectory()) {
@@ -71,7 +71,7 @@ export async function localTarget(file: string): Promise<LocalTarget> {
   // Through a symlink, replace the file it points to and keep the link, as writing through it would.
   return {
     shown: file,
-    path: bytesToName(await fsp.realpath(fsPath(dest), { encoding: 'buffer' })),
+    path: bytesToName(await fsa.realpath(fsPath(dest), { encoding: 'buffer' })),
     inPlace: false,
     size: Number(st.size),
     mtimeNs: st.mtimeNs,
@@ -86,9 +86,9 @@ const WRITE_HIGH_WATER = 1024 * 1024;
 /** Positional writes a regular file may have in flight at once (see positionalSink). */
 const WRITES_IN_FLIGHT = 4;
 
-async function writeFully(handle: FileHandle, data: Buffer, at: number): Promise<void> {
+async function writeFully(fd: number, data: Buffer, at: number): Promise<void> {
   for (let done = 0; done < data.length;) {
-    const { bytesWritten } = await handle.write(data, done, data.length - done, at + done);
+    const { bytesWritten } = await fsa.write(fd, data, done, data.length - done, at + done);
     done += bytesWritten;
   }
 }
@@ -98,11 +98,11 @@ async function writeFully(handle: FileHandle, data: Buffer, at: number): Promise
  * keeping up to WRITES_IN_FLIGHT writes on the thread pool at once: one write at a time leaves
  * the socket idle while each batch goes to disk (a 1 GiB download took 1.6× curl's time), and
  * pwrite needs no shared file position. Destroyed mid-way, it still writes the batch it holds.
- * It never closes the handle, and it finishes (or
+ * It never closes the fd, and it finishes (or
  * finishes being destroyed) only when every write it started has settled, so the caller may
- * close the handle then.
+ * close the fd then.
  */
-function positionalSink(handle: FileHandle, start: number): Writable {
+function positionalSink(fd: number, start: number): Writable {
   let position = start;
   let inFlight = 0;
   let failed: Error | undefined;
@@ -118,7 +118,7 @@ function positionalSink(handle: FileHandle, start: number): Writable {
     const at = position;
     position += data.length;
     inFlight++;
-    writeFully(handle, data, at)
+    writeFully(fd, data, at)
       .catch((err: unknown) => {
         failed ??= err instanceof Error ? err : new Error(String(err));
       })
@@ -191,27 +191,27 @@ async function writeTo(
       throw err;
     }
   }
-  let handle: FileHandle | undefined;
+  let fd: number | undefined;
   try {
     if (flags === 'w') {
       // In place, not a regular file (a FIFO, a terminal, /dev/null): written in order.
       await pipeline(counted, createWriteStream(fsPath(file), { flags, highWaterMark: WRITE_HIGH_WATER }));
     } else {
       // 'a' (resume) appends at the current end; O_APPEND itself would ignore the offsets.
-      handle = await fsp.open(fsPath(file), flags === 'a' ? fsc.O_WRONLY | fsc.O_CREAT : flags);
-      const start = flags === 'a' ? (await handle.stat()).size : 0;
-      await pipeline(counted, positionalSink(handle, start));
+      fd = await fsa.open(fsPath(file), flags === 'a' ? fsc.O_WRONLY | fsc.O_CREAT : flags);
+      const start = flags === 'a' ? (await fsa.fstat(fd)).size : 0;
+      await pipeline(counted, positionalSink(fd, start));
       // A close can report a write the kernel deferred (NFS, quotas): it is part of the write.
-      const closing = handle;
-      handle = undefined;
-      await closing.close();
+      const closing = fd;
+      fd = undefined;
+      await fsa.close(closing);
     }
   } catch (err) {
     if (sourceError === undefined) throw writeError(shown, err);
     if (isAbort(sourceError.err)) throw sourceError.err;
     throw new PartialTransferError(bytes, options.length, sourceError.err);
   } finally {
-    await handle?.close().catch(() => undefined);
+    if (fd !== undefined) await fsa.close(fd).catch(() => undefined);
   }
   return bytes;
 }
@@ -247,13 +247,13 @@ export async function saveTo(
     const bytes = await writeTo(source, temp, 'wx', target.shown, options);
     await finishFile(temp, target.shown, options);
     try {
-      await fsp.rename(fsPath(temp), fsPath(target.path));
+      await fsa.rename(fsPath(temp), fsPath(target.path));
     } catch (err) {
       throw writeError(target.shown, err);
     }
     return bytes;
   } catch (err) {
-    await fsp.rm(fsPath(temp), { force: true }).catch(() => undefined);
+    await fsa.rm(fsPath(temp), { force: true }).catch(() => undefined);
     throw err;
   }
 }

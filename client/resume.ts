@@ -16,7 +16,7 @@
  * (An ETag would be exact, but a client keeps it only beside the file, in an extended attribute
  * or a second file; the mtime travels with the file through cp -p, tar and rsync -t.)
  */
-import { promises as fsp } from 'node:fs';
+import * as fsa from './fs-calls.js';
 
 const NS_PER_S = 1_000_000_000n;
 /** §8.8.2.2: Last-Modified at least this long before Date is strong. */
@@ -51,5 +51,5 @@ export function strongLastModified(
 /** Sets `file`'s mtime to `mtime` (its atime to now); a failure only costs the next resume. */
 export async function stampMtime(file: string, mtime: Date | undefined): Promise<void> {
   if (mtime === undefined) return;
-  await fsp.utimes(file, new Date(), mtime).catch(() => undefined);
+  await fsa.utimes(file, new Date(), mtime).catch(() => undefined);
 }

@@ -5,7 +5,6 @@
  * `bind EADDRINUSE @name` with errno, code, syscall and address, like Node's own net errors.
  */
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getSystemErrorMap, getSystemErrorName } from 'node:util';
@@ -228,8 +227,6 @@ export interface NativeBinding {
   };
 }
 
-const require = createRequire(import.meta.url);
-
 /**
  * Where the addon is, first match wins: NULLGATE_ADDON; nullgate.node beside the script (the
  * client bundle ships it there); else node-gyp-build's search of the package root (sources in
@@ -241,7 +238,9 @@ function findAddon(): string {
   for (const candidate of [process.env.NULLGATE_ADDON, path.join(here, 'nullgate.node')]) {
     if (candidate && existsSync(candidate)) return candidate;
   }
-  const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+  // node:module only here: the client bundle finds its addon above, without loading it.
+  const { createRequire } = process.getBuiltinModule('node:module');
+  const nodeGypBuild = createRequire(import.meta.url)('node-gyp-build') as { path(dir: string): string };
   for (const root of [path.join(here, '..'), path.join(here, '..', '..')]) {
     if (!existsSync(path.join(root, 'binding.gyp'))) continue;
     try {
@@ -255,7 +254,18 @@ function findAddon(): string {
   );
 }
 
-export const native = require(findAddon()) as NativeBinding;
+/**
+ * What require() does for a .node file, without node:module (whose load brings the ES module
+ * loader with it: client start-up, docs/performance.md). Node-API addons may be opened more than
+ * once in a process (each gets its own exports).
+ */
+function loadAddon(file: string): NativeBinding {
+  const module = { exports: {} };
+  process.dlopen(module, file);
+  return module.exports as NativeBinding;
+}
+
+export const native = loadAddon(findAddon());
 
 export interface SystemError extends Error {
   errno: number;

@@ -25,8 +25,12 @@ import {
   UntrustedServerError,
   isAbort,
 } from '../client-error.js';
-import { Client, type ProgressCallback } from '../client.js';
+import type { Client } from '../client.js';
+import { connector } from '../connector.js';
+import { FileClient, type ProgressCallback } from '../file-client.js';
+import { httpTransport } from '../http-transport.js';
 import { parseServerUids } from './server-uids.js';
+import { SHORT_LIVED_V8_FLAGS } from './short-lived.js';
 
 const SERVER = 'Finding the server (every client verb)';
 
@@ -221,16 +225,18 @@ export function socketHint(socket: Address, cwd = process.cwd()): string | undef
 }
 
 /**
- * Opens a Client for the verb, runs `fn`, closes the client, and words a failure in one line
+ * Runs `fn` with a client from `open`, closes it, and words a failure in one line
  * (CommandError, its cause the original error, from which cli/exit.ts takes the exit code).
  */
-export async function withClient(
+async function withSession<C extends FileClient>(
   common: CommonOptions,
   context: (socket: string) => string,
-  fn: (client: Client) => Promise<void>,
+  open: () => Promise<C>,
+  fn: (client: C) => Promise<void>,
 ): Promise<void> {
-  const client = new Client({ socket: common.socket, wait: common.wait, serverUids: common.serverUids });
+  let client: C | undefined;
   try {
+    client = await open();
     await fn(client);
   } catch (err) {
     if (err instanceof CommandError) throw err;
@@ -239,8 +245,42 @@ export async function withClient(
     const tip = isConnectFailure(err) ? socketHint(common.socket) : undefined;
     throw new CommandError(tip === undefined ? message : `${message} (${tip})`, { cause: err });
   } finally {
-    await client.destroy();
+    await client?.destroy();
   }
+}
+
+/**
+ * The library's Client (undici) for the verbs that stream (pull, push, request, a resumable put).
+ * undici is loaded here, not before: the simple verbs never load it (withFileClient).
+ */
+export function withClient(
+  common: CommonOptions,
+  context: (socket: string) => string,
+  fn: (client: Client) => Promise<void>,
+): Promise<void> {
+  const open = async (): Promise<Client> => {
+    (await import('node:v8')).setFlagsFromString(SHORT_LIVED_V8_FLAGS);
+    const { Client } = await import('../client.js');
+    return new Client({ socket: common.socket, wait: common.wait, serverUids: common.serverUids });
+  };
+  return withSession(common, context, open, fn);
+}
+
+/**
+ * The file methods over node:http (client/http-transport.ts) for the simple verbs (get, ls, rm,
+ * mkdir, mv, put of a small file): the same connector, the same answers and errors as the
+ * Client's, without undici's start-up (docs/performance.md, "Client start-up").
+ */
+export function withFileClient(
+  common: CommonOptions,
+  context: (socket: string) => string,
+  fn: (client: FileClient) => Promise<void>,
+): Promise<void> {
+  const open = (): Promise<FileClient> => {
+    const connect = connector(common.socket, { waitMs: common.wait * 1000, serverUids: common.serverUids });
+    return Promise.resolve(new FileClient(httpTransport(connect), formatAddress(common.socket)));
+  };
+  return withSession(common, context, open, fn);
 }
 
 /**

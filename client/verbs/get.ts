@@ -10,11 +10,11 @@ import {
   parseCommon,
   progressBar,
   toStdout,
-  withClient,
+  withFileClient,
 } from './common.js';
 import { formatAddress } from '../../core/address.js';
 import { CommandError, LocalFileError } from '../client-error.js';
-import { filesPath, progressStream } from '../client.js';
+import { filesPath, progressStream } from '../file-client.js';
 
 export interface GetArgs {
   readonly common: CommonOptions;
@@ -108,7 +108,7 @@ export function parseGetArgs(argv: string[], env: Env = process.env): GetArgs {
 
 export async function getCommand(argv: string[]): Promise<void> {
   const args = parseGetArgs(argv);
-  return withClient(
+  return withFileClient(
     args.common,
     (socket) => `GET ${filesPath(args.remote)} on ${socket}`,
     async (client) => {

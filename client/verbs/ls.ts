@@ -7,8 +7,15 @@ import { usageError } from '../../core/errors.js';
 import { escapeControls, escapeJsonControls } from '../../core/terminal-text.js';
 import path from 'node:path';
 import { ClientError } from '../client-error.js';
-import { type Client, type ListEntry, type ListingStream, filesPath } from '../client.js';
-import { type CommonOptions, type Env, commonOptions, parseCommon, toStdout, withClient } from './common.js';
+import { type FileClient, type ListEntry, type ListingStream, filesPath } from '../file-client.js';
+import {
+  type CommonOptions,
+  type Env,
+  commonOptions,
+  parseCommon,
+  toStdout,
+  withFileClient,
+} from './common.js';
 
 export interface LsArgs {
   readonly common: CommonOptions;
@@ -125,7 +132,7 @@ async function* streamedLines(listing: ListingStream, dir: string, asJson: boole
  * of `REMOTE` then tells whether it is one (its mode, owner and mtime in the X-Nullgate-* headers).
  * Anything else (no such path, `REMOTE/` written by the user) is the listing's own failure.
  */
-async function fileEntry(client: Client, remote: string, listFailure: unknown): Promise<ListEntry> {
+async function fileEntry(client: FileClient, remote: string, listFailure: unknown): Promise<ListEntry> {
   if (!(listFailure instanceof ClientError) || listFailure.statusCode !== 404 || remote.endsWith('/'))
     throw listFailure;
   const st = await client.stat(remote).catch(() => undefined);
@@ -150,7 +157,7 @@ function fileLines(entry: ListEntry, args: LsArgs): string {
 export async function lsCommand(argv: string[]): Promise<void> {
   const args = parseLsArgs(argv);
   const dir = args.remote.endsWith('/') ? args.remote : `${args.remote}/`;
-  return withClient(
+  return withFileClient(
     args.common,
     (socket) => `GET ${filesPath(dir)} on ${socket}`,
     async (client) => {

@@ -1,8 +1,8 @@
 /** `nullgate mkdir REMOTE...`: create directories with their parents (like mkdir -p). */
 import { type CommandSpec, parseCommand } from '../../core/argv.js';
 import { usageError } from '../../core/errors.js';
-import { filesPath } from '../client.js';
-import { type CommonOptions, type Env, commonOptions, parseCommon, withClient } from './common.js';
+import { filesPath } from '../file-client.js';
+import { type CommonOptions, type Env, commonOptions, parseCommon, withFileClient } from './common.js';
 
 export interface MkdirArgs {
   readonly common: CommonOptions;
@@ -32,7 +32,7 @@ export async function mkdirCommand(argv: string[]): Promise<void> {
   const args = parseMkdirArgs(argv);
   let current = args.remotes[0]!;
   const shown = (p: string): string => filesPath(p.endsWith('/') ? p : `${p}/`);
-  return withClient(
+  return withFileClient(
     args.common,
     (socket) => `PUT ${shown(current)} on ${socket}`,
     async (client) => {

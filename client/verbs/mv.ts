@@ -7,14 +7,14 @@ import { type CommandSpec, parseCommand } from '../../core/argv.js';
 import { usageError } from '../../core/errors.js';
 import { escapeControls } from '../../core/terminal-text.js';
 import { ClientError } from '../client-error.js';
-import { type Client, filesPath } from '../client.js';
+import { type FileClient, filesPath } from '../file-client.js';
 import {
   type CommonOptions,
   type Env,
   commonOptions,
   expectPositionals,
   parseCommon,
-  withClient,
+  withFileClient,
 } from './common.js';
 
 export interface MvArgs {
@@ -68,7 +68,7 @@ export function moveTarget(from: string, to: string, toIsDirectory: boolean): st
 }
 
 /** Is REMOTE an existing directory? `HEAD REMOTE/` is 2xx only for one (a file gives ENOTDIR: 404). */
-async function isRemoteDirectory(client: Client, remote: string): Promise<boolean> {
+async function isRemoteDirectory(client: FileClient, remote: string): Promise<boolean> {
   try {
     await client.stat(remote.endsWith('/') ? remote : `${remote}/`);
     return true;
@@ -80,7 +80,7 @@ async function isRemoteDirectory(client: Client, remote: string): Promise<boolea
 
 export async function mvCommand(argv: string[]): Promise<void> {
   const args = parseMvArgs(argv);
-  return withClient(
+  return withFileClient(
     args.common,
     (socket) => `MOVE ${filesPath(args.from)} on ${socket}`,
     async (client) => {

@@ -2,7 +2,7 @@
 import { type CommandSpec, parseCommand } from '../../core/argv.js';
 import { usageError } from '../../core/errors.js';
 import path from 'node:path';
-import { archivePath } from '../client.js';
+import { archivePath } from '../file-client.js';
 import type { PullResult } from '../archive.js';
 import { escapeControls } from '../../core/terminal-text.js';
 import { listingLine } from '../../core/sync-plan.js';

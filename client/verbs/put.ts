@@ -3,7 +3,7 @@ import { type CommandSpec, parseCommand } from '../../core/argv.js';
 import { usageError } from '../../core/errors.js';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { filesPath } from '../client.js';
+import { type FileClient, filesPath } from '../file-client.js';
 import {
   type CommonOptions,
   type Env,
@@ -12,6 +12,7 @@ import {
   parseCommon,
   progressBar,
   withClient,
+  withFileClient,
 } from './common.js';
 
 export interface PutArgs {
@@ -81,27 +82,29 @@ export function parsePutArgs(argv: string[], env: Env = process.env): PutArgs {
 
 export async function putCommand(argv: string[]): Promise<void> {
   const args = parsePutArgs(argv);
-  return withClient(
+  const size =
+    args.local === '-'
+      ? undefined
+      : await stat(args.local).then(
+          (st) => (st.isFile() ? st.size : undefined),
+          () => undefined,
+        );
+  const resumable = size !== undefined && size >= RESUMABLE_MIN_SIZE;
+  // A resumable upload is undici's (the library Client); a small one goes over node:http.
+  return (resumable ? withClient : withFileClient)(
     args.common,
     (socket) => `PUT ${filesPath(args.remote)} on ${socket}`,
-    async (client) => {
+    async (client: FileClient) => {
       const progress = progressBar(
         path.basename(args.local === '-' ? args.remote : args.local),
         args.common.silent,
       );
-      const size =
-        args.local === '-'
-          ? undefined
-          : await stat(args.local).then(
-              (st) => (st.isFile() ? st.size : undefined),
-              () => undefined,
-            );
       try {
         await client.put(args.local === '-' ? process.stdin : args.local, args.remote, {
           noClobber: args.noClobber,
           keep: args.preserve ? 'all' : 'mode',
           onProgress: progress?.update,
-          resumable: size !== undefined && size >= RESUMABLE_MIN_SIZE,
+          resumable,
           onResume: (offset, cause) => {
             if (args.common.silent) return;
             const why = cause instanceof Error ? cause.message : String(cause);

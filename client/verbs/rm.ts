@@ -2,8 +2,8 @@
 import { type CommandSpec, parseCommand } from '../../core/argv.js';
 import { usageError } from '../../core/errors.js';
 import { ClientError, CommandError } from '../client-error.js';
-import { filesPath } from '../client.js';
-import { type CommonOptions, type Env, commonOptions, parseCommon, withClient } from './common.js';
+import { filesPath } from '../file-client.js';
+import { type CommonOptions, type Env, commonOptions, parseCommon, withFileClient } from './common.js';
 
 export interface RmArgs {
   readonly common: CommonOptions;
@@ -31,7 +31,7 @@ export function parseRmArgs(argv: string[], env: Env = process.env): RmArgs {
 export async function rmCommand(argv: string[]): Promise<void> {
   const args = parseRmArgs(argv);
   let current = args.remotes[0]!;
-  return withClient(
+  return withFileClient(
     args.common,
     (socket) => `DELETE ${filesPath(current)} on ${socket}`,
     async (client) => {

@@ -156,7 +156,7 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
     });
 
-    it('a get loads only what get needs: no node:crypto, zlib or fs/promises (the archive and tree code use them)', async () => {
+    it('a get loads only what get needs: no undici, node:crypto, zlib or fs/promises (the archive and tree code use them)', async () => {
       // The bundle is CommonJS so that each module's built-ins load when that module first runs
       // (scripts/bundle.mjs); process.moduleLoadList names every built-in the process loaded.
       await writeFile(path.join(root, 'lean.txt'), 'lean\n');
@@ -166,17 +166,28 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
         preload,
         `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(list)}, JSON.stringify(process.moduleLoadList)));\n`,
       );
-      const r = await runNode(['-r', preload, BUNDLE, 'get', '/lean.txt', '--socket', name]);
-      expect(r.stderr).toBe('');
-      expect(r.stdout.toString()).toBe('lean\n');
-      const loaded = JSON.parse(await readFile(list, 'utf8')) as string[];
-      for (const absent of [
-        'NativeModule crypto',
-        'NativeModule zlib',
-        'NativeModule internal/fs/promises',
-      ]) {
-        expect(loaded, absent).not.toContain(absent);
+      for (const args of [[], ['-o', path.join(work, 'lean.out')]]) {
+        const r = await runNode(['-r', preload, BUNDLE, 'get', '/lean.txt', '--socket', name, ...args]);
+        expect(r.stderr).toBe('');
+        expect(
+          args.length === 0 ? r.stdout.toString() : await readFile(path.join(work, 'lean.out'), 'utf8'),
+        ).toBe('lean\n');
+        const loaded = JSON.parse(await readFile(list, 'utf8')) as string[];
+        // undici is a bundle of its own, compiled when a verb on it starts; it requires
+        // node:assert (and the client node:v8, for undici's wasm): neither may be loaded.
+        for (const absent of [
+          'NativeModule assert',
+          'NativeModule v8',
+          'NativeModule vm',
+          'NativeModule crypto',
+          'NativeModule zlib',
+          'NativeModule internal/fs/promises',
+          'NativeModule module',
+        ]) {
+          expect(loaded, `${absent} (get ${args.join(' ')})`).not.toContain(absent);
+        }
       }
+      await rm(path.join(work, 'lean.out'), { force: true });
     });
 
     it('carries only the undici it uses: no fetch, EventSource, mock or cache layers', async () => {
@@ -194,10 +205,11 @@ describe('nullgate client (real CLI, real abstract socket)', () => {
     it('never tiers the wasm HTTP parser up to TurboFan, whose background job Node waits for at exit', async () => {
       await writeFile(path.join(root, 'quick.bin'), Buffer.alloc(1024, 3));
       // V8 reports each wasm function it compiles and with which tier. Node waits for a TurboFan
-      // job still running when the work is done (~100 ms for a 1 KiB get): none may start.
+      // job still running when the work is done (~100 ms for a 1 KiB request): none may start.
+      // (`request` is on undici; `get` has no wasm at all, see above.)
       const script = `
         const m = await import(${JSON.stringify(BUNDLE)});
-        process.exitCode = await m.main(['get', '/quick.bin', '--socket', ${JSON.stringify(name)}]);
+        process.exitCode = await m.main(['request', '/files/quick.bin', '--socket', ${JSON.stringify(name)}]);
       `;
       const r = await runNode(['--trace-wasm-compilation-times', '--input-type=module', '-e', script]);
       expect(r.code, r.stderr).toBe(0);
