@@ -7,9 +7,12 @@
  * manifest, the plan, then PUT /archive/<dir>?sync=1 with the changed entries, their parent
  * directories and a deletion record per deleted path: the server applies it all or nothing.
  *
- * pull: the server's manifest, the local one, the plan; deletions are made locally first
- * (beneath LOCAL_DIR, never through a symlink), then POST /archive/<dir>?select=1 with the paths
- * to send, extracted like a plain pull (directory modes and times set last).
+ * pull: the server's manifest, the local one, the plan; then POST /archive/<dir>?select=1 with
+ * the paths to send, extracted like a plain pull (directory modes and times set last). Deletions
+ * are made locally (beneath LOCAL_DIR, never through a symlink): an entry whose type changes
+ * between a directory and anything else before the extraction, which puts the new one in its
+ * place; an entry the server lacks (--delete) only after the extraction succeeded, so that a pull
+ * that fails (server gone, connection cut, local error) deletes nothing it did not need to.
  */
 import path from 'node:path';
 
@@ -25,7 +28,7 @@ import {
   type XattrScope,
   selectionBody,
 } from '../core/manifest.js';
-import { ancestorsOf } from '../core/rel-path.js';
+import { ancestorsOf, parentOf } from '../core/rel-path.js';
 import { processIds, setRule } from '../core/set-rule.js';
 import { type SyncPlan, planSync } from '../core/sync-plan.js';
 import { unsafeEntry } from '../core/tar-entry.js';
@@ -228,8 +231,26 @@ export async function pullSync(
   );
   const plan = planSync(remoteEntries, local, planOptions(options, receiver));
   if (options.dryRun === true) return { plan, skipped: [], unsendable: [] };
-  if (plan.delete.length > 0) await deleteLocal(localDir, plan.delete);
-  if (plan.send.length === 0) return { plan, skipped: [], unsendable: [] };
+  // A deleted entry the server has is one whose type changes (core/sync-plan.ts): it goes first.
+  const remotePaths = new Set(remoteEntries.map((e) => e.path));
+  const replaced = plan.delete.filter((p) => remotePaths.has(p));
+  const extra = plan.delete.filter((p) => !remotePaths.has(p));
+  if (replaced.length > 0) await deleteLocal(localDir, replaced);
+  const skipped = plan.send.length === 0 ? [] : await pullSelected(client, urlPath, localDir, plan, options);
+  // The extraction set the directories' times as the server's; deleting an entry changes its
+  // directory's mtime, so each keeps the times the extraction gave it.
+  if (extra.length > 0) await deleteLocal(localDir, extra, { keepParentTimes: true });
+  return { plan, skipped, unsendable: [] };
+}
+
+/** POST /archive/<dir>?select=1 with the plan's paths, extracted into LOCAL_DIR: what was skipped. */
+async function pullSelected(
+  client: SyncClient,
+  urlPath: string,
+  localDir: string,
+  plan: SyncPlan,
+  options: SyncOptions,
+): Promise<PullResult['skipped']> {
   const url = `${urlPath}?select=1`;
   const res = await client.request('POST', url, {
     headers: { 'content-type': 'application/x-ndjson' },
@@ -249,16 +270,21 @@ export async function pullSync(
       throw new PartialTransferError(undefined, undefined, err);
     throw err;
   }
-  return { plan, skipped: result.skipped, unsendable: [] };
+  return result.skipped;
 }
 
 /**
  * Deletes `paths` (relative to LOCAL_DIR, outermost first) beneath LOCAL_DIR: each reached
  * through real directories only (a symlink on the way, which can only be there when the tree
  * changed since its manifest was made, is refused), removed with everything in it, never
- * following a symlink (BeneathRoot.rm).
+ * following a symlink (BeneathRoot.rm). With `keepParentTimes`, the directory that held each
+ * keeps its modification time.
  */
-export async function deleteLocal(localDir: string, paths: readonly string[]): Promise<void> {
+export async function deleteLocal(
+  localDir: string,
+  paths: readonly string[],
+  options: { keepParentTimes?: boolean } = {},
+): Promise<void> {
   const dir = path.resolve(localDir);
   let root: BeneathRoot;
   try {
@@ -272,8 +298,11 @@ export async function deleteLocal(localDir: string, paths: readonly string[]): P
         const st = await root.lstat(a).catch(() => undefined);
         if (st?.type === 'symlink') throw unsafeEntry(rel, `leads through the symlink "${a}" in LOCAL_DIR`);
       }
+      const parent = parentOf(rel);
       try {
+        const before = options.keepParentTimes === true ? await root.lstat(parent) : undefined;
         await root.rm(rel, { recursive: true, force: true });
+        if (before !== undefined) await root.lutimesNs(parent, null, before.mtimeNs);
       } catch (err) {
         throw new LocalFileError('write', path.join(dir, rel), err);
       }

@@ -14,6 +14,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   utimesSync,
   writeFileSync,
@@ -24,6 +25,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { createGateway, type Gateway } from '../../gateway/index.js';
+import { settlesWithin } from '../helpers/bounds.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { uniqueName } from '../helpers/sockets.js';
 import { makeFixtureTree } from '../helpers/fixture-tree.js';
@@ -223,6 +225,21 @@ describe('push --sync', () => {
   });
 });
 
+/** Whether process `pid` has a file open in `dir` (read from /proc/PID/fd). */
+function opensBeneath(pid: number, dir: string): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+      try {
+        return readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith(`${dir}/`);
+      } catch {
+        return false; // closed meanwhile
+      }
+    });
+  } catch {
+    return false; // not started yet, or gone
+  }
+}
+
 function stagingPresent(dir: string): boolean {
   return readdirSync(dir).some((n) => n.startsWith('.nullgate-tmp-'));
 }
@@ -255,6 +272,46 @@ describe('pull --sync', () => {
     ).toEqual([]);
     expect(await compareTrees(remote, local, OPTS)).toEqual([]);
     expect((await cli('pull', '--sync', '--delete', '--dry-run', '/pull', local)).stdout.toString()).toBe('');
+  });
+
+  it('a pull --sync --delete killed mid-transfer has deleted no local-only entry', async () => {
+    const remote = join(served, 'pull-cut');
+    makeTree(remote);
+    const local = join(base, 'pull-cut-local');
+    expect((await cli('pull', '/pull-cut', local)).code).toBe(0);
+    writeFileSync(join(local, 'd1/mine.txt'), 'mine');
+    // A big new file keeps the transfer going long enough to kill the client in the middle.
+    writeFileSync(join(remote, 'd3/big.bin'), Buffer.alloc(256 * 1024 * 1024, 1));
+    const child = spawn(
+      process.execPath,
+      [BIN, 'pull', '--sync', '--delete', '/pull-cut', local, '--socket', socket],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    // Killed once it extracts big.bin: it holds a file open in d3 (its O_TMPFILE, or a
+    // temporary beside the name where the file system has none).
+    const extracting = new Promise<void>((resolve) => {
+      const look = setInterval(() => {
+        if (opensBeneath(child.pid!, join(local, 'd3'))) {
+          clearInterval(look);
+          resolve();
+        }
+      }, 5);
+    });
+    await settlesWithin(extracting, 60_000, 'the extraction of big.bin began');
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('close', resolve));
+    expect(readFileSync(join(local, 'd1/mine.txt'), 'utf8')).toBe('mine');
+
+    // The same pull, whole, deletes it, and leaves d1 with the server's times.
+    rmSync(join(remote, 'd3/big.bin'));
+    for (const name of readdirSync(join(local, 'd3')))
+      if (name.startsWith('.nullgate-tmp-') || name === 'big.bin') rmSync(join(local, 'd3', name));
+    expect((await cli('pull', '--sync', '--delete', '/pull-cut', local)).code).toBe(0);
+    expect(existsSync(join(local, 'd1/mine.txt'))).toBe(false);
+    expect(await compareTrees(remote, local, OPTS)).toEqual([]);
+    expect((await cli('pull', '--sync', '--delete', '--dry-run', '/pull-cut', local)).stdout.toString()).toBe(
+      '',
+    );
   });
 
   it('keeps local-only entries without --delete', async () => {
