@@ -233,7 +233,11 @@ function refuseMalformed(request: FastifyRequest, reply: FastifyReply, limitHit:
   return false;
 }
 
-/** The onRequest hooks: peer, access line and refusals first, then the connection's pipelining turn. */
+/**
+ * The onRequest hook: peer, access line and refusals first, the body's watch, then the
+ * connection's pipelining turn. One hook, not one per concern: each costs a step of Fastify's
+ * hook runner on every request.
+ */
 function addRequestHooks(
   app: FastifyInstance,
   peerFor: (socket: Socket) => FastifyRequest['peer'],
@@ -245,33 +249,43 @@ function addRequestHooks(
   app.server.maxHeadersCount = MAX_HEADER_FIELDS + 1;
   app.decorateRequest('peer', null as unknown as PeerCredentials);
   app.addHook('onRequest', (request, reply, done) => {
-    request.peer = peerFor(request.raw.socket);
+    const { raw } = request;
+    const socket = raw.socket;
+    request.peer = peerFor(socket);
     // The access line costs two listeners a request: none when it would not be written.
     if (accessLogged(request)) accessLine(request, reply);
     if (refuseMalformed(request, reply, limitHit)) return;
-    // A body too slow, or not whole in time, is 408 and the connection closed (gateway/body-rate.ts).
-    const socket = request.raw.socket;
-    const tooSlow = (message: string): void => {
-      limitHit(408, message, request.peer);
-      if (!reply.raw.headersSent) reply.raw.statusCode = 408;
-      cutRequest(socket, 408, 'NG_ERR_TIMEOUT', message);
-    };
-    watchBody(request.raw, socket, limits, tooSlow);
-    // The bytes of a body received natively bypass Node, and so the watch: the native thread
-    // applies the minimum rate itself (routes/receive.ts).
-    if (limits.bodyMinRate > 0 && request.headers['content-length'] !== undefined) {
-      setBodyRate(request.raw, { minRate: limits.bodyMinRate, windowMs: limits.bodyRateWindowMs, tooSlow });
+    if (raw.headers['content-length'] !== undefined || raw.headers['transfer-encoding'] !== undefined) {
+      watchRequestBody(request, reply, limits, limitHit);
     }
-    done();
-  });
-  // At most MAX_PIPELINED_REQUESTS requests of a connection run at once, and what a closed
-  // connection leaves queued is closed with it (gateway/pipelining.ts).
-  app.addHook('onRequest', (request, reply, done) => {
-    pipelineTurn(request.raw.socket, reply.raw, MAX_PIPELINED_REQUESTS, (run) => {
+    // At most MAX_PIPELINED_REQUESTS requests of a connection run at once, and what a closed
+    // connection leaves queued is closed with it (gateway/pipelining.ts).
+    pipelineTurn(socket, reply.raw, MAX_PIPELINED_REQUESTS, (run) => {
       if (!run) void reply.hijack();
       done();
     });
   });
+}
+
+/** A body too slow, or not whole in time, is 408 and the connection closed (gateway/body-rate.ts). */
+function watchRequestBody(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  limits: Limits,
+  limitHit: LimitHit,
+): void {
+  const socket = request.raw.socket;
+  const tooSlow = (message: string): void => {
+    limitHit(408, message, request.peer);
+    if (!reply.raw.headersSent) reply.raw.statusCode = 408;
+    cutRequest(socket, 408, 'NG_ERR_TIMEOUT', message);
+  };
+  watchBody(request.raw, socket, limits, tooSlow);
+  // The bytes of a body received natively bypass Node, and so the watch: the native thread
+  // applies the minimum rate itself (routes/receive.ts).
+  if (limits.bodyMinRate > 0 && request.headers['content-length'] !== undefined) {
+    setBodyRate(request.raw, { minRate: limits.bodyMinRate, windowMs: limits.bodyRateWindowMs, tooSlow });
+  }
 }
 
 /** Every error a route throws, and every unknown route, in the `{statusCode, code, error, message}` shape. */

@@ -27,6 +27,8 @@ interface Connection {
   /** Reading was stopped here (not by Node's own pause). */
   paused: boolean;
   closed: boolean;
+  /** The 'close' listener of a response that started at once (one function per connection). */
+  readonly startedClosed: (this: ServerResponse) => void;
 }
 
 const connections = new WeakMap<Socket, Connection>();
@@ -42,39 +44,53 @@ export function pipelineTurn(
   max: number,
   go: (run: boolean) => void,
 ): void {
-  const conn = connectionOf(socket);
+  const conn = connectionOf(socket, max);
   if (conn.closed) {
     closeQueued(res);
     go(false);
     return;
   }
-  let started = false;
-  const start = (run: boolean): void => {
-    if (run) {
-      started = true;
-      conn.running++;
-    }
-    go(run);
-  };
   conn.responses.add(res);
+  // The common case, no request of the connection waiting: it runs now, and its close is
+  // counted by the connection's one listener (no closures made per request).
+  if (conn.running < max && conn.waiting.length === 0) {
+    conn.running++;
+    res.on('close', conn.startedClosed);
+    go(true);
+    return;
+  }
+  let started = false;
   res.once('close', () => {
     conn.responses.delete(res);
     if (!started) return;
     conn.running--;
     next(socket, conn, max);
   });
-  if (conn.running < max && conn.waiting.length === 0) {
-    start(true);
-    return;
-  }
-  conn.waiting.push(start);
+  conn.waiting.push((run: boolean): void => {
+    if (run) {
+      started = true;
+      conn.running++;
+    }
+    go(run);
+  });
   stopReading(socket, conn);
 }
 
-function connectionOf(socket: Socket): Connection {
+function connectionOf(socket: Socket, max: number): Connection {
   const known = connections.get(socket);
   if (known !== undefined) return known;
-  const created: Connection = { running: 0, waiting: [], responses: new Set(), paused: false, closed: false };
+  const created: Connection = {
+    running: 0,
+    waiting: [],
+    responses: new Set(),
+    paused: false,
+    closed: false,
+    startedClosed(this: ServerResponse) {
+      created.responses.delete(this);
+      created.running--;
+      next(socket, created, max);
+    },
+  };
   connections.set(socket, created);
   socket.once('close', () => {
     created.closed = true;
