@@ -409,12 +409,11 @@ export function progressLine(p: {
  * terminal, not silenced, and the transfer is large. It fits the terminal's width as it is at
  * each frame, and a finished transfer leaves one final line (done()), as curl does.
  */
-export function progressBar(
-  label: string,
-  silent: boolean,
-  stream: NodeJS.WriteStream = process.stderr,
-): Progress | undefined {
-  if (silent || !stream.isTTY) return undefined;
+export function progressBar(label: string, silent: boolean, to?: NodeJS.WriteStream): Progress | undefined {
+  // With -s, process.stderr is not even created (a stream object, at every short command's start).
+  if (silent) return undefined;
+  const stream = to ?? process.stderr;
+  if (!stream.isTTY) return undefined;
   const started = Date.now();
   let last = 0;
   let shown = false;
