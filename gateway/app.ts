@@ -280,11 +280,19 @@ function watchRequestBody(
     if (!reply.raw.headersSent) reply.raw.statusCode = 408;
     cutRequest(socket, 408, 'NG_ERR_TIMEOUT', message);
   };
-  watchBody(request.raw, socket, limits, tooSlow);
-  // The bytes of a body received natively bypass Node, and so the watch: the native thread
-  // applies the minimum rate itself (routes/receive.ts).
-  if (limits.bodyMinRate > 0 && request.headers['content-length'] !== undefined) {
-    setBodyRate(request.raw, { minRate: limits.bodyMinRate, windowMs: limits.bodyRateWindowMs, tooSlow });
+  const readingNatively = watchBody(request.raw, socket, limits, tooSlow);
+  // The bytes of a body received natively bypass Node, and so the watch's rate: the native
+  // thread applies the minimum rate itself (routes/receive.ts); the total time stays the watch's.
+  if (
+    (limits.bodyMinRate > 0 || limits.bodyTimeoutMs > 0) &&
+    request.headers['content-length'] !== undefined
+  ) {
+    setBodyRate(request.raw, {
+      minRate: limits.bodyMinRate,
+      windowMs: limits.bodyRateWindowMs,
+      tooSlow,
+      reading: readingNatively,
+    });
   }
 }
 

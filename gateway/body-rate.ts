@@ -27,19 +27,23 @@ function bodyPending(req: IncomingMessage): boolean {
  * at least half the time and the client sent less than bodyMinRate bytes a second of waiting,
  * or when the body is not whole bodyTimeoutMs after its first read. Bytes are the socket's
  * (bytesRead), which the HTTP parser reads directly.
+ *
+ * Returns what a native receive (routes/receive.ts) calls when it takes the first read of the
+ * body instead of the stream: its bytes bypass the socket, so the thread judges the rate itself,
+ * and only the total time runs here; the cut (tooSlow closes the socket) cancels the thread.
  */
 export function watchBody(
   req: IncomingMessage,
   socket: Socket,
   limits: BodyLimits,
   tooSlow: (message: string) => void,
-): void {
+): () => void {
   const { bodyMinRate, bodyRateWindowMs, bodyTimeoutMs } = limits;
-  if ((bodyMinRate === 0 && bodyTimeoutMs === 0) || !bodyPending(req)) return;
+  if ((bodyMinRate === 0 && bodyTimeoutMs === 0) || !bodyPending(req)) return () => undefined;
   // inject()'s requests have a mock socket: nothing arrives slowly there.
-  if (!(socket instanceof Socket)) return;
+  if (!(socket instanceof Socket)) return () => undefined;
   let stop: (() => void) | undefined;
-  const start = (): void => {
+  const start = (natively: boolean): void => {
     if (stop !== undefined || req.complete || socket.destroyed) return;
     let windowStart = performance.now();
     let bytesAtStart = socket.bytesRead;
@@ -80,7 +84,7 @@ export function watchBody(
       pausedMs = 0;
       if (pausedSince !== undefined) pausedSince = now;
     };
-    const rate = bodyMinRate > 0 ? setInterval(check, bodyRateWindowMs).unref() : undefined;
+    const rate = bodyMinRate > 0 && !natively ? setInterval(check, bodyRateWindowMs).unref() : undefined;
     const total =
       bodyTimeoutMs > 0
         ? setTimeout(
@@ -98,12 +102,14 @@ export function watchBody(
     };
   };
   // 'resume': the route started reading the body (pipe, for await, on('data')).
-  req.once('resume', start);
+  const resumed = (): void => start(false);
+  req.once('resume', resumed);
   const end = (): void => {
-    req.off('resume', start);
+    req.off('resume', resumed);
     stop?.();
     stop = () => undefined;
   };
   req.once('end', end);
   req.once('close', end);
+  return () => start(true);
 }

@@ -42,12 +42,15 @@ const { ECONNRESET, ETIME, ETIMEDOUT } = constants.errno;
 /**
  * The body-rate rule (gateway/body-rate.ts) for a request, given by the gateway: the native
  * thread applies it to the bytes that bypass Node, and calls `tooSlow` (which answers 408 and
- * cuts the connection) when a window is too slow.
+ * cuts the connection) when a window is too slow. `reading` is called at the first read of the
+ * body: the total time (bodyTimeoutMs) runs from there on the gateway's watch, whose cut closes
+ * the socket and so cancels the thread.
  */
 export interface BodyRate {
   readonly minRate: number;
   readonly windowMs: number;
   tooSlow(message: string): void;
+  reading(): void;
 }
 
 const bodyRates = new WeakMap<IncomingMessage, BodyRate>();
@@ -128,6 +131,8 @@ export async function receiveNative(
     if (!wasPaused) resumeHttpReading(socket);
     return undefined;
   }
+  const rate = bodyRates.get(req);
+  rate?.reading();
   // What the parser read past the headers (step 2): req.read() does not restart the socket
   // while http.Server's pause flag is set (_http_incoming.js readStart).
   const parts: Buffer[] = [];
@@ -147,7 +152,7 @@ export async function receiveNative(
       // Cannot happen with an identity body whose length the parser enforces; never guess.
       throw failed(-ECONNRESET, 0);
     }
-    const result = await transfer(socket, fd, fileFd, prefix, rest, algorithms, idle, bodyRates.get(req));
+    const result = await transfer(socket, fd, fileFd, prefix, rest, algorithms, idle, rate);
     if (rest > 0 && !skipBodyInParser(socket, rest)) {
       socket.destroy();
       throw failed(-ECONNRESET, result.bytes);

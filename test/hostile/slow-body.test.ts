@@ -10,11 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { buildApp } from '../../gateway/app.js';
 import { listenAbstract } from '../../gateway/listen.js';
 import { parseAddress } from '../../core/address.js';
 import type { Limits } from '../../core/limits.js';
+import { native } from '../../native/binding.js';
 import { connectFd } from '../../native/socket.js';
 import { DEFAULT_LIMITS, resolveLimits } from '../../core/limits.js';
 import { settlesWithin } from '../helpers/bounds.js';
@@ -23,6 +24,12 @@ import { connectSocket, openFdCount, parseResponse, rawRequest, uniqueName } fro
 /** Resolves true once this process holds no more fds than `count` (polled every 50 ms). */
 async function waitForFds(count: number): Promise<boolean> {
   while (openFdCount() > count) await sleep(50);
+  return true;
+}
+
+/** Resolves true once this process runs no more threads than `count` (polled every 50 ms). */
+async function waitForThreads(count: number): Promise<boolean> {
+  while (readdirSync('/proc/self/task').length > count) await sleep(50);
   return true;
 }
 
@@ -231,6 +238,45 @@ describe('a request body too slow, or not whole in time, is 408 and frees its up
     expect(existsSync(join(dir, 'long.txt'))).toBe(false);
     await expectSlotFree();
   });
+
+  // The same total time on both paths, from the first read of the body: a native receive's bytes
+  // bypass Node, yet the watch's timer cuts it (its close cancels the thread).
+  it.each([
+    ['through Node', '0'],
+    ['received natively', 'always'],
+  ])(
+    'a body sent steadily (%s) but not whole within bodyTimeoutMs is 408, leaving no file, fd or thread',
+    async (_how, mode) => {
+      const before = process.env.NULLGATE_ZERO_COPY_UPLOADS;
+      process.env.NULLGATE_ZERO_COPY_UPLOADS = mode;
+      const receives = vi.spyOn(native, 'receiveStart');
+      try {
+        await start({ bodyMinRate: 0, bodyTimeoutMs: 1000 });
+        const fds = openFdCount();
+        const threads = readdirSync('/proc/self/task').length;
+        // 16 KiB every 5 ms (about 3 MB/s) of a 1 GiB body, until the server answers.
+        const { answer, errors } = await sendUntilCut(
+          address,
+          `PUT /files/steady.bin HTTP/1.1\r\nHost: x\r\nContent-Length: ${2 ** 30}\r\n\r\n`,
+          true,
+        );
+        expect408(answer, /^request body not whole within 1 s$/);
+        expect(errors).toEqual([]);
+        expect(receives).toHaveBeenCalledTimes(mode === 'always' ? 1 : 0);
+        expect(existsSync(join(dir, 'steady.bin'))).toBe(false);
+        await expectSlotFree();
+        expect(readdirSync(dir).sort()).toEqual(['after.txt']);
+        expect(await settlesWithin(waitForFds(fds), 10_000, 'the fds of the cut connection closed')).toBe(
+          true,
+        );
+        expect(await settlesWithin(waitForThreads(threads), 10_000, 'the receive thread ended')).toBe(true);
+      } finally {
+        receives.mockRestore();
+        if (before === undefined) delete process.env.NULLGATE_ZERO_COPY_UPLOADS;
+        else process.env.NULLGATE_ZERO_COPY_UPLOADS = before;
+      }
+    },
+  );
 
   // A client sending 3.2 MB/s where 100 MiB/s are asked: cut at the first window, on the JS path
   // (the parser reads the body) and on the native one (a thread splices it; the cut cancels it).
