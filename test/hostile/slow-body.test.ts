@@ -278,6 +278,40 @@ describe('a request body too slow, or not whole in time, is 408 and frees its up
     },
   );
 
+  it('a resumable PATCH append received natively is held to bodyTimeoutMs too', async () => {
+    const before = process.env.NULLGATE_ZERO_COPY_UPLOADS;
+    process.env.NULLGATE_ZERO_COPY_UPLOADS = 'always';
+    const receives = vi.spyOn(native, 'receiveStart');
+    try {
+      await start({ bodyMinRate: 0, bodyTimeoutMs: 1000 });
+      const interim = await rawRequest(
+        address,
+        'PUT /files/resumed.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nUpload-Complete: ?0\r\n' +
+          'Connection: close\r\n\r\nok',
+      );
+      // After the 104 (Upload Resumption Supported) interim response.
+      const created = parseResponse(interim.raw.subarray(interim.raw.lastIndexOf('HTTP/1.1 ')));
+      expect(created.status).toBe(201);
+      const where = created.headers.location!;
+      const calls = receives.mock.calls.length;
+      const { answer, errors } = await sendUntilCut(
+        address,
+        `PATCH ${where} HTTP/1.1\r\nHost: x\r\nContent-Type: application/partial-upload\r\n` +
+          `Upload-Offset: 2\r\nUpload-Complete: ?1\r\nContent-Length: ${2 ** 30}\r\n\r\n`,
+        true,
+      );
+      expect408(answer, /^request body not whole within 1 s$/);
+      expect(errors).toEqual([]);
+      expect(receives.mock.calls.length - calls).toBe(1);
+      expect(existsSync(join(dir, 'resumed.bin'))).toBe(false);
+      await expectSlotFree();
+    } finally {
+      receives.mockRestore();
+      if (before === undefined) delete process.env.NULLGATE_ZERO_COPY_UPLOADS;
+      else process.env.NULLGATE_ZERO_COPY_UPLOADS = before;
+    }
+  });
+
   // A client sending 3.2 MB/s where 100 MiB/s are asked: cut at the first window, on the JS path
   // (the parser reads the body) and on the native one (a thread splices it; the cut cancels it).
   const tooSlowForIt = { bodyMinRate: 100 * 2 ** 20, bodyRateWindowMs: 500, bodyTimeoutMs: 0 };
