@@ -1234,6 +1234,18 @@ function uploadTargets(summary, memoryRows) {
       '×',
     ],
   ];
+  const lines = targetLines(list);
+  lines.push(
+    '',
+    `1 GiB PUT, server CPU s/GiB: nullgate ${fmt(row('put1g', 'nullgate')?.cpu)}, through JS ` +
+      `${fmt(row('put1g', 'nullgate-js')?.cpu)}, nginx DAV ${fmt(row('put1g', 'nginx')?.cpu)}; ` +
+      `nullgate's RSS idle ${fmt(idle, 1)} MiB, largest during a 1 GiB PUT ${fmt(Math.max(...peaks), 1)} MiB.`,
+  );
+  return lines.join('\n');
+}
+
+/** `| target | measured | goal | met |` rows for [what, value, '>=' or '<=', goal, unit] entries. */
+function targetLines(list) {
   const lines = ['| target | measured | goal | met |', '|---|---|---|---|'];
   for (const [what, value, op, goal, unit] of list) {
     const met = !Number.isFinite(value)
@@ -1243,13 +1255,61 @@ function uploadTargets(summary, memoryRows) {
         : 'NO';
     lines.push(`| ${what} | ${fmt(value)} ${unit} | ${op} ${goal} | ${met} |`);
   }
-  lines.push(
-    '',
-    `1 GiB PUT, server CPU s/GiB: nullgate ${fmt(row('put1g', 'nullgate')?.cpu)}, through JS ` +
-      `${fmt(row('put1g', 'nullgate-js')?.cpu)}, nginx DAV ${fmt(row('put1g', 'nginx')?.cpu)}; ` +
-      `nullgate's RSS idle ${fmt(idle, 1)} MiB, largest during a 1 GiB PUT ${fmt(Math.max(...peaks), 1)} MiB.`,
+  return lines;
+}
+
+/**
+ * Issue 15's targets: small files at the cost of Fastify answering from memory (server CPU per
+ * request, this run's medians), the client's start, idle memory, and the 1,000-connection run
+ * in every repetition (the worst repetition's p99 ratio to nginx's is shown).
+ */
+function issue15Targets(summary, memoryRows) {
+  const row = (w, s) => summary[w]?.rows[s];
+  const vsConst = (w) => (row(w, 'nullgate')?.cpu ?? NaN) / (row(w, 'fastify-const')?.cpu ?? NaN);
+  const c1000 = (s) => samples.filter((x) => x.workload === 'get1k-c1000' && x.system === s);
+  const worstP99 = Math.max(
+    ...c1000('nullgate').map((x) => x.p99ms / (c1000('nginx').find((y) => y.rep === x.rep)?.p99ms ?? NaN)),
   );
-  return lines.join('\n');
+  const errors = c1000('nullgate').reduce((sum, x) => sum + (x.errors ?? NaN), 0);
+  const m = memoryRows.nullgate ?? {};
+  const list = [
+    ['1 KiB GET c10 server CPU/req vs Fastify-const', vsConst('get1k-c10'), '<=', 1.25, '×'],
+    ['1 KiB GET c50 server CPU/req vs Fastify-const', vsConst('get1k-c50'), '<=', 1.25, '×'],
+    [
+      'client 1 KiB get wall time vs node -e 0',
+      row('client-get1k', 'nullgate get 1 KiB')?.ratio ?? NaN,
+      '<=',
+      1.5,
+      '×',
+    ],
+    [
+      'idle RSS vs Fastify + @fastify/static',
+      (m.idle ?? NaN) / (memoryRows['fastify-static']?.idle ?? NaN),
+      '<=',
+      1,
+      '×',
+    ],
+    [
+      'idle RSS over node:http + 10 MiB (goal)',
+      (m.idle ?? NaN) - (memoryRows.node?.idle ?? NaN) - 10,
+      '<=',
+      0,
+      'MiB',
+    ],
+    ['1000 conns: errors, all repetitions', c1000('nullgate').length > 0 ? errors : NaN, '<=', 0, ''],
+    ['1000 conns: worst repetition p99 vs nginx', worstP99, '<=', 3, '×'],
+    ['1 GiB GET vs nginx', row('get1g', 'nullgate')?.ratio ?? NaN, '>=', 0.95, '×'],
+    [
+      '1 GiB GET server CPU/GiB vs nginx',
+      (row('get1g', 'nullgate')?.cpu ?? NaN) / (row('get1g', 'nginx')?.cpu ?? NaN),
+      '<=',
+      1.2,
+      '×',
+    ],
+    ['client 1 GiB get -o vs curl', row('client-get1g', 'nullgate-client')?.ratio ?? NaN, '>=', 0.9, '×'],
+    ['peak RSS over idle (1 GiB GET/PUT)', (m.peakLarge ?? NaN) - (m.idle ?? NaN), '<=', 32, 'MiB'],
+  ];
+  return targetLines(list).join('\n');
 }
 
 /** Issue 12's tree rows: extraction against tar -x, and the sparse file's push and pull. */
@@ -1283,6 +1343,10 @@ function report(systems, memoryRows, began, names) {
   );
   if (!opts.uploadsOnly && !opts.treesOnly)
     process.stdout.write(`\nIssue 8 targets (nullgate, this run):\n\n${targets(summary, memoryRows)}\n\n`);
+  if (!opts.uploadsOnly && !opts.treesOnly)
+    process.stdout.write(
+      `\nIssue 15 targets (nullgate, this run):\n\n${issue15Targets(summary, memoryRows)}\n\n`,
+    );
   if (!opts.treesOnly)
     process.stdout.write(
       `\nIssue 14 targets (uploads, this run):\n\n${uploadTargets(summary, memoryRows)}\n\n`,
