@@ -52,14 +52,18 @@ const lazyHttp2 = {
 // streaming ones, on the library's Client) reads it back from the bundle's own file and compiles
 // it then. undici shares nothing with our modules but Node's built-ins: nothing loads twice.
 const UNDICI_MARK = '@nullgate-undici-base64';
-const undiciChunk = await build({
-  entryPoints: [path.join(root, 'client/undici-core.ts')],
+/** What both halves of the bundle are built with. */
+const common = {
   bundle: true,
   platform: 'node',
   format: 'cjs',
   target: 'node20',
   minify: true,
   legalComments: 'none',
+};
+const undiciChunk = await build({
+  ...common,
+  entryPoints: [path.join(root, 'client/undici-core.ts')],
   plugins: [lazyHttp2],
   write: false,
   logLevel: 'warning',
@@ -93,14 +97,9 @@ const lazyUndici = {
 const undiciFooter = `/*${UNDICI_MARK}\n${Buffer.from(undiciCode).toString('base64').replace(/.{76}/g, '$&\n')}\n*/`;
 
 await build({
+  ...common,
   entryPoints: [path.join(root, 'cli/client-main.ts')],
   outfile: path.join(out, 'nullgate.cjs'),
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
-  minify: true,
-  legalComments: 'none',
   // Our sources are ESM and locate files beside themselves with import.meta.url (the addon, the
   // docs): in the CommonJS bundle that is the bundle's own URL. Strict mode, as the ESM sources
   // had it (and as undici's files ask for).
