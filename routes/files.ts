@@ -8,7 +8,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { ngError } from '../core/errors.js';
 import { closeAfterResponse } from './linger.js';
 import { DigestCache } from './digest.js';
-import { SmallFileCache } from './small-file-cache.js';
+import { DEFAULT_CACHE_BYTES, DEFAULT_CACHE_FILES, SmallFileCache } from './small-file-cache.js';
 import { getPath, type ReadContext } from './file-read.js';
 import { mkcol, move, remove, upload, type WriteContext } from './file-write.js';
 import { type RoutesOptions, setUpRoutes } from './plugin.js';
@@ -40,13 +40,19 @@ export const FILES_METHODS: readonly string[] = ['GET', 'HEAD', 'PUT', 'DELETE',
 export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options) => {
   const { trees, treeOf, maxUpload, uploads } = await setUpRoutes(app, options);
   const prefix = app.prefix;
+  // The small-file caches of all trees share one budget: a server with many exports keeps no
+  // more in memory than one with a single root.
+  const cacheShare = {
+    maxBytes: Math.floor(DEFAULT_CACHE_BYTES / trees.length),
+    maxFiles: Math.ceil(DEFAULT_CACHE_FILES / trees.length),
+  };
   // Each tree's contexts, made once: a request picks its connection's (routes/exports.ts).
   const contexts = new Map(
     trees.map((tree) => {
       const read: ReadContext = {
         root: tree.root,
         digests: new DigestCache(),
-        small: new SmallFileCache(tree.root),
+        small: new SmallFileCache(tree.root, cacheShare),
       };
       const write: WriteContext = { root: tree.root, maxUpload, uploads };
       const { resumable } = options;
