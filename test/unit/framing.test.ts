@@ -37,8 +37,8 @@ describe('framingRefusal', () => {
 
 describe('allowedMethods: the Allow of a refused CONNECT', () => {
   it.each([
-    ['/files/a.txt', ['GET', 'HEAD', 'PUT', 'DELETE', 'MKCOL', 'MOVE']],
-    ['/files', ['GET', 'HEAD', 'PUT', 'DELETE', 'MKCOL', 'MOVE']],
+    ['/files/a.txt', ['GET', 'HEAD', 'PUT', 'DELETE', 'MKCOL', 'MOVE', 'OPTIONS']],
+    ['/files', ['GET', 'HEAD', 'PUT', 'DELETE', 'MKCOL', 'MOVE', 'OPTIONS']],
     ['/archive/x?gzip=1', ['GET', 'HEAD', 'POST', 'PUT']],
     ['/filesystem', ['GET', 'HEAD']],
     ['/health', ['GET', 'HEAD']],
