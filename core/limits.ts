@@ -190,3 +190,12 @@ export class RateLimitedLog<E> {
     this.emit(last, suppressed);
   }
 }
+
+/**
+ * The 408 message of a body under the minimum rate, the same whoever judged it (the JS watch,
+ * gateway/body-rate.ts, or the native receive thread, routes/receive.ts): what the last window
+ * brought and how long the server waited for it.
+ */
+export function bodyTooSlowMessage(bytes: number, waitedMs: number, minRate: number): string {
+  return `request body too slow: ${bytes} bytes in ${Math.round(waitedMs / 1000)} s, under ${minRate} bytes/s`;
+}

@@ -9,7 +9,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
-import type { Limits } from '../core/limits.js';
+import { bodyTooSlowMessage, type Limits } from '../core/limits.js';
 
 export type BodyLimits = Pick<Limits, 'bodyMinRate' | 'bodyRateWindowMs' | 'bodyTimeoutMs'>;
 
@@ -74,9 +74,7 @@ export function watchBody(
       // with bytes read but not yet taken by the route: judged again later.
       const judged = waited >= bodyRateWindowMs / 2 && req.readableLength === 0;
       if (judged && got < (bodyMinRate * waited) / 1000) {
-        fail(
-          `request body too slow: ${got} bytes in ${Math.round(waited / 1000)} s, under ${bodyMinRate} bytes/s`,
-        );
+        fail(bodyTooSlowMessage(got, waited, bodyMinRate));
         return;
       }
       windowStart = now;

@@ -25,6 +25,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { constants } from 'node:os';
+import { bodyTooSlowMessage } from '../core/limits.js';
 import { native, systemError } from '../native/binding.js';
 import {
   handleStopped,
@@ -205,11 +206,7 @@ function transfer(
           // A sender that went quiet for the idle timeout is cut, as Node's own timeout would.
           if (err === -ETIMEDOUT) socket.destroy();
           if (err === -ETIME && rate) {
-            // The JS path's wording (gateway/body-rate.ts): the last window's bytes and wait.
-            const seconds = Math.round(windowMs / 1000);
-            rate.tooSlow(
-              `request body too slow: ${windowBytes} bytes in ${seconds} s, under ${rate.minRate} bytes/s`,
-            );
+            rate.tooSlow(bodyTooSlowMessage(windowBytes, windowMs, rate.minRate));
           }
           reject(failed(err, written));
           return;
