@@ -56,6 +56,7 @@ export class SmallFileCache {
   readonly #maxBytes: number;
   readonly #maxFiles: number;
   readonly #now: () => number;
+  /** Scratch status slots of the current lookup (every call is synchronous). */
   readonly #current = new Float64Array(STAT_SLOTS);
   #bytes = 0;
 
@@ -83,9 +84,11 @@ export class SmallFileCache {
         return kept.file;
       this.#drop(rel, kept);
     }
-    const slots = new Float64Array(STAT_SLOTS);
-    const file = readCached(this.#root, rel, slots);
-    if (file !== undefined && this.#settled(slots) && this.#maxBytes > 0) this.#keep(rel, { file, slots });
+    // Read into the scratch slots; an entry kept gets its own copy.
+    const file = readCached(this.#root, rel, this.#current);
+    if (file !== undefined && this.#settled(this.#current) && this.#maxBytes > 0) {
+      this.#keep(rel, { file, slots: this.#current.slice() });
+    }
     return file;
   }
 
