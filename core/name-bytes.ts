@@ -70,10 +70,19 @@ const URI_KEPT = /^[A-Za-z0-9\-_.!~*'()]$/;
  */
 export function encodeNameComponent(name: string): string {
   if (!SURROGATE.test(name)) return encodeURIComponent(name);
+  return percentEncodeName(name, URI_KEPT);
+}
+
+/**
+ * The bytes of `name` (raw bytes included), each ASCII character `kept` matches as itself and
+ * every other byte as `%XX` (upper-case hex): URLs (encodeNameComponent) and RFC 8187
+ * ext-values (routes/content-disposition.ts) differ only in what they keep.
+ */
+export function percentEncodeName(name: string, kept: RegExp): string {
   let out = '';
   for (const b of nameToBytes(name)) {
     const c = String.fromCharCode(b);
-    out += b < 0x80 && URI_KEPT.test(c) ? c : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+    out += b < 0x80 && kept.test(c) ? c : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
   }
   return out;
 }

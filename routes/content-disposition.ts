@@ -18,7 +18,7 @@
  * that keeps bytes (Python's unquote with errors='surrogateescape', a byte-level percent
  * decoder) gets the name back exactly, and a strict one is left with the ASCII `filename`.
  */
-import { nameToBytes } from '../core/name-bytes.js';
+import { percentEncodeName } from '../core/name-bytes.js';
 
 /** RFC 8187 §3.2.1 attr-char: what `filename*` carries unencoded. */
 const ATTR_CHAR = /^[A-Za-z0-9!#$&+\-.^_`|~]$/;
@@ -43,21 +43,11 @@ function asciiFallback(name: string): string {
   return out;
 }
 
-/** `name` percent-encoded for `filename*` (RFC 8187 §3.2.1 value-chars), byte by byte. */
-function extValue(name: string): string {
-  let out = '';
-  for (const b of nameToBytes(name)) {
-    const c = String.fromCharCode(b);
-    out += b < 0x80 && ATTR_CHAR.test(c) ? c : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
-  }
-  return out;
-}
-
 /**
  * The Content-Disposition value suggesting `name` as the file name: `filename="name"` alone for
  * a plain printable ASCII name, else an ASCII `filename` and the exact `filename*`.
  */
 export function contentDisposition(name: string, type: 'attachment' | 'inline' = 'attachment'): string {
   if (PLAIN.test(name) && !HEX_ESCAPE.test(name)) return `${type}; filename="${name}"`;
-  return `${type}; filename="${asciiFallback(name)}"; filename*=UTF-8''${extValue(name)}`;
+  return `${type}; filename="${asciiFallback(name)}"; filename*=UTF-8''${percentEncodeName(name, ATTR_CHAR)}`;
 }
