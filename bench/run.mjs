@@ -1050,15 +1050,7 @@ function targets(summary, memoryRows) {
       '× without exports',
     ],
   ];
-  const lines = ['| target | measured | goal | met |', '|---|---|---|---|'];
-  for (const [what, value, op, goal, unit] of list) {
-    const met = !Number.isFinite(value)
-      ? 'not measured'
-      : (op === '>=' ? value >= goal : value <= goal)
-        ? 'yes'
-        : 'NO';
-    lines.push(`| ${what} | ${fmt(value)} ${unit} | ${op} ${goal} | ${met} |`);
-  }
+  const lines = targetLines(list);
   const ceiling = (w) => row(w, 'fastify-const')?.ratio;
   lines.push(
     '',
