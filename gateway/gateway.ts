@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { type Address, DEFAULT_ADDRESS, formatAddress, parseAddress } from '../core/address.js';
 import { buildApp, type AppOptions } from './app.js';
 import { createPeerPolicy, type PeerPolicyOptions } from './peer-policy.js';
-import { type DeniedPeer, drainStep, listenAbstract } from './listen.js';
+import { cutRemaining, type DeniedPeer, drainStep, listenAbstract } from './listen.js';
 import { RateLimitedLog, resolveLimits } from '../core/limits.js';
 import type { PeerCredentials } from '../native/binding.js';
 
@@ -16,7 +16,10 @@ export interface GatewayOptions extends AppOptions, PeerPolicyOptions {
   readonly backlog?: number | undefined;
   /** Bind inside another network namespace (a /proc/PID/ns/net or /run/netns/NAME file). */
   readonly netns?: string | undefined;
-  /** How long close() lets requests in flight finish before cutting connections (ms). */
+  /**
+   * How long close() lets requests in flight, and connections closing lingering after a cut
+   * request (routes/linger.ts, LINGER_MS at most), finish before cutting what is left (ms).
+   */
   readonly graceMs?: number | undefined;
 }
 
@@ -24,7 +27,10 @@ export interface Gateway {
   readonly app: FastifyInstance;
   /** Binds, listens and resolves with the bound address (autobind resolved). */
   listen(): Promise<Address>;
-  /** Stops accepting, lets requests in flight finish (bounded by graceMs), runs onClose hooks. */
+  /**
+   * Stops accepting, lets requests in flight and lingering closes finish (bounded by graceMs),
+   * runs onClose hooks; resolves once every connection is closed.
+   */
   close(): Promise<void>;
   /** The bound address once listening. */
   readonly address: Address | undefined;
@@ -87,10 +93,9 @@ export function createGateway(options: GatewayOptions = {}): Gateway {
     close() {
       closing ??= (async () => {
         const server = app.server;
-        const grace = setTimeout(() => {
-          server.closeAllConnections();
-          drainStep(server);
-        }, options.graceMs ?? DEFAULT_GRACE_MS);
+        // At the end of the grace everything still open is cut, connections closing lingering
+        // after a cut request among them (they end on their own within LINGER_MS before that).
+        const grace = setTimeout(() => cutRemaining(server), options.graceMs ?? DEFAULT_GRACE_MS);
         // Node's close() cuts the connections idle at that moment and waits for the rest; each
         // step cuts those no request is coming on as they become so (see drainStep), so the
         // drain lasts as long as the requests in flight, not as long as the idlest client.

@@ -13,6 +13,7 @@ import { type Address, formatAddress, parseAddress } from '../core/address.js';
 import { native, type PeerCredentials } from '../native/binding.js';
 import type { ErrorCode } from '../core/errors.js';
 import { adoptConnection, inFlightResponse, listenerFd, socketFd } from '../native/node-internals.js';
+import { watchLingering } from '../routes/linger.js';
 import { closeWithError } from '../routes/raw-error.js';
 import { createPeerPolicy, type PeerPolicy } from './peer-policy.js';
 import { type BoundSocket, bindListener, bindListenerInNetns, DEFAULT_BACKLOG } from '../native/socket.js';
@@ -34,7 +35,9 @@ export interface ListenOptions extends GateOptions {
 export interface GateOptions {
   /**
    * Open connections from allowed peers at most; beyond it a new one is answered 429
-   * NG_ERR_TOO_MANY_REQUESTS and closed (and `onDropped` told). Denied peers never count against it. Use this rather than Node's
+   * NG_ERR_TOO_MANY_REQUESTS and closed (and `onDropped` told). A connection counts until it is
+   * closed, also when a cut request left it closing lingering on a duplicate fd
+   * (routes/linger.ts). Denied peers never count against it. Use this rather than Node's
    * `server.maxConnections`, which counts every accepted connection, so a flood of denied
    * connections would lock allowed peers out.
    */
@@ -45,9 +48,14 @@ export interface GateOptions {
 
 const peers = new WeakMap<Socket, PeerCredentials>();
 
-/** Per gated server: the connections it serves, and the refused ones still being answered. */
+/**
+ * Per gated server: the connections it serves, those of them cut mid-request and still closing
+ * on a duplicate fd (routes/linger.ts cutLingering: the served socket is gone, the connection
+ * is not), and the refused ones still being answered. The connection limit counts the first two.
+ */
 interface GateState {
   readonly served: Set<Socket>;
+  readonly lingering: Set<Socket>;
   readonly denied: Set<Socket>;
   readonly deniedPerUid: Map<number, number>;
 }
@@ -121,8 +129,19 @@ export function installPeerGate(
 ): void {
   if (gates.has(server)) return;
   const { onDenied, maxConnections = Infinity, onDropped } = options;
-  const state: GateState = { served: new Set(), denied: new Set(), deniedPerUid: new Map() };
+  const state: GateState = {
+    served: new Set(),
+    lingering: new Set(),
+    denied: new Set(),
+    deniedPerUid: new Map(),
+  };
   gates.set(server, state);
+  // A cut connection holds its fd, and the client its socket, until the lingering close ends:
+  // it counts until then, or cutting requests on purpose would open more than the limit.
+  watchLingering(server, (twin) => {
+    state.lingering.add(twin);
+    twin.once('close', () => state.lingering.delete(twin));
+  });
   const downstream = server.listeners('connection') as ((socket: Socket) => void)[];
   server.removeAllListeners('connection');
   let draining = false;
@@ -148,7 +167,7 @@ export function installPeerGate(
       deny(state, socket, cred);
       return;
     }
-    if (state.served.size >= maxConnections) {
+    if (state.served.size + state.lingering.size >= maxConnections) {
       onDropped?.(cred);
       const message = `${maxConnections} connections are open, the most this server takes; try again`;
       refuse(state, socket, cred.uid, 429, 'NG_ERR_TOO_MANY_REQUESTS', message);
@@ -197,6 +216,9 @@ function acceptPending(server: Server): void {
  * cuts the connections no request is coming on, and lets those with a request in flight finish.
  *
  * - Refused connections still lingering over their 403 or 429 are cut.
+ * - Connections cut mid-request and closing lingering (routes/linger.ts) are left to end on
+ *   their own (LINGER_MS at most): their answer is on its way, and cutting them now would turn
+ *   it into a reset. The server's close waits for them; cutRemaining ends them with the grace.
  * - Connections that have not sent a byte are cut: Node's closeIdleConnections() leaves them
  *   open, since it counts a fresh connection as a request in progress (so would its timers).
  * - A response not started yet is told to close its connection when done (`Connection: close`).
@@ -204,7 +226,7 @@ function acceptPending(server: Server): void {
  *   has ended but is still flushing: Node counts that connection as idle too and would cut the
  *   response's tail, so it waits for the next step.
  *
- * Returns how many connections are left (served and refused).
+ * Returns how many connections are left (served, lingering and refused).
  */
 export function drainStep(server: Server): number {
   const state = gates.get(server);
@@ -222,7 +244,18 @@ export function drainStep(server: Server): number {
     else if (res.writableEnded && !res.writableFinished) flushing = true;
   }
   if (!flushing && 'closeIdleConnections' in server) (server as HttpServer).closeIdleConnections();
-  return state.served.size + state.denied.size;
+  return state.served.size + state.lingering.size + state.denied.size;
+}
+
+/**
+ * The end of a drain's grace: cuts every connection of `server` the gate knows of (served,
+ * lingering and refused), so that its close completes now.
+ */
+export function cutRemaining(server: Server): void {
+  if ('closeAllConnections' in server) (server as HttpServer).closeAllConnections();
+  const state = gates.get(server);
+  if (!state) return;
+  for (const set of [state.served, state.lingering, state.denied]) for (const socket of set) socket.destroy();
 }
 
 /**

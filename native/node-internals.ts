@@ -89,6 +89,14 @@ export function adoptConnection(server: Server, fd: number): Socket {
 }
 
 /**
+ * The server that accepted `socket` (`socket._server`, set by net.js's onconnection and by
+ * adoptConnection; its destroy() counts itself out of that server's `_connections`), if any.
+ */
+export function connectionServer(socket: Socket): Server | undefined {
+  return (socket as Socket & { _server?: Server | null })._server ?? undefined;
+}
+
+/**
  * The connection's own fd, or -1 when it has none: a TLS socket (its bytes are not the fd's),
  * a mock socket (inject()), a closed handle. net.Socket keeps its libuv handle on `_handle`,
  * whose `fd` getter is defined on Unix (libuv's uv_fileno).

@@ -13,10 +13,10 @@
  * client sends a body at memory speed, so any bound in bytes would cut, and reset, the very
  * client that is about to read its answer, while the time bound already caps what draining costs.
  */
-import { Socket } from 'node:net';
+import { type Server, Socket } from 'node:net';
 import type { FastifyReply } from 'fastify';
 import { native } from '../native/binding.js';
-import { replaceDestroySoon, socketFd } from '../native/node-internals.js';
+import { adoptConnection, connectionServer, replaceDestroySoon, socketFd } from '../native/node-internals.js';
 
 /** How long a refused connection is drained at most (bounds what a hostile client can hold). */
 export const LINGER_MS = 2000;
@@ -49,12 +49,26 @@ export function lingeringClose(socket: Socket, data?: string | Buffer, maxMs = L
   });
 }
 
+/** Per server: who is told of each duplicate a cut leaves lingering (gateway/listen.ts counts them). */
+const lingerWatchers = new WeakMap<Server, (twin: Socket) => void>();
+
+/**
+ * Tells `watch` of every connection of `server` that cutLingering leaves open under a duplicate
+ * fd, as soon as it exists; the duplicate's 'close' is the connection's real end. One watcher per
+ * server (the peer gate's, which counts them against the connection limit).
+ */
+export function watchLingering(server: Server, watch: (twin: Socket) => void): void {
+  lingerWatchers.set(server, watch);
+}
+
 /**
  * Cuts `socket` for everything in Node that uses it, as destroy() does (its request is
- * aborted, a native transfer on it cancelled, the server's count of connections drops), and
- * lingers on a duplicate of its fd: the kernel releases a socket with its last fd, so the
- * connection stays open under the duplicate, which answers `data` and drains the client. The
- * HTTP parser is gone with the socket: nothing the client sends after the cut reaches a route.
+ * aborted, a native transfer on it cancelled), and lingers on a duplicate of its fd: the kernel
+ * releases a socket with its last fd, so the connection stays open under the duplicate, which
+ * answers `data` and drains the client. The HTTP parser is gone with the socket: nothing the
+ * client sends after the cut reaches a route. The connection is still the server's until the
+ * duplicate closes: the duplicate is counted in the server's connections (so `server.close()`
+ * waits for it, as for any connection) and its watcher is told (watchLingering).
  * A socket with no fd of its own (a mock, a TLS socket) is destroyed after `data` is written.
  */
 export function cutLingering(socket: Socket, data?: string, maxMs = LINGER_MS): void {
@@ -66,9 +80,14 @@ export function cutLingering(socket: Socket, data?: string, maxMs = LINGER_MS): 
     socket.destroy();
     return;
   }
+  const server = connectionServer(socket);
   socket.destroy();
   // From here the duplicate's Socket owns `copy`: it closes it when destroyed.
-  const twin = new Socket({ fd: copy, readable: true, writable: true });
+  const twin =
+    server === undefined
+      ? new Socket({ fd: copy, readable: true, writable: true })
+      : adoptConnection(server, copy);
+  if (server !== undefined) lingerWatchers.get(server)?.(twin);
   // EPIPE or ECONNRESET: the client is gone, there is nothing left to linger for.
   twin.on('error', () => twin.destroy());
   lingeringClose(twin, data, maxMs);

@@ -15,6 +15,7 @@ import { native } from '../../native/binding.js';
 import {
   adoptConnection,
   closeResponse,
+  connectionServer,
   handleStopped,
   httpReadingPaused,
   listenerFd,
@@ -93,6 +94,23 @@ describe(`Node ${process.version}: the shapes native/node-internals.ts relies on
     await new Promise((r) => socket.once('close', r));
     expect(await count()).toBe(before);
     native.close(client);
+  });
+
+  it('connectionServer: a connection libuv accepted, and one adopted, know their server', async () => {
+    let seen: unknown;
+    handler = (req, res) => {
+      seen = connectionServer(req.socket);
+      res.end();
+    };
+    expect((await rawRequest(address, get('/'))).status).toBe(200);
+    expect(seen).toBe(server);
+    const client = connectFd(parseAddress(address));
+    const accepted = native.accept(listenerFd(server));
+    const socket = adoptConnection(server, accepted);
+    expect(connectionServer(socket)).toBe(server);
+    socket.destroy();
+    native.close(client);
+    expect(connectionServer(new Socket())).toBeUndefined();
   });
 
   it('inFlightResponse: the response being written; a pipelined one waits with no socket', async () => {
