@@ -446,11 +446,21 @@ export interface CommitPlace {
  * (`named`) it over the target, fsync the directories whose names changed. Resolves with the new
  * file's stat. On a throw the caller still owns `fd` and `named` (unless the link was made: then
  * the error came after it).
+ *
+ * `linked` runs once the new name is in place, before the directories are fsynced, with the new
+ * file's stat: what it records then (a completed upload's marker) goes into the same journal
+ * commit as the name on a journaling file system (ext4, xfs), so a crash keeps both or neither.
+ * It must not throw.
  */
 export async function commitTemporary(
   root: BeneathRoot,
   place: CommitPlace,
-  staged: { readonly fd: number; readonly named?: string | undefined; readonly synced?: boolean },
+  staged: {
+    readonly fd: number;
+    readonly named?: string | undefined;
+    readonly synced?: boolean;
+    readonly linked?: ((linked: BeneathStat) => Promise<void>) | undefined;
+  },
 ): Promise<BeneathStat> {
   const { rel, shown, target, parent, near, mustBeNew } = place;
   const { fd, named } = staged;
@@ -462,6 +472,8 @@ export async function commitTemporary(
     } else {
       await root.rename(named, target, { noReplace: mustBeNew });
     }
+    // The name is in place: nothing after this may fail the commit but its own fsyncs.
+    if (staged.linked) await root.fstat(fd, rel).then(staged.linked, () => undefined);
     await root.fsyncDir(parent);
     // The names of the directories made for this upload, each in its parent.
     if (near !== parent) for (const dir of dirChain(near, parent).reverse()) await root.fsyncDir(dir);

@@ -26,7 +26,7 @@ import { ftruncate as ftruncateCb, read as readCb } from 'node:fs';
 import { Socket } from 'node:net';
 import { promisify } from 'node:util';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { type BeneathRoot, closeFd } from '../native/beneath.js';
+import { type BeneathRoot, type BeneathStat, closeFd } from '../native/beneath.js';
 import { writeInformational } from '../native/node-internals.js';
 import { fsError, ngError, NullgateError } from '../core/errors.js';
 import { displayPath, parentOf } from '../core/rel-path.js';
@@ -60,6 +60,7 @@ import {
   readDone,
   readMeta,
   removeResource,
+  syncDone,
   UPLOADS_DIR,
   type UploadMeta,
   writeMeta,
@@ -537,13 +538,27 @@ async function completeUpload(
         throw fsError(err, shown);
       }
     };
+    // The marker that answers a HEAD after the completion (a client that lost this answer) is
+    // made as soon as the target is in place, before its directory is fsynced (upload-store.ts),
+    // unless an mtime still changes the ETag; made or not, nothing of it may fail the upload.
+    let marked = false;
+    let partLeft = false;
+    const mark = async (st: BeneathStat): Promise<void> => {
+      const marker: DoneMarker = { uid: meta.uid, size: st.size, etag: strongEtag(st) };
+      marked = await markDone(root, meta.id, marker, partLeft).then(
+        () => true,
+        () => false,
+      );
+    };
+    const linked = keep.mtimeNs === undefined ? mark : undefined;
     let after;
     if (await root.sameMount(UPLOADS_DIR, near).catch(() => false)) {
       await prepare(fd);
       // The data was fsynced as it was received (receive: `completes`).
-      after = await commitTemporary(root, place, { fd, named: partPath(meta.id), synced: true });
+      after = await commitTemporary(root, place, { fd, named: partPath(meta.id), synced: true, linked });
     } else {
-      after = await copyAndCommit(root, place, fd, shown, prepare);
+      partLeft = true;
+      after = await copyAndCommit(root, place, fd, shown, prepare, linked);
     }
     if (keep.mtimeNs !== undefined) {
       try {
@@ -552,17 +567,10 @@ async function completeUpload(
       } catch (err) {
         throw fsError(err, shown);
       }
+      await mark(after);
     }
+    if (marked) await syncDone(root).catch(() => undefined);
     const etag = strongEtag(after);
-    const marker: DoneMarker = {
-      id: meta.id,
-      target: meta.target,
-      uid: meta.uid,
-      size: after.size,
-      etag,
-      completed: Date.now(),
-    };
-    await markDone(root, marker).catch(() => undefined);
     done = true;
     return reply
       .code(before ? 200 : 201)
@@ -580,6 +588,7 @@ async function copyAndCommit(
   fd: number,
   shown: string,
   prepare: (fd: number) => Promise<void>,
+  onLinked: ((st: BeneathStat) => Promise<void>) | undefined,
 ) {
   const staged = await openTemporary(root, place.near, shown);
   let linked = false;
@@ -597,7 +606,7 @@ async function copyAndCommit(
       writer.end((err?: Error | null) => (err ? reject(err) : resolve())),
     );
     await prepare(staged.fd);
-    const after = await commitTemporary(root, place, staged);
+    const after = await commitTemporary(root, place, { ...staged, linked: onLinked });
     linked = true;
     return after;
   } catch (err) {
@@ -618,8 +627,9 @@ type Found =
 async function find(ctx: ResumableContext, id: string, request: FastifyRequest): Promise<Found> {
   const uid = peerUid(request);
   const [meta, marker] = await Promise.all([readMeta(ctx.root, id), readDone(ctx.root, id)]);
-  if (meta !== undefined && meta.uid === uid) return { kind: 'live', meta };
+  // The marker first: it is made once the target is in place, just before the metadata goes.
   if (marker !== undefined && marker.uid === uid) return { kind: 'done', marker };
+  if (meta !== undefined && meta.uid === uid) return { kind: 'live', meta };
   throw ngError('NG_ERR_NOT_FOUND', `no upload resource ${location(ctx, id)}`);
 }
 

@@ -9,7 +9,9 @@
  *   `<id>.part`  the bytes received so far; its size is the offset, its mtime the last activity
  *   `<id>.json`  what the creating request asked for (UploadMeta), written once (tmp + rename)
  *   `<id>.done`  after completion, instead of the other two: who completed it and what came of
- *                it (DoneMarker), so a client that lost the final answer can learn it with HEAD
+ *                it (DoneMarker), so a client that lost the final answer can learn it with HEAD;
+ *                a symlink whose target is the marker's JSON, so that its name and its content
+ *                are one metadata operation (no file data to sync)
  * Nothing is kept in memory, so a server restarted (or killed and started again) carries on.
  * Every access goes through the beneath-root layer by relative path, never a host path.
  *
@@ -19,7 +21,11 @@
  * 0 is reported or kept: an upload resource that holds no data yet costs no fsync, and one that
  * completes in the request that brings its data needs none of its state durable (the completion
  * fsyncs the data and the target's directory, as a plain PUT does). A crash can lose a resource
- * that holds nothing (the client starts again: HEAD is 404) but never acknowledged bytes.
+ * that holds nothing (the client starts again: HEAD is 404) but never acknowledged bytes. The
+ * marker of a completed upload is durable before the completion is answered (`markDone`,
+ * `syncDone`): it is made right after the rename that completes the upload, before the target's
+ * directory is fsynced, so on a journaling file system (ext4, xfs) that one commit carries both
+ * and the uploads directory's own fsync after it finds nothing left to write.
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsc, readFile, writeFile } from 'node:fs';
@@ -54,14 +60,11 @@ export interface UploadMeta {
   readonly keep?: Readonly<Record<string, string>> | undefined;
 }
 
-/** What is left of a completed upload resource, until it expires. */
+/** What is left of a completed upload resource, until it expires (its mtime: the completion). */
 export interface DoneMarker {
-  readonly id: string;
-  readonly target: string;
   readonly uid: number;
   readonly size: number;
   readonly etag: string;
-  readonly completed: number;
 }
 
 const ID_PATTERN = /^[0-9a-f]{32}$/;
@@ -116,8 +119,10 @@ async function writeJson(root: BeneathRoot, rel: string, value: unknown): Promis
 
 /**
  * The resources whose metadata and names this process made durable (`persist`) and has not
- * changed since; forgotten when they go. A restarted server starts empty, so the first `persist`
- * after a restart syncs them again.
+ * changed since; forgotten when they go (completion: markDone; expiry, DELETE, a failed
+ * completion or creation, a body past the limit: removeResource), so it holds live resources
+ * only, at most the per-tree limit of each tree. A restarted server starts empty, so the first
+ * `persist` after a restart syncs them again.
  */
 const durable = new Set<string>();
 
@@ -175,8 +180,22 @@ export function readMeta(root: BeneathRoot, id: string): Promise<UploadMeta | un
   return readJson<UploadMeta>(root, metaPath(id));
 }
 
-export function readDone(root: BeneathRoot, id: string): Promise<DoneMarker | undefined> {
-  return readJson<DoneMarker>(root, donePath(id));
+export async function readDone(root: BeneathRoot, id: string): Promise<DoneMarker | undefined> {
+  let text: string;
+  try {
+    text = await root.readlink(donePath(id));
+  } catch (err) {
+    if (isErrno(err, 'ENOTDIR')) return undefined;
+    // ENOENT is also what reading a regular file as a link says (readlinkat(2) of an O_PATH fd):
+    // the marker as servers before this one wrote it, or none.
+    if (isErrno(err, 'ENOENT', 'EINVAL')) return readJson<DoneMarker>(root, donePath(id));
+    throw err;
+  }
+  try {
+    return JSON.parse(text) as DoneMarker;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Replaces the metadata (a length declared later); durable with the next `persist`. */
@@ -214,15 +233,31 @@ export async function openPart(root: BeneathRoot, id: string): Promise<number | 
 }
 
 /**
- * After completion: the marker replaces the metadata (the data file has become the target). Not
- * fsynced: it only answers a client that lost the completion's answer; after a crash of the
- * machine that client may get 404 instead, while the target itself is durable.
+ * After completion: the marker replaces the metadata, and the data file when it was copied to
+ * its target (`partLeft`; renamed, it is the target already). The marker is a symlink holding
+ * its JSON: name and content come into being in one operation, durable with the uploads
+ * directory (`syncDone`), with no file of its own to fsync. Called right after the rename or
+ * link that completes the upload (file-write.ts commitTemporary `linked`), so that whatever
+ * finds the marker finds the target in place.
  */
-export async function markDone(root: BeneathRoot, marker: DoneMarker): Promise<void> {
-  durable.delete(marker.id);
-  await writeJson(root, donePath(marker.id), marker);
-  await unlinkQuietly(root, metaPath(marker.id));
-  await unlinkQuietly(root, partPath(marker.id));
+export async function markDone(
+  root: BeneathRoot,
+  id: string,
+  marker: DoneMarker,
+  partLeft: boolean,
+): Promise<void> {
+  durable.delete(id);
+  await root.symlink(JSON.stringify(marker), donePath(id));
+  await unlinkQuietly(root, metaPath(id));
+  if (partLeft) await unlinkQuietly(root, partPath(id));
+}
+
+/**
+ * Makes the marker of a completion (and the other names markDone changed) durable: a client
+ * that lost the completion's answer learns it from HEAD also after a crash of the machine.
+ */
+export function syncDone(root: BeneathRoot): Promise<void> {
+  return root.fsyncDir(UPLOADS_DIR);
 }
 
 async function unlinkQuietly(root: BeneathRoot, rel: string): Promise<void> {

@@ -4,9 +4,11 @@
  * through the atomic upload path, the state on disk across an app restart, expiry. The owner check
  * (another uid) and a server killed mid-upload are in test/e2e/resumable.test.ts.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -28,6 +30,7 @@ import { BeneathRoot } from '../../native/beneath.js';
 import { filesRoutes, uploadsRoutes } from '../../routes/index.js';
 import { UPLOADS_DIR } from '../../routes/upload-store.js';
 import { parseSfBoolean, parseSfInteger, uploadLimit } from '../../routes/resumable.js';
+import { itNeeds } from '../helpers/requirements.js';
 
 const MAX_UPLOAD = 4 * 1024 * 1024;
 const PARTIAL = 'application/partial-upload';
@@ -187,6 +190,8 @@ describe('resumable uploads (--writable)', () => {
     expect(st.mtimeNs).toBe(1_700_000_000_123_456_789n);
     const head = await request.head('/files/kept.bin').expect(200);
     expect(last.headers.etag).toBe(head.headers.etag);
+    // The marker is made after the mtime, with the ETag the answer gave.
+    expect((await request.head(where).expect(204)).headers.etag).toBe(last.headers.etag);
     // A malformed one is refused at creation, before a resource exists.
     const bad = await request
       .put('/files/bad.bin')
@@ -338,7 +343,7 @@ describe('resumable uploads (--writable)', () => {
     };
     afterEach(() => vi.restoreAllMocks());
 
-    it('an empty creation then one completing PATCH fsync as a plain PUT: the data, then its directory', async () => {
+    it('an empty creation then one completing PATCH fsync as a plain PUT (the data, its directory), and the uploads directory for the marker', async () => {
       const data = randomBytes(300_000);
       const c = counts();
       await request.put('/files/plain.bin').send(data).expect(201);
@@ -352,8 +357,42 @@ describe('resumable uploads (--writable)', () => {
         .set({ 'content-type': PARTIAL, 'upload-offset': '0', 'upload-complete': '?1' })
         .send(data)
         .expect(201);
-      expect(c.take()).toEqual(plain);
+      // The marker's name and content are one symlink: its directory alone makes it durable.
+      expect(c.take()).toEqual({ ...plain, fsyncDir: plain.fsyncDir + 1 });
       expect(readFileSync(join(dir, 'res.bin')).equals(data)).toBe(true);
+    });
+
+    it('the marker of a completion is made with the target, before its directory is fsynced, and durable before the answer', async () => {
+      const data = randomBytes(300_000);
+      const where = await create('/files/sub/m.bin', Buffer.alloc(0));
+      const id = where.split('/').pop()!;
+      await request.put('/files/sub/other.txt').send('x').expect(201);
+      const fsyncDir = vi.spyOn(BeneathRoot.prototype, 'fsyncDir');
+      const symlink = vi.spyOn(BeneathRoot.prototype, 'symlink');
+      const rename = vi.spyOn(BeneathRoot.prototype, 'rename');
+      const unlink = vi.spyOn(BeneathRoot.prototype, 'unlink');
+      const done = await request
+        .patch(where)
+        .set({ 'content-type': PARTIAL, 'upload-offset': '0', 'upload-complete': '?1' })
+        .send(data)
+        .expect(201);
+      const marker = `${UPLOADS_DIR}/${id}.done`;
+      expect(symlink.mock.calls.map((call) => call[1])).toEqual([marker]);
+      expect(fsyncDir.mock.calls.map((call) => call[0])).toEqual(['sub', UPLOADS_DIR]);
+      // rename (the completion) < marker < the target's directory fsync < the uploads directory's.
+      const [renamed] = rename.mock.invocationCallOrder;
+      const [marked] = symlink.mock.invocationCallOrder;
+      const [targetDir, uploadsDir] = fsyncDir.mock.invocationCallOrder;
+      expect(renamed! < marked! && marked! < targetDir! && targetDir! < uploadsDir!).toBe(true);
+      // The data file became the target: there is no .part left to unlink.
+      expect(unlink.mock.calls.map((call) => call[0])).toEqual([`${UPLOADS_DIR}/${id}.json`]);
+      expect(uploadsLeft(dir)).toEqual([`${id}.done`]);
+      const head = await request.head(where).expect(204);
+      expect(head.headers).toMatchObject({
+        'upload-complete': '?1',
+        'upload-offset': String(data.length),
+        etag: done.headers.etag,
+      });
     });
 
     it('an offset other than 0 is reported only once the data, the metadata and their names are durable', async () => {
@@ -533,6 +572,44 @@ describe('resumable uploads (--writable)', () => {
       .send(data.subarray(offset))
       .expect(201);
     expect(sha256(readFileSync(join(dir, 'cut.bin')))).toBe(sha256(data));
+  });
+
+  itNeeds(
+    ['root', 'mount'],
+    'a target on another mount is copied there at completion; the data file goes, the marker stays',
+    async () => {
+      const mnt = join(dir, 'mnt');
+      mkdirSync(mnt);
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'ng-test-resumable-mnt', mnt]);
+      try {
+        const data = randomBytes(100_000);
+        const where = await create('/files/mnt/x.bin', data.subarray(0, 1000));
+        const id = where.split('/').pop()!;
+        const done = await request
+          .patch(where)
+          .set({ 'content-type': PARTIAL, 'upload-offset': '1000', 'upload-complete': '?1' })
+          .send(data.subarray(1000))
+          .expect(201);
+        expect(readFileSync(join(mnt, 'x.bin')).equals(data)).toBe(true);
+        expect(uploadsLeft(dir)).toEqual([`${id}.done`]);
+        expect(readdirSync(mnt)).toEqual(['x.bin']);
+        const head = await request.head(where).expect(204);
+        expect(head.headers).toMatchObject({ 'upload-complete': '?1', etag: done.headers.etag });
+      } finally {
+        execFileSync('umount', [mnt]);
+      }
+    },
+  );
+
+  it('a completion marker written as a JSON file (by servers before markers were symlinks) still answers HEAD', async () => {
+    const id = 'ab'.repeat(16);
+    mkdirSync(join(dir, UPLOADS_DIR), { mode: 0o700 });
+    const marker = { uid: process.getuid!(), size: 5, etag: '"1-2-5-3"' };
+    writeFileSync(join(dir, UPLOADS_DIR, `${id}.done`), JSON.stringify({ id, target: 'f', ...marker }));
+    const head = await request.head(`/uploads/${id}`).expect(204);
+    expect(head.headers).toMatchObject({ 'upload-complete': '?1', 'upload-offset': '5', etag: marker.etag });
+    await request.delete(`/uploads/${id}`).expect(204);
+    expect(uploadsLeft(dir)).toEqual([]);
   });
 
   it('the state is on disk: a new app (after a restart) carries on; the temporary sweep keeps it', async () => {
