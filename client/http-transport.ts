@@ -17,6 +17,7 @@ import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Connector } from './connector.js';
 import type {
+  BodyReceipt,
   ResponseBody,
   ResponseHeaders,
   Transport,
@@ -76,6 +77,71 @@ function dump(res: http.IncomingMessage): Promise<void> {
   });
 }
 
+/**
+ * Bodies this large or larger are moved into a file natively (client/native-body.ts) when a
+ * download asks (ResponseBody.receiveInto): below it, loading that module and starting a thread
+ * cost more than the copies they save, and a small `get` loads nothing it does not need.
+ */
+export const NATIVE_BODY_MIN_BYTES = 1024 * 1024;
+
+/**
+ * `NULLGATE_ZERO_COPY_DOWNLOADS`: `0` takes every body through JS (to compare both paths),
+ * `always` takes any body with a Content-Length natively (tests); anything else, or unset, the
+ * default: natively from NATIVE_BODY_MIN_BYTES on. Read per response.
+ */
+function nativeMode(): 'off' | 'always' | 'auto' {
+  const value = process.env.NULLGATE_ZERO_COPY_DOWNLOADS;
+  if (value === '0' || value === 'off') return 'off';
+  if (value === 'always') return 'always';
+  return 'auto';
+}
+
+/**
+ * The length of a body a native receive can take: an identity body (no Transfer-Encoding, no
+ * Content-Encoding) with a Content-Length, over the threshold. Else undefined (JS only).
+ */
+function nativeLength(res: http.IncomingMessage): number | undefined {
+  const mode = nativeMode();
+  if (mode === 'off') return undefined;
+  const { headers } = res;
+  if (headers['transfer-encoding'] !== undefined || headers['content-encoding'] !== undefined)
+    return undefined;
+  const declared = headers['content-length'];
+  if (declared === undefined || !/^\d+$/.test(declared)) return undefined;
+  const length = Number(declared);
+  if (!Number.isSafeInteger(length) || length === 0) return undefined;
+  return mode === 'always' || length >= NATIVE_BODY_MIN_BYTES ? length : undefined;
+}
+
+/** ResponseBody.receiveInto over client/native-body.ts, its outcome as the stream would have failed. */
+async function receiveInto(
+  res: http.IncomingMessage,
+  fd: number,
+  length: number,
+  idleMs: number,
+  signal: AbortSignal | undefined,
+): Promise<BodyReceipt | undefined> {
+  const { receiveResponseBody } = await import('./native-body.js');
+  const outcome = await receiveResponseBody(res, fd, length, idleMs);
+  if (outcome === undefined) return undefined;
+  const { bytes } = outcome;
+  switch (outcome.ended) {
+    case 'complete':
+      return { bytes };
+    case 'file':
+      return { bytes, fileError: outcome.error };
+    case 'idle':
+      return {
+        bytes,
+        connectionError: undiciShaped('BodyTimeoutError', 'UND_ERR_BODY_TIMEOUT', 'Body Timeout Error'),
+      };
+    case 'cancelled':
+      return { bytes, connectionError: signal?.aborted ? aborted(signal) : otherSideClosed() };
+    case 'closed':
+      return { bytes, connectionError: otherSideClosed() };
+  }
+}
+
 function send(
   connect: Connector,
   r: TransportRequest,
@@ -133,7 +199,11 @@ function send(
     });
     req.once('response', (res: http.IncomingMessage) => {
       response = res;
-      const body = Object.assign(res, { dump: () => dump(res) }) satisfies ResponseBody;
+      const body: ResponseBody = Object.assign(res, { dump: () => dump(res) });
+      const length = r.method === 'HEAD' ? undefined : nativeLength(res);
+      if (length !== undefined) {
+        body.receiveInto = (fd) => receiveInto(res, fd, length, idleMs, r.signal);
+      }
       resolve({ statusCode: res.statusCode ?? 0, headers: headersOf(res.rawHeaders), body });
     });
     if (upload === undefined) {

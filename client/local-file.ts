@@ -12,6 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { bytesToName, fsPath } from '../core/name-bytes.js';
 import * as fsa from './fs-calls.js';
 import { LocalFileError, PartialTransferError, isAbort, writeError } from './client-error.js';
+import type { BodyReceipt, ResponseBody } from './transport.js';
 
 /** Called as bytes move: `done` so far (including a resumed offset), `total` when known. */
 export type ProgressCallback = (done: number, total: number | undefined) => void;
@@ -197,10 +198,31 @@ async function writeTo(
       // In place, not a regular file (a FIFO, a terminal, /dev/null): written in order.
       await pipeline(counted, createWriteStream(fsPath(file), { flags, highWaterMark: WRITE_HIGH_WATER }));
     } else {
-      // 'a' (resume) appends at the current end; O_APPEND itself would ignore the offsets.
-      fd = await fsa.open(fsPath(file), flags === 'a' ? fsc.O_WRONLY | fsc.O_CREAT : flags);
+      const receive = (source as Partial<ResponseBody>).receiveInto?.bind(source);
+      // 'a' (resume) appends at the current end. The JS path writes at explicit offsets, which
+      // O_APPEND would ignore; the native thread writes at the fd's offset, and O_APPEND (which
+      // it handles: native/receive.cc) is what puts that at the end.
+      const append = fsc.O_WRONLY | fsc.O_CREAT | (receive === undefined ? 0 : fsc.O_APPEND);
+      fd = await fsa.open(fsPath(file), flags === 'a' ? append : flags);
       const start = flags === 'a' ? (await fsa.fstat(fd)).size : 0;
-      await pipeline(counted, positionalSink(fd, start));
+      const receipt = receive === undefined ? undefined : await receiveReporting(receive, fd, start, options);
+      if (receipt !== undefined) {
+        bytes = receipt.bytes;
+        if (receipt.connectionError !== undefined) {
+          sourceError = { err: receipt.connectionError };
+          throw receipt.connectionError;
+        }
+        if (receipt.fileError !== undefined) throw receipt.fileError;
+      } else {
+        if (receive !== undefined && flags === 'a') {
+          // Declined (nothing was taken): the JS path, on an fd without O_APPEND.
+          const appending = fd;
+          fd = undefined;
+          await fsa.close(appending);
+          fd = await fsa.open(fsPath(file), fsc.O_WRONLY | fsc.O_CREAT);
+        }
+        await pipeline(counted, positionalSink(fd, start));
+      }
       // A close can report a write the kernel deferred (NFS, quotas): it is part of the write.
       const closing = fd;
       fd = undefined;
@@ -214,6 +236,49 @@ async function writeTo(
     if (fd !== undefined) await fsa.close(fd).catch(() => undefined);
   }
   return bytes;
+}
+
+/** How often a native receive's progress is looked at (the thread cannot call JS per chunk). */
+const PROGRESS_POLL_MS = 100;
+
+/**
+ * ResponseBody.receiveInto into `fd` (positioned at `start`), reporting progress as the file
+ * grows: the native thread cannot call JS per chunk, so onProgress hears the file's size every
+ * PROGRESS_POLL_MS, and the exact count once the body is in. A failure to start it (the addon
+ * refused) is a file error.
+ */
+async function receiveReporting(
+  receive: (fd: number) => Promise<BodyReceipt | undefined>,
+  fd: number,
+  start: number,
+  options: SaveOptions,
+): Promise<BodyReceipt | undefined> {
+  const { onProgress } = options;
+  const offset = options.offset ?? 0;
+  const total = options.length === undefined ? undefined : offset + options.length;
+  let settled = false;
+  const poll =
+    onProgress === undefined
+      ? undefined
+      : setInterval(() => {
+          fsa.fstat(fd).then(
+            (st) => {
+              if (!settled) onProgress(offset + Math.max(0, st.size - start), total);
+            },
+            () => undefined,
+          );
+        }, PROGRESS_POLL_MS);
+  try {
+    const receipt = await receive(fd);
+    settled = true;
+    if (receipt !== undefined && receipt.connectionError === undefined && receipt.fileError === undefined) {
+      onProgress?.(offset + receipt.bytes, total);
+    }
+    return receipt;
+  } finally {
+    settled = true;
+    clearInterval(poll);
+  }
 }
 
 async function finishFile(file: string, shown: string, options: SaveOptions): Promise<void> {

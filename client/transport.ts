@@ -15,6 +15,25 @@ export type ResponseHeaders = Record<string, string | string[] | undefined>;
 export interface ResponseBody extends Readable {
   /** Reads a small rest and closes the body quietly (a large rest: the connection). */
   dump(): Promise<unknown>;
+  /**
+   * Only on the node:http transport, for a large identity body with a Content-Length: moves the
+   * whole body into the file `fd` (at its offset; a duplicate of it is written, the caller
+   * keeps and closes `fd`) on a native thread, without reading it through JS
+   * (client/native-body.ts). The connection is closed afterwards. Resolves with what was
+   * written and what failed, or with undefined when the body cannot be taken that way (it is
+   * being read already): nothing was taken then, read the stream.
+   */
+  receiveInto?(fd: number): Promise<BodyReceipt | undefined>;
+}
+
+/** What ResponseBody.receiveInto did. */
+export interface BodyReceipt {
+  /** Bytes of the body written to the file. */
+  readonly bytes: number;
+  /** The body was cut: the error reading the stream would have failed with (the connection's, an abort). */
+  readonly connectionError?: Error;
+  /** Writing the file failed: a Node-shaped system error (ENOSPC, EIO…). */
+  readonly fileError?: Error;
 }
 
 export interface TransportResponse {

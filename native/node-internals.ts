@@ -21,7 +21,9 @@ import { type Server, Socket } from 'node:net';
 interface HandleWithFd {
   readonly fd?: number;
   /** Set by net.Socket and http.Server while the handle reads (readStart), cleared by readStop. */
-  readonly reading?: boolean;
+  reading?: boolean;
+  /** Stops libuv reading the handle (stream_wrap's readStop); returns 0 or a negative errno. */
+  readStop?(): number;
 }
 
 /** The connection's HTTP parser (node_http_parser.cc's Parser, set up by _http_server.js). */
@@ -154,6 +156,24 @@ export function httpReadingPaused(socket: Socket): boolean {
 export function handleStopped(socket: Socket): boolean {
   const handle = internal(socket)._handle;
   return handle !== null && handle !== undefined && handle.reading !== true;
+}
+
+/**
+ * Stops the libuv handle of `socket` reading, the way net.Socket does when its own buffer is full
+ * (stream_base_commons.js onStreamRead: `reading` cleared, then readStop): nothing more comes
+ * off the kernel's socket into Node until someone starts the handle again (the stream's _read,
+ * socket.resume()). For a client connection, whose HTTP parser reads the stream's 'data' rather
+ * than the handle, pausing the stream alone does not stop it. Returns whether the handle is
+ * stopped now (false for a closed socket or a mock).
+ */
+export function stopHandleReading(socket: Socket): boolean {
+  const handle = internal(socket)._handle;
+  if (handle === null || handle === undefined || typeof handle.readStop !== 'function') return false;
+  if (handle.reading === true) {
+    handle.reading = false;
+    if (handle.readStop() !== 0) return false;
+  }
+  return handleStopped(socket);
 }
 
 /** A zero-filled buffer the parser walks over (never read: the body callback is off). */

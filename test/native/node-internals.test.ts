@@ -5,7 +5,7 @@
  * native/node-internals.ts; undici's through client/undici-core.ts. Real sockets throughout:
  * an http.Server on an abstract socket, spoken to in raw HTTP.
  */
-import { createServer, IncomingMessage, type Server, ServerResponse } from 'node:http';
+import { createServer, IncomingMessage, request, type Server, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyServerOptions } from 'fastify';
@@ -28,6 +28,7 @@ import {
   requireFromFastify,
   resumeHttpReading,
   socketFd,
+  stopHandleReading,
 } from '../../native/node-internals.js';
 import { connectFd } from '../../native/socket.js';
 import { listenAbstract } from '../../gateway/listen.js';
@@ -191,6 +192,51 @@ describe(`Node ${process.version}: the shapes native/node-internals.ts relies on
     expect(text.match(/HTTP\/1\.1 200/g)).toHaveLength(2);
     expect(text).toMatch(/put[\s\S]*next/);
     expect(seen).toEqual({ stopped: true, paused: true, skipped: true, complete: true, data: 0 });
+  });
+
+  it("stopHandleReading / skipBodyInParser on a node:http client connection: the handle stops, the response's reads leave it stopped, its parser ends a body it is told was read", async () => {
+    let served: ServerResponse | undefined;
+    handler = (_req, res) => {
+      served = res;
+      res.on('error', () => undefined);
+      res.writeHead(200, { 'content-length': '10' });
+      // Half the body; the rest never comes (the client is told it was read).
+      res.write('01234');
+    };
+    const socket = new Socket({ fd: connectFd(parseAddress(address)), readable: true, writable: true });
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = request({ path: '/', createConnection: () => socket }, resolve);
+      req.on('error', reject);
+      req.end();
+    });
+    // What the body brought so far is in the response (or still in the socket's stream): parsed,
+    // it is the five bytes.
+    let body = '';
+    await new Promise<void>((resolve) => {
+      const readable = (): void => {
+        for (let c = res.read() as Buffer | null; c !== null; c = res.read() as Buffer | null)
+          body += c.toString();
+        if (body.length >= 5) {
+          res.off('readable', readable);
+          resolve();
+        }
+      };
+      res.on('readable', readable);
+    });
+    expect(pauseHttpReading(socket)).toBe(true);
+    expect(stopHandleReading(socket)).toBe(true);
+    expect(handleStopped(socket)).toBe(true);
+    // http.Server's pause flag keeps the response's _read from restarting the socket.
+    expect(res.read()).toBe(null);
+    expect(handleStopped(socket)).toBe(true);
+    expect(skipBodyInParser(socket, 5)).toBe(true);
+    expect(res.complete).toBe(true);
+    res.resume();
+    await new Promise((resolve) => res.once('end', resolve));
+    expect(body).toBe('01234');
+    socket.destroy();
+    served?.destroy();
+    expect(stopHandleReading(socket)).toBe(false);
   });
 
   it("closeResponse: a response's closed getter reads _closed; it ends destroyed and emits 'close'", () => {
