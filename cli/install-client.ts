@@ -21,7 +21,6 @@ import { fileURLToPath } from 'node:url';
 import { type CommandSpec, parseCommand } from '../core/argv.js';
 import { usageError } from '../core/errors.js';
 import { CliError, ExitCode } from './exit.js';
-import { SHORT_LIVED_V8_FLAGS } from '../client/verbs/short-lived.js';
 import type { Verb } from './run.js';
 
 export const installClientSpec = {
@@ -146,48 +145,167 @@ function installNode(dir: string): string[] {
   return notes;
 }
 
+/** The code cache beside the bundle, made by install-client (makeCodeCache). */
+const CODE_CACHE = 'nullgate.cache';
+/** The start of undici's chunk at the end of the bundle (scripts/bundle.mjs). */
+const UNDICI_MARK = '/*@nullgate-undici-base64';
+
 /**
- * The launcher: CommonJS (no extension, no package.json beside it) that requires the bundle. A
+ * Where the launcher and the code-cache maker (below) compile the bundle, so that both compile
+ * the very same source: V8 takes a code cache only for a source of the length it was made from.
+ * The code is the bundle up to undici's chunk, a comment at its end that only the verbs on
+ * undici read, from the file itself (scripts/bundle.mjs); a 380 KiB string less to make on every
+ * start. Wrapped as Node wraps a CommonJS module, and run as one, with the launcher's require
+ * (the bundle requires only node:… built-ins; it finds the addon and the chunk from __filename).
+ */
+const COMPILE_BUNDLE = `function compileBundle(lib, cachedData) {
+  const file = lib + '/nullgate.cjs';
+  const bytes = require('node:fs').readFileSync(file);
+  const chunk = bytes.lastIndexOf(${JSON.stringify(UNDICI_MARK)});
+  const code = bytes.toString('utf8', 0, chunk === -1 ? bytes.length : chunk);
+  const script = new (require('node:vm').Script)(
+    '(function (exports, require, module, __filename, __dirname) {' + code + '\\n})',
+    { filename: file, cachedData },
+  );
+  const module = { exports: {} };
+  script.runInThisContext().call(module.exports, module.exports, require, module, file, lib);
+  return { script, client: module.exports };
+}
+
+function cacheKey(node, lib) {
+  const fs = require('node:fs');
+  const n = fs.statSync(node);
+  const b = fs.statSync(lib + '/nullgate.cjs');
+  return [process.version, process.arch, n.size, n.mtimeMs, b.size, b.mtimeMs].join(' ');
+}`;
+
+/**
+ * Makes the code cache the launcher compiles the bundle with (its own process: `node -e`). The
+ * cache holds what V8 compiled, and V8 compiles a function when it first runs: so the maker
+ * runs a `get` first, of 1 KiB into a file, from a server of its own (a canned answer of
+ * nullgate's shape on a socket file in LIB: a chroot may have no /tmp), and writes the cache
+ * after it (to a temporary name, renamed over nullgate.cache). Exits non-zero on any failure.
+ */
+const CODE_CACHE_MAKER = `'use strict';
+${COMPILE_BUNDLE}
+const fs = require('node:fs');
+const [lib, node] = process.argv.slice(1);
+const key = cacheKey(node, lib);
+process.chdir(lib);
+const socket = './.code-cache-' + process.pid + '.sock';
+const out = './.code-cache-' + process.pid + '.out';
+const head = [
+  'HTTP/1.1 200 OK',
+  'etag: "1-1-400-1"',
+  'last-modified: Thu, 01 Jan 1970 00:00:01 GMT',
+  'accept-ranges: bytes',
+  'x-nullgate-mode: 0644',
+  'x-nullgate-uid: 0',
+  'x-nullgate-gid: 0',
+  'x-nullgate-mtime: 1',
+  'content-type: application/octet-stream',
+  'content-length: 1024',
+  'Connection: keep-alive',
+  '', '',
+].join('\\r\\n');
+const server = require('node:net').createServer((conn) => {
+  let seen = '';
+  conn.on('error', () => {});
+  conn.on('data', (bytes) => {
+    seen += bytes.toString('latin1');
+    if (!seen.includes('\\r\\n\\r\\n')) return;
+    seen = '';
+    conn.write(head);
+    conn.write(Buffer.alloc(1024, 120));
+  });
+});
+const fail = (why) => {
+  fs.rmSync(socket, { force: true });
+  fs.rmSync(out, { force: true });
+  process.stderr.write(why + '\\n');
+  process.exit(1);
+};
+server.on('error', (err) => fail(err.message));
+server.listen(socket, () => {
+  const { script, client } = compileBundle(lib, undefined);
+  client.main(['get', '-s', '--socket', socket, '/code-cache', '-o', out]).then((code) => {
+    if (code !== 0) fail('the warm-up get failed: exit ' + code);
+    fs.rmSync(socket, { force: true });
+    fs.rmSync(out, { force: true });
+    const temporary = './.${CODE_CACHE}.' + process.pid;
+    const data = Buffer.concat([Buffer.from(key + '\\n', 'latin1'), script.createCachedData()]);
+    fs.writeFileSync(temporary, data, { mode: 0o644 });
+    fs.renameSync(temporary, './${CODE_CACHE}');
+    process.exit(0);
+  }, (err) => fail(String(err)));
+});
+`;
+
+/**
+ * The code cache for the node the launcher runs: that node is the
+ * only one whose cache V8 takes. This node itself when --with-node copied it; else the chroot's
+ * own, run in the chroot (as root). Returns why there is no cache, or undefined when made.
+ */
+function makeCodeCache(dir: string, node: string | undefined, copied: boolean): string | undefined {
+  // As the launcher runs node: NODE_OPTIONS may hold V8 flags, and V8 takes a cache only
+  // under the flags it was made with.
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !(CLEARED_VARIABLES as readonly string[]).includes(name)),
+  );
+  let command: [string, string[]];
+  if (copied)
+    command = [process.execPath, ['-e', CODE_CACHE_MAKER, path.join(dir, LIB_DIR), path.join(dir, NODE)]];
+  else if (node === undefined) return 'no code cache without a node in the chroot';
+  else if (process.geteuid?.() === 0)
+    command = ['chroot', [dir, node, '-e', CODE_CACHE_MAKER, LIB_DIR, node]];
+  else return "no code cache: running the chroot's node takes root (chroot)";
+  try {
+    execFileSync(command[0], command[1], { env, stdio: ['ignore', 'ignore', 'pipe'], timeout: 60_000 });
+    return undefined;
+  } catch (err) {
+    const stderr = String((err as { stderr?: unknown }).stderr ?? '').trim();
+    const why = (stderr || (err as Error).message).split('\n')[0];
+    return `no code cache (the client starts without one): ${why}`;
+  }
+}
+
+/**
+ * The launcher: CommonJS (no extension, no package.json beside it) that loads the bundle. A
  * bundle that cannot load (missing, or a node too old for it) is one line, exit 1.
  *
- * Node 22.1+ keeps V8's compiled code of the bundle between runs (module.enableCompileCache;
- * Node 20 has no such call). Not in Node's default directory, os.tmpdir()/node-compile-cache: it
- * is shared by every user, and whoever makes it first decides what code V8 loads from it for the
- * others (V8's code cache is not made to be read from untrusted files). The launcher uses
+ * Most of a client's start is V8 compiling the bundle's code: so install-client leaves a V8 code
+ * cache of it beside the bundle (makeCodeCache), made by the node the launcher runs, and the
+ * launcher compiles the bundle with it (vm.Script's cachedData). V8 checks that the cache was
+ * made by the same V8 version, under the same flags, for a source of the same length, and
+ * compiles the code as without a cache when not (another node in the chroot since, or V8 flags
+ * in NODE_OPTIONS): silently, the client works as before. It is trusted as the bundle is:
+ * install-client writes both, as whoever may write DIR/usr/local/lib (a shared tmp directory
+ * would not do: V8's code cache is not made to be read from untrusted files).
+ * NULLGATE_CODE_CACHE=off ignores it; NULLGATE_CODE_CACHE=report says on stderr whether it was
+ * used (used, rejected, none), for tests and for whoever wonders.
+ *
+ * Without a cache file, the launcher requires the bundle as before, and Node 22.1+ keeps V8's
+ * compiled code of it between runs (module.enableCompileCache; Node 20 has no such call). Not in
+ * Node's default directory, os.tmpdir()/node-compile-cache: it is shared by every user, and
+ * whoever makes it first decides what code V8 loads from it for the others. The launcher uses
  * TMPDIR/nullgate-compile-cache-UID, made 0700, and only when it is a directory of its own uid
  * that nobody else may write; else, or if anything fails (a chroot without /tmp), it runs
  * without a cache, silently. NODE_COMPILE_CACHE, when set, is the user's choice and wins (Node
- * enabled it before the launcher runs). V8 takes cached code only under the flags it was made
- * with, and the verbs on undici set one at run time (client/verbs/common.ts): so the launcher sets
- * it first, before anything is compiled, and every run sees the same flags.
+ * enabled it before the launcher runs).
+ *
+ * The launcher sets no V8 flag: any flag changes V8's flag hash, and Node's own built-in
+ * modules (net, http, stream: most of what a `get` loads) are then compiled from source instead
+ * of from the code cache inside the node binary (+20% instructions for a 1 KiB `get`).
  */
-export function launcher(firstLine: string): string {
+export function launcher(firstLine: string, lib = LIB_DIR): string {
   return [
     firstLine,
     '// nullgate client launcher, written by `nullgate install-client`.',
     "'use strict';",
-    `require('node:v8').setFlagsFromString(${JSON.stringify(SHORT_LIVED_V8_FLAGS)});`,
-    "const { enableCompileCache } = require('node:module');",
-    'if (enableCompileCache && !process.env.NODE_COMPILE_CACHE) {',
-    '  try {',
-    "    const fs = require('node:fs');",
-    '    const uid = process.geteuid();',
-    "    const tmp = (process.env.TMPDIR || '/tmp').replace(/\\/+$/, '');",
-    '    const dir = `${tmp}/nullgate-compile-cache-${uid}`;',
-    '    try {',
-    '      fs.mkdirSync(dir, { mode: 0o700 });',
-    '    } catch (err) {',
-    "      if (err.code !== 'EEXIST') throw err;",
-    '    }',
-    '    const st = fs.lstatSync(dir);',
-    '    if (st.isDirectory() && st.uid === uid && (st.mode & 0o022) === 0) enableCompileCache(dir);',
-    '  } catch {',
-    '    // No cache: the bundle is compiled as without one.',
-    '  }',
-    '}',
+    `const lib = ${JSON.stringify(lib)};`,
     'let client;',
     'try {',
-    `  client = require(${JSON.stringify(`${LIB_DIR}/nullgate.cjs`)});`,
+    '  client = load();',
     '} catch (err) {',
     // require's message goes on with its "Require stack": the first line says it.
     "  const why = String(err && err.message ? err.message : err).split('\\n')[0];",
@@ -198,6 +316,55 @@ export function launcher(firstLine: string): string {
     '  client.main(process.argv.slice(2)).then((code) => {',
     '    process.exitCode = code;',
     '  });',
+    '}',
+    '',
+    'function load() {',
+    '  const mode = process.env.NULLGATE_CODE_CACHE;',
+    '  let cachedData;',
+    "  let state = 'none';",
+    "  if (mode !== 'off') {",
+    '    try {',
+    `      const file = require('node:fs').readFileSync(lib + '/${CODE_CACHE}');`,
+    '      const line = file.indexOf(10);',
+    "      if (line !== -1 && file.toString('latin1', 0, line) === cacheKey(process.execPath, lib))",
+    '        cachedData = file.subarray(line + 1);',
+    "      else state = 'stale';",
+    '    } catch {',
+    '      // None (install-client could not make one), or no node or bundle to stat.',
+    '    }',
+    '  }',
+    '  if (cachedData === undefined) {',
+    "    if (mode === 'report') process.stderr.write(`nullgate: code cache: ${state}\\n`);",
+    '    return requireBundle();',
+    '  }',
+    '  const { script, client } = compileBundle(lib, cachedData);',
+    "  if (mode === 'report')",
+    "    process.stderr.write(`nullgate: code cache: ${script.cachedDataRejected ? 'rejected' : 'used'}\\n`);",
+    '  return client;',
+    '}',
+    '',
+    COMPILE_BUNDLE,
+    '',
+    'function requireBundle() {',
+    "  const { enableCompileCache } = require('node:module');",
+    '  if (enableCompileCache && !process.env.NODE_COMPILE_CACHE) {',
+    '    try {',
+    "      const fs = require('node:fs');",
+    '      const uid = process.geteuid();',
+    "      const tmp = (process.env.TMPDIR || '/tmp').replace(/\\/+$/, '');",
+    '      const dir = `${tmp}/nullgate-compile-cache-${uid}`;',
+    '      try {',
+    '        fs.mkdirSync(dir, { mode: 0o700 });',
+    '      } catch (err) {',
+    "        if (err.code !== 'EEXIST') throw err;",
+    '      }',
+    '      const st = fs.lstatSync(dir);',
+    '      if (st.isDirectory() && st.uid === uid && (st.mode & 0o022) === 0) enableCompileCache(dir);',
+    '    } catch {',
+    '      // No cache: the bundle is compiled as without one.',
+    '    }',
+    '  }',
+    "  return require(lib + '/nullgate.cjs');",
     '}',
     '',
   ].join('\n');
@@ -231,6 +398,9 @@ export async function installClientCommand(argv: string[]): Promise<number> {
   const dir = makeTarget(positionals[0]!);
 
   const notes = values['with-node'] === true ? installNode(dir) : [];
+  // A code cache is for the bundle it was made from (V8 checks only the source's length): the
+  // old one goes before the new bundle comes, and a new one is made after.
+  rmSync(path.join(dir, LIB_DIR, CODE_CACHE), { force: true });
   copyInto(dir, path.join(bundle, 'nullgate.cjs'), `${LIB_DIR}/nullgate.cjs`, 0o644);
   // The ESM bundle an earlier install-client left: the launcher no longer loads it.
   rmSync(path.join(dir, LIB_DIR, 'nullgate.mjs'), { force: true });
@@ -247,6 +417,8 @@ export async function installClientCommand(argv: string[]): Promise<number> {
     },
   );
   chmodSync(path.join(dir, BIN), 0o755);
+  const uncached = makeCodeCache(dir, node, values['with-node'] === true && node === NODE);
+  if (uncached !== undefined) notes.push(uncached);
   process.stderr.write(
     `nullgate: installed the client into ${dir}${notes.length ? ` (${notes.join('; ')})` : ''}: try chroot ${dir} ${BIN} request /health --socket @NAME (the name serve prints; default @nullgate)\n`,
   );

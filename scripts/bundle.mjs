@@ -60,6 +60,10 @@ const common = {
   target: 'node20',
   minify: true,
   legalComments: 'none',
+  // import() of a built-in (`await import('node:v8')`) as a require() in a promise: a real
+  // import() would start the ES module loader, and the install-client launcher compiles the
+  // bundle with vm.Script (its code cache), where an import() has no loader to call.
+  supported: { 'dynamic-import': false },
 };
 const undiciChunk = await build({
   ...common,

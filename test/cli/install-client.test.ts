@@ -20,6 +20,9 @@ describe('install-client DIR', () => {
     expect(r.code).toBe(0);
     expect(statSync(path.join(dir, 'usr/local/bin/nullgate')).mode & 0o111).not.toBe(0);
     expect(existsSync(path.join(dir, 'usr/local/lib/nullgate/nullgate.cjs'))).toBe(true);
+    // No node in DIR to make a code cache with: the launcher requires the bundle as it is.
+    expect(r.stderr).toContain('no code cache without a node in the chroot');
+    expect(existsSync(path.join(dir, 'usr/local/lib/nullgate/nullgate.cache'))).toBe(false);
   });
 
   it.each([
@@ -40,7 +43,8 @@ describe('install-client DIR', () => {
       "require('node:module').enableCompileCache = (dir) => { process.stderr.write(`cache ${dir}\\n`); return { status: 1 }; };\n",
     );
     const script = path.join(work, 'launcher.cjs');
-    writeFileSync(script, launcher('// test').replace('/usr/local/lib/nullgate/nullgate.cjs', BUNDLE));
+    // bundle/ has no code cache: the launcher requires the bundle, as it does in a chroot without one.
+    writeFileSync(script, launcher('// test', path.dirname(BUNDLE)));
     const tmp = mkdtempSync(path.join(work, 'tmp-'));
     const env = { TMPDIR: tmp, NODE_COMPILE_CACHE: '' };
     const dir = path.join(tmp, `nullgate-compile-cache-${process.geteuid!()}`);

@@ -17,6 +17,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Script } from 'node:vm';
 
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { parseLdd } from '../../cli/install-client.js';
@@ -88,6 +89,7 @@ describe.skipIf(!canChroot && !requireAll)('a bare chroot with only the installe
     symlinkSync('app.conf', path.join(served, 'config', 'link.conf'));
     const install = await runCli(['install-client', chroot, '--with-node']);
     expect(install.code, install.stderr).toBe(0);
+    expect(install.stderr).not.toContain('no code cache');
     // The closing hint works for a server that is not on @nullgate.
     expect(install.stderr).toContain(
       `try chroot ${chroot} /usr/local/bin/nullgate request /health --socket @NAME`,
@@ -198,6 +200,55 @@ describe.skipIf(!canChroot && !requireAll)('a bare chroot with only the installe
       renameSync(`${bundle}.away`, bundle);
     }
   });
+
+  itNeeds(
+    ['root', 'chroot'],
+    "get runs on install-client's code cache; without it, or with one V8 rejects, it runs as before",
+    async () => {
+      const cache = path.join(chroot, 'usr', 'local', 'lib', 'nullgate', 'nullgate.cache');
+      const get = (mode: string) =>
+        inChroot(chroot, ['nullgate', 'get', '/motd', '-o', '/tmp/motd-cached', '--socket', socket], 20_000, {
+          ...chrootEnv,
+          NULLGATE_CODE_CACHE: mode,
+        });
+      const check = async (mode: string, stderr: string) => {
+        rmSync(path.join(chroot, 'tmp', 'motd-cached'), { force: true });
+        const r = await get(mode);
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stderr).toBe(stderr);
+        expect(sha256(readFileSync(path.join(chroot, 'tmp', 'motd-cached')))).toBe(sha256(payload));
+      };
+      const made = readFileSync(cache);
+      expect(made.length).toBeGreaterThan(0);
+      await check('report', 'nullgate: code cache: used\n');
+      await check('off', '');
+      const key = made.subarray(0, made.indexOf(10) + 1);
+      expect(key.toString()).toMatch(
+        new RegExp(`^${process.version} ${process.arch} \\d+ [\\d.]+ \\d+ [\\d.]+\\n$`),
+      );
+      try {
+        // Made for another node binary or bundle (its size or mtime differ): not even shown to V8.
+        writeFileSync(
+          cache,
+          Buffer.concat([
+            Buffer.from(`v0.0.0${key.toString().slice(key.indexOf(' '))}`),
+            made.subarray(key.length),
+          ]),
+        );
+        await check('report', 'nullgate: code cache: stale\n');
+        await check('', '');
+        // One V8 refuses (here: made for another source): the bundle is compiled as without.
+        writeFileSync(cache, Buffer.concat([key, new Script('0').createCachedData()]));
+        await check('report', 'nullgate: code cache: rejected\n');
+        await check('', '');
+        rmSync(cache);
+        await check('report', 'nullgate: code cache: none\n');
+        await check('', '');
+      } finally {
+        writeFileSync(cache, made);
+      }
+    },
+  );
 
   itNeeds(['root', 'chroot'], 'put: a result goes back out', async () => {
     writeFileSync(path.join(chroot, 'tmp', 'result.log'), 'installed fine\n');
