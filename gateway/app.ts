@@ -276,6 +276,9 @@ function watchRequestBody(
 ): void {
   const socket = request.raw.socket;
   const tooSlow = (message: string): void => {
+    // Two rules (the rate, on a native thread; the total time, here) may both run out: whichever
+    // comes second finds the connection cut already and has nothing left to refuse, or to log.
+    if (socket.destroyed) return;
     limitHit(408, message, request.peer);
     if (!reply.raw.headersSent) reply.raw.statusCode = 408;
     cutRequest(socket, 408, 'NG_ERR_TIMEOUT', message);

@@ -21,13 +21,17 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
-import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { type AddressInfo, connect, createServer, Socket as NetSocket, type Socket } from 'node:net';
+import { constants, tmpdir } from 'node:os';
+import { Writable } from 'node:stream';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createGateway, type Gateway } from '../../gateway/gateway.js';
 import { native } from '../../native/binding.js';
 import { socketFd } from '../../native/node-internals.js';
+import { parseAddress } from '../../core/address.js';
+import { connectFd } from '../../native/socket.js';
+import { settlesWithin } from '../helpers/bounds.js';
 import { tree } from '../helpers/files.js';
 import { itNeeds } from '../helpers/requirements.js';
 import { connectSocket, openFdCount, parseResponse, rawGet, uniqueName } from '../helpers/sockets.js';
@@ -452,6 +456,62 @@ describe('zero-copy uploads', () => {
     }
   });
 
+  it('a body cut for its total time while the native thread finds it too slow is refused (and logged) once', async () => {
+    process.env.NULLGATE_ZERO_COPY_UPLOADS = 'always';
+    const slow = uniqueName('receive-once');
+    const dir = mkdtempSync(path.join(tmpdir(), 'ng-receive-once-'));
+    const lines: { status?: number; suppressed?: number; msg: string }[] = [];
+    const gw = createGateway({
+      socket: slow,
+      root: dir,
+      writable: true,
+      logLevel: 'warn',
+      logStream: new Writable({
+        write(chunk: Buffer, _enc, done) {
+          for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+          done();
+        },
+      }),
+      limits: { bodyMinRate: 1000, bodyRateWindowMs: 500, bodyTimeoutMs: 300 },
+    });
+    await gw.listen();
+    // The test plays the thread: it receives nothing, and its verdict (too slow, -ETIME) crosses
+    // the cancel that the total time's cut sends it, as a thread's can.
+    const FAKE_ID = 1_000_001;
+    let verdict:
+      ((err: number, written: number, digests: Buffer[], bytes: number, ms: number) => void) | undefined;
+    started.mockImplementationOnce((...args) => {
+      verdict = args[5];
+      return FAKE_ID;
+    });
+    const cancel = vi.spyOn(native, 'receiveCancel').mockImplementation((id) => {
+      if (id !== FAKE_ID) return false;
+      verdict?.(-constants.errno.ETIME, 0, [], 0, 500);
+      return true;
+    });
+    const conn = new Conn(slow);
+    try {
+      await conn.write(putHead('once.bin', MiB));
+      await conn.write(pattern(64 * KiB));
+      const res = await conn.next();
+      expect(res?.status).toBe(408);
+      expect(JSON.parse(res!.body.toString()).message).toBe('request body not whole within 0.3 s');
+      await eventually(() => conn.closed, 'the server to close the connection');
+      expect(cancel).toHaveBeenCalledWith(FAKE_ID);
+    } finally {
+      cancel.mockRestore();
+      conn.close();
+      await gw.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    // One refusal: the thread's verdict on a connection already cut says nothing more (no second
+    // line, and no "1 more like the last one" when the log's window is flushed at close).
+    const refusals = lines.filter((l) => l.status === 408);
+    expect(refusals.map((l) => [l.msg, l.suppressed])).toEqual([
+      ['request refused: request body not whole within 0.3 s', 0],
+    ]);
+  });
+
   itNeeds(['root', 'mount'], 'a full disk (1 MiB tmpfs) is 507 and leaves no file', async () => {
     process.env.NULLGATE_ZERO_COPY_UPLOADS = 'always';
     const mnt = mkdtempSync(path.join(tmpdir(), 'ng-receive-full-'));
@@ -478,6 +538,66 @@ describe('zero-copy uploads', () => {
       rmdirSync(mnt);
     }
   });
+
+  itNeeds(
+    ['root', 'mount'],
+    'a full disk mid-body: a client that never stops sending reads the whole 507, and is closed (the lingering close, not the body time)',
+    async () => {
+      process.env.NULLGATE_ZERO_COPY_UPLOADS = 'always';
+      const mnt = mkdtempSync(path.join(tmpdir(), 'ng-receive-full-drain-'));
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'ng-test-receive-drain', mnt]);
+      const full = uniqueName('receive-full-drain');
+      // The body's own bounds far away: only the close after the answer can end the connection.
+      const gw = createGateway({
+        socket: full,
+        root: mnt,
+        writable: true,
+        logLevel: false,
+        limits: { bodyTimeoutMs: 3_600_000, bodyMinRate: 1, bodyRateWindowMs: 3_600_000 },
+      });
+      try {
+        await gw.listen();
+        const before = started.mock.calls.length;
+        // Sends a 64 MiB body 64 KiB every 10 ms through write(2) on the fd (a Socket would
+        // destroy itself on the EPIPE and drop the answer it had not read), until a write fails.
+        const fd = connectFd(parseAddress(full));
+        const client = new NetSocket({ fd, readable: true, writable: true, allowHalfOpen: true });
+        const chunks: Buffer[] = [];
+        client.on('data', (c: Buffer) => chunks.push(c));
+        client.on('error', () => undefined);
+        writeSync(fd, putHead('drain.bin', 64 * MiB));
+        const block = Buffer.alloc(64 * KiB, 0x61);
+        const failure = await settlesWithin(
+          new Promise<string>((resolve) => {
+            const timer = setInterval(() => {
+              try {
+                writeSync(fd, block);
+              } catch (err) {
+                const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
+                if (code === 'EAGAIN') return;
+                clearInterval(timer);
+                resolve(code);
+              }
+            }, 10);
+          }),
+          20_000,
+          'the server to close the connection',
+        );
+        expect(failure).toMatch(/^(EPIPE|ECONNRESET)$/);
+        await new Promise((r) => setImmediate(r));
+        const res = parseResponse(Buffer.concat(chunks));
+        expect(res.status).toBe(507);
+        expect(JSON.parse(res.body.toString()).code).toBe('NG_ERR_INSUFFICIENT_STORAGE');
+        expect(started.mock.calls.length - before).toBe(1);
+        client.destroy();
+        expect(readdirSync(mnt)).toEqual([]);
+      } finally {
+        await gw.close();
+        execFileSync('umount', [mnt]);
+        rmdirSync(mnt);
+      }
+    },
+  );
 
   itNeeds(
     ['curl'],
