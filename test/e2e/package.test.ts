@@ -14,6 +14,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -21,7 +22,7 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { itNeeds } from '../helpers/requirements.js';
 import { uniqueName } from '../helpers/sockets.js';
 
@@ -50,6 +51,13 @@ function run(cmd: string, args: string[], cwd: string): string {
 }
 
 describe('the npm package', () => {
+  it('package.json "files" names each entry once', () => {
+    const { files } = JSON.parse(readFileSync(path.join(repo, 'package.json'), 'utf8')) as {
+      files: string[];
+    };
+    expect(files.filter((f, i) => files.indexOf(f) !== i)).toEqual([]);
+  });
+
   itNeeds(
     ['curl'],
     'installs without scripts (prebuilt addon, no compiler) and serves a file to curl',
