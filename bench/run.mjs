@@ -827,24 +827,68 @@ async function clientGet(sys, rep) {
 }
 
 /**
- * A 1 KiB `get` command's wall time against `node -e 0`'s (both median of a few runs). Both run
- * without NODE_OPTIONS and NODE_EXTRA_CA_CERTS: loading extra CA certificates (some hosts set
- * it) adds the same ~50 ms to both and would make the ratio look better than it is.
+ * The client as chroot scripts run it: `install-client DIR --with-node` (its launcher, and the
+ * V8 code cache it makes), in a chroot of the bench's own; null when this is not root (chroot
+ * takes it) or the install fails. Made once, for every repetition.
+ */
+let chrootClient;
+function installedClient() {
+  if (chrootClient !== undefined) return chrootClient;
+  chrootClient = null;
+  if (process.geteuid?.() !== 0) {
+    process.stderr.write('  client start-up: not root, so no chroot: the installed client is not measured\n');
+    return null;
+  }
+  const dir = path.join(work, 'chroot');
+  try {
+    execFileSync(
+      process.execPath,
+      [path.join(repo, 'bin', 'nullgate.js'), 'install-client', dir, '--with-node'],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    chrootClient = dir;
+  } catch (err) {
+    process.stderr.write(
+      `  client start-up: install-client failed: ${String(err.stderr ?? err.message).trim()}\n`,
+    );
+  }
+  return chrootClient;
+}
+
+/**
+ * A 1 KiB `get` command's wall time against `node -e 0`'s (both median of a few runs). What
+ * scripts run is the installed client: `chroot DIR /usr/local/bin/nullgate get …` against
+ * `chroot DIR /usr/local/bin/node -e 0` (the reference). The bundle run directly (`node
+ * bundle/nullgate.cjs`, no launcher, no code cache) is a row too, beside a `node -e 0` outside
+ * the chroot, so neither figure passes for the other. All run without NODE_OPTIONS and
+ * NODE_EXTRA_CA_CERTS: loading extra CA certificates (some hosts set it) adds the same ~50 ms to
+ * both and would make the ratio look better than it is.
  */
 async function clientStartup(sys, rep) {
   const out = path.join(shm, `small-${rep}.bin`);
-  const runs = { 'node -e 0': [], 'nullgate get 1 KiB': [] };
+  const args = ['get', '-s', '--socket', sys.address, '/1k.bin', '-o'];
   const env = { ...process.env };
   delete env.NODE_EXTRA_CA_CERTS;
   delete env.NODE_OPTIONS;
+  const chroot = installedClient();
+  const commands = {};
+  if (chroot) {
+    commands['node -e 0'] = ['chroot', [chroot, '/usr/local/bin/node', '-e', '0']];
+    commands['nullgate get 1 KiB'] = [
+      'chroot',
+      [chroot, '/usr/local/bin/nullgate', ...args, '/tmp/small.bin'],
+    ];
+    commands['node -e 0 (no chroot)'] = [process.execPath, ['-e', '0']];
+  } else commands['node -e 0'] = [process.execPath, ['-e', '0']];
+  commands['node bundle/nullgate.cjs get 1 KiB (no chroot)'] = [process.execPath, [BUNDLE, ...args, out]];
+  const runs = Object.fromEntries(Object.keys(commands).map((who) => [who, []]));
   for (let i = 0; i < 7; i++) {
-    runs['node -e 0'].push((await timed(process.execPath, ['-e', '0'], env)).seconds);
-    const r = await timed(
-      process.execPath,
-      [BUNDLE, 'get', '-s', '--socket', sys.address, '/1k.bin', '-o', out],
-      env,
-    );
-    runs['nullgate get 1 KiB'].push(r.code === 0 ? r.seconds : NaN);
+    for (const [who, [cmd, argv]] of Object.entries(commands)) {
+      const r = await timed(cmd, argv, env);
+      runs[who].push(r.code === 0 ? r.seconds : NaN);
+    }
   }
   rmSync(out, { force: true });
   for (const [who, xs] of Object.entries(runs)) record('client-get1k', who, rep, median(xs) * 1000);
