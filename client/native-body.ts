@@ -131,6 +131,12 @@ function transfer(
         resolve(outcomeOf(err, written));
       },
       idleMs,
+      false,
+      0,
+      0,
+      // No early writeback: nothing fsyncs a download, and starting the disk's writes every
+      // 8 MiB (what an upload wants) made a 1 GiB get -o to disk up to 2x slower than curl.
+      0,
     );
     if (rc < 0) {
       resolve(outcomeOf(rc, 0));

@@ -1,7 +1,8 @@
 // Entry points of the receive transfer (native/receive.h):
 //
 //   receiveStart(socketFd, fileFd, prefix, length, algorithms, callback, idleTimeoutMs = 0,
-//                copyOnly = false, minRate = 0, rateWindowMs = 0) -> id (> 0) | -errno
+//                copyOnly = false, minRate = 0, rateWindowMs = 0, writebackBytes = 8 MiB)
+//                -> id (> 0) | -errno
 //   receiveCancel(id) -> boolean (false when the transfer already ended)
 //
 // `callback(err, written, digests, windowBytes, windowMs)` runs once on the JS thread, through a
@@ -54,7 +55,8 @@ Napi::Value ReceiveStart(const Napi::CallbackInfo& info) {
       "Usage: receiveStart(socketFd: number, fileFd: number, prefix: Buffer, length: number, "
       "algorithms: string[], callback: (err: number, written: number, digests: Buffer[], windowBytes: number, "
       "windowMs: number) => void, "
-      "idleTimeoutMs?: number, copyOnly?: boolean, minRate?: number, rateWindowMs?: number)";
+      "idleTimeoutMs?: number, copyOnly?: boolean, minRate?: number, rateWindowMs?: number, "
+      "writebackBytes?: number)";
   Napi::Env env = info.Env();
   ReceiveOptions options;
   if (info.Length() < 6 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsBuffer() ||
@@ -83,6 +85,9 @@ Napi::Value ReceiveStart(const Napi::CallbackInfo& info) {
     uint64_t window = 0;
     if (!SizeArg(info[9], &window)) throw Napi::TypeError::New(env, usage);
     options.rate_window_ms = window > 2147483647 ? 2147483647 : static_cast<int>(window);
+  }
+  if (info.Length() > 10 && !info[10].IsUndefined() && !SizeArg(info[10], &options.writeback_step)) {
+    throw Napi::TypeError::New(env, usage);
   }
   int socket_fd = info[0].As<Napi::Number>().Int32Value();
   int file_fd = info[1].As<Napi::Number>().Int32Value();

@@ -208,6 +208,11 @@ export interface NativeBinding {
     copyOnly?: boolean,
     minRate?: number,
     rateWindowMs?: number,
+    /**
+     * Start writeback (sync_file_range) after every this many bytes (default 8 MiB), so that a
+     * closing fsync waits for the tail only; 0: never (a download, which does not fsync).
+     */
+    writebackBytes?: number,
   ): number;
   /** Cancels a running receive (its callback then gets -ECANCELED); false if it already ended. */
   receiveCancel(id: number): boolean;

@@ -43,7 +43,9 @@ struct ReceiveOptions {
   // does not count.
   uint64_t min_rate = 0;
   int rate_window_ms = 0;
-  // Start writeback (sync_file_range SYNC_FILE_RANGE_WRITE) after every this many bytes; 0: never.
+  // Start writeback (sync_file_range SYNC_FILE_RANGE_WRITE) after every this many bytes, so that
+  // a closing fsync waits for the tail only; 0: never (a download, which does not fsync: the
+  // early writeback only costs disk time while the body still arrives).
   uint64_t writeback_step = 8u << 20;
   // Testing: never splice, read into a buffer and write (the fallback where splice is EINVAL).
   bool copy_only = false;

@@ -652,6 +652,10 @@ describe('receiveStart: the binding contract', () => {
     expect(() => native.receiveStart(0, 0, Buffer.alloc(0), 0, [1 as unknown as string], cb)).toThrow(
       TypeError,
     );
+    // writebackBytes: a byte count (0: never).
+    expect(() => native.receiveStart(0, 0, Buffer.alloc(0), 0, [], cb, 0, false, 0, 0, -1)).toThrow(
+      TypeError,
+    );
     expect(() => native.receiveCancel('x' as unknown as number)).toThrow(/^Usage: receiveCancel/);
   });
 
