@@ -8,9 +8,12 @@
 import { execFileSync } from 'node:child_process';
 import {
   chmodSync,
+  closeSync,
   copyFileSync,
   existsSync,
   mkdirSync,
+  openSync,
+  readSync,
   realpathSync,
   rmSync,
   statSync,
@@ -241,26 +244,52 @@ server.listen(socket, () => {
 });
 `;
 
+/** True when two files hold the same bytes (compared a MiB at a time: node is ~100 MiB). */
+function sameBytes(a: string, b: string): boolean {
+  if (statSync(a).size !== statSync(b).size) return false;
+  const fa = openSync(a, 'r');
+  const fb = openSync(b, 'r');
+  try {
+    const ba = Buffer.alloc(1 << 20);
+    const bb = Buffer.alloc(1 << 20);
+    for (;;) {
+      const n = readSync(fa, ba);
+      if (readSync(fb, bb) !== n || !ba.subarray(0, n).equals(bb.subarray(0, n))) return false;
+      if (n === 0) return true;
+    }
+  } finally {
+    closeSync(fa);
+    closeSync(fb);
+  }
+}
+
 /**
- * The code cache for the node the launcher runs: that node is the
- * only one whose cache V8 takes. This node itself when --with-node copied it; else the chroot's
- * own, run in the chroot (as root). Returns why there is no cache, or undefined when made.
+ * The code cache for the node the launcher runs, the only one whose cache V8 takes. It is made
+ * by this node (the maker above, in a process of its own), so only when the chroot's node is this
+ * node: copied by --with-node, or found there with the same bytes. install-client runs no program
+ * of the chroot's: that would run, as whoever installs (root, usually), a binary that whoever
+ * wrote the chroot chose. Returns why there is no cache, or undefined when it was made.
  */
-function makeCodeCache(dir: string, node: string | undefined, copied: boolean): string | undefined {
+function makeCodeCache(dir: string, node: string | undefined): string | undefined {
+  if (node === undefined) return 'no code cache without a node in the chroot';
+  const inside = path.join(dir, node);
+  try {
+    if (!sameBytes(inside, process.execPath))
+      return `no code cache: ${node} in the chroot is not this node (${process.execPath}), the one that makes it`;
+  } catch (err) {
+    return `no code cache: ${(err as Error).message}`;
+  }
   // As the launcher runs node: NODE_OPTIONS may hold V8 flags, and V8 takes a cache only
   // under the flags it was made with.
   const env = Object.fromEntries(
     Object.entries(process.env).filter(([name]) => !(CLEARED_VARIABLES as readonly string[]).includes(name)),
   );
-  let command: [string, string[]];
-  if (copied)
-    command = [process.execPath, ['-e', CODE_CACHE_MAKER, path.join(dir, LIB_DIR), path.join(dir, NODE)]];
-  else if (node === undefined) return 'no code cache without a node in the chroot';
-  else if (process.geteuid?.() === 0)
-    command = ['chroot', [dir, node, '-e', CODE_CACHE_MAKER, LIB_DIR, node]];
-  else return "no code cache: running the chroot's node takes root (chroot)";
   try {
-    execFileSync(command[0], command[1], { env, stdio: ['ignore', 'ignore', 'pipe'], timeout: 60_000 });
+    execFileSync(process.execPath, ['-e', CODE_CACHE_MAKER, path.join(dir, LIB_DIR), inside], {
+      env,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      timeout: 60_000,
+    });
     return undefined;
   } catch (err) {
     const stderr = String((err as { stderr?: unknown }).stderr ?? '').trim();
@@ -417,7 +446,7 @@ export async function installClientCommand(argv: string[]): Promise<number> {
     },
   );
   chmodSync(path.join(dir, BIN), 0o755);
-  const uncached = makeCodeCache(dir, node, values['with-node'] === true && node === NODE);
+  const uncached = makeCodeCache(dir, node);
   if (uncached !== undefined) notes.push(uncached);
   process.stderr.write(
     `nullgate: installed the client into ${dir}${notes.length ? ` (${notes.join('; ')})` : ''}: try chroot ${dir} ${BIN} request /health --socket @NAME (the name serve prints; default @nullgate)\n`,

@@ -1,5 +1,15 @@
 /** `nullgate install-client DIR`: DIR is made when missing; a file in the way is a usage error. */
-import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +33,30 @@ describe('install-client DIR', () => {
     // No node in DIR to make a code cache with: the launcher requires the bundle as it is.
     expect(r.stderr).toContain('no code cache without a node in the chroot');
     expect(existsSync(path.join(dir, 'usr/local/lib/nullgate/nullgate.cache'))).toBe(false);
+  });
+
+  it("makes a code cache only for this very node, and runs no program of the chroot's", async () => {
+    const dir = path.join(work, 'other-node');
+    const node = path.join(dir, 'usr/local/bin/node');
+    mkdirSync(path.dirname(node), { recursive: true });
+    // Another node (here: not even one; install-client must not run it to find out).
+    writeFileSync(node, '#!/bin/sh\ntouch "$0.ran"\n', { mode: 0o755 });
+    const other = await runCli(['install-client', dir]);
+    expect(other.code, other.stderr).toBe(0);
+    expect(other.stderr).toContain(`no code cache: /usr/local/bin/node in the chroot is not this node`);
+    expect(existsSync(path.join(dir, 'usr/local/lib/nullgate/nullgate.cache'))).toBe(false);
+    expect(existsSync(`${node}.ran`)).toBe(false);
+    // The same bytes as this node: made, for that file and this bundle (its first line).
+    copyFileSync(process.execPath, node);
+    const same = await runCli(['install-client', dir]);
+    expect(same.code, same.stderr).toBe(0);
+    expect(same.stderr).not.toContain('no code cache');
+    const cache = readFileSync(path.join(dir, 'usr/local/lib/nullgate/nullgate.cache'));
+    const bundle = statSync(path.join(dir, 'usr/local/lib/nullgate/nullgate.cjs'));
+    const { size, mtimeMs } = statSync(node);
+    expect(cache.subarray(0, cache.indexOf(10)).toString()).toBe(
+      [process.version, process.arch, size, mtimeMs, bundle.size, bundle.mtimeMs].join(' '),
+    );
   });
 
   it.each([
