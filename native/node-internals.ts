@@ -264,6 +264,37 @@ export function requireFromFastify(id: string): unknown {
   return createRequire(fastifyEntry)(id);
 }
 
+/** Fastify's store of a reply's header fields (lib/reply.js: `this[kReplyHeaders] = {}`). */
+let replyHeadersKey: symbol | undefined;
+
+/**
+ * Sets every field of `fields` (lower-case names, string values, no set-cookie) on a Fastify
+ * reply, as `reply.headers(fields)` does, in one step when the reply has no field yet: its store
+ * becomes a copy of `fields`. Fastify hands that store to `res.writeHead` as it is. `reply.header`
+ * adds one property per call to the store through a megamorphic keyed store, and V8 takes each
+ * such addition to its runtime (a map transition); a copy of an object of a known shape is one
+ * allocation. A reply that already has fields (a user's hook set some) gets them one by one.
+ */
+export function setReplyFields(
+  reply: { headers(fields: Record<string, string>): unknown },
+  fields: Readonly<Record<string, string>>,
+): void {
+  const key = (replyHeadersKey ??= Object.getOwnPropertySymbols(reply).find(
+    (s) => s.description === 'fastify.reply.headers',
+  ));
+  const store = key === undefined ? undefined : (reply as Record<symbol, unknown>)[key];
+  if (store !== undefined && store !== null && typeof store === 'object' && isEmpty(store)) {
+    (reply as Record<symbol, unknown>)[key!] = { ...fields };
+    return;
+  }
+  reply.headers(fields);
+}
+
+function isEmpty(object: object): boolean {
+  for (const _ in object) return false;
+  return true;
+}
+
 /**
  * Tells a Fastify instance that its validator compiler is Fastify's default (ajv) although it came
  * as the `schemaController.compilersFactory.buildValidator` option (gateway/app.ts defers loading

@@ -8,6 +8,7 @@ import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type BeneathRoot, type BeneathStat, closeFd } from '../native/beneath.js';
+import { setReplyFields } from '../native/node-internals.js';
 import { fsError, ngError } from '../core/errors.js';
 import { evaluatePreconditions, ifRangeAllows, type Representation } from './conditional.js';
 import { contentTypeFor } from './content-type.js';
@@ -117,6 +118,8 @@ type FileRepresentation = Representation & { readonly etag: string };
 interface Described {
   readonly rep: FileRepresentation;
   readonly fields: Record<string, string>;
+  /** The fields of a 200 with the whole file, for the name they were made for (wholeFields). */
+  whole?: { readonly shown: string; readonly fields: Record<string, string> };
 }
 
 const describedMemo = new WeakMap<BeneathStat, Described>();
@@ -175,9 +178,33 @@ function sendWhole(
   request: FastifyRequest,
   reply: FastifyReply,
 ) {
+  const known = described(st);
+  // The common case, no precondition or one that passes: every field of the answer at once.
+  if (evaluatePreconditions(request.method, request.headers, known.rep) === 'proceed') {
+    setReplyFields(reply, wholeFields(known, st, shown));
+    return reply.code(200).send(request.method === 'HEAD' ? undefined : data);
+  }
   if (describe(st, shown, request, reply) === undefined) return reply;
   void reply.code(200).type(contentTypeFor(shown)).header('content-length', st.size);
   return reply.send(request.method === 'HEAD' ? undefined : data);
+}
+
+/**
+ * The fields of a 200 with the whole file: the status's, its type and its length, in the order
+ * the other answers set them. Made once per status object and name (a cached file's repeat).
+ */
+function wholeFields(known: Described, st: BeneathStat, shown: string): Record<string, string> {
+  if (known.whole?.shown !== shown) {
+    known.whole = {
+      shown,
+      fields: {
+        ...known.fields,
+        'content-type': contentTypeFor(shown),
+        'content-length': String(st.size),
+      },
+    };
+  }
+  return known.whole.fields;
 }
 
 /** Takes ownership of the source's fd: it is closed when the response is done, whatever happens. */

@@ -190,4 +190,60 @@ describe('GET /files answers from the cache, never stale', () => {
       rmSync(outside, { recursive: true, force: true });
     }
   });
+
+  it("keeps what users' hooks set, and one answer's changes never reach the next", async () => {
+    await app.close();
+    app = buildApp({ root: dir, logLevel: false });
+    app.addHook('onRequest', async (request, reply) => {
+      if (request.headers['x-mark'] !== undefined) void reply.header('x-early', 'yes');
+    });
+    app.addHook('onSend', async (request, reply) => {
+      // Hooks that edit the fields of an answer: the cached file's are copied for each answer.
+      void reply.header('etag', '"edited"').header('x-mode-was', String(reply.getHeader('x-nullgate-mode')));
+      if (request.headers['x-late'] !== undefined) void reply.header('x-seen', 'yes');
+    });
+    await app.ready();
+    writeFileSync(path.join(dir, 'h.txt'), 'hooks');
+    const plain = await app.inject({ method: 'GET', url: '/files/h.txt' });
+    const marked = await app.inject({ method: 'GET', url: '/files/h.txt', headers: { 'x-mark': '1' } });
+    const late = await app.inject({ method: 'GET', url: '/files/h.txt', headers: { 'x-late': '1' } });
+    const again = await app.inject({ method: 'GET', url: '/files/h.txt' });
+    for (const res of [plain, marked, late, again]) {
+      expect(res.statusCode).toBe(200);
+      expect(res.body).toBe('hooks');
+      expect(res.headers).toMatchObject({
+        etag: '"edited"',
+        'x-mode-was': expect.stringMatching(/^0[0-7]{3}$/),
+        'content-type': 'text/plain; charset=utf-8',
+        'content-length': '5',
+      });
+    }
+    expect(marked.headers['x-early']).toBe('yes');
+    expect(late.headers['x-seen']).toBe('yes');
+    for (const res of [plain, late, again]) expect(res.headers['x-early']).toBeUndefined();
+    for (const res of [plain, marked, again]) expect(res.headers['x-seen']).toBeUndefined();
+  });
+
+  it('answers conditional and HEAD requests for a kept file as for any other', async () => {
+    writeFileSync(path.join(dir, 'c.txt'), 'cond');
+    const first = await app.inject({ method: 'GET', url: '/files/c.txt' });
+    const etag = first.headers.etag as string;
+    const notModified = await app.inject({
+      method: 'GET',
+      url: '/files/c.txt',
+      headers: { 'if-none-match': etag },
+    });
+    expect(notModified.statusCode).toBe(304);
+    expect(notModified.headers.etag).toBe(etag);
+    const failed = await app.inject({
+      method: 'GET',
+      url: '/files/c.txt',
+      headers: { 'if-match': '"other"' },
+    });
+    expect(failed.statusCode).toBe(412);
+    const head = await app.inject({ method: 'HEAD', url: '/files/c.txt' });
+    expect(head.statusCode).toBe(200);
+    expect(head.body).toBe('');
+    expect(head.headers).toMatchObject({ etag, 'content-length': '4' });
+  });
 });
