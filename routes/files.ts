@@ -12,7 +12,7 @@ import { DEFAULT_CACHE_BYTES, DEFAULT_CACHE_FILES, SmallFileCache } from './smal
 import { getPath, type ReadContext } from './file-read.js';
 import { mkcol, move, remove, upload, type WriteContext } from './file-write.js';
 import { type RoutesOptions, setUpRoutes } from './plugin.js';
-import { type FilePath, requestPath } from './url-path.js';
+import { type FilePath, requestPaths } from './url-path.js';
 import {
   createUpload,
   DEFAULT_MAX_RESUMABLE,
@@ -70,7 +70,8 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
     if (!app.supportedMethods.includes(method)) app.addHttpMethod(method, { hasBody: method === 'MKCOL' });
   }
   // The raw target: origin-form, or absolute-form (RFC 9112 §3.2.2) cut to its path.
-  const pathOf = (request: FastifyRequest): FilePath => requestPath(prefix, request.originalUrl);
+  const pathFor = requestPaths(prefix);
+  const pathOf = (request: FastifyRequest): FilePath => pathFor(request.originalUrl);
   const guard = (request: FastifyRequest, writable: boolean): FilePath => {
     const path = pathOf(request);
     if (!writable && WRITE_METHODS.includes(request.method)) {

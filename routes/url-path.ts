@@ -131,6 +131,32 @@ export function requestPath(prefix: string, url: string): FilePath {
   return decodeFilePath(path.startsWith(prefix) ? path.slice(prefix.length) : path);
 }
 
+/** Targets a requestPaths memo keeps (each at most MEMO_TARGET_MAX characters long). */
+const MEMO_TARGETS = 512;
+const MEMO_TARGET_MAX = 256;
+
+/**
+ * requestPath for one prefix, with the answers for recent request targets kept: a busy server
+ * gets the same few targets again and again, and decoding one is two regular expressions and a
+ * walk over its segments. A pure function's answers, frozen, so a kept one cannot change; a
+ * target that is refused (it throws) is never kept. At most MEMO_TARGETS short targets: when full,
+ * the memo starts over.
+ */
+export function requestPaths(prefix: string): (url: string) => FilePath {
+  const kept = new Map<string, FilePath>();
+  return (url) => {
+    let path = kept.get(url);
+    if (path === undefined) {
+      path = Object.freeze(requestPath(prefix, url));
+      if (url.length <= MEMO_TARGET_MAX) {
+        if (kept.size >= MEMO_TARGETS) kept.clear();
+        kept.set(url, path);
+      }
+    }
+    return path;
+  };
+}
+
 /** An escape of a byte above 0x7F: the only escapes decodeURI can fail on besides malformed ones. */
 const HIGH_ESCAPE = /%([89a-f][0-9a-f])/gi;
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isNullgateError } from '../../core/errors.js';
 import { displayPath } from '../../core/rel-path.js';
-import { decodeFilePath, targetPath } from '../../routes/url-path.js';
+import { decodeFilePath, requestPath, requestPaths, targetPath } from '../../routes/url-path.js';
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -113,5 +113,50 @@ describe('targetPath: origin-form and absolute-form (RFC 9112 §3.2.1, §3.2.2)'
     ['http://localhost/files//a', '/files//a'],
   ])('%j → %j', (target, path) => {
     expect(targetPath(target)).toBe(path);
+  });
+});
+
+describe('requestPaths: requestPath with recent answers kept', () => {
+  const targets = [
+    '/files/a/b.txt',
+    '/files/',
+    '/files',
+    '/files/caf%E9?x=1',
+    'http://localhost/files/d/./e/',
+    '/files/%2e%2e/etc',
+    '/files/a%2Fb',
+    `/files/${'n'.repeat(300)}`,
+  ];
+
+  it.each(targets)('answers %s as requestPath does, the first time and again', (target) => {
+    const paths = requestPaths('/files');
+    let expected: unknown;
+    try {
+      expected = requestPath('/files', target);
+    } catch (err) {
+      expected = err;
+    }
+    for (let i = 0; i < 2; i++) {
+      if (expected instanceof Error) expect(() => paths(target)).toThrow(expected.message);
+      else expect(paths(target)).toEqual(expected);
+    }
+  });
+
+  it('gives a kept answer, frozen, for a repeated short target, and keeps no long one', () => {
+    const paths = requestPaths('/files');
+    const first = paths('/files/x/y');
+    expect(paths('/files/x/y')).toBe(first);
+    expect(Object.isFrozen(first)).toBe(true);
+    const long = `/files/${'n'.repeat(300)}`;
+    expect(paths(long)).not.toBe(paths(long));
+  });
+
+  it('starts over when full, and still answers right', () => {
+    const paths = requestPaths('/files');
+    const first = paths('/files/0');
+    for (let i = 1; i <= 600; i++) expect(paths(`/files/${i}`).rel).toBe(String(i));
+    const again = paths('/files/0');
+    expect(again).toEqual(first);
+    expect(again).not.toBe(first);
   });
 });
