@@ -7,6 +7,8 @@
 // more than the four syscalls).
 #include "addon_small.h"
 
+#include <climits>
+
 #include <errno.h>
 
 #include <string>
@@ -77,18 +79,30 @@ Napi::Value ReadSmallCached(const Napi::CallbackInfo& info) {
 }
 
 // statAt(dirFd, rel, stat): fstatat into the same slots, 0 or -errno (the small-file cache's
-// one system call per hit).
+// one system call per hit). Called on every cached GET, so it makes four N-API calls rather than
+// node-addon-api's checked conversions (ten, two of them reading the typed array's info), and
+// copies the name onto the stack, not into a std::string.
 Napi::Value StatAt(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsString() || !IsFloat64Array(info[2], kSlots)) {
-    throw Napi::TypeError::New(env, "Usage: statAt(dirFd: number, rel: string, stat: Float64Array(14))");
+  napi_env env = info.Env();
+  int32_t dir = -1;
+  char rel[PATH_MAX];
+  size_t rel_length = 0;
+  napi_typedarray_type type = napi_int8_array;
+  size_t length = 0;
+  void* data = nullptr;
+  if (info.Length() < 3 || napi_get_value_int32(env, info[0], &dir) != napi_ok ||
+      napi_get_value_string_utf8(env, info[1], rel, sizeof(rel), &rel_length) != napi_ok ||
+      napi_get_typedarray_info(env, info[2], &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_float64_array || length < kSlots) {
+    throw Napi::TypeError::New(info.Env(), "Usage: statAt(dirFd: number, rel: string, stat: Float64Array(14))");
   }
-  int dir = info[0].As<Napi::Number>().Int32Value();
-  std::string rel = info[1].As<Napi::String>().Utf8Value();
   StatResult st{};
-  long rc = fs_stat_at(dir, rel, &st);
-  if (rc == 0) FillSlots(st, info[2].As<Napi::Float64Array>().Data());
-  return Napi::Number::New(env, static_cast<double>(rc));
+  // A name that filled the buffer may have been cut: no path that long exists (ENAMETOOLONG).
+  long rc = rel_length + 1 >= sizeof(rel) ? -ENAMETOOLONG : fs_stat_at(dir, rel, rel_length, &st);
+  if (rc == 0) FillSlots(st, static_cast<double*>(data));
+  napi_value result = nullptr;
+  napi_create_double(env, static_cast<double>(rc), &result);
+  return Napi::Value(env, result);
 }
 
 }  // namespace

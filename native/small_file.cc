@@ -54,10 +54,10 @@ long fs_read_small_cached(int dir, const std::string& rel, char* buf, size_t max
   return static_cast<long>(got);
 }
 
-long fs_stat_at(int dir, const std::string& rel, StatResult* st) {
-  if (rel.find('\0') != std::string::npos) return -EINVAL;
+long fs_stat_at(int dir, const char* rel, size_t length, StatResult* st) {
+  if (memchr(rel, '\0', length) != nullptr) return -EINVAL;
   struct stat s;
-  if (fstatat(dir, rel.empty() ? "." : rel.c_str(), &s, AT_NO_AUTOMOUNT) < 0) return -errno;
+  if (fstatat(dir, length == 0 ? "." : rel, &s, AT_NO_AUTOMOUNT) < 0) return -errno;
   fill_stat(s, st);
   return 0;
 }

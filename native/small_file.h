@@ -19,10 +19,11 @@ namespace ng {
 // (a directory), -ENXIO (another kind of file) or -EFBIG (larger than `max`) with *st filled.
 long fs_read_small_cached(int dir, const std::string& rel, char* buf, size_t max, StatResult* st);
 
-// The status of `rel` under `dir` in one system call (fstatat, following symlinks as
-// openat2 does, never triggering an automount): 0 with *st filled, or -errno. Not confined to
-// the root (fstatat has no RESOLVE_BENEATH): it only revalidates what fs_read_small_cached read
-// beneath it (routes/small-file-cache.ts), never decides what may be served.
-long fs_stat_at(int dir, const std::string& rel, StatResult* st);
+// The status of `rel` (`length` bytes and a NUL) under `dir` in one system call (fstatat,
+// following symlinks as openat2 does, never triggering an automount): 0 with *st filled, or
+// -errno. Not confined to the root (fstatat has no RESOLVE_BENEATH): it only revalidates what
+// fs_read_small_cached read beneath it (routes/small-file-cache.ts), never decides what may be
+// served.
+long fs_stat_at(int dir, const char* rel, size_t length, StatResult* st);
 
 }  // namespace ng
