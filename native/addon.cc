@@ -5,7 +5,8 @@
 //
 // The socket calls are synchronous on purpose: every socket is SOCK_NONBLOCK, so bind, listen,
 // connect (AF_UNIX completes or fails at once) and getsockopt never wait, and an AsyncWorker
-// would only add a thread hop. Once an fd is returned to JS, JS owns it: C++ never closes it.
+// would only add a thread hop. (setBlocking turns a connected one blocking for a client that
+// reads it with blocking calls: its choice, made in JS.) Once an fd is returned to JS, JS owns it: C++ never closes it.
 #include <napi.h>
 
 #include <errno.h>
@@ -57,6 +58,15 @@ Napi::Value Connect(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0, usage);
   auto path = BufferArg(info, 1, usage);
   return Napi::Number::New(info.Env(), ng::sock_connect(fd, path.Data(), path.Length()));
+}
+
+Napi::Value SetBlocking(const Napi::CallbackInfo& info) {
+  const char* usage = "Usage: setBlocking(fd: number, blocking: boolean, timeoutMs: number)";
+  int fd = FdArg(info, 0, usage);
+  if (info.Length() < 3 || !info[1].IsBoolean() || !info[2].IsNumber()) throw Napi::TypeError::New(info.Env(), usage);
+  bool blocking = info[1].As<Napi::Boolean>().Value();
+  int64_t timeout_ms = info[2].As<Napi::Number>().Int64Value();
+  return Napi::Number::New(info.Env(), ng::sock_set_blocking(fd, blocking, timeout_ms));
 }
 
 Napi::Value SockName(const Napi::CallbackInfo& info) {
@@ -172,6 +182,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("listen", Napi::Function::New(env, Listen, "listen"));
   exports.Set("accept", Napi::Function::New(env, Accept, "accept"));
   exports.Set("connect", Napi::Function::New(env, Connect, "connect"));
+  exports.Set("setBlocking", Napi::Function::New(env, SetBlocking, "setBlocking"));
   exports.Set("sockName", Napi::Function::New(env, SockName, "sockName"));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred, "peerCred"));
   exports.Set("peerRoot", Napi::Function::New(env, PeerRoot, "peerRoot"));

@@ -65,6 +65,12 @@ export interface NativeBinding {
   /** One pending connection of a listening fd, non-blocking: its fd, or -EAGAIN when none waits. */
   accept(fd: number): number;
   connect(fd: number, sunPath: Buffer): number;
+  /**
+   * Blocking: clears O_NONBLOCK and bounds each read and write by `timeoutMs` (SO_RCVTIMEO,
+   * SO_SNDTIMEO; 0 is no bound), after which it fails with EAGAIN. Not blocking: O_NONBLOCK
+   * again. 0 or a negative errno.
+   */
+  setBlocking(fd: number, blocking: boolean, timeoutMs: number): number;
   sockName(fd: number): Buffer | number;
   peerCred(fd: number): PeerCredentials | number;
   /**

@@ -151,6 +151,14 @@ export function bindListener(address: Address, backlog = DEFAULT_BACKLOG): Bound
  * A connected, non-blocking client fd. Throws the Node-shaped connect error (ECONNREFUSED when
  * nobody listens on an abstract name, ENOENT for a missing socket file, EAGAIN for a full backlog).
  */
+/**
+ * A connected socket blocking, each read and write bounded by `timeoutMs` (0: unbounded; a
+ * bounded call fails with EAGAIN), or non-blocking again. Throws a Node-shaped error.
+ */
+export function setBlocking(fd: number, blocking: boolean, timeoutMs = 0): void {
+  check(native.setBlocking(fd, blocking, timeoutMs), 'fcntl');
+}
+
 export function connectFd(address: Address): number {
   const shown = formatAddress(address);
   if (address.kind !== 'abstract' && address.kind !== 'path') {

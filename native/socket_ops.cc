@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -63,6 +64,22 @@ int sock_connect(int fd, const uint8_t* path, size_t len) {
     rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), static_cast<socklen_t>(addrlen));
   } while (rc < 0 && errno == EINTR);
   return rc < 0 ? -errno : 0;
+}
+
+int sock_set_blocking(int fd, bool blocking, int64_t timeout_ms) {
+  if (timeout_ms < 0) return -EINVAL;
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0) return -errno;
+  if (blocking) {
+    timeval tv;
+    tv.tv_sec = static_cast<time_t>(timeout_ms / 1000);
+    tv.tv_usec = static_cast<suseconds_t>((timeout_ms % 1000) * 1000);
+    if (::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0) return -errno;
+    if (::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) return -errno;
+  }
+  int wanted = blocking ? (flags & ~O_NONBLOCK) : (flags | O_NONBLOCK);
+  if (wanted != flags && ::fcntl(fd, F_SETFL, wanted) < 0) return -errno;
+  return 0;
 }
 
 int sock_name(int fd, std::string* out) {

@@ -23,6 +23,11 @@ int sock_accept(int fd);
 // Non-blocking connect: on AF_UNIX stream sockets it completes at once or fails
 // (EAGAIN when the listener's backlog is full).
 int sock_connect(int fd, const uint8_t* path, size_t len);
+// Blocking or not: blocking clears O_NONBLOCK and bounds every read and write by `timeout_ms`
+// (SO_RCVTIMEO and SO_SNDTIMEO; 0 is no bound), after which it fails with EAGAIN; not blocking
+// sets O_NONBLOCK again (the bounds stay, and are then moot). The chroot client's short requests
+// (client/blocking-transport.ts) read and write the connection with plain blocking calls.
+int sock_set_blocking(int fd, bool blocking, int64_t timeout_ms);
 // getsockname(): the exact sun_path bytes the kernel reports (possibly empty).
 int sock_name(int fd, std::string* out);
 struct PeerCred {
