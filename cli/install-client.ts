@@ -211,25 +211,38 @@ const head = [
   'Connection: keep-alive',
   '', '',
 ].join('\\r\\n');
-const server = require('node:net').createServer((conn) => {
-  let seen = '';
-  conn.on('error', () => {});
-  conn.on('data', (bytes) => {
-    seen += bytes.toString('latin1');
-    if (!seen.includes('\\r\\n\\r\\n')) return;
-    seen = '';
-    conn.write(head);
-    conn.write(Buffer.alloc(1024, 120));
+// The server runs on a thread of its own: the client reads its connection with blocking calls
+// (client/blocking-transport.ts), which would stall a server on this thread's event loop.
+const serve = (socket, head) => {
+  const { parentPort } = require('node:worker_threads');
+  const server = require('node:net').createServer((conn) => {
+    let seen = '';
+    conn.on('error', () => {});
+    conn.on('data', (bytes) => {
+      seen += bytes.toString('latin1');
+      if (!seen.includes('\\r\\n\\r\\n')) return;
+      seen = '';
+      conn.write(head);
+      conn.write(Buffer.alloc(1024, 120));
+    });
   });
-});
+  server.on('error', (err) => parentPort.postMessage(err.message));
+  server.listen(socket, () => parentPort.postMessage('listening'));
+};
 const fail = (why) => {
   fs.rmSync(socket, { force: true });
   fs.rmSync(out, { force: true });
   process.stderr.write(why + '\\n');
   process.exit(1);
 };
+const { Worker } = require('node:worker_threads');
+const server = new Worker('(' + serve + ')(...require("node:worker_threads").workerData)', {
+  eval: true,
+  workerData: [socket, head],
+});
 server.on('error', (err) => fail(err.message));
-server.listen(socket, () => {
+server.once('message', (state) => {
+  if (state !== 'listening') fail(state);
   const { script, client } = compileBundle(lib, undefined);
   client.main(['get', '-s', '--socket', socket, '/code-cache', '-o', out]).then((code) => {
     if (code !== 0) fail('the warm-up get failed: exit ' + code);

@@ -131,10 +131,35 @@ function onStdoutError(err: NodeJS.ErrnoException): void {
   process.exitCode = ExitCode.WRITE;
 }
 
+/**
+ * Without a listener, an error on stdout is an uncaught exception with a stack trace. Node makes
+ * process.stdout on first use (for a pipe, a net.Socket: node:net loaded, ~2 ms of a `get -o`
+ * that never writes there), so the listener is added when something first asks for it.
+ */
+function guardStdout(): void {
+  const attach = (out: NodeJS.WriteStream): void => {
+    if (!out.listeners('error').includes(onStdoutError)) out.on('error', onStdoutError);
+  };
+  const desc = Object.getOwnPropertyDescriptor(process, 'stdout');
+  const get = desc?.get;
+  if (desc === undefined || get === undefined || desc.configurable !== true) {
+    attach(process.stdout);
+    return;
+  }
+  Object.defineProperty(process, 'stdout', {
+    ...desc,
+    get() {
+      Object.defineProperty(process, 'stdout', desc);
+      const out = get.call(process) as NodeJS.WriteStream;
+      attach(out);
+      return out;
+    },
+  });
+}
+
 export async function run(argv: string[], commands: CommandTable): Promise<number> {
   const [verb, ...rest] = rawArgs(argv);
-  // Without a listener, an error on stdout is an uncaught exception with a stack trace.
-  if (!process.stdout.listeners('error').includes(onStdoutError)) process.stdout.on('error', onStdoutError);
+  guardStdout();
   try {
     if (verb === '-h' || verb === '--help' || (verb === 'help' && rest.length === 0)) {
       process.stdout.write(`${usage(commands)}\n`);

@@ -4,7 +4,6 @@
  * a transfer (the CLI maps them to curl's exit codes 23 and 26).
  */
 import { existsSync } from 'node:fs';
-import { STATUS_CODES } from 'node:http';
 import path from 'node:path';
 import { getSystemErrorMap } from 'node:util';
 import { codeForStatus } from '../core/errors.js';
@@ -207,6 +206,8 @@ export async function responseError(
   // A HEAD answer has no body (RFC 9110 §9.3.2), so the server's code cannot arrive: the status
   // alone says which code the same GET would have carried, when it is one the registry has.
   let code: string = (head ? codeForStatus(res.statusCode) : undefined) ?? 'NG_ERR_HTTP';
+  // node:http for its table only when an answer failed: a command that succeeds never loads it.
+  const { STATUS_CODES } = process.getBuiltinModule('node:http');
   let serverMessage = STATUS_CODES[res.statusCode] ?? 'HTTP error';
   try {
     const parsed = JSON.parse(text) as { code?: unknown; message?: unknown };

@@ -8,7 +8,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { PassThrough, type Readable, Transform } from 'node:stream';
+import type { Readable, Transform } from 'node:stream';
 import { inspect } from 'node:util';
 import { isNullgateError, ngError } from '../core/errors.js';
 import { encodeNameComponent, fsPath } from '../core/name-bytes.js';
@@ -294,6 +294,7 @@ export function progressStream(
   offset = 0,
 ): Transform {
   let done = offset;
+  const { Transform } = process.getBuiltinModule('node:stream');
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
       done += chunk.length;
@@ -444,7 +445,8 @@ export class FileClient {
     if (!isSuccess(res.statusCode)) throw await responseError(res, 'GET', urlPath, this.socket);
     if (isListing(res.headers)) throw await this.notAFile(res, 'GET', remotePath);
     const length = numberHeader(res.headers, 'content-length');
-    const body = res.body as AsyncIterable<Buffer>;
+    // A small answer the transport holds whole is written as it is (no stream is made for it).
+    const body = res.whole ?? (res.body as AsyncIterable<Buffer>);
     // A resumed download keeps the remote Last-Modified as its validator, also when it is cut.
     const stamp = options.resume
       ? strongLastModified(header(res.headers, 'last-modified'), header(res.headers, 'date'))
@@ -518,6 +520,7 @@ export class FileClient {
     // undici destroys the stream it was given when the request fails; handing it a pass-through
     // keeps `body` errors (the local file) apart from connection errors.
     let localErr: unknown;
+    const { PassThrough } = process.getBuiltinModule('node:stream');
     const upload = options.onProgress ? progressStream(options.onProgress, size) : new PassThrough();
     body.once('error', (err) => {
       localErr ??= err;

@@ -19,43 +19,21 @@ import type { Connector } from './connector.js';
 import type {
   BodyReceipt,
   ResponseBody,
-  ResponseHeaders,
   Transport,
   TransportRequest,
   TransportResponse,
 } from './transport.js';
-
-/** undici's default headersTimeout and bodyTimeout: how long a connection may stay silent. */
-export const IDLE_TIMEOUT_MS = 300_000;
-/** A rest this small is read to its end by dump(); a larger one closes the connection (undici's limit). */
-const DUMP_LIMIT = 128 * 1024;
-
-/** An error shaped as undici's own of that name (its `name`, `code` and default message). */
-function undiciShaped(name: string, code: string, message: string): Error {
-  const err = new Error(message);
-  err.name = name;
-  return Object.assign(err, { code });
-}
-
-const otherSideClosed = (): Error => undiciShaped('SocketError', 'UND_ERR_SOCKET', 'other side closed');
-
-function aborted(signal: AbortSignal): Error {
-  const err = new Error('This operation was aborted', { cause: signal.reason });
-  err.name = 'AbortError';
-  return Object.assign(err, { code: 'ABORT_ERR' });
-}
-
-/** Lower-cased names, a repeated header as an array: the shape undici gives (node:http joins some with ', '). */
-function headersOf(raw: readonly string[]): ResponseHeaders {
-  const headers: ResponseHeaders = Object.create(null) as ResponseHeaders;
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    const value = raw[i + 1]!;
-    const had = headers[name];
-    headers[name] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [had, value];
-  }
-  return headers;
-}
+import {
+  DUMP_LIMIT,
+  IDLE_TIMEOUT_MS,
+  aborted,
+  bodyTimeout,
+  headersOf,
+  headersTimeout,
+  nativeLength,
+  otherSideClosed,
+  receiptOf,
+} from './transport-shapes.js';
 
 /** undici's BodyReadable.dump(): a small rest is read and dropped, a larger one closes the connection. */
 function dump(res: http.IncomingMessage): Promise<void> {
@@ -77,42 +55,6 @@ function dump(res: http.IncomingMessage): Promise<void> {
   });
 }
 
-/**
- * Bodies this large or larger are moved into a file natively (client/native-body.ts) when a
- * download asks (ResponseBody.receiveInto): below it, loading that module and starting a thread
- * cost more than the copies they save, and a small `get` loads nothing it does not need.
- */
-export const NATIVE_BODY_MIN_BYTES = 1024 * 1024;
-
-/**
- * `NULLGATE_ZERO_COPY_DOWNLOADS`: `0` takes every body through JS (to compare both paths),
- * `always` takes any body with a Content-Length natively (tests); anything else, or unset, the
- * default: natively from NATIVE_BODY_MIN_BYTES on. Read per response.
- */
-function nativeMode(): 'off' | 'always' | 'auto' {
-  const value = process.env.NULLGATE_ZERO_COPY_DOWNLOADS;
-  if (value === '0' || value === 'off') return 'off';
-  if (value === 'always') return 'always';
-  return 'auto';
-}
-
-/**
- * The length of a body a native receive can take: an identity body (no Transfer-Encoding, no
- * Content-Encoding) with a Content-Length, over the threshold. Else undefined (JS only).
- */
-function nativeLength(res: http.IncomingMessage): number | undefined {
-  const mode = nativeMode();
-  if (mode === 'off') return undefined;
-  const { headers } = res;
-  if (headers['transfer-encoding'] !== undefined || headers['content-encoding'] !== undefined)
-    return undefined;
-  const declared = headers['content-length'];
-  if (declared === undefined || !/^\d+$/.test(declared)) return undefined;
-  const length = Number(declared);
-  if (!Number.isSafeInteger(length) || length === 0) return undefined;
-  return mode === 'always' || length >= NATIVE_BODY_MIN_BYTES ? length : undefined;
-}
-
 /** ResponseBody.receiveInto over client/native-body.ts, its outcome as the stream would have failed. */
 async function receiveInto(
   res: http.IncomingMessage,
@@ -123,23 +65,7 @@ async function receiveInto(
 ): Promise<BodyReceipt | undefined> {
   const { receiveResponseBody } = await import('./native-body.js');
   const outcome = await receiveResponseBody(res, fd, length, idleMs);
-  if (outcome === undefined) return undefined;
-  const { bytes } = outcome;
-  switch (outcome.ended) {
-    case 'complete':
-      return { bytes };
-    case 'file':
-      return { bytes, fileError: outcome.error };
-    case 'idle':
-      return {
-        bytes,
-        connectionError: undiciShaped('BodyTimeoutError', 'UND_ERR_BODY_TIMEOUT', 'Body Timeout Error'),
-      };
-    case 'cancelled':
-      return { bytes, connectionError: signal?.aborted ? aborted(signal) : otherSideClosed() };
-    case 'closed':
-      return { bytes, connectionError: otherSideClosed() };
-  }
+  return outcome === undefined ? undefined : receiptOf(outcome, signal);
 }
 
 function send(
@@ -175,13 +101,9 @@ function send(
           });
           socket.setTimeout(idleMs, () => {
             if (response === undefined) {
-              req.destroy(
-                undiciShaped('HeadersTimeoutError', 'UND_ERR_HEADERS_TIMEOUT', 'Headers Timeout Error'),
-              );
+              req.destroy(headersTimeout());
             } else {
-              response.destroy(
-                undiciShaped('BodyTimeoutError', 'UND_ERR_BODY_TIMEOUT', 'Body Timeout Error'),
-              );
+              response.destroy(bodyTimeout());
             }
           });
           done(null, socket);
@@ -200,7 +122,7 @@ function send(
     req.once('response', (res: http.IncomingMessage) => {
       response = res;
       const body: ResponseBody = Object.assign(res, { dump: () => dump(res) });
-      const length = r.method === 'HEAD' ? undefined : nativeLength(res);
+      const length = r.method === 'HEAD' ? undefined : nativeLength(res.headers);
       if (length !== undefined) {
         body.receiveInto = (fd) => receiveInto(res, fd, length, idleMs, r.signal);
       }

@@ -7,8 +7,7 @@
  */
 import { constants as fsc, createWriteStream } from 'node:fs';
 import path from 'node:path';
-import { type Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable, Writable } from 'node:stream';
 import { bytesToName, fsPath } from '../core/name-bytes.js';
 import * as fsa from './fs-calls.js';
 import { LocalFileError, PartialTransferError, isAbort, writeError } from './client-error.js';
@@ -135,6 +134,7 @@ function positionalSink(fd: number, start: number): Writable {
     if (inFlight === 0) f();
     else whenIdle.push(f);
   };
+  const { Writable } = process.getBuiltinModule('node:stream');
   return new Writable({
     highWaterMark: WRITE_HIGH_WATER,
     write(chunk: Buffer, _encoding, callback) {
@@ -162,27 +162,70 @@ function positionalSink(fd: number, start: number): Writable {
 }
 
 /**
- * Streams `source` (a response body) into `file` opened with `flags`. Failures of the file
- * become LocalFileError naming `shown`; a failing source (the connection, mid-body) becomes
- * PartialTransferError, unless it was an abort the caller asked for.
+ * A body already whole in memory (TransportResponse.whole: a small answer of the blocking
+ * transport) into `file` opened with `flags`, with plain fs calls: no stream is made, so a small
+ * `get -o` does not load node:stream (docs/performance.md, "Client start-up"). Failures of the
+ * file become LocalFileError naming `shown`.
  */
-async function writeTo(
-  source: AsyncIterable<Buffer>,
+async function writeWhole(
+  data: Buffer,
   file: string,
   flags: string,
   shown: string,
   options: SaveOptions,
 ): Promise<number> {
+  let fd: number | undefined;
+  try {
+    // 'a' writes at the file's end as writeTo's JS path does: at explicit offsets from its size.
+    fd = await fsa.open(fsPath(file), flags === 'a' ? fsc.O_WRONLY | fsc.O_CREAT : flags);
+    // In place ('w': a FIFO, a terminal, /dev/null): in order, at no position.
+    const start = flags === 'a' ? (await fsa.fstat(fd)).size : flags === 'w' ? null : 0;
+    for (let done = 0; done < data.length;) {
+      const at = start === null ? null : start + done;
+      done += (await fsa.write(fd, data, done, data.length - done, at)).bytesWritten;
+    }
+    // A close can report a write the kernel deferred (NFS, quotas): it is part of the write.
+    const closing = fd;
+    fd = undefined;
+    await fsa.close(closing);
+  } catch (err) {
+    throw writeError(shown, err);
+  } finally {
+    if (fd !== undefined) await fsa.close(fd).catch(() => undefined);
+  }
+  const offset = options.offset ?? 0;
+  options.onProgress?.(
+    offset + data.length,
+    options.length === undefined ? undefined : offset + options.length,
+  );
+  return data.length;
+}
+
+/**
+ * Streams `source` (a response body, or the whole of one: writeWhole) into `file` opened with
+ * `flags`. Failures of the file become LocalFileError naming `shown`; a failing source (the
+ * connection, mid-body) becomes PartialTransferError, unless it was an abort the caller asked for.
+ */
+async function writeTo(
+  source: AsyncIterable<Buffer> | Buffer,
+  file: string,
+  flags: string,
+  shown: string,
+  options: SaveOptions,
+): Promise<number> {
+  if (Buffer.isBuffer(source)) return writeWhole(source, file, flags, shown, options);
+  const body: AsyncIterable<Buffer> = source;
+  const { pipeline } = process.getBuiltinModule('node:stream/promises');
   const offset = options.offset ?? 0;
   const total = options.length === undefined ? undefined : offset + options.length;
   let bytes = 0;
   let sourceError: { err: unknown } | undefined;
   // When the file fails first, leaving the loop below destroys an undici body, which then emits
   // UND_ERR_ABORTED: heard here, so it cannot crash the process.
-  (source as Partial<Readable>).on?.('error', () => undefined);
+  (body as Partial<Readable>).on?.('error', () => undefined);
   async function* counted(): AsyncGenerator<Buffer> {
     try {
-      for await (const chunk of source) {
+      for await (const chunk of body) {
         bytes += chunk.length;
         options.onProgress?.(offset + bytes, total);
         yield chunk;
@@ -296,7 +339,7 @@ async function finishFile(file: string, shown: string, options: SaveOptions): Pr
  */
 export async function saveTo(
   target: LocalTarget,
-  source: AsyncIterable<Buffer>,
+  source: AsyncIterable<Buffer> | Buffer,
   how: 'replace' | 'append',
   options: SaveOptions = {},
 ): Promise<number> {

@@ -26,9 +26,6 @@
  *    destroyed: it is never reused after bytes went past node:http's parser.
  */
 import type { IncomingMessage } from 'node:http';
-import type { Socket } from 'node:net';
-import { constants } from 'node:os';
-import { native, type SystemError, systemError } from '../native/binding.js';
 import {
   pauseHttpReading,
   resumeHttpReading,
@@ -36,21 +33,9 @@ import {
   socketFd,
   stopHandleReading,
 } from '../native/node-internals.js';
+import { type NativeOutcome, receiveFromSocket } from './native-receive.js';
 
-const { ECANCELED, ECONNRESET, ETIMEDOUT } = constants.errno;
-
-/** Bodies this process has moved natively (the tests' proof that the native path was taken). */
-export const nativeBodyStats = { receives: 0 };
-
-/**
- * How a native receive ended, with the bytes written to the file (the prefix included):
- * `complete`, every byte of the body; `closed`, the server ended the connection before the body
- * did; `idle`, nothing came for the idle timeout; `cancelled`, the socket was closed on this
- * side (an abort, the transport destroyed); `file`, writing the file failed with `error`.
- */
-export type NativeOutcome =
-  | { readonly bytes: number; readonly ended: 'complete' | 'closed' | 'idle' | 'cancelled' }
-  | { readonly bytes: number; readonly ended: 'file'; readonly error: SystemError };
+export { nativeBodyStats, type NativeOutcome } from './native-receive.js';
 
 /**
  * Moves the body of `res` (an identity body of `length` bytes, none of it read yet) into
@@ -92,9 +77,13 @@ export async function receiveResponseBody(
     socket.destroy();
     return { bytes: 0, ended: 'closed' };
   }
-  nativeBodyStats.receives++;
   socket.setTimeout(0);
-  const outcome = await transfer(socket, fd, fileFd, prefix, rest, idleMs);
+  const outcome = await receiveFromSocket(fd, fileFd, prefix, rest, idleMs, (cancel) => {
+    // The socket's 'close' (an abort, the transport destroyed) cancels the thread.
+    socket.once('close', cancel);
+    if (socket.destroyed) cancel();
+    return () => socket.off('close', cancel);
+  });
   if (outcome.ended === 'complete') {
     // The response ends as if node:http had read the body: complete, so closing the
     // connection below is no error of the body's.
@@ -103,55 +92,4 @@ export async function receiveResponseBody(
   }
   socket.destroy();
   return outcome;
-}
-
-function transfer(
-  socket: Socket,
-  socketFdNumber: number,
-  fileFd: number,
-  prefix: Buffer,
-  rest: number,
-  idleMs: number,
-): Promise<NativeOutcome> {
-  return new Promise((resolve) => {
-    let id = 0;
-    const onClose = (): void => {
-      if (id > 0) native.receiveCancel(id);
-    };
-    // The callback runs inside a thread-safe-function call, where Node 20 swallows a throw:
-    // it only settles the promise.
-    const rc = native.receiveStart(
-      socketFdNumber,
-      fileFd,
-      prefix,
-      rest,
-      [],
-      (err, written) => {
-        socket.off('close', onClose);
-        resolve(outcomeOf(err, written));
-      },
-      idleMs,
-      false,
-      0,
-      0,
-      // No early writeback: nothing fsyncs a download, and starting the disk's writes every
-      // 8 MiB (what an upload wants) made a 1 GiB get -o to disk up to 2x slower than curl.
-      0,
-    );
-    if (rc < 0) {
-      resolve(outcomeOf(rc, 0));
-      return;
-    }
-    id = rc;
-    socket.once('close', onClose);
-    if (socket.destroyed) native.receiveCancel(id);
-  });
-}
-
-function outcomeOf(err: number, bytes: number): NativeOutcome {
-  if (err === 0) return { bytes, ended: 'complete' };
-  if (err === -ECONNRESET) return { bytes, ended: 'closed' };
-  if (err === -ETIMEDOUT) return { bytes, ended: 'idle' };
-  if (err === -ECANCELED) return { bytes, ended: 'cancelled' };
-  return { bytes, ended: 'file', error: systemError(err, 'write') };
 }

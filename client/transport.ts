@@ -40,6 +40,12 @@ export interface TransportResponse {
   readonly statusCode: number;
   readonly headers: ResponseHeaders;
   readonly body: ResponseBody;
+  /**
+   * The whole body, when the transport already holds all of it (the blocking transport's small
+   * answers): a consumer that takes it never touches `body`, which is then never made, and
+   * node:stream is not loaded for it. `body` still gives the same bytes as a stream.
+   */
+  readonly whole?: Buffer;
 }
 
 export interface TransportRequest {

@@ -3,7 +3,6 @@
  * docs/errors.md documents every code here, and test/unit/errors.test.ts keeps the two in sync
  * (the way fastify's lib/errors.js and its errors test do).
  */
-import { STATUS_CODES } from 'node:http';
 
 interface ErrorSpec {
   /** HTTP status when the error reaches a client; 0 for errors that never leave the process. */
@@ -240,6 +239,9 @@ export function usageError(message: string): NullgateError {
 }
 
 export function errorBody(statusCode: number, code: string, message: string): ErrorBody {
+  // node:http only when an error body is made (a server's): the client, which imports this
+  // registry, does not load Node's HTTP stack for it.
+  const { STATUS_CODES } = process.getBuiltinModule('node:http');
   return { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message };
 }
 

@@ -26,9 +26,10 @@ import {
   isAbort,
 } from '../client-error.js';
 import type { Client } from '../client.js';
-import { connector } from '../connector.js';
+import { blockingTransport } from '../blocking-transport.js';
+import { dialer } from '../dial.js';
 import { FileClient, type ProgressCallback } from '../file-client.js';
-import { httpTransport } from '../http-transport.js';
+import type { Transport } from '../transport.js';
 import { parseServerUids } from './server-uids.js';
 import { SHORT_LIVED_V8_FLAGS } from './short-lived.js';
 
@@ -192,7 +193,8 @@ export function describeFailure(err: unknown, context: string): string | undefin
     }
   }
   const e = err as { code?: unknown; message?: unknown } | null;
-  if (typeof e?.code === 'string' && e.code.startsWith('UND_ERR'))
+  // undici's errors, and a malformed answer (HPE_*, llhttp's codes: client/http1.ts).
+  if (typeof e?.code === 'string' && (e.code.startsWith('UND_ERR') || e.code.startsWith('HPE_')))
     return inContext(context, String(e.message));
   if (e?.code === 'NG_ERR_ARCHIVE_UNSAFE' || e?.code === 'NG_ERR_HTTP' || e?.code === 'NG_ERR_IS_A_DIRECTORY')
     return inContext(context, String(e.message));
@@ -267,9 +269,10 @@ export function withClient(
 }
 
 /**
- * The file methods over node:http (client/http-transport.ts) for the simple verbs (get, ls, rm,
- * mkdir, mv, put of a small file): the same connector, the same answers and errors as the
- * Client's, without undici's start-up (docs/performance.md, "Client start-up").
+ * The file methods for the simple verbs (get, ls, rm, mkdir, mv, put of a small file) over
+ * blocking system calls (client/blocking-transport.ts; an upload's streamed body over node:http,
+ * client/http-transport.ts): the same dial, the same answers and errors as the Client's, without
+ * undici's start-up or node:http's (docs/performance.md, "Client start-up").
  */
 export function withFileClient(
   common: CommonOptions,
@@ -277,8 +280,16 @@ export function withFileClient(
   fn: (client: FileClient) => Promise<void>,
 ): Promise<void> {
   const open = (): Promise<FileClient> => {
-    const connect = connector(common.socket, { waitMs: common.wait * 1000, serverUids: common.serverUids });
-    return Promise.resolve(new FileClient(httpTransport(connect), formatAddress(common.socket)));
+    const options = { waitMs: common.wait * 1000, serverUids: common.serverUids };
+    const fallback = async (): Promise<Transport> => {
+      const [{ connector }, { httpTransport }] = await Promise.all([
+        import('../connector.js'),
+        import('../http-transport.js'),
+      ]);
+      return httpTransport(connector(common.socket, options));
+    };
+    const transport = blockingTransport(dialer(common.socket, options), fallback);
+    return Promise.resolve(new FileClient(transport, formatAddress(common.socket)));
   };
   return withSession(common, context, open, fn);
 }
