@@ -33,9 +33,9 @@ import type {
   TransportResponse,
 } from './transport.js';
 import {
-  DUMP_LIMIT,
   IDLE_TIMEOUT_MS,
   bodyTimeout,
+  dumpBody,
   headersOf,
   headersTimeout,
   nativeLength,
@@ -226,23 +226,9 @@ function defineBody(Base: typeof Readable): new (...args: BodyArgs) => BlockingB
       callback(err);
     }
 
-    /** undici's BodyReadable.dump(): a small rest is read and dropped, a larger one closes the connection. */
+    /** undici's BodyReadable.dump(). */
     dump(): Promise<void> {
-      if (this.readableEnded || this.destroyed) return Promise.resolve();
-      return new Promise((resolve) => {
-        this.on('error', () => undefined);
-        this.once('end', resolve);
-        this.once('close', resolve);
-        if (this.framing.kind === 'length' && this.left > DUMP_LIMIT) {
-          this.destroy();
-          return;
-        }
-        let read = 0;
-        this.on('data', (chunk: Buffer) => {
-          read += chunk.length;
-          if (read > DUMP_LIMIT) this.destroy();
-        });
-      });
+      return dumpBody(this, this.framing.kind === 'length' ? this.left : undefined);
     }
 
     /**

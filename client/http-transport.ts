@@ -24,36 +24,16 @@ import type {
   TransportResponse,
 } from './transport.js';
 import {
-  DUMP_LIMIT,
   IDLE_TIMEOUT_MS,
   aborted,
   bodyTimeout,
+  dumpBody,
   headersOf,
   headersTimeout,
   nativeLength,
   otherSideClosed,
   receiptOf,
 } from './transport-shapes.js';
-
-/** undici's BodyReadable.dump(): a small rest is read and dropped, a larger one closes the connection. */
-function dump(res: http.IncomingMessage): Promise<void> {
-  if (res.readableEnded || res.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    res.on('error', () => undefined);
-    res.once('end', resolve);
-    res.once('close', resolve);
-    const length = Number(res.headers['content-length']);
-    if (length > DUMP_LIMIT) {
-      res.destroy();
-      return;
-    }
-    let read = 0;
-    res.on('data', (chunk: Buffer) => {
-      read += chunk.length;
-      if (read > DUMP_LIMIT) res.destroy();
-    });
-  });
-}
 
 /** ResponseBody.receiveInto over client/native-body.ts, its outcome as the stream would have failed. */
 async function receiveInto(
@@ -121,7 +101,9 @@ function send(
     });
     req.once('response', (res: http.IncomingMessage) => {
       response = res;
-      const body: ResponseBody = Object.assign(res, { dump: () => dump(res) });
+      const body: ResponseBody = Object.assign(res, {
+        dump: () => dumpBody(res, Number(res.headers['content-length'])),
+      });
       const length = r.method === 'HEAD' ? undefined : nativeLength(res.headers);
       if (length !== undefined) {
         body.receiveInto = (fd) => receiveInto(res, fd, length, idleMs, r.signal);

@@ -18,6 +18,38 @@ export const DUMP_LIMIT = 128 * 1024;
  */
 export const NATIVE_BODY_MIN_BYTES = 1024 * 1024;
 
+/** What dumpBody() needs of a body: a Readable's events and state. */
+interface DumpableBody {
+  readonly readableEnded: boolean;
+  readonly destroyed: boolean;
+  on(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  on(event: 'error', listener: () => void): unknown;
+  once(event: 'end' | 'close', listener: () => void): unknown;
+  destroy(): unknown;
+}
+
+/**
+ * undici's BodyReadable.dump(): a small rest (at most DUMP_LIMIT bytes, `rest` when known) is
+ * read and dropped, a larger one closes the connection.
+ */
+export function dumpBody(body: DumpableBody, rest: number | undefined): Promise<void> {
+  if (body.readableEnded || body.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    body.on('error', () => undefined);
+    body.once('end', resolve);
+    body.once('close', resolve);
+    if (rest !== undefined && rest > DUMP_LIMIT) {
+      body.destroy();
+      return;
+    }
+    let read = 0;
+    body.on('data', (chunk: Buffer) => {
+      read += chunk.length;
+      if (read > DUMP_LIMIT) body.destroy();
+    });
+  });
+}
+
 /** An error shaped as undici's own of that name (its `name`, `code` and default message). */
 export function undiciShaped(name: string, code: string, message: string): Error {
   const err = new Error(message);

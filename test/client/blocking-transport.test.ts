@@ -24,6 +24,7 @@ import { nativeBodyStats } from '../../client/native-receive.js';
 import type { ResponseBody } from '../../client/transport.js';
 import { runFile, runNode, type Served, startServe } from '../helpers/cli.js';
 import { openFdCount, uniqueName } from '../helpers/sockets.js';
+import { bodyOf, shape, withMode, simpleVerbAnswers } from '../helpers/transport.js';
 
 const BUNDLE = fileURLToPath(new URL('../../bundle/nullgate.cjs', import.meta.url));
 const RAW_SERVER = fileURLToPath(new URL('../helpers/raw-http-server.mjs', import.meta.url));
@@ -41,35 +42,6 @@ function startRaw(name: string, bodyFile: string): Promise<ChildProcess> {
     child.once('exit', (code) => reject(new Error(`raw server exited with ${code}`)));
     child.stdout!.once('data', () => resolve(child));
   });
-}
-
-async function bodyOf(body: AsyncIterable<Buffer>): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of body) chunks.push(chunk);
-  return Buffer.concat(chunks);
-}
-
-function shape(err: unknown): Record<string, unknown> {
-  const e = err as {
-    name?: unknown;
-    code?: unknown;
-    message?: unknown;
-    received?: unknown;
-    expected?: unknown;
-  };
-  return { name: e.name, code: e.code, message: e.message, received: e.received, expected: e.expected };
-}
-
-async function withMode<T>(mode: string | undefined, fn: () => Promise<T>): Promise<T> {
-  const before = process.env.NULLGATE_ZERO_COPY_DOWNLOADS;
-  if (mode === undefined) delete process.env.NULLGATE_ZERO_COPY_DOWNLOADS;
-  else process.env.NULLGATE_ZERO_COPY_DOWNLOADS = mode;
-  try {
-    return await fn();
-  } finally {
-    if (before === undefined) delete process.env.NULLGATE_ZERO_COPY_DOWNLOADS;
-    else process.env.NULLGATE_ZERO_COPY_DOWNLOADS = before;
-  }
 }
 
 describe('the blocking transport (short CLI commands)', () => {
@@ -166,20 +138,7 @@ describe('the blocking transport (short CLI commands)', () => {
     const results: unknown[][] = [];
     for (const [i, client] of [overBlocking(name), new Client({ socket: name })].entries()) {
       try {
-        const dir = `/same-${i}`;
-        const steps: unknown[] = [];
-        steps.push(await client.mkdir(dir), await client.mkdir(dir));
-        writeFileSync(path.join(work, 'up.txt'), 'uploaded\n');
-        const up = await client.put(path.join(work, 'up.txt'), `${dir}/up.txt`);
-        steps.push({ size: up.size, created: up.created });
-        const st = await client.stat(`${dir}/up.txt`);
-        steps.push({ type: st.type, size: st.size, contentType: st.contentType, mode: st.mode });
-        steps.push(await client.move(`${dir}/up.txt`, `${dir}/moved.txt`));
-        const listing = await client.list(dir);
-        steps.push(listing.entries.map((e) => [e.name, e.type, e.size]));
-        await client.remove(dir, { recursive: true });
-        steps.push(await client.stat(dir).catch((e: unknown) => (e as ClientError).statusCode));
-        results.push(steps);
+        results.push(await simpleVerbAnswers(client, String(i), work));
       } finally {
         await client.close();
       }

@@ -20,6 +20,7 @@ import { createGateway, type Gateway } from '../../gateway/gateway.js';
 import { listenAbstract } from '../../gateway/listen.js';
 import { runFile } from '../helpers/cli.js';
 import { uniqueName } from '../helpers/sockets.js';
+import { bodyOf, shape, simpleVerbAnswers } from '../helpers/transport.js';
 
 const BUNDLE = fileURLToPath(new URL('../../bundle/nullgate.cjs', import.meta.url));
 
@@ -61,24 +62,6 @@ async function startRaw(name: string): Promise<RawServer> {
   });
   await listenAbstract(server, name);
   return { server, heads };
-}
-
-async function bodyOf(body: AsyncIterable<Buffer>): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of body) chunks.push(chunk);
-  return Buffer.concat(chunks);
-}
-
-/** What a test compares of an error: its class, code, message, and the counts of a cut. */
-function shape(err: unknown): Record<string, unknown> {
-  const e = err as {
-    name?: unknown;
-    code?: unknown;
-    message?: unknown;
-    received?: unknown;
-    expected?: unknown;
-  };
-  return { name: e.name, code: e.code, message: e.message, received: e.received, expected: e.expected };
 }
 
 describe('the CLI transport (node:http) against the Client (undici)', () => {
@@ -142,20 +125,7 @@ describe('the CLI transport (node:http) against the Client (undici)', () => {
     const results: unknown[][] = [];
     for (const [i, client] of [overHttp(name), new Client({ socket: name })].entries()) {
       try {
-        const dir = `/same-${i}`;
-        const steps: unknown[] = [];
-        steps.push(await client.mkdir(dir), await client.mkdir(dir));
-        await writeFile(path.join(work, 'up.txt'), 'uploaded\n');
-        const up = await client.put(path.join(work, 'up.txt'), `${dir}/up.txt`);
-        steps.push({ size: up.size, created: up.created });
-        const st = await client.stat(`${dir}/up.txt`);
-        steps.push({ type: st.type, size: st.size, contentType: st.contentType });
-        steps.push(await client.move(`${dir}/up.txt`, `${dir}/moved.txt`));
-        const listing = await client.list(dir);
-        steps.push(listing.entries.map((e) => [e.name, e.type, e.size]));
-        await client.remove(dir, { recursive: true });
-        steps.push(await client.stat(dir).catch((e: unknown) => (e as ClientError).statusCode));
-        results.push(steps);
+        results.push(await simpleVerbAnswers(client, String(i), work));
       } finally {
         await client.close();
       }

@@ -23,6 +23,7 @@ import { nativeBodyStats } from '../../client/native-body.js';
 import { listenAbstract } from '../../gateway/listen.js';
 import { runFile, type Served, startServe } from '../helpers/cli.js';
 import { openFdCount, uniqueName } from '../helpers/sockets.js';
+import { shape, withMode } from '../helpers/transport.js';
 
 const BUNDLE = fileURLToPath(new URL('../../bundle/nullgate.cjs', import.meta.url));
 const MiB = 1024 * 1024;
@@ -77,31 +78,6 @@ async function startRaw(name: string): Promise<{ server: net.Server; open: Set<n
   });
   await listenAbstract(server, name);
   return { server, open };
-}
-
-/** What a test compares of an error: its class, code, message and counts. */
-function shape(err: unknown): Record<string, unknown> {
-  const e = err as {
-    name?: unknown;
-    code?: unknown;
-    message?: unknown;
-    received?: unknown;
-    expected?: unknown;
-  };
-  return { name: e.name, code: e.code, message: e.message, received: e.received, expected: e.expected };
-}
-
-/** Runs `fn` with NULLGATE_ZERO_COPY_DOWNLOADS set to `mode` (undefined: unset). */
-async function withMode<T>(mode: string | undefined, fn: () => Promise<T>): Promise<T> {
-  const before = process.env.NULLGATE_ZERO_COPY_DOWNLOADS;
-  if (mode === undefined) delete process.env.NULLGATE_ZERO_COPY_DOWNLOADS;
-  else process.env.NULLGATE_ZERO_COPY_DOWNLOADS = mode;
-  try {
-    return await fn();
-  } finally {
-    if (before === undefined) delete process.env.NULLGATE_ZERO_COPY_DOWNLOADS;
-    else process.env.NULLGATE_ZERO_COPY_DOWNLOADS = before;
-  }
 }
 
 describe('downloads whose body a native thread moves into the file', () => {
