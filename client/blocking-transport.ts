@@ -12,8 +12,11 @@
  * 300 s), and ends as undici's HeadersTimeoutError or BodyTimeoutError would. The same dial as
  * every transport (client/dial.ts: exact-length connect, the server vetted before a byte is
  * sent); the same error shapes (client/transport-shapes.ts), so a verb's messages and exit codes
- * do not depend on the transport it ran on. A body is a Readable that reads the socket when it is
- * read; a large identity body into a file moves on a native thread (client/native-receive.ts).
+ * do not depend on the transport it ran on. An answer of up to 64 KiB with a Content-Length is
+ * read whole before it is returned (TransportResponse.whole: a small download is written without
+ * any stream, so node:stream is not loaded either); a larger body is a Readable that reads the
+ * socket when it is read, and one of 1 MiB or more into a file moves on a native thread
+ * (client/native-receive.ts).
  *
  * Not for a process that must keep its event loop turning while it waits (the library, a server):
  * those use undici. Requests with a streamed body or an abort signal go to `fallback`

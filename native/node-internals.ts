@@ -24,6 +24,8 @@ interface HandleWithFd {
   reading?: boolean;
   /** Stops libuv reading the handle (stream_wrap's readStop); returns 0 or a negative errno. */
   readStop?(): number;
+  /** Starts libuv reading the handle (stream_wrap's readStart); returns 0 or a negative errno. */
+  readStart?(): number;
 }
 
 /** The connection's HTTP parser (node_http_parser.cc's Parser, set up by _http_server.js). */
@@ -174,6 +176,39 @@ export function stopHandleReading(socket: Socket): boolean {
     if (handle.readStop() !== 0) return false;
   }
   return handleStopped(socket);
+}
+
+/** Starts held back by holdReading (the tests' proof that one came during a native receive). */
+export const heldReadingStats = { starts: 0 };
+
+/**
+ * Keeps `socket`'s libuv handle from reading until the returned release() is called: while a
+ * native thread reads the socket (routes/receive.ts), nothing of Node may read it too. Pausing
+ * is not enough: http.Server resumes a connection it paused itself when its write buffer drains
+ * (_http_server.js socketOnDrain: `_paused` cleared, parser and socket resumed), and a pipelined
+ * response finishing its write during a native receive did that, so Node's parser read part of
+ * the body the thread was waiting for. While held, a start (stream_base_commons tryReadStart,
+ * which sets `reading` first) is recorded, not made; release() makes it then, if one was asked
+ * for and the socket is still open. Returns a no-op for a socket without a handle (a mock).
+ */
+export function holdReading(socket: Socket): () => void {
+  const handle = internal(socket)._handle;
+  if (handle === null || handle === undefined || typeof handle.readStart !== 'function')
+    return () => undefined;
+  const held = handle;
+  const start = handle.readStart;
+  const own = Object.hasOwn(held, 'readStart');
+  held.readStart = () => {
+    heldReadingStats.starts++;
+    return 0;
+  };
+  return () => {
+    if (own) held.readStart = start;
+    else delete held.readStart;
+    if (held.reading === true && internal(socket)._handle === held && !socket.destroyed) {
+      if (start.call(held) !== 0) socket.destroy();
+    }
+  };
 }
 
 /** A zero-filled buffer the parser walks over (never read: the body callback is off). */

@@ -14,7 +14,9 @@
  *    part of the body, or all of it. Those bytes are written first, on the native thread.
  * 3. The native thread takes exactly the bytes the body still lacks, never one more: a pipelined
  *    next request stays in the kernel for Node's parser.
- * 4. The socket's idle timeout is suspended (Node sees no I/O) and applied natively instead;
+ * 4. The socket's libuv handle is held from reading (holdReading: http.Server resumes a
+ *    connection it paused when its writes drain, and would read the body beside the thread).
+ *    The socket's idle timeout is suspended (Node sees no I/O) and applied natively instead;
  *    the socket's 'close' (client gone, the body-rate watch cutting it, the server closing)
  *    cancels the transfer.
  * 5. Success: the parser is told the body's bytes were read (skipBodyInParser: it ends the
@@ -29,6 +31,7 @@ import { bodyTooSlowMessage } from '../core/limits.js';
 import { native, systemError } from '../native/binding.js';
 import {
   handleStopped,
+  holdReading,
   httpReadingPaused,
   pauseHttpReading,
   resumeHttpReading,
@@ -147,6 +150,9 @@ export async function receiveNative(
   const fd = socketFd(socket);
   const idle = socket.timeout ?? 0;
   socket.setTimeout(0);
+  // Until the parser has been told of the bytes the thread read, Node must not read the socket,
+  // whoever asks it to (http.Server's drain handler resumes a connection it paused).
+  const release = holdReading(socket);
   let ok = false;
   try {
     if (rest < 0 || (rest > 0 && (req.complete || fd < 0))) {
@@ -163,6 +169,7 @@ export async function receiveNative(
     req.resume();
     return result;
   } finally {
+    release();
     if (!socket.destroyed) {
       socket.setTimeout(idle);
       if (!ok) {

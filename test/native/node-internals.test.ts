@@ -6,6 +6,7 @@
  * an http.Server on an abstract socket, spoken to in raw HTTP.
  */
 import { createServer, IncomingMessage, request, type Server, ServerResponse } from 'node:http';
+import { readSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyServerOptions } from 'fastify';
@@ -17,6 +18,8 @@ import {
   closeResponse,
   connectionServer,
   handleStopped,
+  heldReadingStats,
+  holdReading,
   httpReadingPaused,
   listenerFd,
   skipBodyInParser,
@@ -192,6 +195,64 @@ describe(`Node ${process.version}: the shapes native/node-internals.ts relies on
     expect(text.match(/HTTP\/1\.1 200/g)).toHaveLength(2);
     expect(text).toMatch(/put[\s\S]*next/);
     expect(seen).toEqual({ stopped: true, paused: true, skipped: true, complete: true, data: 0 });
+  });
+
+  it("holdReading: while held, http.Server's own resume (its drain handler's: _paused cleared, parser and socket resumed) reads nothing; release() starts the reading it asked for", async () => {
+    const seen: { stopped?: boolean; heldStarts?: number; dataWhileHeld?: number; data: number } = {
+      data: 0,
+    };
+    let got: () => void = () => undefined;
+    const headersIn = new Promise<void>((resolve) => (got = resolve));
+    handler = (req, res) => {
+      if (req.method !== 'PUT') {
+        res.end('next');
+        return;
+      }
+      const socket = req.socket as Socket & { _paused?: boolean; parser?: { resume(): void } | null };
+      pauseHttpReading(socket);
+      seen.stopped = handleStopped(socket);
+      req.on('data', (c: Buffer) => (seen.data += c.length));
+      const release = holdReading(socket);
+      const before = heldReadingStats.starts;
+      got();
+      // The body's 10 bytes arrive now; a native thread would be reading them.
+      setTimeout(() => {
+        // What _http_server.js socketOnDrain does for a connection it paused.
+        socket._paused = false;
+        socket.parser?.resume();
+        socket.resume();
+        setTimeout(() => {
+          seen.heldStarts = heldReadingStats.starts - before;
+          // Nothing of the body reached Node: the bytes are still the kernel's.
+          seen.dataWhileHeld = seen.data;
+          expect(skipBodyInParser(socket, 10)).toBe(true);
+          // A real receive would have taken them; this test reads them off the socket itself.
+          const drained = Buffer.alloc(10);
+          for (let n = 0; n < 10;) {
+            try {
+              n += readSync(socketFd(socket), drained, n, 10 - n, null);
+            } catch {
+              // EAGAIN: not there yet.
+            }
+          }
+          release();
+          res.end('put');
+        }, 50);
+      }, 50);
+    };
+    const socket = new Socket({ fd: connectFd(parseAddress(address)), readable: true, writable: true });
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    const closed = new Promise((resolve) => socket.on('close', resolve));
+    socket.write('PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n');
+    await headersIn;
+    socket.write('0123456789');
+    socket.end(get('/next'));
+    await closed;
+    const text = Buffer.concat(chunks).toString();
+    expect(text.match(/HTTP\/1\.1 200/g)).toHaveLength(2);
+    expect(text).toMatch(/put[\s\S]*next/);
+    expect(seen).toEqual({ stopped: true, heldStarts: 1, dataWhileHeld: 0, data: 0 });
   });
 
   it("stopHandleReading / skipBodyInParser on a node:http client connection: the handle stops, the response's reads leave it stopped, its parser ends a body it is told was read", async () => {
