@@ -830,7 +830,7 @@ async function clientGet(sys, rep) {
       }
       rmSync(out, { force: true });
       if (r.code === 0 && size === BIG_BYTES) runs[who].push(BIG_BYTES / r.seconds / 1e9);
-      else errors[who] = r.err;
+      else errors[who] = r.err || `exit ${r.code}, ${size} bytes written`;
     }
   }
   for (const [who, values] of Object.entries(runs)) {
