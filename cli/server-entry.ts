@@ -1,7 +1,7 @@
 /**
  * The entry of bundle/server.mjs (scripts/bundle.mjs), which `nullgate serve` runs
  * (bin/nullgate.js): the server's verb with Fastify and its dependencies in one file. A server
- * started from it spends about a third less CPU per small request than the same code loaded from
+ * started from it spends about a quarter less CPU per small request than the same code loaded from
  * dist/ and node_modules (docs/performance.md, "Bundling decides much of what is left"). It holds
  * `serve` alone: the client verbs and undici would be a third of its source, which V8 keeps in
  * memory. createGateway is exported too, so that `npm run bench` measures the server as `nullgate

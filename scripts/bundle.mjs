@@ -2,7 +2,7 @@
 // `npm run bundle`: the chroot client as one CommonJS file plus the compiled addon, in bundle/:
 //   bundle/nullgate.cjs   every client verb (get, put, ls, …, request), undici included
 //   bundle/nullgate.node  the Node-API addon (loads in Node 20 and every later Node)
-//   bundle/server.mjs     what `nullgate serve` runs: the CLI with Fastify inside (see below)
+//   bundle/server.mjs     what `nullgate serve` runs: that verb with Fastify inside (see below)
 // native/binding.ts finds nullgate.node beside the script, so the pair works from any directory.
 //
 // CommonJS, not ESM, for start-up time (docs/performance.md, "Client start-up"): an ESM bundle
@@ -115,14 +115,14 @@ await build({
   logLevel: 'warning',
 });
 
-// The server: bundle/server.mjs, what `nullgate serve` runs (bin/nullgate.js; `serve` alone), ESM
-// with Fastify and its dependencies inside: a server started from it spends about a third less CPU per small
+// The server: bundle/server.mjs, what `nullgate serve` runs (bin/nullgate.js), ESM with Fastify
+// and its dependencies inside: a server started from it spends about a quarter less CPU per small
 // request than the same code loaded from dist/ and node_modules (docs/performance.md, "Bundling
 // decides much of what is left"). One file: split into chunks at each import(), the gain was
-// gone. The library (`createGateway` from the package) stays dist/; the other verbs run from
-// dist/ too, which starts them faster than reading this 2 MiB file. Its sources find the addon,
-// the docs and package.json from import.meta.url, one level below the package root.
-// pino-pretty (a terminal's log lines) stays a package of its own.
+// gone. It holds `serve` alone (cli/server-entry.ts); the library (`createGateway` from the
+// package) and the other verbs stay dist/. Its sources find the addon, the docs and
+// package.json from import.meta.url, one level below the package root. pino-pretty (a
+// terminal's log lines) stays a package of its own.
 await build({
   entryPoints: [path.join(root, 'cli/server-entry.ts')],
   outfile: path.join(out, 'server.mjs'),
