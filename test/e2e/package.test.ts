@@ -69,6 +69,9 @@ describe('the npm package', () => {
       expect(tarball).toBeDefined();
       const listing = run('tar', ['tzf', path.join(work, tarball!)], work).split('\n');
       expect(listing).toContain('package/prebuilds/linux-x64/nullgate.glibc.node');
+      // What `nullgate serve` runs (bin/nullgate.js), beside the addon it loads.
+      expect(listing).toContain('package/bundle/server.mjs');
+      expect(listing).toContain('package/bundle/nullgate.node');
 
       const prefix = path.join(work, 'prefix');
       mkdirSync(prefix);
