@@ -478,7 +478,7 @@ export class FileClient {
       onProgress: options.onProgress,
       offset: append ? offset : 0,
       length,
-      finish: (file: string) => keepLocally(file, remote, keep),
+      finish: (file: string | number) => keepLocally(file, remote, keep),
     };
     let bytes: number;
     try {

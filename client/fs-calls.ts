@@ -18,3 +18,7 @@ export const rm = promisify(fs.rm);
 export const chmod = promisify(fs.chmod);
 export const chown = promisify(fs.chown);
 export const utimes = promisify(fs.utimes);
+export const read = promisify(fs.read);
+export const fchmod = promisify(fs.fchmod);
+export const fchown = promisify(fs.fchown);
+export const futimes = promisify(fs.futimes);

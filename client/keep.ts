@@ -32,25 +32,46 @@ function currentUmask(): number {
   return old;
 }
 
-/** Applies what `keep` asks of a downloaded file's metadata to `file` (owner first: chown clears set-id bits). */
-export async function keepLocally(file: string, meta: RemoteMeta, keep: Keep): Promise<void> {
+/** chown, chmod and utimes of a file by name, or of an open one (an anonymous download: local-file.ts). */
+function fileCalls(file: string | number) {
+  if (typeof file === 'number') {
+    return {
+      chown: (uid: number, gid: number) => fsa.fchown(file, uid, gid),
+      chmod: (mode: number) => fsa.fchmod(file, mode),
+      utimes: (atime: number, mtime: number) => fsa.futimes(file, atime, mtime),
+    };
+  }
+  const name = fsPath(file);
+  return {
+    chown: (uid: number, gid: number) => fsa.chown(name, uid, gid),
+    chmod: (mode: number) => fsa.chmod(name, mode),
+    utimes: (atime: number, mtime: number) => fsa.utimes(name, atime, mtime),
+  };
+}
+
+/**
+ * Applies what `keep` asks of a downloaded file's metadata to `file`, a name or an open fd (owner
+ * first: chown clears set-id bits).
+ */
+export async function keepLocally(file: string | number, meta: RemoteMeta, keep: Keep): Promise<void> {
   if (keep === 'none') return;
+  const calls = fileCalls(file);
   if (keep === 'all') {
     const rule = setRule(processIds(), processIds());
     if (meta.uid !== undefined && meta.gid !== undefined) {
       const owner = ownerUnder(rule, { uid: meta.uid, gid: meta.gid });
-      if (owner !== undefined) await fsa.chown(fsPath(file), owner.uid, owner.gid);
+      if (owner !== undefined) await calls.chown(owner.uid, owner.gid);
     }
-    if (meta.mode !== undefined) await fsa.chmod(fsPath(file), modeUnder(rule, meta.mode));
+    if (meta.mode !== undefined) await calls.chmod(modeUnder(rule, meta.mode));
     if (meta.mtimeNs !== undefined) {
       // Node's utimes takes seconds as a double and sets microseconds: not every nanosecond.
       const NS = 1_000_000_000n;
       const mtime = Number(meta.mtimeNs / NS) + Number(meta.mtimeNs % NS) / 1e9;
-      await fsa.utimes(fsPath(file), Date.now() / 1000, mtime);
+      await calls.utimes(Date.now() / 1000, mtime);
     }
     return;
   }
-  if (meta.mode !== undefined) await fsa.chmod(fsPath(file), meta.mode & 0o777 & ~currentUmask());
+  if (meta.mode !== undefined) await calls.chmod(meta.mode & 0o777 & ~currentUmask());
 }
 
 /** A local file's metadata, from a bigint stat (`{ bigint: true }`: the mtime to the nanosecond). */

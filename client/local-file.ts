@@ -1,17 +1,24 @@
 /**
  * Where downloaded bytes land (`get -o`, `request -o`). A regular file is replaced atomically:
- * the bytes go to a temporary name in the same directory, renamed over it only when complete,
- * so a failed transfer leaves the old file (or none) and no temporary file. Anything that is not
+ * the bytes go to an anonymous file (O_TMPFILE) in the same directory, named over the target
+ * only when complete, so a failed transfer leaves the old file (or none) and nothing else, also
+ * when the process is interrupted or killed (the kernel frees an anonymous file with its last
+ * fd). Where the file system has no O_TMPFILE, a temporary name takes its place, removed on
+ * failure (but left by a SIGKILL). Anything that is not
  * a regular file (`/dev/null`, a FIFO, a terminal) is written in place, as curl does: renaming
  * over it would replace the device node itself. Errors name the file as the user gave it.
  */
 import { constants as fsc, createWriteStream } from 'node:fs';
+import { constants as osc } from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { bytesToName, fsPath } from '../core/name-bytes.js';
+import { native, systemError } from '../native/binding.js';
 import * as fsa from './fs-calls.js';
 import { LocalFileError, PartialTransferError, isAbort, writeError } from './client-error.js';
 import type { BodyReceipt, ResponseBody } from './transport.js';
+
+const { ENOENT, EPERM } = osc.errno;
 
 /** Called as bytes move: `done` so far (including a resumed offset), `total` when known. */
 export type ProgressCallback = (done: number, total: number | undefined) => void;
@@ -36,11 +43,11 @@ export interface SaveOptions {
   /** This body's announced length, for onProgress and for a PartialTransferError. */
   readonly length?: number | undefined;
   /**
-   * Called with the file's path once every byte is written: on the temporary before it is
-   * renamed over the target (so the file never appears with other bits), else on the target.
-   * Not for a target that is not a regular file.
+   * Called once every byte is written, before the file gets the target's name (so it never
+   * appears with other bits): with the anonymous file's fd, or the temporary's path; else with
+   * the target's path (an append). Not for a target that is not a regular file.
    */
-  readonly finish?: ((file: string) => Promise<void>) | undefined;
+  readonly finish?: ((file: string | number) => Promise<void>) | undefined;
 }
 
 /**
@@ -180,18 +187,23 @@ async function writeWhole(
   flags: string,
   shown: string,
   options: SaveOptions,
+  opened: number | undefined,
 ): Promise<number> {
   let fd: number | undefined;
   try {
-    // 'a' writes at the file's end as writeTo's JS path does: at explicit offsets from its size.
-    fd = await fsa.open(fsPath(file), flags === 'a' ? fsc.O_WRONLY | fsc.O_CREAT : flags);
-    // In place ('w': a FIFO, a terminal, /dev/null): in order, at no position.
-    const start = flags === 'a' ? (await fsa.fstat(fd)).size : flags === 'w' ? null : 0;
-    await writeFully(fd, data, start);
-    // A close can report a write the kernel deferred (NFS, quotas): it is part of the write.
-    const closing = fd;
-    fd = undefined;
-    await fsa.close(closing);
+    if (opened !== undefined) {
+      await writeFully(opened, data, 0);
+    } else {
+      // 'a' writes at the file's end as writeTo's JS path does: at explicit offsets from its size.
+      fd = await fsa.open(fsPath(file), flags === 'a' ? fsc.O_WRONLY | fsc.O_CREAT : flags);
+      // In place ('w': a FIFO, a terminal, /dev/null): in order, at no position.
+      const start = flags === 'a' ? (await fsa.fstat(fd)).size : flags === 'w' ? null : 0;
+      await writeFully(fd, data, start);
+      // A close can report a write the kernel deferred (NFS, quotas): it is part of the write.
+      const closing = fd;
+      fd = undefined;
+      await fsa.close(closing);
+    }
   } catch (err) {
     throw writeError(shown, err);
   } finally {
@@ -207,8 +219,9 @@ async function writeWhole(
 
 /**
  * Streams `source` (a response body, or the whole of one: writeWhole) into `file` opened with
- * `flags`. Failures of the file become LocalFileError naming `shown`; a failing source (the
- * connection, mid-body) becomes PartialTransferError, unless it was an abort the caller asked for.
+ * `flags`, or into `opened` (an fd the caller opened and closes: written from offset 0). Failures
+ * of the file become LocalFileError naming `shown`; a failing source (the connection, mid-body)
+ * becomes PartialTransferError, unless it was an abort the caller asked for.
  */
 async function writeTo(
   source: AsyncIterable<Buffer> | Buffer,
@@ -216,8 +229,9 @@ async function writeTo(
   flags: string,
   shown: string,
   options: SaveOptions,
+  opened?: number,
 ): Promise<number> {
-  if (Buffer.isBuffer(source)) return writeWhole(source, file, flags, shown, options);
+  if (Buffer.isBuffer(source)) return writeWhole(source, file, flags, shown, options, opened);
   const body: AsyncIterable<Buffer> = source;
   const { pipeline } = process.getBuiltinModule('node:stream/promises');
   const offset = options.offset ?? 0;
@@ -250,7 +264,7 @@ async function writeTo(
       // O_APPEND would ignore; the native thread writes at the fd's offset, and O_APPEND (which
       // it handles: native/receive.cc) is what puts that at the end.
       const append = fsc.O_WRONLY | fsc.O_CREAT | (receive === undefined ? 0 : fsc.O_APPEND);
-      fd = await fsa.open(fsPath(file), flags === 'a' ? append : flags);
+      fd = opened ?? (await fsa.open(fsPath(file), flags === 'a' ? append : flags));
       const start = flags === 'a' ? (await fsa.fstat(fd)).size : 0;
       const receipt = receive === undefined ? undefined : await receiveReporting(receive, fd, start, options);
       if (receipt !== undefined) {
@@ -273,14 +287,14 @@ async function writeTo(
       // A close can report a write the kernel deferred (NFS, quotas): it is part of the write.
       const closing = fd;
       fd = undefined;
-      await fsa.close(closing);
+      if (closing !== opened) await fsa.close(closing);
     }
   } catch (err) {
     if (sourceError === undefined) throw writeError(shown, err);
     if (isAbort(sourceError.err)) throw sourceError.err;
     throw new PartialTransferError(bytes, options.length, sourceError.err);
   } finally {
-    if (fd !== undefined) await fsa.close(fd).catch(() => undefined);
+    if (fd !== undefined && fd !== opened) await fsa.close(fd).catch(() => undefined);
   }
   return bytes;
 }
@@ -328,7 +342,7 @@ async function receiveReporting(
   }
 }
 
-async function finishFile(file: string, shown: string, options: SaveOptions): Promise<void> {
+async function finishFile(file: string | number, shown: string, options: SaveOptions): Promise<void> {
   try {
     await options.finish?.(file);
   } catch (err) {
@@ -338,8 +352,8 @@ async function finishFile(file: string, shown: string, options: SaveOptions): Pr
 
 /**
  * Saves `source` to `target`: appended (a resumed download), written in place (not a regular
- * file), or through a temporary file renamed over the target when complete (removed on failure).
- * Returns the bytes written.
+ * file), or through an anonymous file (else a temporary one) named over the target when
+ * complete. Returns the bytes written.
  */
 export async function saveTo(
   target: LocalTarget,
@@ -354,9 +368,115 @@ export async function saveTo(
     await finishFile(target.path, target.shown, options);
     return bytes;
   }
+  const anonymous = await openAnonymous(target);
+  if (anonymous !== undefined) return saveAnonymous(anonymous, target, source, options);
+  return saveThroughTemporary(target, (temp) => writeTo(source, temp, 'wx', target.shown, options), options);
+}
+
+/**
+ * An anonymous file (O_TMPFILE, O_RDWR) in the target's directory, or undefined where its file
+ * system has none (EOPNOTSUPP; EISDIR from kernels before 3.11, which open the directory).
+ */
+async function openAnonymous(target: LocalTarget): Promise<number | undefined> {
+  try {
+    return await fsa.open(
+      fsPath(path.dirname(target.path)),
+      native.fsConstants.O_TMPFILE | fsc.O_RDWR,
+      0o666,
+    );
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EOPNOTSUPP' || code === 'EISDIR' || code === 'EINVAL') return undefined;
+    throw writeError(target.shown, err);
+  }
+}
+
+/** `source` into the anonymous file `fd`, its metadata, then the target's name for it. Closes `fd`. */
+async function saveAnonymous(
+  fd: number,
+  target: LocalTarget,
+  source: AsyncIterable<Buffer> | Buffer,
+  options: SaveOptions,
+): Promise<number> {
+  let open = true;
+  try {
+    const bytes = await writeTo(source, target.path, 'wx', target.shown, options, fd);
+    await finishFile(fd, target.shown, options);
+    await nameAnonymous(fd, target, options);
+    open = false;
+    // A close can report a write the kernel deferred (quotas): it is part of the write.
+    await fsa.close(fd).catch((err: unknown) => {
+      throw writeError(target.shown, err);
+    });
+    return bytes;
+  } finally {
+    if (open) await fsa.close(fd).catch(() => undefined);
+  }
+}
+
+/**
+ * Names the anonymous file `fd` at the target, replacing what is there in one rename (a link to
+ * a hidden name first: native/fs_ops.cc fs_link_tmpfile). Naming an fd needs Linux 6.10,
+ * CAP_DAC_READ_SEARCH or /proc (which a chroot may lack): without them, its bytes are copied to
+ * a temporary file instead, renamed over the target as on a file system without O_TMPFILE.
+ */
+async function nameAnonymous(fd: number, target: LocalTarget, options: SaveOptions): Promise<void> {
+  let dir: number;
+  try {
+    dir = await fsa.open(fsPath(path.dirname(target.path)), fsc.O_RDONLY | fsc.O_DIRECTORY);
+  } catch (err) {
+    throw writeError(target.shown, err);
+  }
+  let rc: number;
+  try {
+    rc = await native.fsLinkTmpfile(fd, dir, path.basename(target.path), true);
+  } finally {
+    await fsa.close(dir).catch(() => undefined);
+  }
+  if (rc === 0) return;
+  if (rc !== -ENOENT && rc !== -EPERM) {
+    throw writeError(target.shown, systemError(rc, 'link', { path: target.path }));
+  }
+  await saveThroughTemporary(target, (temp) => copyFile(fd, temp), options);
+}
+
+/** The bytes of `fd` (from offset 0) into a new file `temp`. */
+async function copyFile(fd: number, temp: string): Promise<number> {
+  const out = await fsa.open(fsPath(temp), 'wx');
+  try {
+    const buf = Buffer.allocUnsafe(WRITE_HIGH_WATER);
+    let at = 0;
+    for (;;) {
+      const { bytesRead } = await fsa.read(fd, buf, 0, buf.length, at);
+      if (bytesRead === 0) break;
+      await writeFully(out, buf.subarray(0, bytesRead), at);
+      at += bytesRead;
+    }
+    return at;
+  } finally {
+    await fsa.close(out);
+  }
+}
+
+/**
+ * `write(temp)` into a temporary name beside the target, its metadata, and a rename over the
+ * target; the temporary is removed on failure.
+ */
+async function saveThroughTemporary(
+  target: LocalTarget,
+  write: (temp: string) => Promise<number>,
+  options: SaveOptions,
+): Promise<number> {
   const temp = tempNameFor(target.path);
   try {
-    const bytes = await writeTo(source, temp, 'wx', target.shown, options);
+    let bytes: number;
+    try {
+      bytes = await write(temp);
+    } catch (err) {
+      throw err instanceof LocalFileError || err instanceof PartialTransferError || isAbort(err)
+        ? err
+        : writeError(target.shown, err);
+    }
     await finishFile(temp, target.shown, options);
     try {
       await fsa.rename(fsPath(temp), fsPath(target.path));

@@ -6,21 +6,37 @@
  * cannot be written. Not regular files (/dev/null, a FIFO) stay on the JS path. Real sockets and
  * files throughout: `nullgate serve` in a child process (so this process's fds are the client's
  * alone), a raw server for what nullgate's own server never does, and the bundled CLI.
+ *
+ * Also what any download leaves on disk when it does not finish: the bytes go to an anonymous
+ * file (O_TMPFILE) named over the target only when whole, so an interrupted or killed client
+ * leaves nothing; and the two fallbacks (no O_TMPFILE; an fd that cannot be named) still replace
+ * the target whole, with its metadata.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  constants,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { constants as osc, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PartialTransferError } from '../../client/client-error.js';
 import { connector } from '../../client/connector.js';
 import { FileClient } from '../../client/file-client.js';
 import { httpTransport } from '../../client/http-transport.js';
 import { nativeBodyStats } from '../../client/native-body.js';
 import { listenAbstract } from '../../gateway/listen.js';
+import { native } from '../../native/binding.js';
 import { runFile, type Served, startServe } from '../helpers/cli.js';
 import { openFdCount, uniqueName } from '../helpers/sockets.js';
 import { shape, withMode } from '../helpers/transport.js';
@@ -329,5 +345,81 @@ describe('downloads whose body a native thread moves into the file', () => {
     }
     expect(results[0]).toEqual(results[1]);
     expect(results[0]).toEqual({ code: 23, stderr: 'nullgate: cannot write OUT: file too large\n' });
+  });
+
+  /** The fd of `pid` open on an anonymous file in `dir` (its link reads `DIR/#INODE (deleted)`), if any. */
+  function anonymousFd(pid: number, dir: string): string | undefined {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      const link = `/proc/${pid}/fd/${fd}`;
+      try {
+        const target = readlinkSync(link);
+        if (target.startsWith(`${dir}/#`) && target.endsWith(' (deleted)')) return link;
+      } catch {
+        // Closed meanwhile.
+      }
+    }
+    return undefined;
+  }
+
+  it('the CLI interrupted mid-body (Ctrl-C, SIGTERM, SIGKILL), on either path, leaves no file of any name', async () => {
+    const dir = mkdtempSync(path.join(work, 'signals-'));
+    for (const mode of ['', '0']) {
+      for (const signal of ['SIGINT', 'SIGTERM', 'SIGKILL'] as const) {
+        const child = spawn(
+          process.execPath,
+          [BUNDLE, 'get', '-s', '/stall', '-o', path.join(dir, 'stall.bin'), '--socket', rawName],
+          { env: { ...process.env, NULLGATE_ZERO_COPY_DOWNLOADS: mode }, stdio: 'ignore' },
+        );
+        const exited = new Promise<NodeJS.Signals | null>((r) => child.on('exit', (_code, sig) => r(sig)));
+        // The bytes that came are in the file (a MiB: the JS path writes in batches of one), and
+        // the file has no name.
+        await eventually(
+          () => {
+            const fd = anonymousFd(child.pid!, dir);
+            return fd !== undefined && statSync(fd).size >= MiB;
+          },
+          `${signal}/${mode || 'native'}: a MiB in the anonymous file`,
+        );
+        child.kill(signal);
+        expect(await exited).toBe(signal);
+        expect(readdirSync(dir)).toEqual([]);
+      }
+    }
+  });
+
+  it('where the file system has no O_TMPFILE, or the anonymous file cannot be named, the target is still replaced whole, with its metadata', async () => {
+    const mtime = new Date('2026-11-20T08:00:00Z');
+    utimesSync(path.join(root, 'big.bin'), mtime, mtime);
+    utimesSync(path.join(root, 'small.txt'), mtime, mtime);
+    const client = overHttp(name);
+    const { O_TMPFILE } = native.fsConstants;
+    const link = vi.spyOn(native, 'fsLinkTmpfile');
+    try {
+      for (const fallback of ['no O_TMPFILE', 'no name']) {
+        // open(2) of a directory with O_DIRECTORY | O_RDWR: EISDIR, as kernels before O_TMPFILE answer.
+        if (fallback === 'no O_TMPFILE')
+          (native.fsConstants as { O_TMPFILE: number }).O_TMPFILE = constants.O_DIRECTORY;
+        // linkat(2) without CAP_DAC_READ_SEARCH before Linux 6.10, and no /proc: ENOENT.
+        else link.mockResolvedValue(-osc.errno.ENOENT);
+        for (const remote of ['big.bin', 'small.txt']) {
+          const local = path.join(work, `${fallback}-${remote}`);
+          writeFileSync(local, 'the old version\n');
+          await client.download(`/${remote}`, local, { keep: 'all' });
+          expect(
+            readFileSync(local).equals(readFileSync(path.join(root, remote))),
+            `${fallback}: ${remote}`,
+          ).toBe(true);
+          expect(statSync(local).mtime).toEqual(mtime);
+          expect(statSync(local).mode & 0o7777).toBe(statSync(path.join(root, remote)).mode & 0o7777);
+        }
+        expect(link).toHaveBeenCalledTimes(fallback === 'no name' ? 2 : 0);
+        (native.fsConstants as { O_TMPFILE: number }).O_TMPFILE = O_TMPFILE;
+      }
+    } finally {
+      (native.fsConstants as { O_TMPFILE: number }).O_TMPFILE = O_TMPFILE;
+      link.mockRestore();
+      await client.close();
+    }
+    expect(readdirSync(work).filter((n) => n.startsWith('.'))).toEqual([]);
   });
 });
