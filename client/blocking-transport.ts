@@ -244,9 +244,14 @@ function defineBody(Base: typeof Readable): new (...args: BodyArgs) => BlockingB
       const prefix = held.length > this.left ? held.subarray(0, this.left) : held;
       const rest = this.left - prefix.length;
       if (rest <= 0) return undefined;
-      this.pending = undefined;
       const { receiveFromSocket } = await import('./native-receive.js');
-      setBlocking(this.fd, false);
+      try {
+        setBlocking(this.fd, false);
+      } catch {
+        // Declined, nothing taken: the body is read on this thread, still blocking.
+        return undefined;
+      }
+      this.pending = undefined;
       const outcome = await receiveFromSocket(this.fd, fileFd, prefix, rest, this.idleMs, (cancel) => {
         this.cancelReceive = cancel;
         if (this.destroyed) cancel();

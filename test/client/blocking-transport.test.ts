@@ -10,10 +10,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants as osc, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { blockingTransport } from '../../client/blocking-transport.js';
 import { Client, ClientError, PartialTransferError } from '../../client/index.js';
 import { connector } from '../../client/connector.js';
@@ -22,6 +22,7 @@ import { FileClient } from '../../client/file-client.js';
 import { httpTransport } from '../../client/http-transport.js';
 import { nativeBodyStats } from '../../client/native-receive.js';
 import type { ResponseBody } from '../../client/transport.js';
+import { native } from '../../native/binding.js';
 import { runFile, runNode, type Served, startServe } from '../helpers/cli.js';
 import { openFdCount, uniqueName } from '../helpers/sockets.js';
 import { bodyOf, shape, withMode, simpleVerbAnswers } from '../helpers/transport.js';
@@ -43,6 +44,9 @@ function startRaw(name: string, bodyFile: string): Promise<ChildProcess> {
     child.stdout!.once('data', () => resolve(child));
   });
 }
+
+/** The addon's own setBlocking, for a spy that refuses only some calls. */
+const setBlockingNative = native.setBlocking.bind(native);
 
 describe('the blocking transport (short CLI commands)', () => {
   let root: string;
@@ -108,6 +112,26 @@ describe('the blocking transport (short CLI commands)', () => {
       await client.close();
     }
     expect(openFdCount()).toBe(fds);
+  });
+
+  it('a native receive the socket refuses (fcntl fails) is declined with nothing taken: the body is read on this thread, whole', async () => {
+    const before = nativeBodyStats.receives;
+    const refuse = vi
+      .spyOn(native, 'setBlocking')
+      .mockImplementation((fd: number, blocking: boolean, timeoutMs: number) =>
+        blocking ? setBlockingNative(fd, blocking, timeoutMs) : -osc.errno.EBADF,
+      );
+    const client = overBlocking(name);
+    try {
+      const file = path.join(work, 'declined.bin');
+      expect(await client.download('/big.bin', file)).toMatchObject({ bytes: BIG.length, size: BIG.length });
+      expect(readFileSync(file).equals(BIG)).toBe(true);
+      expect(refuse).toHaveBeenCalledWith(expect.any(Number), false, expect.anything());
+      expect(nativeBodyStats.receives).toBe(before);
+    } finally {
+      refuse.mockRestore();
+      await client.close();
+    }
   });
 
   it('NULLGATE_ZERO_COPY_DOWNLOADS=always and =0: bodies of every size byte-identical on both paths', async () => {
