@@ -8,7 +8,7 @@
  * a regular file (`/dev/null`, a FIFO, a terminal) is written in place, as curl does: renaming
  * over it would replace the device node itself. Errors name the file as the user gave it.
  */
-import { constants as fsc, createWriteStream } from 'node:fs';
+import { closeSync, constants as fsc, createWriteStream, openSync } from 'node:fs';
 import { constants as osc } from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -421,9 +421,11 @@ async function saveAnonymous(
  * a temporary file instead, renamed over the target as on a file system without O_TMPFILE.
  */
 async function nameAnonymous(fd: number, target: LocalTarget, options: SaveOptions): Promise<void> {
+  // Opened and closed synchronously: a directory open waits for no disk, and a thread-pool
+  // round trip each would add to a short `get`'s start-up.
   let dir: number;
   try {
-    dir = await fsa.open(fsPath(path.dirname(target.path)), fsc.O_RDONLY | fsc.O_DIRECTORY);
+    dir = openSync(fsPath(path.dirname(target.path)), native.fsConstants.O_PATH | fsc.O_DIRECTORY);
   } catch (err) {
     throw writeError(target.shown, err);
   }
@@ -431,7 +433,7 @@ async function nameAnonymous(fd: number, target: LocalTarget, options: SaveOptio
   try {
     rc = await native.fsLinkTmpfile(fd, dir, path.basename(target.path), true);
   } finally {
-    await fsa.close(dir).catch(() => undefined);
+    closeSync(dir);
   }
   if (rc === 0) return;
   if (rc !== -ENOENT && rc !== -EPERM) {
