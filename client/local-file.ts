@@ -18,7 +18,7 @@ import * as fsa from './fs-calls.js';
 import { LocalFileError, PartialTransferError, isAbort, writeError } from './client-error.js';
 import type { BodyReceipt, ResponseBody } from './transport.js';
 
-const { ENOENT, EPERM } = osc.errno;
+const { EEXIST, ENOENT, EPERM } = osc.errno;
 
 /** Called as bytes move: `done` so far (including a resumed offset), `total` when known. */
 export type ProgressCallback = (done: number, total: number | undefined) => void;
@@ -415,8 +415,8 @@ async function saveAnonymous(
 }
 
 /**
- * Names the anonymous file `fd` at the target, replacing what is there in one rename (a link to
- * a hidden name first: native/fs_ops.cc fs_link_tmpfile). Naming an fd needs Linux 6.10,
+ * Names the anonymous file `fd` at the target: one link where there was no file, else replacing
+ * what is there in one rename (a link to a hidden name first: native/fs_ops.cc fs_link_tmpfile). Naming an fd needs Linux 6.10,
  * CAP_DAC_READ_SEARCH or /proc (which a chroot may lack): without them, its bytes are copied to
  * a temporary file instead, renamed over the target as on a file system without O_TMPFILE.
  */
@@ -429,9 +429,12 @@ async function nameAnonymous(fd: number, target: LocalTarget, options: SaveOptio
   } catch (err) {
     throw writeError(target.shown, err);
   }
+  const name = path.basename(target.path);
   let rc: number;
   try {
-    rc = await native.fsLinkTmpfile(fd, dir, path.basename(target.path), true);
+    // Where there was no file, one link names it (EEXIST if one appeared meanwhile: replaced then).
+    rc = target.mtimeNs === undefined ? await native.fsLinkTmpfile(fd, dir, name, false) : -EEXIST;
+    if (rc === -EEXIST) rc = await native.fsLinkTmpfile(fd, dir, name, true);
   } finally {
     closeSync(dir);
   }

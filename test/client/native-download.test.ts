@@ -387,6 +387,31 @@ describe('downloads whose body a native thread moves into the file', () => {
     }
   });
 
+  it('a new name takes one link; a file that appears at it meanwhile is replaced, as one that was there', async () => {
+    const client = overHttp(name);
+    const link = vi.spyOn(native, 'fsLinkTmpfile');
+    try {
+      const fresh = path.join(work, 'fresh.txt');
+      await client.download('/small.txt', fresh);
+      expect(link.mock.calls.map((c) => c[3])).toEqual([false]);
+      // Something made the file between the look at the target and the link: EEXIST, then replace.
+      link.mockClear();
+      link.mockResolvedValueOnce(-osc.errno.EEXIST);
+      const raced = path.join(work, 'raced.txt');
+      await client.download('/small.txt', raced);
+      expect(link.mock.calls.map((c) => c[3])).toEqual([false, true]);
+      expect(readFileSync(raced, 'utf8')).toBe('small\n');
+      // A file that was there: replaced at once.
+      link.mockClear();
+      await client.download('/small.txt', raced);
+      expect(link.mock.calls.map((c) => c[3])).toEqual([true]);
+    } finally {
+      link.mockRestore();
+      await client.close();
+    }
+    expect(readdirSync(work).filter((n) => n.startsWith('.'))).toEqual([]);
+  });
+
   it('where the file system has no O_TMPFILE, or the anonymous file cannot be named, the target is still replaced whole, with its metadata', async () => {
     const mtime = new Date('2026-11-20T08:00:00Z');
     utimesSync(path.join(root, 'big.bin'), mtime, mtime);
