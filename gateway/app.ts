@@ -19,7 +19,7 @@ import Fastify, {
   type FastifyServerOptions,
 } from 'fastify';
 import type { PeerCredentials } from '../native/binding.js';
-import { markDefaultValidator, requireFromFastify } from '../native/node-internals.js';
+import { GatewayResponse, markDefaultValidator, requireFromFastify } from '../native/node-internals.js';
 import { codeForStatus, type ErrorCode, errorBody, isNullgateError } from '../core/errors.js';
 import { closeAfterResponse } from '../routes/linger.js';
 import { framingRefusal, refuseConnect } from './framing.js';
@@ -145,6 +145,8 @@ function fastifyOptions(options: AppOptions, limits: Limits, limitHit: LimitHit)
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     requestTimeout: limits.requestTimeoutMs,
     http: {
+      // Writes the checked header block a route offers (a small file's 200) as it is.
+      ServerResponse: GatewayResponse,
       maxHeaderSize: limits.maxHeaderSize,
       headersTimeout: limits.headersTimeoutMs,
       // Check the header/request timers every second (Node's default, 30 s, lets a slowloris

@@ -13,7 +13,7 @@
  * reach into undici (client/undici-core.ts) already has a file of its own (the test above
  * checks that one too).
  */
-import type { ServerResponse } from 'node:http';
+import { type IncomingMessage, ServerResponse, validateHeaderName, validateHeaderValue } from 'node:http';
 import { createRequire } from 'node:module';
 import { type Server, Socket } from 'node:net';
 
@@ -346,4 +346,86 @@ export function markDefaultValidator(app: object): boolean {
   if (typeof controller?.isCustomValidatorCompiler !== 'boolean') return false;
   controller.isCustomValidatorCompiler = false;
   return true;
+}
+
+/**
+ * A response's header fields written as one checked block: what a route answers the same way
+ * many times (a small file's 200) skips Node's per-field work. `writeHead` hands
+ * `OutgoingMessage._storeHeader` the fields object, and Node checks every name and value with two
+ * regular expressions, lowercases each name and appends each line, on every response
+ * (docs/performance.md, "Where the rest goes, bundled"). Here the names and values are checked
+ * once, with Node's own validateHeaderName/Value, when the block is made.
+ */
+export class PrebuiltFields {
+  /** The lines of every field but Content-Length, each ending in CRLF. */
+  readonly #lines: string;
+  readonly #fields: Readonly<Record<string, string>>;
+  readonly #count: number;
+
+  /** `fields`: lower-case names, string values, a content-length among them. Throws when Node would refuse one. */
+  constructor(fields: Readonly<Record<string, string>>) {
+    let lines = '';
+    let count = 0;
+    for (const [name, value] of Object.entries(fields)) {
+      validateHeaderName(name);
+      validateHeaderValue(name, value);
+      count++;
+      if (name !== 'content-length') lines += `${name}: ${value}\r\n`;
+    }
+    if (fields['content-length'] === undefined) throw new TypeError('PrebuiltFields: no content-length');
+    this.#lines = lines;
+    this.#fields = fields;
+    this.#count = count;
+  }
+
+  /** True when `headers` holds exactly these fields (a hook added, removed or changed none). */
+  matches(headers: unknown): headers is Record<string, string> {
+    if (headers === null || typeof headers !== 'object' || Array.isArray(headers)) return false;
+    const own = this.#fields;
+    let count = 0;
+    for (const name in headers) {
+      if ((headers as Record<string, unknown>)[name] !== own[name]) return false;
+      count++;
+    }
+    return count === this.#count;
+  }
+
+  get lines(): string {
+    return this.#lines;
+  }
+}
+
+/** Node's `_storeHeader(firstLine, headers)`: builds the header block writeHead sends. */
+type StoreHeader = (this: ServerResponse, firstLine: string, headers: unknown) => void;
+const storeHeader = (ServerResponse.prototype as unknown as { _storeHeader: StoreHeader })._storeHeader;
+
+/** How often a prebuilt block was written (tests). */
+export const prebuiltStats = { used: 0 };
+
+/**
+ * http.Server's response class for the gateway (`http.createServer({ ServerResponse })`): when a
+ * route offered a PrebuiltFields (offerPrebuilt) and writeHead gets exactly those fields, their
+ * block goes out as it is, and only Content-Length goes through Node's own handling (which also
+ * decides keep-alive and framing from it). Anything else — a hook that added, changed or removed
+ * a field, fields set on the raw response — takes Node's path unchanged.
+ */
+export class GatewayResponse<
+  Request extends IncomingMessage = IncomingMessage,
+> extends ServerResponse<Request> {
+  prebuilt: PrebuiltFields | undefined = undefined;
+
+  _storeHeader(firstLine: string, headers: unknown): void {
+    const prebuilt = this.prebuilt;
+    if (prebuilt !== undefined && prebuilt.matches(headers)) {
+      prebuiltStats.used++;
+      storeHeader.call(this, firstLine + prebuilt.lines, [['content-length', headers['content-length']]]);
+      return;
+    }
+    storeHeader.call(this, firstLine, headers);
+  }
+}
+
+/** Offers `fields` for the block of `res`'s header (a no-op on a response of another server). */
+export function offerPrebuilt(res: ServerResponse, fields: PrebuiltFields): void {
+  if (res instanceof GatewayResponse) res.prebuilt = fields;
 }

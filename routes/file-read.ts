@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type BeneathRoot, type BeneathStat, closeFd } from '../native/beneath.js';
-import { setReplyFields } from '../native/node-internals.js';
+import { offerPrebuilt, PrebuiltFields, setReplyFields } from '../native/node-internals.js';
 import { fsError, ngError } from '../core/errors.js';
 import { evaluatePreconditions, ifRangeAllows, type Representation } from './conditional.js';
 import { contentTypeFor } from './content-type.js';
@@ -119,7 +119,12 @@ interface Described {
   readonly rep: FileRepresentation;
   readonly fields: Record<string, string>;
   /** The fields of a 200 with the whole file, for the name they were made for (wholeFields). */
-  whole?: { readonly shown: string; readonly fields: Record<string, string> };
+  whole?: {
+    readonly shown: string;
+    readonly fields: Record<string, string>;
+    /** The same fields as one checked header block (native/node-internals.ts). */
+    readonly prebuilt: PrebuiltFields | undefined;
+  };
 }
 
 const describedMemo = new WeakMap<BeneathStat, Described>();
@@ -181,7 +186,9 @@ function sendWhole(
   const known = described(st);
   // The common case, no precondition or one that passes: every field of the answer at once.
   if (evaluatePreconditions(request.method, request.headers, known.rep) === 'proceed') {
-    setReplyFields(reply, wholeFields(known, st, shown));
+    const whole = wholeFields(known, st, shown);
+    setReplyFields(reply, whole.fields);
+    if (whole.prebuilt !== undefined) offerPrebuilt(reply.raw, whole.prebuilt);
     return reply.code(200).send(request.method === 'HEAD' ? undefined : data);
   }
   if (describe(st, shown, request, reply) === undefined) return reply;
@@ -191,20 +198,25 @@ function sendWhole(
 
 /**
  * The fields of a 200 with the whole file: the status's, its type and its length, in the order
- * the other answers set them. Made once per status object and name (a cached file's repeat).
+ * the other answers set them, and their header block. Made once per status object and name (a
+ * cached file's repeat).
  */
-function wholeFields(known: Described, st: BeneathStat, shown: string): Record<string, string> {
+function wholeFields(known: Described, st: BeneathStat, shown: string): NonNullable<Described['whole']> {
   if (known.whole?.shown !== shown) {
-    known.whole = {
-      shown,
-      fields: {
-        ...known.fields,
-        'content-type': contentTypeFor(shown),
-        'content-length': String(st.size),
-      },
+    const fields = {
+      ...known.fields,
+      'content-type': contentTypeFor(shown),
+      'content-length': String(st.size),
     };
+    let prebuilt: PrebuiltFields | undefined;
+    try {
+      prebuilt = new PrebuiltFields(fields);
+    } catch {
+      // A field Node would refuse: the answer takes Node's path, which reports it.
+    }
+    known.whole = { shown, fields, prebuilt };
   }
-  return known.whole.fields;
+  return known.whole;
 }
 
 /** Takes ownership of the source's fd: it is closed when the response is done, whatever happens. */

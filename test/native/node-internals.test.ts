@@ -16,6 +16,10 @@ import { native } from '../../native/binding.js';
 import {
   adoptConnection,
   closeResponse,
+  GatewayResponse,
+  PrebuiltFields,
+  offerPrebuilt,
+  prebuiltStats,
   connectionServer,
   handleStopped,
   heldReadingStats,
@@ -347,6 +351,80 @@ describe(`Node ${process.version}: the shapes native/node-internals.ts relies on
 type ValidatorFactory = NonNullable<
   NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>['buildValidator']
 >;
+
+describe(`Node ${process.version}: GatewayResponse's prebuilt header block (OutgoingMessage._storeHeader)`, () => {
+  const fields = {
+    etag: '"1-2-400-3"',
+    'x-nullgate-mode': '0644',
+    'content-type': 'application/octet-stream',
+    'content-length': '5',
+  };
+  const prebuilt = new PrebuiltFields(fields);
+  /** What a handler does to the response (Fastify: writeHead with its fields object, write, end). */
+  type Answer = (res: ServerResponse, head: boolean) => void;
+  const answers: Record<string, Answer> = {
+    same: (res, head) => {
+      res.writeHead(200, { ...fields });
+      res.end(head ? undefined : 'hello');
+    },
+    added: (res) => {
+      res.writeHead(200, { ...fields, 'x-added': 'yes' });
+      res.end('hello');
+    },
+    changed: (res) => {
+      res.writeHead(200, { ...fields, etag: '"other"' });
+      res.end('hello');
+    },
+    setHeader: (res) => {
+      res.setHeader('x-set', 'yes');
+      res.writeHead(200, { ...fields });
+      res.end('hello');
+    },
+  };
+
+  /** The bytes two servers write for `request` (the Date lines dropped): Node's own, and with the block offered. */
+  async function both(answer: Answer, request: string): Promise<[string, string]> {
+    const out: string[] = [];
+    for (const Response of [ServerResponse, GatewayResponse]) {
+      const s = createServer({ ServerResponse: Response }, (req, res) => {
+        offerPrebuilt(res, prebuilt);
+        answer(res, req.method === 'HEAD');
+      });
+      const name = uniqueName('prebuilt');
+      await listenAbstract(s, name);
+      const r = await rawRequest(name, request);
+      await new Promise((resolve) => s.close(resolve));
+      out.push(r.raw.toString('latin1').replace(/^Date: .*\r\n/gm, ''));
+    }
+    return [out[0]!, out[1]!];
+  }
+
+  it('the same bytes as Node writes, keep-alive, pipelining, HEAD and HTTP/1.0 included; the block only for the very fields it was made of', async () => {
+    const pipelined =
+      'GET /a HTTP/1.1\r\nHost: x\r\n\r\nHEAD /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n';
+    const before = prebuiltStats.used;
+    const [node, gateway] = await both(answers.same!, pipelined);
+    expect(gateway).toBe(node);
+    expect(node.match(/HTTP\/1\.1 200 OK/g)).toHaveLength(3);
+    expect(node).toContain('etag: "1-2-400-3"\r\nx-nullgate-mode: 0644\r\n');
+    expect(prebuiltStats.used).toBe(before + 3);
+    const [node10, gateway10] = await both(answers.same!, 'GET /a HTTP/1.0\r\n\r\n');
+    expect(gateway10).toBe(node10);
+    expect(prebuiltStats.used).toBe(before + 4);
+    for (const other of ['added', 'changed', 'setHeader']) {
+      const [n, g] = await both(answers[other]!, get('/x'));
+      expect(g, other).toBe(n);
+      expect(n, other).toMatch(/x-added: yes|etag: "other"|x-set: yes/);
+    }
+    expect(prebuiltStats.used).toBe(before + 4);
+  });
+
+  it('a field Node would refuse is refused when the block is made', () => {
+    expect(() => new PrebuiltFields({ 'bad name': 'x', 'content-length': '1' })).toThrow();
+    expect(() => new PrebuiltFields({ etag: 'a\r\nb', 'content-length': '1' })).toThrow();
+    expect(() => new PrebuiltFields({ etag: 'x' })).toThrow();
+  });
+});
 
 describe("Fastify's validator mark", () => {
   it('markDefaultValidator: a buildValidator option no longer counts as a custom compiler', async () => {

@@ -24,6 +24,9 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../gateway/app.js';
 import { BeneathRoot } from '../../native/beneath.js';
 import { SETTLE_MS, SmallFileCache } from '../../routes/small-file-cache.js';
+import { listenAbstract } from '../../gateway/listen.js';
+import { prebuiltStats } from '../../native/node-internals.js';
+import { rawRequest, uniqueName } from '../helpers/sockets.js';
 
 /** Waits until the real clock is well past `file`'s ctime, so a change now stamps a later one. */
 async function pastCtimeOf(file: string): Promise<void> {
@@ -222,6 +225,43 @@ describe('GET /files answers from the cache, never stale', () => {
     expect(late.headers['x-seen']).toBe('yes');
     for (const res of [plain, late, again]) expect(res.headers['x-early']).toBeUndefined();
     for (const res of [plain, marked, again]) expect(res.headers['x-seen']).toBeUndefined();
+  });
+
+  it("over a real socket, a kept file's fields go out as one checked block; a hook's edits take Node's path", async () => {
+    writeFileSync(path.join(dir, 'b.txt'), 'block');
+    const name = uniqueName('small-block');
+    await listenAbstract(app.server, name);
+    const before = prebuiltStats.used;
+    const first = await rawRequest(name, 'GET /files/b.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const second = await rawRequest(
+      name,
+      'GET /files/b.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    );
+    expect(prebuiltStats.used).toBe(before + 2);
+    const shown = (raw: Buffer) => raw.toString('latin1').replace(/^Date: .*\r\n/m, '');
+    expect(shown(second.raw)).toBe(shown(first.raw));
+    expect(first.body.toString()).toBe('block');
+    expect(first.headers).toMatchObject({
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': '5',
+      'accept-ranges': 'bytes',
+      'x-nullgate-mode': expect.stringMatching(/^0[0-7]{3}$/),
+    });
+    await app.close();
+    app = buildApp({ root: dir, logLevel: false });
+    app.addHook('onSend', async (_request, reply) => {
+      void reply.header('x-hook', 'yes');
+    });
+    await app.ready();
+    const other = uniqueName('small-block-hook');
+    await listenAbstract(app.server, other);
+    const hooked = await rawRequest(
+      other,
+      'GET /files/b.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    );
+    expect(hooked.headers['x-hook']).toBe('yes');
+    expect(hooked.body.toString()).toBe('block');
+    expect(prebuiltStats.used).toBe(before + 2);
   });
 
   it('answers conditional and HEAD requests for a kept file as for any other', async () => {
