@@ -68,7 +68,7 @@ describe('nullgate serve limit flags', () => {
       '--request-timeout',
       '4',
       '--idle-timeout',
-      '3',
+      '6',
       '--keep-alive-timeout',
       '1',
     ]);
@@ -144,8 +144,9 @@ describe('nullgate serve limit flags', () => {
   }, 30_000);
 
   it('--keep-alive-timeout closes a kept-alive connection; one that never speaks is cut with a 408', async () => {
-    // Never says a word: its request does not begin within the headers timeout (2 s, before the
-    // idle timeout's 3 s), which answers 408 and closes.
+    // Never says a word: its request does not begin within the headers timeout (2 s, found by a
+    // check every second, so within 3 s: well before the idle timeout's 6 s, which would close it
+    // without a word; at 3 s the two raced), which answers 408 and closes.
     const silent = await openConnection(server.name);
     open.push(silent);
     // One request, then silence on a kept-alive connection: closed by the keep-alive timeout
