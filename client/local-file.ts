@@ -4,9 +4,9 @@
  * only when complete, so a failed transfer leaves the old file (or none) and nothing else, also
  * when the process is interrupted or killed (the kernel frees an anonymous file with its last
  * fd). Where the file system has no O_TMPFILE, a temporary name takes its place, removed on
- * failure (but left by a SIGKILL). Anything that is not
- * a regular file (`/dev/null`, a FIFO, a terminal) is written in place, as curl does: renaming
- * over it would replace the device node itself. Errors name the file as the user gave it.
+ * failure (but left by an interrupt or a kill). Anything that is not a regular file (`/dev/null`,
+ * a FIFO, a terminal) is written in place, as curl does: renaming over it would replace the
+ * device node itself. Errors name the file as the user gave it.
  */
 import { closeSync, constants as fsc, createWriteStream, openSync } from 'node:fs';
 import { constants as osc } from 'node:os';
@@ -416,9 +416,10 @@ async function saveAnonymous(
 
 /**
  * Names the anonymous file `fd` at the target: one link where there was no file, else replacing
- * what is there in one rename (a link to a hidden name first: native/fs_ops.cc fs_link_tmpfile). Naming an fd needs Linux 6.10,
- * CAP_DAC_READ_SEARCH or /proc (which a chroot may lack): without them, its bytes are copied to
- * a temporary file instead, renamed over the target as on a file system without O_TMPFILE.
+ * what is there in one rename (a link to a hidden name first: native/fs_ops.cc fs_link_tmpfile).
+ * Naming an fd needs Linux 6.10, CAP_DAC_READ_SEARCH or /proc (which a chroot may lack): without
+ * them, its bytes are copied to a temporary file instead, renamed over the target as on a file
+ * system without O_TMPFILE.
  */
 async function nameAnonymous(fd: number, target: LocalTarget, options: SaveOptions): Promise<void> {
   // Opened and closed synchronously: a directory open waits for no disk, and a thread-pool
@@ -442,30 +443,41 @@ async function nameAnonymous(fd: number, target: LocalTarget, options: SaveOptio
   if (rc !== -ENOENT && rc !== -EPERM) {
     throw writeError(target.shown, systemError(rc, 'link', { path: target.path }));
   }
-  await saveThroughTemporary(target, (temp) => copyFile(fd, temp), options);
+  await saveThroughTemporary(
+    target,
+    (temp) =>
+      copyFile(fd, temp).catch((err: unknown) => {
+        throw writeError(target.shown, err);
+      }),
+    options,
+  );
 }
 
 /** The bytes of `fd` (from offset 0) into a new file `temp`. */
 async function copyFile(fd: number, temp: string): Promise<number> {
   const out = await fsa.open(fsPath(temp), 'wx');
+  let at = 0;
   try {
     const buf = Buffer.allocUnsafe(WRITE_HIGH_WATER);
-    let at = 0;
     for (;;) {
       const { bytesRead } = await fsa.read(fd, buf, 0, buf.length, at);
       if (bytesRead === 0) break;
       await writeFully(out, buf.subarray(0, bytesRead), at);
       at += bytesRead;
     }
-    return at;
-  } finally {
-    await fsa.close(out);
+  } catch (err) {
+    await fsa.close(out).catch(() => undefined);
+    throw err;
   }
+  // A close can report a write the kernel deferred (NFS, quotas): it is part of the write.
+  await fsa.close(out);
+  return at;
 }
 
 /**
- * `write(temp)` into a temporary name beside the target, its metadata, and a rename over the
- * target; the temporary is removed on failure.
+ * `write(temp)` into a temporary name beside the target (its failures already shaped as
+ * LocalFileError, PartialTransferError or an abort), its metadata, and a rename over the target;
+ * the temporary is removed on failure.
  */
 async function saveThroughTemporary(
   target: LocalTarget,
@@ -474,14 +486,7 @@ async function saveThroughTemporary(
 ): Promise<number> {
   const temp = tempNameFor(target.path);
   try {
-    let bytes: number;
-    try {
-      bytes = await write(temp);
-    } catch (err) {
-      throw err instanceof LocalFileError || err instanceof PartialTransferError || isAbort(err)
-        ? err
-        : writeError(target.shown, err);
-    }
+    const bytes = await write(temp);
     await finishFile(temp, target.shown, options);
     try {
       await fsa.rename(fsPath(temp), fsPath(target.path));
