@@ -101,13 +101,22 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
     if (!request.raw.complete) closeAfterResponse(reply);
     throw err;
   };
-  const dispatch = (request: FastifyRequest, reply: FastifyReply): FastifyReply | Promise<unknown> => {
+  // The same for an answer made after the handler returned (a kept small file is answered at
+  // the end of the event loop's turn, routes/file-read.ts): told to Fastify through the reply.
+  const refusedLater = (request: FastifyRequest, reply: FastifyReply, err: unknown): void => {
+    if (!request.raw.complete) closeAfterResponse(reply);
+    void reply.send(err);
+  };
+  const dispatch = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): FastifyReply | Promise<unknown> | undefined => {
     const { read, write, resume, writable } = contexts.get(treeOf(request))!;
     const path = guard(request, writable);
     switch (request.method) {
       case 'GET':
       case 'HEAD':
-        return getPath(read, path, request, reply);
+        return getPath(read, path, request, reply, refusedLater);
       case 'PUT':
         if (resume && wantsResumable(request)) return createUpload(resume, path, request, reply);
         return upload(write, path, request, reply);

@@ -23,6 +23,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../gateway/app.js';
 import { BeneathRoot } from '../../native/beneath.js';
+import { statSlots } from '../../native/small-file.js';
 import { SETTLE_MS, SmallFileCache } from '../../routes/small-file-cache.js';
 import { listenAbstract } from '../../gateway/listen.js';
 import { prebuiltStats } from '../../native/node-internals.js';
@@ -137,6 +138,65 @@ describe('SmallFileCache', () => {
     expect(off.get('n1')?.data[0]).toBe(1);
     expect(off.size).toBe(0);
   });
+
+  /** A cache whose revalidating fstatat calls are counted, per name. */
+  const counted = () => {
+    const stats: string[] = [];
+    const cache = new SmallFileCache(root, {
+      now: later,
+      stat: (r, rel, out) => {
+        stats.push(rel);
+        return statSlots(r, rel, out);
+      },
+    });
+    return { cache, stats };
+  };
+  /** What `later` answers for each name, once the turn is over. */
+  const answered = async (cache: SmallFileCache, rels: string[]) => {
+    const answers = await Promise.all(
+      rels.map(
+        (rel) =>
+          new Promise<string | undefined>((resolve) =>
+            cache.later(rel, (file) => resolve(file?.data.toString())),
+          ),
+      ),
+    );
+    return answers;
+  };
+
+  it('answers the requests of one turn with one fstatat per kept file, in the order they came', async () => {
+    writeFileSync(path.join(dir, 'ta'), 'a');
+    writeFileSync(path.join(dir, 'tb'), 'b');
+    const { cache, stats } = counted();
+    cache.get('ta');
+    cache.get('tb');
+    expect(cache.keeps('ta') && cache.keeps('tb')).toBe(true);
+    expect(cache.keeps('tc')).toBe(false);
+    const order: string[] = [];
+    const rels = ['ta', 'tb', 'ta', 'ta', 'tb'];
+    for (const [i, rel] of rels.entries()) cache.later(rel, () => order.push(`${i}`));
+    expect(await answered(cache, rels)).toEqual(['a', 'b', 'a', 'a', 'b']);
+    expect(order).toEqual(['0', '1', '2', '3', '4']);
+    expect(stats.sort()).toEqual(['ta', 'tb']);
+    // The next turn revalidates again: nothing carried over.
+    expect(await answered(cache, ['ta'])).toEqual(['a']);
+    expect(stats).toHaveLength(3);
+  });
+
+  it('sees a change made before the turn ends, for every request waiting in it', async () => {
+    const file = path.join(dir, 'tw');
+    writeFileSync(file, 'one');
+    const { cache } = counted();
+    expect(cache.get('tw')?.data.toString()).toBe('one');
+    await pastCtimeOf(file);
+    const waiting = answered(cache, ['tw', 'tw']);
+    // After the requests were read, before their turn is over: as for a request of its own.
+    writeFileSync(`${file}.new`, 'two');
+    renameSync(`${file}.new`, file);
+    expect(await waiting).toEqual(['two', 'two']);
+    rmSync(file);
+    expect(await answered(cache, ['tw'])).toEqual([undefined]);
+  });
 });
 
 describe('GET /files answers from the cache, never stale', () => {
@@ -175,6 +235,28 @@ describe('GET /files answers from the cache, never stale', () => {
     writeFileSync(`${file}.new`, 'six');
     renameSync(`${file}.new`, file);
     expect(await get('/files/f.txt')).toMatchObject({ status: 200, body: 'six' });
+  });
+
+  it('answers the many requests of one turn each whole, and their failures in the JSON shape', async () => {
+    const file = path.join(dir, 'm.txt');
+    writeFileSync(file, 'many');
+    expect(await get('/files/m.txt')).toMatchObject({ status: 200, body: 'many' });
+    const answers = await Promise.all(Array.from({ length: 8 }, () => get('/files/m.txt')));
+    for (const answer of answers) expect(answer).toMatchObject({ status: 200, body: 'many' });
+    const ranged = await app.inject({ method: 'GET', url: '/files/m.txt', headers: { range: 'bytes=1-2' } });
+    expect([ranged.statusCode, ranged.body]).toEqual([206, 'an']);
+    // Failures of an answer made after the handler returned reach the error handler.
+    const failed = await app.inject({
+      method: 'GET',
+      url: '/files/m.txt',
+      headers: { 'if-match': '"other"' },
+    });
+    expect(failed.statusCode).toBe(412);
+    expect(JSON.parse(failed.body)).toMatchObject({ code: 'NG_ERR_PRECONDITION_FAILED' });
+    rmSync(file);
+    const gone = await app.inject({ method: 'GET', url: '/files/m.txt' });
+    expect(gone.statusCode).toBe(404);
+    expect(JSON.parse(gone.body)).toMatchObject({ code: 'NG_ERR_NOT_FOUND' });
   });
 
   it('a directory on the path swapped for a symlink out of the root is refused', async () => {
