@@ -361,28 +361,34 @@ describe('downloads whose body a native thread moves into the file', () => {
     return undefined;
   }
 
-  it('the CLI interrupted mid-body (Ctrl-C, SIGTERM, SIGKILL), on either path, leaves no file of any name', async () => {
+  it('the CLI interrupted mid-body (Ctrl-C, SIGTERM, SIGKILL), get -o and request -o, on either path, leaves no file of any name', async () => {
     const dir = mkdtempSync(path.join(work, 'signals-'));
-    for (const mode of ['', '0']) {
-      for (const signal of ['SIGINT', 'SIGTERM', 'SIGKILL'] as const) {
-        const child = spawn(
-          process.execPath,
-          [BUNDLE, 'get', '-s', '/stall', '-o', path.join(dir, 'stall.bin'), '--socket', rawName],
-          { env: { ...process.env, NULLGATE_ZERO_COPY_DOWNLOADS: mode }, stdio: 'ignore' },
-        );
-        const exited = new Promise<NodeJS.Signals | null>((r) => child.on('exit', (_code, sig) => r(sig)));
-        // The bytes that came are in the file (a MiB: the JS path writes in batches of one), and
-        // the file has no name.
-        await eventually(
-          () => {
-            const fd = anonymousFd(child.pid!, dir);
-            return fd !== undefined && statSync(fd).size >= MiB;
-          },
-          `${signal}/${mode || 'native'}: a MiB in the anonymous file`,
-        );
-        child.kill(signal);
-        expect(await exited).toBe(signal);
-        expect(readdirSync(dir)).toEqual([]);
+    const verbs = {
+      get: ['get', '-s', '/stall'],
+      request: ['request', '/files/stall'],
+    } as const;
+    for (const [verb, args] of Object.entries(verbs)) {
+      for (const mode of ['', '0']) {
+        for (const signal of ['SIGINT', 'SIGTERM', 'SIGKILL'] as const) {
+          const child = spawn(
+            process.execPath,
+            [BUNDLE, ...args, '-o', path.join(dir, 'stall.bin'), '--socket', rawName],
+            { env: { ...process.env, NULLGATE_ZERO_COPY_DOWNLOADS: mode }, stdio: 'ignore' },
+          );
+          const exited = new Promise<NodeJS.Signals | null>((r) => child.on('exit', (_code, sig) => r(sig)));
+          // The bytes that came are in the file (a MiB: the JS path writes in batches of one), and
+          // the file has no name.
+          await eventually(
+            () => {
+              const fd = anonymousFd(child.pid!, dir);
+              return fd !== undefined && statSync(fd).size >= MiB;
+            },
+            `${verb} ${signal}/${mode || 'native'}: a MiB in the anonymous file`,
+          );
+          child.kill(signal);
+          expect(await exited).toBe(signal);
+          expect(readdirSync(dir)).toEqual([]);
+        }
       }
     }
   });
