@@ -171,6 +171,8 @@ const HIGH_ESCAPE = /%([89a-f][0-9a-f])/gi;
  */
 export function routableUrl(req: { url?: string | undefined }): string {
   const url = req.url ?? '/';
+  // No escape anywhere (most requests): nothing decodeURI could fail on, no search for the query.
+  if (!url.includes('%')) return url;
   const cut = url.search(/[?#]/);
   const path = cut === -1 ? url : url.slice(0, cut);
   if (!path.includes('%')) return url;
