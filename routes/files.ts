@@ -97,14 +97,17 @@ export const filesRoutes: FastifyPluginAsync<FilesOptions> = async (app, options
   // Refused before the body was read whole (413 by Content-Length, 403, 412, …): reading the
   // rest only to discard it could mean gigabytes, and on a kept-alive connection the unread
   // body would be parsed as the next request. Close after the answer (RFC 9112 §9.6).
-  const refused = (request: FastifyRequest, reply: FastifyReply, err: unknown): never => {
+  const closeUnlessWhole = (request: FastifyRequest, reply: FastifyReply): void => {
     if (!request.raw.complete) closeAfterResponse(reply);
+  };
+  const refused = (request: FastifyRequest, reply: FastifyReply, err: unknown): never => {
+    closeUnlessWhole(request, reply);
     throw err;
   };
   // The same for an answer made after the handler returned (a kept small file is answered at
   // the end of the event loop's turn, routes/file-read.ts): told to Fastify through the reply.
   const refusedLater = (request: FastifyRequest, reply: FastifyReply, err: unknown): void => {
-    if (!request.raw.complete) closeAfterResponse(reply);
+    closeUnlessWhole(request, reply);
     void reply.send(err);
   };
   const dispatch = (
